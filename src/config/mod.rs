@@ -1,0 +1,354 @@
+//! deploy.yml: the model, loading with located errors, semantic validation, JSON Schema.
+//!
+//! Loading is three passes, each reporting every problem it finds before stopping:
+//! 1. YAML syntax, parsed into a located tree ([`tree::Node`]);
+//! 2. structure (unknown keys, wrong types, missing keys), by typed deserialization with
+//!    error recovery: after an error, the offending value is cut out and deserialization runs
+//!    again, so one run lists the problems of every section;
+//! 3. meaning ([`validate`]): values that parse but cannot work (falling canary weights, an
+//!    invalid Fargate CPU/memory pair, a secret in plain environment, …).
+
+pub mod model;
+pub mod tree;
+pub mod validate;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+pub use model::*;
+use tree::{Node, Seg, path_string};
+
+use crate::diag::{Diagnostic, Diagnostics, Position, display_path};
+
+/// A loaded, fully validated deploy.yml.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub source: Source,
+}
+
+/// The text of deploy.yml and its located tree: what turns a path into `file:line:column`.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The path as the user named it (for messages).
+    pub file: PathBuf,
+    /// The directory relative paths in the config are resolved against.
+    pub dir: PathBuf,
+    pub text: String,
+    pub root: Node,
+}
+
+impl Source {
+    /// A diagnostic about the value at `path` (or its nearest existing ancestor).
+    pub fn diag(&self, path: &[Seg], message: impl Into<String>) -> Diagnostic {
+        let (node, _) = self.root.locate(path);
+        self.diag_at(Some(node.pos), path, message)
+    }
+
+    /// A diagnostic about the key that ends `path` (unknown or misplaced keys).
+    pub fn diag_key(&self, path: &[Seg], message: impl Into<String>) -> Diagnostic {
+        let pos = self
+            .root
+            .key_position(path)
+            .or_else(|| Some(self.root.locate(path).0.pos));
+        self.diag_at(pos, path, message)
+    }
+
+    fn diag_at(&self, pos: Option<Position>, path: &[Seg], message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(&self.file, message)
+            .at(pos)
+            .path(path_string(path))
+            .with_source(&self.text)
+    }
+
+    /// Resolves a path written in deploy.yml against the file's directory.
+    pub fn resolve(&self, relative: &str) -> PathBuf {
+        self.dir.join(relative)
+    }
+}
+
+/// Why deploy.yml could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "cannot read the config file {}: {source}\n  = help: run from the directory that holds deploy.yml, or pass --config PATH",
+        path.display()
+    )]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+/// Reads, parses and validates deploy.yml.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    load_str(display_path(path), dir, text)
+}
+
+/// Parses and validates deploy.yml text. `file` names it in messages; `dir` resolves relative
+/// paths.
+pub fn load_str(file: PathBuf, dir: PathBuf, text: String) -> Result<Loaded, LoadError> {
+    let root = parse_tree(&file, &text).map_err(LoadError::Invalid)?;
+    let source = Source {
+        file,
+        dir,
+        text,
+        root,
+    };
+    let config = deserialize(&source).map_err(LoadError::Invalid)?;
+    let problems = validate::validate(&config, &source);
+    if !problems.is_empty() {
+        return Err(LoadError::Invalid(Diagnostics(problems).sorted()));
+    }
+    Ok(Loaded { config, source })
+}
+
+fn parse_tree(file: &Path, text: &str) -> Result<Node, Diagnostics> {
+    if text.trim().is_empty() {
+        return Err(Diagnostics::single(
+            Diagnostic::new(file, "the config file is empty")
+                .at(Some(Position { line: 1, column: 1 }))
+                .help("start from examples/movieverse/deploy.yml, or run `movieverse-deploy schema` for the full format"),
+        ));
+    }
+    serde_saphyr::from_str::<Node>(text).map_err(|e| {
+        let position = e.location().map(tree::to_position);
+        let message = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
+        let mut message = e.render_with_options(message);
+        // The plain rendering ends with " at line L column C"; we show the location ourselves.
+        if let Some(i) = message.find(" at line ") {
+            message.truncate(i);
+        }
+        Diagnostics::single(
+            Diagnostic::new(file, format!("invalid YAML: {message}"))
+                .at(position)
+                .help("fix the YAML syntax here (indentation, a missing `:` or a closing bracket or quote)")
+                .with_source(text),
+        )
+    })
+}
+
+/// Typed deserialization with error recovery. Each structural error is recorded, the value it
+/// is about is cut out of the document, and deserialization runs again; "missing key" errors
+/// caused by a cut are not reported.
+fn deserialize(source: &Source) -> Result<Config, Diagnostics> {
+    const MAX_ROUNDS: usize = 64;
+    let mut value = source.root.to_json();
+    if !value.is_object() {
+        return Err(Diagnostics::single(
+            source
+                .diag(&[], "the config must be a mapping of keys (app, region, image, environments, …)")
+                .help("start from examples/movieverse/deploy.yml"),
+        ));
+    }
+    let mut problems = Vec::new();
+    let mut cut: HashSet<Vec<Seg>> = HashSet::new();
+    for _ in 0..MAX_ROUNDS {
+        let err = match serde_path_to_error::deserialize::<_, Config>(&value) {
+            Ok(config) if problems.is_empty() => return Ok(config),
+            Ok(_) => break,
+            Err(err) => err,
+        };
+        let path = convert_path(err.path());
+        let message = err.inner().to_string();
+        let (diagnostic, remove) = describe(source, &path, &message);
+        let missing_after_cut = message.starts_with("missing field")
+            && cut.iter().any(|c| missing_field_path(&path, &message).as_ref() == Some(c));
+        if !missing_after_cut {
+            problems.push(diagnostic);
+        }
+        // Cut what the error is about, or, for errors about a whole struct (missing keys),
+        // the struct itself. A sequence item is not removed (indexes would shift): the whole
+        // sequence is.
+        let mut remove = remove;
+        if let Some(pos) = remove.iter().position(|s| matches!(s, Seg::Index(_))) {
+            remove.truncate(pos);
+        }
+        if remove.is_empty() || !remove_path(&mut value, &remove) {
+            break;
+        }
+        cut.insert(remove);
+    }
+    Err(Diagnostics(problems).sorted())
+}
+
+fn convert_path(path: &serde_path_to_error::Path) -> Vec<Seg> {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|seg| match seg {
+            Segment::Seq { index } => Some(Seg::Index(*index)),
+            Segment::Map { key } => Some(Seg::Key(key.clone())),
+            Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
+            Segment::Unknown => None,
+        })
+        .collect()
+}
+
+fn missing_field_path(path: &[Seg], message: &str) -> Option<Vec<Seg>> {
+    let name = between_backticks(message)?;
+    let mut p = path.to_vec();
+    p.push(Seg::Key(name));
+    Some(p)
+}
+
+fn between_backticks(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_owned())
+}
+
+/// Turns a serde error into a diagnostic with a location and advice, and says what to cut.
+fn describe(source: &Source, path: &[Seg], message: &str) -> (Diagnostic, Vec<Seg>) {
+    if message.starts_with("unknown field") {
+        let name = between_backticks(message).unwrap_or_default();
+        let mut key_path = path.to_vec();
+        key_path.push(Seg::Key(name.clone()));
+        let expected = message
+            .split_once("expected ")
+            .map(|(_, e)| e.replace('`', ""));
+        let suggestion = expected
+            .as_deref()
+            .and_then(|list| closest(&name, list.split([',', ' ']).filter(|s| !s.is_empty() && *s != "one" && *s != "of" && *s != "or")));
+        let help = match (suggestion, &expected) {
+            (Some(s), _) => format!("did you mean `{s}`? ({})", expected.clone().unwrap_or_default()),
+            (None, Some(list)) => format!("remove it; valid keys here: {list}"),
+            (None, None) => "remove it".to_owned(),
+        };
+        let d = source
+            .diag_key(&key_path, format!("unknown key `{name}`"))
+            .help(help);
+        return (d, key_path);
+    }
+    if message.starts_with("unknown variant") {
+        let name = between_backticks(message).unwrap_or_default();
+        let expected = message
+            .split_once("expected ")
+            .map_or_else(String::new, |(_, e)| e.replace('`', ""));
+        // An externally tagged enum names its variant as a key: point at the key.
+        let (node, whole) = source.root.locate(path);
+        let is_key = whole && matches!(&node.kind, tree::Kind::Map(e) if e.iter().any(|(k, _, _)| *k == name));
+        let d = if is_key {
+            let mut key_path = path.to_vec();
+            key_path.push(Seg::Key(name.clone()));
+            source.diag_key(&key_path, format!("unknown value `{name}`"))
+        } else {
+            source.diag(path, format!("unknown value `{name}`"))
+        };
+        return (d.help(format!("use one of: {expected}")), path.to_vec());
+    }
+    if message.starts_with("missing field") {
+        let name = between_backticks(message).unwrap_or_default();
+        let d = source
+            .diag(path, format!("missing required key `{name}`"))
+            .help(format!(
+                "add `{name}:` here; `movieverse-deploy schema` describes every key"
+            ));
+        return (d, path.to_vec());
+    }
+    let d = source
+        .diag(path, describe_type_error(message))
+        .help(type_help(message));
+    (d, path.to_vec())
+}
+
+fn describe_type_error(message: &str) -> String {
+    // serde says "invalid type: string \"x\", expected u32"; say it in the file's terms.
+    message
+        .replace("invalid type: ", "wrong type: found ")
+        .replace("u8", "a whole number from 0 to 255")
+        .replace("u16", "a whole number from 0 to 65535")
+        .replace("u32", "a whole number")
+        .replace("u64", "a whole number")
+        .replace("a sequence", "a list")
+        .replace("map", "mapping")
+}
+
+fn type_help(message: &str) -> String {
+    if message.contains("expected a sequence") {
+        "write a list, for example `[a, b]` or one `- item` per line".into()
+    } else if message.contains("expected struct") || message.contains("expected a map") {
+        "write a mapping of keys here".into()
+    } else if message.contains("string") && message.contains("expected u") {
+        "write the number without quotes".into()
+    } else {
+        "change the value to the expected type; `movieverse-deploy schema` describes every key"
+            .into()
+    }
+}
+
+/// Removes the value at `path`; false if there was nothing to remove.
+fn remove_path(value: &mut serde_json::Value, path: &[Seg]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut v = value;
+    for seg in parents {
+        v = match (seg, v) {
+            (Seg::Key(k), serde_json::Value::Object(m)) => match m.get_mut(k) {
+                Some(n) => n,
+                None => return false,
+            },
+            (Seg::Index(i), serde_json::Value::Array(a)) => match a.get_mut(*i) {
+                Some(n) => n,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, v) {
+        (Seg::Key(k), serde_json::Value::Object(m)) => m.shift_remove(k).is_some(),
+        _ => false,
+    }
+}
+
+/// The candidate nearest to `word` by edit distance, if it is plausibly a typo.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(&word.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The JSON Schema of deploy.yml, for editors (`# yaml-language-server: $schema=…`).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Config)).expect("the schema serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typo_suggestions() {
+        assert_eq!(closest("stepweight", ["steps", "step_weight", "max_weight"]), Some("step_weight"));
+        assert_eq!(closest("zzz", ["steps", "analysis"]), None);
+    }
+}

@@ -1,0 +1,910 @@
+//! The deploy.yml model. Every struct denies unknown keys; defaults are the MovieVerse
+//! production numbers (`shared/spec/movieverse-deployment-architecture.md`).
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A whole deploy.yml.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "movieverse-deploy configuration (deploy.yml)")]
+pub struct Config {
+    /// The application name: a DNS-1123 label (lowercase letters, digits and `-`). Used to
+    /// name the task definition family, Kubernetes objects and log groups.
+    pub app: String,
+    /// The AWS region, for example `us-east-1`.
+    pub region: String,
+    /// The 12-digit AWS account id; used to build ECR registry and role ARNs.
+    pub account_id: String,
+    /// How the container image is built and where it is pushed.
+    pub image: Image,
+    /// The application container, shared by every environment.
+    #[serde(default)]
+    pub container: Container,
+    /// The Datadog agent sidecar.
+    #[serde(default)]
+    pub datadog: Datadog,
+    /// Metric providers used by canary analysis.
+    #[serde(default)]
+    pub providers: Providers,
+    /// Template overrides: template id to a path relative to this file.
+    #[serde(default)]
+    pub templates: IndexMap<String, String>,
+    /// Variables available to every template as `vars.NAME`.
+    #[serde(default)]
+    pub variables: IndexMap<String, serde_json::Value>,
+    /// The environments, by name (a DNS-1123 label).
+    pub environments: IndexMap<String, Environment>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// The ECR repository name, for example `movieverse`.
+    pub repository: String,
+    /// The registry host. Defaults to `ACCOUNT.dkr.ecr.REGION.amazonaws.com`.
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// The build context directory, relative to deploy.yml.
+    #[serde(default = "defaults::context")]
+    pub context: String,
+    /// The Containerfile (or Dockerfile), relative to the context.
+    #[serde(default = "defaults::containerfile")]
+    pub containerfile: String,
+    /// The build stage to stop at.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Build arguments.
+    #[serde(default)]
+    pub build_args: IndexMap<String, String>,
+    /// Target platforms, for example `linux/amd64`.
+    #[serde(default = "defaults::platforms")]
+    pub platforms: Vec<String>,
+    /// Tag rules, applied in order. The first tag is the one deployments name.
+    #[serde(default = "defaults::tags")]
+    pub tags: Vec<TagRule>,
+    /// Create the ECR repository when it is missing.
+    #[serde(default)]
+    pub create_repository: bool,
+    /// ECR tag mutability for a repository this tool creates.
+    #[serde(default)]
+    pub tag_mutability: TagMutability,
+}
+
+/// How one image tag is computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TagRule {
+    /// `sha-<7 hex>` of the commit (on `pull_request`, the PR head commit).
+    Sha,
+    /// The branch name.
+    Branch,
+    /// `1.2.3`, `1.2`, `1` from a `v1.2.3` tag.
+    Semver,
+    /// `pr-<number>` on pull requests.
+    Pr,
+    /// A minijinja template, for example `{{ env }}-{{ git.sha7 }}`.
+    Template(String),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TagMutability {
+    #[default]
+    Immutable,
+    Mutable,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    /// The container name (and the Kubernetes container name).
+    #[serde(default = "defaults::container_name")]
+    pub name: String,
+    /// The port the application listens on.
+    #[serde(default = "defaults::port")]
+    pub port: u16,
+    /// The HTTP health check.
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    /// The command, when it differs from the image's.
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+impl Default for Container {
+    fn default() -> Self {
+        Self {
+            name: defaults::container_name(),
+            port: defaults::port(),
+            health_check: HealthCheck::default(),
+            command: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// The HTTP path that answers 200 when the app is healthy.
+    #[serde(default = "defaults::health_path")]
+    pub path: String,
+    #[serde(default = "defaults::health_interval")]
+    pub interval: Duration,
+    #[serde(default = "defaults::health_timeout")]
+    pub timeout: Duration,
+    /// Consecutive successes before a new task or pod takes traffic.
+    #[serde(default = "defaults::healthy_threshold")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures before a task or pod is replaced.
+    #[serde(default = "defaults::unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+    /// Grace period after start before failures count.
+    #[serde(default = "defaults::start_period")]
+    pub start_period: Duration,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            path: defaults::health_path(),
+            interval: defaults::health_interval(),
+            timeout: defaults::health_timeout(),
+            healthy_threshold: defaults::healthy_threshold(),
+            unhealthy_threshold: defaults::unhealthy_threshold(),
+            start_period: defaults::start_period(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Datadog {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    #[serde(default = "defaults::datadog_image")]
+    pub image: String,
+    /// Where the agent's API key lives: a Secrets Manager ARN (ECS) or `secret-name/key`
+    /// (Kubernetes). Never the key itself.
+    #[serde(default)]
+    pub api_key_secret: Option<String>,
+    #[serde(default = "defaults::datadog_site")]
+    pub site: String,
+}
+
+impl Default for Datadog {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            image: defaults::datadog_image(),
+            api_key_secret: None,
+            site: defaults::datadog_site(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Providers {
+    #[serde(default)]
+    pub prometheus: Option<PrometheusProvider>,
+    #[serde(default)]
+    pub datadog: Option<DatadogProvider>,
+    #[serde(default)]
+    pub cloudwatch: Option<CloudWatchProvider>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusProvider {
+    /// The Prometheus HTTP API base URL.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatadogProvider {
+    #[serde(default = "defaults::datadog_api")]
+    pub address: String,
+    /// Secrets Manager ARN holding the API and application keys.
+    pub keys_secret: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchProvider {
+    /// The region to query; defaults to the config's region.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// One deployment target.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// Where this environment runs.
+    pub target: Target,
+    /// ECS settings; required when `target: ecs`.
+    #[serde(default)]
+    pub ecs: Option<Ecs>,
+    /// Kubernetes settings; required when `target: kubernetes`.
+    #[serde(default)]
+    pub kubernetes: Option<Kubernetes>,
+    /// How a new version reaches traffic.
+    pub strategy: Strategy,
+    /// Plain (non-secret) environment variables of the app container.
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+    /// Secrets of the app container: variable name to a Secrets Manager ARN (ECS) or
+    /// `secret-name/key` (Kubernetes).
+    #[serde(default)]
+    pub secrets: IndexMap<String, String>,
+    /// Names in `env` that look like secrets but are not (so they are not flagged).
+    #[serde(default)]
+    pub not_secrets: Vec<String>,
+    /// Variables for the templates, over the top-level ones, as `vars.NAME`.
+    #[serde(default)]
+    pub variables: IndexMap<String, serde_json::Value>,
+    /// The environment's public URL, shown in reports.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Where this environment's Datadog API key lives, over `datadog.api_key_secret` (a
+    /// Kubernetes environment names a `secret-name/key`, an ECS one an ARN).
+    #[serde(default)]
+    pub datadog_api_key_secret: Option<String>,
+}
+
+impl Environment {
+    /// The Datadog API key reference in force for this environment.
+    pub fn datadog_secret<'a>(&'a self, config: &'a Config) -> Option<&'a str> {
+        self.datadog_api_key_secret
+            .as_deref()
+            .or(config.datadog.api_key_secret.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    Ecs,
+    Kubernetes,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Target::Ecs => "ecs",
+            Target::Kubernetes => "kubernetes",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ecs {
+    pub cluster: String,
+    pub service: String,
+    /// Task CPU units (Fargate: 256, 512, 1024, 2048, 4096, 8192, 16384).
+    #[serde(default = "defaults::cpu")]
+    pub cpu: u32,
+    /// Task memory in MiB; must be a valid pair with `cpu` on Fargate.
+    #[serde(default = "defaults::memory")]
+    pub memory: u32,
+    #[serde(default = "defaults::desired_count")]
+    pub desired_count: u32,
+    #[serde(default = "defaults::platform_version")]
+    pub platform_version: String,
+    /// The role ECS uses to pull the image, write logs and read secrets.
+    pub execution_role_arn: String,
+    /// The role the application runs as.
+    pub task_role_arn: String,
+    pub network: EcsNetwork,
+    /// The target group(s) the service registers with.
+    #[serde(default)]
+    pub load_balancer: Option<EcsLoadBalancer>,
+    /// The CloudWatch Logs group. Defaults to `/ecs/APP-ENV`.
+    #[serde(default)]
+    pub log_group: Option<String>,
+    #[serde(default)]
+    pub scaling: Scaling,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EcsNetwork {
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub assign_public_ip: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EcsLoadBalancer {
+    /// The production target group ARN (blue, for blue-green).
+    pub target_group_arn: String,
+    /// Seconds the service ignores failing load-balancer health checks after a task starts.
+    #[serde(default = "defaults::grace")]
+    pub health_check_grace_period: Duration,
+}
+
+/// Target tracking auto scaling.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scaling {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    #[serde(default = "defaults::min_capacity")]
+    pub min: u32,
+    #[serde(default = "defaults::max_capacity")]
+    pub max: u32,
+    /// Target average CPU utilisation, percent.
+    #[serde(default = "defaults::cpu_target")]
+    pub cpu_target: u8,
+    /// Target average memory utilisation, percent.
+    #[serde(default = "defaults::memory_target")]
+    pub memory_target: u8,
+    #[serde(default = "defaults::scale_in_cooldown")]
+    pub scale_in_cooldown: Duration,
+    #[serde(default = "defaults::scale_out_cooldown")]
+    pub scale_out_cooldown: Duration,
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min: defaults::min_capacity(),
+            max: defaults::max_capacity(),
+            cpu_target: defaults::cpu_target(),
+            memory_target: defaults::memory_target(),
+            scale_in_cooldown: defaults::scale_in_cooldown(),
+            scale_out_cooldown: defaults::scale_out_cooldown(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Kubernetes {
+    pub namespace: String,
+    /// The kubeconfig context; defaults to the current context.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Create the namespace when it is missing.
+    #[serde(default)]
+    pub create_namespace: bool,
+    /// Replicas of the stable Deployment.
+    #[serde(default = "defaults::replicas")]
+    pub replicas: u32,
+    /// Replicas of the canary Deployment.
+    #[serde(default = "defaults::canary_replicas")]
+    pub canary_replicas: u32,
+    #[serde(default)]
+    pub resources: Resources,
+    pub ingress: Ingress,
+    #[serde(default)]
+    pub scaling: Scaling,
+    /// Pods of the app that may be voluntarily disrupted at once.
+    #[serde(default = "defaults::pdb_max_unavailable")]
+    pub pdb_max_unavailable: u32,
+    /// Non-secret application configuration, mounted as a ConfigMap.
+    #[serde(default)]
+    pub config: IndexMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default = "defaults::k8s_cpu")]
+    pub cpu: String,
+    #[serde(default = "defaults::k8s_memory")]
+    pub memory: String,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Self {
+            cpu: defaults::k8s_cpu(),
+            memory: defaults::k8s_memory(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ingress {
+    pub host: String,
+    #[serde(default = "defaults::ingress_class")]
+    pub class: String,
+    #[serde(default = "defaults::ingress_path")]
+    pub path: String,
+    /// The TLS secret for `host`, when TLS terminates at the ingress.
+    #[serde(default)]
+    pub tls_secret: Option<String>,
+}
+
+/// How a new version reaches traffic.
+///
+/// Written as a map with one key, the strategy's name, as Argo Rollouts does:
+/// `strategy: { canary: { steps: [10, 25, 50, 75, 100], analysis: … } }`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Replace tasks or pods a batch at a time.
+    Rolling(Rolling),
+    /// A full replacement set; traffic switches when it is healthy (CodeDeploy on ECS).
+    BlueGreen(BlueGreen),
+    /// Shift traffic in weighted steps, with metric analysis and automatic rollback.
+    Canary(Canary),
+}
+
+impl Strategy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Rolling(_) => "rolling",
+            Strategy::BlueGreen(_) => "blue-green",
+            Strategy::Canary(_) => "canary",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rolling {
+    /// Extra tasks or pods above the desired count during a rollout: a count or `N%`.
+    #[serde(default = "defaults::max_surge")]
+    pub max_surge: IntOrPercent,
+    /// Tasks or pods below the desired count allowed during a rollout: a count or `N%`.
+    #[serde(default = "defaults::max_unavailable")]
+    pub max_unavailable: IntOrPercent,
+    /// Fail the rollout when it makes no progress for this long.
+    #[serde(default = "defaults::progress_deadline")]
+    pub progress_deadline: Duration,
+    /// Revisions kept (task definition revisions, ReplicaSets).
+    #[serde(default = "defaults::revision_history")]
+    pub revision_history: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlueGreen {
+    /// The CodeDeploy application.
+    pub application: String,
+    /// The CodeDeploy deployment group.
+    pub deployment_group: String,
+    /// The green target group name (the blue one is the load balancer's target group).
+    pub green_target_group: String,
+    /// The production listener ARN.
+    pub prod_listener_arn: String,
+    /// The test listener ARN (test traffic reaches the green set here first).
+    pub test_listener_arn: String,
+    /// The test listener's port.
+    #[serde(default = "defaults::test_port")]
+    pub test_port: u16,
+    /// `CodeDeployDefault.ECSAllAtOnce`, `…ECSLinear10PercentEvery1Minutes`, `…ECSCanary10Percent5Minutes`, or your own.
+    #[serde(default = "defaults::deployment_config")]
+    pub deployment_config: String,
+    /// How long the blue set stays up after the switch, for an instant rollback.
+    #[serde(default = "defaults::termination_wait")]
+    pub termination_wait: Duration,
+    /// Lambda hooks, by lifecycle event (`BeforeAllowTraffic`, `AfterAllowTestTraffic`, …).
+    #[serde(default)]
+    pub hooks: IndexMap<String, String>,
+    /// CloudWatch alarm names that roll the deployment back when they fire.
+    #[serde(default)]
+    pub alarms: Vec<String>,
+    /// Fail when the deployment has not finished within this time.
+    #[serde(default = "defaults::progress_deadline")]
+    pub progress_deadline: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Canary {
+    /// Explicit traffic weights, rising strictly, each within 1..=100. The last step is
+    /// followed by promotion. Mutually exclusive with `step_weight`/`max_weight`.
+    #[serde(default)]
+    pub steps: Option<Vec<u8>>,
+    /// Add this weight after each passed check… (Flagger's `stepWeight`).
+    #[serde(default)]
+    pub step_weight: Option<u8>,
+    /// …up to this weight, then promote (Flagger's `maxWeight`).
+    #[serde(default)]
+    pub max_weight: Option<u8>,
+    pub analysis: Analysis,
+    /// Roll back when the canary has not been promoted within this time.
+    #[serde(default = "defaults::canary_deadline")]
+    pub deadline: Duration,
+}
+
+impl Canary {
+    /// The weight schedule, whichever form was configured. Assumes a validated config.
+    pub fn weights(&self) -> Vec<u8> {
+        if let Some(steps) = &self.steps {
+            return steps.clone();
+        }
+        let (Some(step), Some(max)) = (self.step_weight, self.max_weight) else {
+            return Vec::new();
+        };
+        if step == 0 {
+            return Vec::new();
+        }
+        (1..=max / step).map(|i| i * step).collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Analysis {
+    /// Wait this long after the canary takes traffic before the first check.
+    #[serde(default = "defaults::initial_delay")]
+    pub initial_delay: Duration,
+    /// Time between checks; a step advances after a check passes.
+    #[serde(default = "defaults::interval")]
+    pub interval: Duration,
+    /// Roll back when this many checks have failed in this rollout (counted cumulatively).
+    #[serde(default = "defaults::threshold")]
+    pub threshold: u32,
+    /// A check is judged only once the canary served this many requests in the interval.
+    #[serde(default = "defaults::min_requests")]
+    pub min_requests: u64,
+    pub metrics: Vec<Metric>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metric {
+    pub name: String,
+    pub provider: ProviderKind,
+    /// The query (PromQL, a Datadog query, or a CloudWatch metric math expression).
+    pub query: String,
+    /// The check passes when the value is at least this.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// The check passes when the value is at most this.
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// What a query that errors or returns no data counts as.
+    #[serde(default)]
+    pub on_no_data: NoDataPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    Prometheus,
+    Datadog,
+    Cloudwatch,
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProviderKind::Prometheus => "prometheus",
+            ProviderKind::Datadog => "datadog",
+            ProviderKind::Cloudwatch => "cloudwatch",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoDataPolicy {
+    /// A failed check (the default: no data is not good news).
+    #[default]
+    Fail,
+    /// A passed check.
+    Pass,
+    /// Not judged: neither passes nor fails, the step waits.
+    Skip,
+}
+
+/// A count (`1`) or a percentage (`"25%"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntOrPercent {
+    Int(u32),
+    Percent(u32),
+}
+
+impl JsonSchema for IntOrPercent {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "IntOrPercent".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A count (1) or a percentage (\"25%\").",
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": "^[0-9]{1,3}%$"}
+            ]
+        })
+    }
+}
+
+impl IntOrPercent {
+    /// The absolute count against `total`, rounding up like Kubernetes does for surge.
+    pub fn resolve_up(self, total: u32) -> u32 {
+        match self {
+            IntOrPercent::Int(n) => n,
+            IntOrPercent::Percent(p) => (total * p).div_ceil(100),
+        }
+    }
+
+    /// The absolute count against `total`, rounding down (Kubernetes' rule for unavailable).
+    pub fn resolve_down(self, total: u32) -> u32 {
+        match self {
+            IntOrPercent::Int(n) => n,
+            IntOrPercent::Percent(p) => total * p / 100,
+        }
+    }
+}
+
+impl fmt::Display for IntOrPercent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IntOrPercent::Int(n) => write!(f, "{n}"),
+            IntOrPercent::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl Serialize for IntOrPercent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            IntOrPercent::Int(n) => s.serialize_u32(*n),
+            IntOrPercent::Percent(_) => s.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IntOrPercent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = IntOrPercent;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a whole number or a percentage such as \"25%\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<IntOrPercent, E> {
+                u32::try_from(v)
+                    .map(IntOrPercent::Int)
+                    .map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<IntOrPercent, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(format!("{v} is negative; use 0 or more")))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IntOrPercent, E> {
+                v.strip_suffix('%')
+                    .and_then(|n| n.trim().parse::<u32>().ok())
+                    .filter(|p| *p <= 100)
+                    .map(IntOrPercent::Percent)
+                    .ok_or_else(|| {
+                        E::custom(format!(
+                            "`{v}` is not a count or a percentage from 0% to 100% (write 1 or \"25%\")"
+                        ))
+                    })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A duration written the way people write it: `90s`, `1m`, `10m 30s`, `1h`. A bare number
+/// is seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration(pub std::time::Duration);
+
+impl JsonSchema for Duration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration such as \"90s\", \"1m\" or \"10m 30s\", or a number of seconds.",
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": "^\\s*[0-9]+\\s*[a-z]+(\\s*[0-9]+\\s*[a-z]+)*\\s*$"}
+            ]
+        })
+    }
+}
+
+impl Duration {
+    pub const fn secs(s: u64) -> Self {
+        Self(std::time::Duration::from_secs(s))
+    }
+
+    pub fn as_secs(self) -> u64 {
+        self.0.as_secs()
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"90s\", \"1m\" or \"10m 30s\", or a number of seconds")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
+                Ok(Duration::secs(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
+                u64::try_from(v)
+                    .map(Duration::secs)
+                    .map_err(|_| E::custom(format!("a duration cannot be negative ({v})")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+                humantime::parse_duration(v).map(Duration).map_err(|e| {
+                    E::custom(format!(
+                        "`{v}` is not a duration ({e}); write for example \"90s\", \"1m\" or \"10m 30s\""
+                    ))
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Defaults: the MovieVerse production architecture's numbers.
+pub mod defaults {
+    use super::{Duration, IntOrPercent, TagRule};
+
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn context() -> String {
+        ".".into()
+    }
+    pub fn containerfile() -> String {
+        "Containerfile".into()
+    }
+    pub fn platforms() -> Vec<String> {
+        vec!["linux/amd64".into()]
+    }
+    pub fn tags() -> Vec<TagRule> {
+        vec![TagRule::Sha, TagRule::Branch, TagRule::Semver, TagRule::Pr]
+    }
+    pub fn container_name() -> String {
+        "movieverse-app".into()
+    }
+    pub fn port() -> u16 {
+        5000
+    }
+    pub fn health_path() -> String {
+        "/health".into()
+    }
+    pub fn health_interval() -> Duration {
+        Duration::secs(30)
+    }
+    pub fn health_timeout() -> Duration {
+        Duration::secs(5)
+    }
+    pub fn healthy_threshold() -> u32 {
+        2
+    }
+    pub fn unhealthy_threshold() -> u32 {
+        3
+    }
+    pub fn start_period() -> Duration {
+        Duration::secs(60)
+    }
+    pub fn datadog_image() -> String {
+        "public.ecr.aws/datadog/agent:7".into()
+    }
+    pub fn datadog_site() -> String {
+        "datadoghq.com".into()
+    }
+    pub fn datadog_api() -> String {
+        "https://api.datadoghq.com".into()
+    }
+    pub fn cpu() -> u32 {
+        512
+    }
+    pub fn memory() -> u32 {
+        1024
+    }
+    pub fn desired_count() -> u32 {
+        2
+    }
+    pub fn platform_version() -> String {
+        "LATEST".into()
+    }
+    pub fn grace() -> Duration {
+        Duration::secs(60)
+    }
+    pub fn min_capacity() -> u32 {
+        2
+    }
+    pub fn max_capacity() -> u32 {
+        10
+    }
+    pub fn cpu_target() -> u8 {
+        70
+    }
+    pub fn memory_target() -> u8 {
+        80
+    }
+    pub fn scale_in_cooldown() -> Duration {
+        Duration::secs(300)
+    }
+    pub fn scale_out_cooldown() -> Duration {
+        Duration::secs(60)
+    }
+    pub fn replicas() -> u32 {
+        5
+    }
+    pub fn canary_replicas() -> u32 {
+        1
+    }
+    pub fn k8s_cpu() -> String {
+        "500m".into()
+    }
+    pub fn k8s_memory() -> String {
+        "1Gi".into()
+    }
+    pub fn ingress_class() -> String {
+        "nginx".into()
+    }
+    pub fn ingress_path() -> String {
+        "/".into()
+    }
+    pub fn pdb_max_unavailable() -> u32 {
+        1
+    }
+    pub fn max_surge() -> IntOrPercent {
+        IntOrPercent::Int(1)
+    }
+    pub fn max_unavailable() -> IntOrPercent {
+        IntOrPercent::Int(0)
+    }
+    pub fn progress_deadline() -> Duration {
+        Duration::secs(600)
+    }
+    pub fn revision_history() -> u32 {
+        10
+    }
+    pub fn test_port() -> u16 {
+        8080
+    }
+    pub fn deployment_config() -> String {
+        "CodeDeployDefault.ECSAllAtOnce".into()
+    }
+    pub fn termination_wait() -> Duration {
+        Duration::secs(300)
+    }
+    pub fn canary_deadline() -> Duration {
+        Duration::secs(3600)
+    }
+    pub fn initial_delay() -> Duration {
+        Duration::secs(60)
+    }
+    pub fn interval() -> Duration {
+        Duration::secs(60)
+    }
+    pub fn threshold() -> u32 {
+        5
+    }
+    pub fn min_requests() -> u64 {
+        100
+    }
+}

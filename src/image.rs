@@ -1,0 +1,87 @@
+//! Image tags, computed the way docker/metadata-action users expect. Pure: the commit comes in
+//! as [`GitInfo`]. (Building and pushing arrive with the images issue.)
+
+use crate::config::{Config, TagRule};
+use crate::git::GitInfo;
+
+/// ECR and the OCI distribution spec allow at most 128 characters in a tag.
+const MAX_TAG_LEN: usize = 128;
+
+/// The tags for this commit, in rule order, deduplicated; rules that do not apply (no branch,
+/// no semver tag, not a pull request) give nothing.
+pub fn tags(config: &Config, git: &GitInfo) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for rule in &config.image.tags {
+        let produced: Vec<String> = match rule {
+            TagRule::Sha => vec![format!("sha-{}", git.sha7)],
+            TagRule::Branch => git.branch.iter().cloned().collect(),
+            TagRule::Semver => git.tag.as_deref().map(semver_tags).unwrap_or_default(),
+            TagRule::Pr => git.pr.iter().map(|n| format!("pr-{n}")).collect(),
+            TagRule::Template(t) => render_tag(t, config, git).into_iter().collect(),
+        };
+        for tag in produced.into_iter().map(|t| sanitize(&t)).filter(|t| !t.is_empty()) {
+            if !out.contains(&tag) {
+                out.push(tag);
+            }
+        }
+    }
+    out
+}
+
+/// `v1.2.3` gives `1.2.3`, `1.2`, `1`; a pre-release (`v1.2.3-rc.1`) gives only itself.
+pub fn semver_tags(tag: &str) -> Vec<String> {
+    let v = tag.strip_prefix('v').unwrap_or(tag);
+    let parts: Vec<&str> = v.split('.').collect();
+    let numeric = parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if numeric {
+        vec![v.to_owned(), format!("{}.{}", parts[0], parts[1]), parts[0].to_owned()]
+    } else if parts.len() >= 3 && parts[0].bytes().all(|b| b.is_ascii_digit()) {
+        vec![v.to_owned()]
+    } else {
+        Vec::new()
+    }
+}
+
+fn render_tag(template: &str, config: &Config, git: &GitInfo) -> Option<String> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.render_str(
+        template,
+        minijinja::context! { app => &config.app, git => minijinja::Value::from(minijinja::value::Serde(git)) },
+    )
+    .ok()
+}
+
+/// Lowercases, replaces characters a tag cannot hold with `-`, trims to 128 characters.
+/// A tag may not start with `.` or `-`.
+pub fn sanitize(tag: &str) -> String {
+    let mut s: String = tag
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' { c } else { '-' })
+        .collect();
+    while s.starts_with(['.', '-']) {
+        s.remove(0);
+    }
+    s.truncate(MAX_TAG_LEN);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitizing() {
+        assert_eq!(sanitize("Feature/New_UI"), "feature-new_ui");
+        assert_eq!(sanitize("-x"), "x");
+        assert_eq!(sanitize(&"a".repeat(200)).len(), 128);
+    }
+
+    #[test]
+    fn semver() {
+        assert_eq!(semver_tags("v1.2.3"), ["1.2.3", "1.2", "1"]);
+        assert_eq!(semver_tags("v1.2.3-rc.1"), ["1.2.3-rc.1"]);
+        assert!(semver_tags("release").is_empty());
+    }
+}

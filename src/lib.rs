@@ -1,0 +1,11 @@
+//! movieverse-deploy: takes a release from commit to traffic. See ARCHITECTURE.md for the map.
+
+pub mod cli;
+pub mod config;
+pub mod diag;
+pub mod git;
+pub mod image;
+pub mod plan;
+pub mod render;
+pub mod run;
+pub mod strategy;

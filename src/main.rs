@@ -1,0 +1,21 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use movieverse_deploy::{cli::Cli, run};
+
+fn main() -> ExitCode {
+    // clap prints usage errors itself and exits 2 (invalid input), like our own errors.
+    let cli = Cli::parse();
+    match run::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true") {
+                if let Some(annotations) = e.annotations() {
+                    print!("{annotations}");
+                }
+            }
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,559 @@
+//! Rendering: the minijinja environment, the template context of an environment, and the
+//! artifacts it produces, each validated before it is shown as valid.
+//!
+//! Templates render text; the text is parsed (JSON or YAML), validated against the platform's
+//! rules ([`ecs`], [`k8s`]) and re-emitted canonically, so an artifact is always well formed
+//! and byte-stable for the same input.
+
+pub mod ecs;
+pub mod k8s;
+pub mod templates;
+
+use std::path::PathBuf;
+
+use minijinja::{AutoEscape, Environment as Jinja, UndefinedBehavior};
+use serde_json::{Value, json};
+
+use crate::config::{Config, Environment, Loaded, Strategy, Target};
+use crate::diag::{Diagnostic, Diagnostics, Position, position_of_offset};
+use crate::git::GitInfo;
+use templates::{
+    ECS_APPSPEC, ECS_SCALING, ECS_SERVICE, ECS_TASK_DEFINITION, K8S_CONFIGMAP, K8S_DEPLOYMENT,
+    K8S_HPA, K8S_INGRESS, K8S_PDB, K8S_RBAC, K8S_SERVICE,
+};
+
+/// One rendered, validated file.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// Path relative to the environment's output directory (`task-definition.json`,
+    /// `k8s/deployment-movieverse.yaml`).
+    pub name: String,
+    /// The template id it came from.
+    pub template: &'static str,
+    /// The parsed document.
+    pub value: Value,
+    /// The canonical text written to disk.
+    pub content: String,
+    /// One line for `plan`.
+    pub summary: String,
+}
+
+/// Everything rendered for one environment.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub env: String,
+    pub image: String,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// What the image reference of a render is, when no digest is given: the first tag.
+pub fn default_image(config: &Config, git: &GitInfo) -> String {
+    let tag = crate::image::tags(config, git)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "latest".into());
+    format!("{}/{}:{tag}", registry(config), config.image.repository)
+}
+
+pub fn registry(config: &Config) -> String {
+    config.image.registry.clone().unwrap_or_else(|| {
+        format!("{}.dkr.ecr.{}.amazonaws.com", config.account_id, config.region)
+    })
+}
+
+/// The templates an environment renders, in order.
+pub fn template_ids(env: &Environment) -> Vec<&'static str> {
+    match env.target {
+        Target::Ecs => {
+            let mut ids = vec![ECS_TASK_DEFINITION, ECS_SERVICE];
+            if matches!(env.strategy, Strategy::BlueGreen(_)) {
+                ids.push(ECS_APPSPEC);
+            }
+            if env.ecs.as_ref().is_some_and(|e| e.scaling.enabled) {
+                ids.push(ECS_SCALING);
+            }
+            ids
+        }
+        Target::Kubernetes => {
+            let mut ids = vec![K8S_RBAC, K8S_CONFIGMAP, K8S_DEPLOYMENT, K8S_SERVICE, K8S_INGRESS];
+            if env.kubernetes.as_ref().is_some_and(|k| k.scaling.enabled) {
+                ids.push(K8S_HPA);
+            }
+            ids.push(K8S_PDB);
+            ids
+        }
+    }
+}
+
+/// The renderer for one deploy.yml: templates loaded once, rendered per environment.
+pub struct Renderer<'a> {
+    loaded: &'a Loaded,
+    jinja: Jinja<'static>,
+}
+
+/// Where a template's source came from, for messages.
+fn template_display(loaded: &Loaded, id: &str) -> PathBuf {
+    match loaded.config.templates.get(id) {
+        Some(path) => crate::diag::display_path(&loaded.source.resolve(path)),
+        None => PathBuf::from(templates::builtin(id).map_or(id, |b| b.path)),
+    }
+}
+
+impl<'a> Renderer<'a> {
+    /// Loads every template (built-in or overridden) and checks its syntax. All syntax errors
+    /// are reported at once.
+    pub fn new(loaded: &'a Loaded) -> Result<Self, Diagnostics> {
+        let mut jinja = Jinja::new();
+        jinja.set_undefined_behavior(UndefinedBehavior::Strict);
+        jinja.set_auto_escape_callback(|_| AutoEscape::None);
+        jinja.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .keep_trailing_newline(true)
+                .build()
+                .expect("the default delimiters are valid"),
+        );
+        let mut problems = Vec::new();
+        for builtin in templates::BUILTINS {
+            let source = match loaded.config.templates.get(builtin.id) {
+                Some(path) => {
+                    let full = loaded.source.resolve(path);
+                    match std::fs::read_to_string(&full) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            problems.push(
+                                Diagnostic::new(crate::diag::display_path(&full), format!("cannot read the template: {e}"))
+                                    .help(format!("fix `templates.{}` in deploy.yml, or remove it to use the built-in template", builtin.id)),
+                            );
+                            continue;
+                        }
+                    }
+                }
+                None => builtin.source.to_owned(),
+            };
+            if let Err(e) = jinja.add_template_owned(builtin.id, source) {
+                problems.push(template_error(loaded, builtin.id, &e, None));
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { loaded, jinja })
+        } else {
+            Err(Diagnostics(problems).sorted())
+        }
+    }
+
+    /// Renders and validates every artifact of `env_name`.
+    pub fn render(&self, env_name: &str, image: &str, git: &GitInfo) -> Result<Rendered, Diagnostics> {
+        let config = &self.loaded.config;
+        let env = &config.environments[env_name];
+        let ctx = context(config, env_name, env, image, git);
+        let mut problems = Vec::new();
+        let mut artifacts = Vec::new();
+        for id in template_ids(env) {
+            let file = template_display(self.loaded, id);
+            let text = match self.jinja.get_template(id).and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&ctx)))) {
+                Ok(text) => text,
+                Err(e) => {
+                    problems.push(template_error(self.loaded, id, &e, Some(&ctx)));
+                    continue;
+                }
+            };
+            match parse_output(id, &file, &text) {
+                Ok(docs) => {
+                    for doc in docs {
+                        match artifact(id, doc) {
+                            Ok(a) => artifacts.push(a),
+                            Err(d) => problems.push(d.file_if_unset(&file)),
+                        }
+                    }
+                }
+                Err(d) => problems.push(d),
+            }
+        }
+        if problems.is_empty() {
+            problems.extend(self.validate(env_name, env, &artifacts));
+        }
+        if problems.is_empty() {
+            Ok(Rendered {
+                env: env_name.to_owned(),
+                image: image.to_owned(),
+                artifacts,
+            })
+        } else {
+            Err(Diagnostics(problems).sorted())
+        }
+    }
+
+    fn validate(&self, env_name: &str, env: &Environment, artifacts: &[Artifact]) -> Vec<Diagnostic> {
+        let file_of = |id: &str| template_display(self.loaded, id);
+        match env.target {
+            Target::Ecs => ecs::validate(env_name, env, artifacts, &file_of),
+            Target::Kubernetes => k8s::validate(artifacts, &file_of),
+        }
+    }
+}
+
+trait FileIfUnset {
+    fn file_if_unset(self, file: &std::path::Path) -> Self;
+}
+
+impl FileIfUnset for Diagnostic {
+    fn file_if_unset(mut self, file: &std::path::Path) -> Self {
+        if self.file.as_os_str().is_empty() {
+            self.file = file.to_path_buf();
+        }
+        self
+    }
+}
+
+/// A minijinja error as a diagnostic at the template's file:line:column, naming the undefined
+/// variable when that is the problem.
+fn template_error(loaded: &Loaded, id: &str, e: &minijinja::Error, ctx: Option<&Value>) -> Diagnostic {
+    let file = template_display(loaded, id);
+    let source = e.template_source().unwrap_or_default();
+    let position = match (e.range(), e.line()) {
+        (Some(range), _) => Some(position_of_offset(source, range.start)),
+        (None, Some(line)) => Some(Position { line, column: 1 }),
+        _ => None,
+    };
+    let expr = e
+        .range()
+        .and_then(|r| source.get(r))
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let (message, help) = match e.kind() {
+        minijinja::ErrorKind::UndefinedError => {
+            let what = expr.map_or_else(|| "a variable".to_owned(), |x| format!("`{x}`"));
+            let known = ctx
+                .and_then(Value::as_object)
+                .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            (
+                format!("undefined variable {what} in template `{id}`"),
+                format!(
+                    "define it under `variables:` in deploy.yml (templates see it as `vars.NAME`), or fix the name; the context has: {known}"
+                ),
+            )
+        }
+        minijinja::ErrorKind::SyntaxError => (
+            format!("template syntax error in `{id}`: {}", e.detail().unwrap_or("invalid syntax")),
+            "fix the template syntax (minijinja, Jinja2-compatible)".to_owned(),
+        ),
+        _ => (
+            format!("cannot render template `{id}`: {}", e.detail().unwrap_or(&e.to_string())),
+            "check the expression at this position".to_owned(),
+        ),
+    };
+    Diagnostic::new(file, message)
+        .at(position)
+        .help(help)
+        .with_source(source)
+}
+
+/// Parses rendered text into documents. JSON templates give one document; YAML templates may
+/// give several (`---`).
+fn parse_output(id: &str, file: &std::path::Path, text: &str) -> Result<Vec<Value>, Diagnostic> {
+    let rendered_error = |pos: Option<Position>, msg: String| {
+        let line = pos.and_then(|p| text.lines().nth(p.line - 1)).unwrap_or_default();
+        Diagnostic::new(file, format!("template `{id}` rendered invalid output: {msg}"))
+            .help(format!(
+                "the rendered text at line {} is `{}`; check how the template quotes values (use `| tojson` for strings)",
+                pos.map_or(0, |p| p.line),
+                line.trim()
+            ))
+    };
+    if id.ends_with(".json") {
+        serde_json::from_str::<Value>(text)
+            .map(|v| vec![v])
+            .map_err(|e| {
+                rendered_error(
+                    Some(Position { line: e.line(), column: e.column() }),
+                    format!("{e}"),
+                )
+            })
+    } else {
+        serde_saphyr::from_multiple::<Value>(text)
+            .map(|docs| docs.into_iter().filter(|d| !d.is_null()).collect())
+            .map_err(|e| {
+                let pos = e.location().map(crate::config::tree::to_position);
+                let opts = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
+                rendered_error(pos, e.render_with_options(opts))
+            })
+    }
+}
+
+/// Names the artifact and summarises it.
+fn artifact(id: &'static str, value: Value) -> Result<Artifact, Diagnostic> {
+    let (name, content) = if id.starts_with("kubernetes/") {
+        let kind = value["kind"].as_str().unwrap_or_default().to_lowercase();
+        let obj = value["metadata"]["name"].as_str().unwrap_or_default();
+        if kind.is_empty() || obj.is_empty() {
+            return Err(Diagnostic::new("", "a rendered Kubernetes document has no `kind` or no `metadata.name`")
+                .help("every document needs apiVersion, kind and metadata.name"));
+        }
+        let yaml = serde_saphyr::to_string(&value).map_err(|e| Diagnostic::new("", format!("cannot write YAML: {e}")))?;
+        (format!("k8s/{kind}-{obj}.yaml"), yaml)
+    } else if id.ends_with(".json") {
+        let file = id.rsplit('/').next().unwrap_or(id).to_owned();
+        let mut json = serde_json::to_string_pretty(&value).expect("a JSON value serializes");
+        json.push('\n');
+        (file, json)
+    } else {
+        let file = id.rsplit('/').next().unwrap_or(id).to_owned();
+        let yaml = serde_saphyr::to_string(&value).map_err(|e| Diagnostic::new("", format!("cannot write YAML: {e}")))?;
+        (file, yaml)
+    };
+    let summary = summarize(id, &value);
+    Ok(Artifact { name, template: id, value, content, summary })
+}
+
+fn summarize(id: &str, v: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    match id {
+        ECS_TASK_DEFINITION => {
+            let containers = v["containerDefinitions"].as_array().cloned().unwrap_or_default();
+            let names: Vec<String> = containers
+                .iter()
+                .map(|c| {
+                    let essential = c["essential"].as_bool().unwrap_or(true);
+                    format!("{}{}", s(&c["name"]), if essential { "" } else { " (not essential)" })
+                })
+                .collect();
+            let secrets: usize = containers.iter().map(|c| c["secrets"].as_array().map_or(0, Vec::len)).sum();
+            format!(
+                "family {}: {} CPU / {} MiB, {}, containers {}, {secrets} secret(s) by reference",
+                s(&v["family"]),
+                s(&v["cpu"]),
+                s(&v["memory"]),
+                s(&v["networkMode"]),
+                names.join(", "),
+            )
+        }
+        ECS_SERVICE => {
+            let dc = &v["deploymentConfiguration"];
+            let controller = s(&v["deploymentController"]["type"]);
+            let cb = dc["deploymentCircuitBreaker"]["rollback"].as_bool().unwrap_or(false);
+            format!(
+                "service {} in {}: desired {}, controller {controller}, max {}% / min healthy {}%{}",
+                s(&v["serviceName"]),
+                s(&v["cluster"]),
+                v["desiredCount"],
+                dc["maximumPercent"],
+                dc["minimumHealthyPercent"],
+                if cb { ", circuit breaker with rollback" } else { "" },
+            )
+        }
+        ECS_APPSPEC => {
+            let props = &v["Resources"][0]["TargetService"]["Properties"];
+            format!(
+                "CodeDeploy AppSpec: container {} port {}, {} hook(s)",
+                s(&props["LoadBalancerInfo"]["ContainerName"]),
+                props["LoadBalancerInfo"]["ContainerPort"],
+                v["Hooks"].as_array().map_or(0, Vec::len)
+            )
+        }
+        ECS_SCALING => {
+            let t = &v["scalableTarget"];
+            let policies: Vec<String> = v["policies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let c = &p["TargetTrackingScalingPolicyConfiguration"];
+                    let metric = s(&c["PredefinedMetricSpecification"]["PredefinedMetricType"]).replace("ECSServiceAverage", "").replace("Utilization", "");
+                    format!("{metric} {}% (in {}s / out {}s)", c["TargetValue"], c["ScaleInCooldown"], c["ScaleOutCooldown"])
+                })
+                .collect();
+            format!("{}..{} tasks; {}", t["MinCapacity"], t["MaxCapacity"], policies.join(", "))
+        }
+        _ => k8s::summarize(v),
+    }
+}
+
+/// Builds the template context for one environment. Templates see:
+/// `app`, `env`, `region`, `account_id`, `image`, `registry`, `repository`, `container`,
+/// `datadog`, `target`, `ecs` or `kubernetes`, `strategy`, `environment` (plain variables as
+/// `{name, value}`), `secrets` (`{name, value_from}`), `vars`, `git`, `labels`.
+pub fn context(config: &Config, env_name: &str, env: &Environment, image: &str, git: &GitInfo) -> Value {
+    let mut vars = serde_json::Map::new();
+    for (k, v) in config.variables.iter().chain(env.variables.iter()) {
+        vars.insert(k.clone(), v.clone());
+    }
+    let hc = &config.container.health_check;
+    let container = json!({
+        "name": config.container.name,
+        "port": config.container.port,
+        "command": config.container.command,
+        "health_check": {
+            "path": hc.path,
+            "interval": hc.interval.as_secs(),
+            "timeout": hc.timeout.as_secs(),
+            "healthy_threshold": hc.healthy_threshold,
+            "unhealthy_threshold": hc.unhealthy_threshold,
+            "start_period": hc.start_period.as_secs(),
+        },
+    });
+    let environment: Vec<Value> = env.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+    let secrets: Vec<Value> = env
+        .secrets
+        .iter()
+        .map(|(k, v)| {
+            let (secret, key) = v.split_once('/').unwrap_or((v, ""));
+            json!({"name": k, "value_from": v, "secret": secret, "key": key})
+        })
+        .collect();
+    let datadog_secret = env.datadog_secret(config).unwrap_or_default().to_owned();
+    let (dd_secret, dd_key) = datadog_secret.split_once('/').map_or((datadog_secret.as_str(), ""), |(a, b)| (a, b));
+    let datadog = json!({
+        "enabled": config.datadog.enabled,
+        "image": config.datadog.image,
+        "api_key_secret": datadog_secret,
+        "secret": dd_secret,
+        "key": dd_key,
+        "site": config.datadog.site,
+    });
+    let mut ctx = json!({
+        "app": config.app,
+        "env": env_name,
+        "region": config.region,
+        "account_id": config.account_id,
+        "image": image,
+        "registry": registry(config),
+        "repository": config.image.repository,
+        "target": env.target.to_string(),
+        "container": container,
+        "datadog": datadog,
+        "environment": environment,
+        "secrets": secrets,
+        "vars": vars,
+        "url": env.url,
+        "git": git.to_json(),
+        "strategy": strategy_context(env),
+        "labels": {
+            "app.kubernetes.io/name": config.app,
+            "app.kubernetes.io/instance": format!("{}-{env_name}", config.app),
+            "app.kubernetes.io/managed-by": "movieverse-deploy",
+            "app.kubernetes.io/version": git.sha7,
+        },
+    });
+    let obj = ctx.as_object_mut().expect("an object");
+    if let Some(ecs) = &env.ecs {
+        let arch = if config.image.platforms.iter().any(|p| p.contains("arm64")) { "ARM64" } else { "X86_64" };
+        obj.insert(
+            "ecs".into(),
+            json!({
+                "cluster": ecs.cluster,
+                "service": ecs.service,
+                "family": format!("{}-{env_name}", config.app),
+                "cpu": ecs.cpu,
+                "memory": ecs.memory,
+                "desired_count": ecs.desired_count,
+                "platform_version": ecs.platform_version,
+                "cpu_architecture": arch,
+                "execution_role_arn": ecs.execution_role_arn,
+                "task_role_arn": ecs.task_role_arn,
+                "subnets": ecs.network.subnets,
+                "security_groups": ecs.network.security_groups,
+                "assign_public_ip": if ecs.network.assign_public_ip { "ENABLED" } else { "DISABLED" },
+                "load_balancer": ecs.load_balancer.as_ref().map(|lb| json!({
+                    "target_group_arn": lb.target_group_arn,
+                    "health_check_grace_period": lb.health_check_grace_period.as_secs(),
+                })),
+                "log_group": ecs.log_group.clone().unwrap_or_else(|| format!("/ecs/{}-{env_name}", config.app)),
+                "scaling": scaling_context(&ecs.scaling),
+                "max_percent": ecs_max_percent(env, ecs.desired_count),
+                "min_healthy_percent": ecs_min_healthy_percent(env, ecs.desired_count),
+            }),
+        );
+    }
+    if let Some(k) = &env.kubernetes {
+        obj.insert(
+            "kubernetes".into(),
+            json!({
+                "namespace": k.namespace,
+                "replicas": k.replicas,
+                "canary_replicas": k.canary_replicas,
+                "resources": {"cpu": k.resources.cpu, "memory": k.resources.memory},
+                "ingress": {"host": k.ingress.host, "class": k.ingress.class, "path": k.ingress.path, "tls_secret": k.ingress.tls_secret},
+                "scaling": scaling_context(&k.scaling),
+                "pdb_max_unavailable": k.pdb_max_unavailable,
+                "config": k.config,
+            }),
+        );
+    }
+    ctx
+}
+
+fn scaling_context(s: &crate::config::Scaling) -> Value {
+    json!({
+        "enabled": s.enabled,
+        "min": s.min,
+        "max": s.max,
+        "cpu_target": s.cpu_target,
+        "memory_target": s.memory_target,
+        "scale_in_cooldown": s.scale_in_cooldown.as_secs(),
+        "scale_out_cooldown": s.scale_out_cooldown.as_secs(),
+    })
+}
+
+fn strategy_context(env: &Environment) -> Value {
+    match &env.strategy {
+        Strategy::Rolling(r) => json!({
+            "type": "rolling",
+            "max_surge": serde_json::to_value(r.max_surge).unwrap_or_default(),
+            "max_unavailable": serde_json::to_value(r.max_unavailable).unwrap_or_default(),
+            "progress_deadline": r.progress_deadline.as_secs(),
+            "revision_history": r.revision_history,
+        }),
+        Strategy::BlueGreen(b) => json!({
+            "type": "blue-green",
+            "application": b.application,
+            "deployment_group": b.deployment_group,
+            "green_target_group": b.green_target_group,
+            "prod_listener_arn": b.prod_listener_arn,
+            "test_listener_arn": b.test_listener_arn,
+            "test_port": b.test_port,
+            "deployment_config": b.deployment_config,
+            "termination_wait": b.termination_wait.as_secs(),
+            "hooks": b.hooks,
+            "alarms": b.alarms,
+            "progress_deadline": b.progress_deadline.as_secs(),
+        }),
+        Strategy::Canary(c) => json!({
+            "type": "canary",
+            "weights": c.weights(),
+            "deadline": c.deadline.as_secs(),
+            // Kubernetes rolls the stable Deployment at promotion time with the spec's
+            // rolling numbers.
+            "max_surge": 1,
+            "max_unavailable": 0,
+            "progress_deadline": crate::config::defaults::progress_deadline().as_secs(),
+            "revision_history": crate::config::defaults::revision_history(),
+        }),
+    }
+}
+
+/// ECS `maximumPercent` from the rolling max surge: a count is converted against the desired
+/// count, rounding up (surge 1 of 2 tasks is 150 %).
+pub fn ecs_max_percent(env: &Environment, desired: u32) -> u32 {
+    match &env.strategy {
+        Strategy::Rolling(r) => match r.max_surge {
+            crate::config::IntOrPercent::Int(n) => 100 + (n * 100).div_ceil(desired.max(1)),
+            crate::config::IntOrPercent::Percent(p) => 100 + p,
+        },
+        _ => 200,
+    }
+}
+
+/// ECS `minimumHealthyPercent` from the rolling max unavailable, rounding down the tasks that
+/// may be missing (unavailable 0 is 100 %).
+pub fn ecs_min_healthy_percent(env: &Environment, desired: u32) -> u32 {
+    match &env.strategy {
+        Strategy::Rolling(r) => match r.max_unavailable {
+            crate::config::IntOrPercent::Int(n) => 100u32.saturating_sub((n * 100) / desired.max(1)),
+            crate::config::IntOrPercent::Percent(p) => 100u32.saturating_sub(p),
+        },
+        _ => 100,
+    }
+}

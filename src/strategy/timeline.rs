@@ -1,0 +1,260 @@
+//! The strategy timeline that `plan` prints: each phase with its earliest and latest start,
+//! the best and worst total, and what triggers a rollback. Pure arithmetic over the config.
+//!
+//! The model, stated so that anyone can check a figure by hand:
+//! - A new task or pod takes traffic once it passed `healthy_threshold` consecutive health
+//!   checks, `interval` apart: the "healthy time" H (60 s with the spec's 2 × 30 s). Image pull
+//!   and process start are not known offline and are not counted.
+//! - Rolling replaces `max_surge + max_unavailable` tasks per batch; a batch takes at least H
+//!   and fails when it makes no progress for `progress_deadline`.
+//! - Canary (Flagger's semantics): the canary gets the first weight once ready; the first
+//!   check runs after `initial_delay`, then one every `interval`; each passed check moves to
+//!   the next weight; after the last weight passes, the stable Deployment is promoted. Failed
+//!   checks are counted across the whole rollout and roll back when they reach `threshold`, so
+//!   up to `threshold - 1` failures only delay (one interval each). A check is judged only once
+//!   `min_requests` is met; unjudged checks wait, bounded by `deadline`.
+
+use serde::Serialize;
+
+use crate::config::{Config, Environment, Strategy, Target};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Phase {
+    pub name: String,
+    /// Seconds from the start of the deploy.
+    pub earliest_start: u64,
+    pub latest_start: u64,
+    /// Traffic share of the new version during the phase, when it is a traffic phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Timeline {
+    pub strategy: &'static str,
+    pub phases: Vec<Phase>,
+    /// Seconds, when everything goes right at the first try.
+    pub best_total: u64,
+    /// Seconds, at the latest a successful rollout can finish.
+    pub worst_total: u64,
+    pub rollback_triggers: Vec<String>,
+    pub assumptions: Vec<String>,
+    /// Things worth a second look (not errors).
+    pub notes: Vec<String>,
+}
+
+fn phase(name: impl Into<String>, earliest: u64, latest: u64) -> Phase {
+    Phase {
+        name: name.into(),
+        earliest_start: earliest,
+        latest_start: latest,
+        weight: None,
+    }
+}
+
+pub fn timeline(config: &Config, env: &Environment) -> Timeline {
+    let hc = &config.container.health_check;
+    let healthy = u64::from(hc.healthy_threshold) * hc.interval.as_secs();
+    let health_assumption = format!(
+        "a new task or pod is healthy {healthy}s after it starts ({} checks {}s apart); image pull and start-up time are not counted",
+        hc.healthy_threshold,
+        hc.interval.as_secs()
+    );
+    match &env.strategy {
+        Strategy::Rolling(r) => {
+            let (replicas, noun) = match env.target {
+                Target::Ecs => (env.ecs.as_ref().map_or(1, |e| e.desired_count), "task"),
+                Target::Kubernetes => (env.kubernetes.as_ref().map_or(1, |k| k.replicas), "pod"),
+            };
+            let per_batch = (r.max_surge.resolve_up(replicas) + r.max_unavailable.resolve_down(replicas)).max(1);
+            let batches = u64::from(replicas.div_ceil(per_batch));
+            let deadline = r.progress_deadline.as_secs();
+            let mut phases = vec![phase(
+                match env.target {
+                    Target::Ecs => "register the task definition (if changed) and update the service",
+                    Target::Kubernetes => "apply the manifests (server-side apply)",
+                },
+                0,
+                0,
+            )];
+            for b in 0..batches {
+                let first = b * u64::from(per_batch) + 1;
+                let last = ((b + 1) * u64::from(per_batch)).min(u64::from(replicas));
+                phases.push(phase(
+                    format!("batch {}/{batches}: start {noun}s {first}..{last} of {replicas}, wait healthy, stop old ones", b + 1),
+                    b * healthy,
+                    b * deadline,
+                ));
+            }
+            let mut rollback_triggers = vec![format!(
+                "no progress for {} (progress deadline): the deploy fails with the last events and stopped {noun}s' reasons",
+                r.progress_deadline
+            )];
+            if env.target == Target::Ecs {
+                rollback_triggers.insert(0, "ECS deployment circuit breaker: tasks fail to start or fail health checks repeatedly; ECS rolls back to the previous task definition and the deploy fails".into());
+            }
+            Timeline {
+                strategy: "rolling",
+                phases,
+                best_total: batches * healthy,
+                worst_total: batches * deadline,
+                rollback_triggers,
+                assumptions: vec![
+                    health_assumption,
+                    format!("{per_batch} {noun}(s) per batch: max surge {} + max unavailable {}", r.max_surge, r.max_unavailable),
+                ],
+                notes: Vec::new(),
+            }
+        }
+        Strategy::BlueGreen(bg) => {
+            let (shift, shift_text) = traffic_shift(&bg.deployment_config);
+            let deadline = bg.progress_deadline.as_secs();
+            let wait = bg.termination_wait.as_secs();
+            let phases = vec![
+                phase("register the task definition and create the CodeDeploy deployment", 0, 0),
+                phase("start the green task set and wait until it is healthy", 0, 0),
+                phase(format!("test traffic on port {} reaches green (AfterAllowTestTraffic hooks)", bg.test_port), healthy, deadline),
+                phase(format!("shift production traffic to green: {shift_text}"), healthy, deadline),
+                phase(format!("keep blue for {} (instant rollback possible)", bg.termination_wait), healthy + shift, deadline + shift),
+                phase("terminate the blue task set", healthy + shift + wait, deadline + shift + wait),
+            ];
+            let mut triggers = vec![
+                "the green tasks fail to become healthy, or a lifecycle hook fails: CodeDeploy rolls back automatically".into(),
+                format!("no traffic switch within {}: the deploy is stopped and rolled back", bg.progress_deadline),
+            ];
+            if !bg.alarms.is_empty() {
+                triggers.push(format!("a CloudWatch alarm fires: {}", bg.alarms.join(", ")));
+            }
+            triggers.push(format!("during the {} wait, `rollback` switches traffic back to blue at once", bg.termination_wait));
+            Timeline {
+                strategy: "blue-green",
+                phases,
+                best_total: healthy + shift + wait,
+                worst_total: deadline + shift + wait,
+                rollback_triggers: triggers,
+                assumptions: vec![health_assumption],
+                notes: Vec::new(),
+            }
+        }
+        Strategy::Canary(c) => {
+            let weights = c.weights();
+            let a = &c.analysis;
+            let (delay, interval) = (a.initial_delay.as_secs(), a.interval.as_secs());
+            let slack = u64::from(a.threshold.saturating_sub(1)) * interval;
+            let mut phases = vec![phase("apply the manifests; start the canary Deployment and wait until ready", 0, 0)];
+            for (i, w) in weights.iter().enumerate() {
+                let earliest = if i == 0 { healthy } else { healthy + delay + (i as u64 - 1) * interval };
+                let latest = if i == 0 { healthy } else { earliest + slack };
+                phases.push(Phase {
+                    name: format!("canary weight {w}%"),
+                    earliest_start: earliest,
+                    latest_start: latest,
+                    weight: Some(*w),
+                });
+            }
+            let n = weights.len() as u64;
+            let promote = healthy + delay + n.saturating_sub(1) * interval;
+            let (replicas, surge) = env.kubernetes.as_ref().map_or((1, 1), |k| (k.replicas, 1));
+            let promotion = u64::from(replicas.div_ceil(surge)) * healthy;
+            phases.push(phase("promote: roll the stable Deployment to the new version", promote, promote + slack));
+            phases.push(phase("route all traffic to stable (canary weight 0) and scale the canary down", promote + promotion, promote + promotion + slack));
+            let first_rollback = healthy + delay + slack;
+            let mut notes = Vec::new();
+            if let (Some(&100), Some(k)) = (weights.last(), env.kubernetes.as_ref()) {
+                if k.canary_replicas < k.replicas {
+                    notes.push(format!(
+                        "the last step sends 100% of traffic to {} canary replica(s) while stable runs {}: check the canary can carry full load, or end the steps at 50 (max weight) and let promotion take the rest",
+                        k.canary_replicas, k.replicas
+                    ));
+                }
+            }
+            Timeline {
+                strategy: "canary",
+                phases,
+                best_total: promote + promotion,
+                worst_total: (promote + promotion + slack).min(c.deadline.as_secs().max(promote + promotion)),
+                rollback_triggers: vec![
+                    format!(
+                        "{} failed checks in this rollout (counted cumulatively): traffic returns to stable at once; the earliest is at {}",
+                        a.threshold,
+                        crate::plan::fmt_secs(first_rollback)
+                    ),
+                    format!(
+                        "a check fails when any metric is outside its bounds: {}",
+                        a.metrics
+                            .iter()
+                            .map(|m| {
+                                let bound = match (m.min, m.max) {
+                                    (Some(lo), Some(hi)) => format!("{lo}..{hi}"),
+                                    (Some(lo), None) => format!(">= {lo}"),
+                                    (None, Some(hi)) => format!("<= {hi}"),
+                                    (None, None) => "?".into(),
+                                };
+                                format!("{} {bound}", m.name)
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    "a query that errors or returns no data counts as failed, unless the metric's on_no_data says pass or skip".into(),
+                    format!("not promoted within {}: rolled back", c.deadline),
+                ],
+                assumptions: vec![
+                    health_assumption,
+                    format!(
+                        "every check is judged (the canary serves at least {} requests per interval); worst case allows {} failed checks, one interval each",
+                        a.min_requests,
+                        a.threshold.saturating_sub(1)
+                    ),
+                ],
+                notes,
+            }
+        }
+    }
+}
+
+/// The traffic shift time of a CodeDeploy ECS deployment configuration, in seconds, and a
+/// description. Custom configurations are not known offline.
+pub fn traffic_shift(config: &str) -> (u64, String) {
+    let name = config.strip_prefix("CodeDeployDefault.").unwrap_or(config);
+    let parse = |s: &str| -> Option<(u64, u64)> {
+        // Linear10PercentEvery3Minutes or Canary10Percent15Minutes
+        let digits: Vec<u64> = s
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        match digits.as_slice() {
+            [p, m] => Some((*p, *m)),
+            _ => None,
+        }
+    };
+    if name == "ECSAllAtOnce" {
+        return (0, "all at once".into());
+    }
+    if let Some(rest) = name.strip_prefix("ECSLinear") {
+        if let Some((pct, minutes)) = parse(rest) {
+            let steps = 100_u64.div_ceil(pct.max(1)) - 1;
+            return (steps * minutes * 60, format!("{pct}% more every {minutes} min ({} min)", steps * minutes));
+        }
+    }
+    if let Some(rest) = name.strip_prefix("ECSCanary") {
+        if let Some((pct, minutes)) = parse(rest) {
+            return (minutes * 60, format!("{pct}% first, the rest after {minutes} min"));
+        }
+    }
+    (0, format!("as `{config}` defines (not known offline)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codedeploy_shift_times() {
+        assert_eq!(traffic_shift("CodeDeployDefault.ECSAllAtOnce").0, 0);
+        assert_eq!(traffic_shift("CodeDeployDefault.ECSLinear10PercentEvery1Minutes").0, 9 * 60);
+        assert_eq!(traffic_shift("CodeDeployDefault.ECSLinear10PercentEvery3Minutes").0, 27 * 60);
+        assert_eq!(traffic_shift("CodeDeployDefault.ECSCanary10Percent5Minutes").0, 5 * 60);
+        assert_eq!(traffic_shift("Custom").0, 0);
+    }
+}
