@@ -19,14 +19,20 @@ Examples:
 
 Set NO_COLOR=1 to turn colours off.";
 
-/// Takes a MovieVerse release from commit to traffic: build and push the image, render ECS
+/// Takes a `MovieVerse` release from commit to traffic: build and push the image, render ECS
 /// task definitions and Kubernetes manifests, run a rolling, blue-green or canary rollout, and
 /// report back to the pull request.
 #[derive(Debug, Parser)]
 #[command(name = "movieverse-deploy", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The deploy.yml to use.
-    #[arg(long, global = true, default_value = "deploy.yml", value_name = "PATH", env = "MVD_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "deploy.yml",
+        value_name = "PATH",
+        env = "MVD_CONFIG"
+    )]
     pub config: PathBuf,
 
     /// When to use colours.
@@ -46,22 +52,30 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Render every artifact of an environment (task definition, service, AppSpec, scaling,
+    /// Render every artifact of an environment (task definition, service, `AppSpec`, scaling,
     /// Kubernetes manifests), validated.
-    #[command(after_help = "Examples:\n  movieverse-deploy render --env staging\n  movieverse-deploy render --env all --out build/\n\nWith --out, writes DIR/ENV/task-definition.json, service.json, appspec.yaml,\nscaling.json and k8s/<kind>-<name>.yaml, as apply to the environment.")]
+    #[command(
+        after_help = "Examples:\n  movieverse-deploy render --env staging\n  movieverse-deploy render --env all --out build/\n\nWith --out, writes DIR/ENV/task-definition.json, service.json, appspec.yaml,\nscaling.json and k8s/<kind>-<name>.yaml, as apply to the environment."
+    )]
     Render(RenderArgs),
 
     /// The dry run: the image that would be built, each artifact in one line, and the
     /// strategy timeline with its rollback triggers. Changes nothing; makes no network call.
-    #[command(after_help = "Examples:\n  movieverse-deploy plan --env all\n  movieverse-deploy plan --env production --output json")]
+    #[command(
+        after_help = "Examples:\n  movieverse-deploy plan --env all\n  movieverse-deploy plan --env production --output json"
+    )]
     Plan(PlanArgs),
 
     /// Print the JSON Schema of deploy.yml (for editors and linters).
-    #[command(after_help = "Example:\n  movieverse-deploy schema > deploy.schema.json\n  # then in deploy.yml: # yaml-language-server: $schema=./deploy.schema.json")]
+    #[command(
+        after_help = "Example:\n  movieverse-deploy schema > deploy.schema.json\n  # then in deploy.yml: # yaml-language-server: $schema=./deploy.schema.json"
+    )]
     Schema,
 
     /// Print a shell completion script.
-    #[command(after_help = "Example:\n  movieverse-deploy completions bash > ~/.local/share/bash-completion/completions/movieverse-deploy")]
+    #[command(
+        after_help = "Example:\n  movieverse-deploy completions bash > ~/.local/share/bash-completion/completions/movieverse-deploy"
+    )]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,

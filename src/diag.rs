@@ -1,4 +1,4 @@
-//! User-facing diagnostics for invalid input: what is wrong, where (file:line:column), and how
+//! User-facing diagnostics for invalid input: what is wrong, where (<file:line:column>), and how
 //! to fix it. Every validation layer (config, templates, rendered output) reports through
 //! [`Diagnostic`], and [`Diagnostics`] carries all of them at once so the user fixes a file in
 //! one pass instead of one error per run.
@@ -59,6 +59,14 @@ impl Diagnostic {
     #[must_use]
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+
+    /// Drops the source line: for problems about values that may be secrets, the snippet
+    /// would print the secret.
+    #[must_use]
+    pub fn redacted(mut self) -> Self {
+        self.source_line = None;
         self
     }
 
@@ -133,6 +141,7 @@ impl Diagnostics {
     }
 
     /// Sorted by file and position, so the output reads top to bottom like the file.
+    #[must_use]
     pub fn sorted(mut self) -> Self {
         self.0.sort_by(|a, b| {
             (&a.file, a.position, &a.message).cmp(&(&b.file, b.position, &b.message))
@@ -220,7 +229,10 @@ mod tests {
     #[test]
     fn display_shows_caret_under_column() {
         let d = Diagnostic::new("deploy.yml", "weight must be within 1..=100, found 0")
-            .at(Some(Position { line: 2, column: 10 }))
+            .at(Some(Position {
+                line: 2,
+                column: 10,
+            }))
             .help("use a weight from 1 to 100")
             .with_source("x:\n  steps: [0, 10]\n");
         let s = d.to_string();

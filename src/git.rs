@@ -85,7 +85,10 @@ impl GitInfo {
         let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
         let head = head.trim();
         let (sha, branch) = if let Some(r) = head.strip_prefix("ref: ") {
-            (resolve_ref(&git_dir, r)?, r.strip_prefix("refs/heads/").map(str::to_owned))
+            (
+                resolve_ref(&git_dir, r)?,
+                r.strip_prefix("refs/heads/").map(str::to_owned),
+            )
         } else {
             (head.to_owned(), None)
         };
@@ -104,10 +107,10 @@ fn find_git_dir(start: &Path) -> Option<PathBuf> {
             return Some(candidate);
         }
         // A worktree or submodule: `.git` is a file saying `gitdir: PATH`.
-        if let Ok(text) = std::fs::read_to_string(&candidate) {
-            if let Some(path) = text.trim().strip_prefix("gitdir: ") {
-                return Some(dir.join(path));
-            }
+        if let Ok(text) = std::fs::read_to_string(&candidate)
+            && let Some(path) = text.trim().strip_prefix("gitdir: ")
+        {
+            return Some(dir.join(path));
         }
     }
     None
@@ -155,7 +158,12 @@ mod tests {
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     #[test]
@@ -193,7 +201,11 @@ mod tests {
         let git = dir.path().join(".git");
         std::fs::create_dir_all(git.join("refs/heads")).unwrap();
         std::fs::write(git.join("HEAD"), "ref: refs/heads/main\n").unwrap();
-        std::fs::write(git.join("packed-refs"), "# pack-refs\n0123456789abcdef refs/heads/main\n0123456789abcdef refs/tags/v1.2.3\n").unwrap();
+        std::fs::write(
+            git.join("packed-refs"),
+            "# pack-refs\n0123456789abcdef refs/heads/main\n0123456789abcdef refs/tags/v1.2.3\n",
+        )
+        .unwrap();
         let info = GitInfo::from_repository(dir.path()).unwrap();
         assert_eq!(info.sha7, "0123456");
         assert_eq!(info.branch.as_deref(), Some("main"));

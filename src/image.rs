@@ -19,7 +19,11 @@ pub fn tags(config: &Config, git: &GitInfo) -> Vec<String> {
             TagRule::Pr => git.pr.iter().map(|n| format!("pr-{n}")).collect(),
             TagRule::Template(t) => render_tag(t, config, git).into_iter().collect(),
         };
-        for tag in produced.into_iter().map(|t| sanitize(&t)).filter(|t| !t.is_empty()) {
+        for tag in produced
+            .into_iter()
+            .map(|t| sanitize(&t))
+            .filter(|t| !t.is_empty())
+        {
             if !out.contains(&tag) {
                 out.push(tag);
             }
@@ -32,9 +36,16 @@ pub fn tags(config: &Config, git: &GitInfo) -> Vec<String> {
 pub fn semver_tags(tag: &str) -> Vec<String> {
     let v = tag.strip_prefix('v').unwrap_or(tag);
     let parts: Vec<&str> = v.split('.').collect();
-    let numeric = parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let numeric = parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     if numeric {
-        vec![v.to_owned(), format!("{}.{}", parts[0], parts[1]), parts[0].to_owned()]
+        vec![
+            v.to_owned(),
+            format!("{}.{}", parts[0], parts[1]),
+            parts[0].to_owned(),
+        ]
     } else if parts.len() >= 3 && parts[0].bytes().all(|b| b.is_ascii_digit()) {
         vec![v.to_owned()]
     } else {
@@ -58,7 +69,13 @@ pub fn sanitize(tag: &str) -> String {
     let mut s: String = tag
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     while s.starts_with(['.', '-']) {
         s.remove(0);

@@ -9,10 +9,10 @@ fn main() -> ExitCode {
     match run::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true") {
-                if let Some(annotations) = e.annotations() {
-                    print!("{annotations}");
-                }
+            if std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true")
+                && let Some(annotations) = e.annotations()
+            {
+                print!("{annotations}");
             }
             eprintln!("{e}");
             ExitCode::from(e.exit_code())

@@ -113,10 +113,18 @@ pub struct Style {
 
 impl Style {
     fn bold(self, s: &str) -> String {
-        if self.color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_owned() }
+        if self.color {
+            format!("\x1b[1m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
     }
     fn dim(self, s: &str) -> String {
-        if self.color { format!("\x1b[2m{s}\x1b[0m") } else { s.to_owned() }
+        if self.color {
+            format!("\x1b[2m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
     }
 }
 
@@ -127,38 +135,87 @@ pub fn to_text(plan: &Plan, style: Style) -> String {
         origin => format!(
             "commit {}{}{} (from {origin})",
             plan.commit.sha7,
-            plan.commit.branch.as_ref().map(|b| format!(" on {b}")).unwrap_or_default(),
-            plan.commit.pr.map(|n| format!(", PR #{n}")).unwrap_or_default(),
+            plan.commit
+                .branch
+                .as_ref()
+                .map(|b| format!(" on {b}"))
+                .unwrap_or_default(),
+            plan.commit
+                .pr
+                .map(|n| format!(", PR #{n}"))
+                .unwrap_or_default(),
         ),
     };
-    let _ = writeln!(o, "{}", style.bold(&format!("Plan for {}: {commit}", plan.app)));
-    let _ = writeln!(o, "Nothing is changed by a plan; no network call was made.\n");
+    let _ = writeln!(
+        o,
+        "{}",
+        style.bold(&format!("Plan for {}: {commit}", plan.app))
+    );
+    let _ = writeln!(
+        o,
+        "Nothing is changed by a plan; no network call was made.\n"
+    );
     let _ = writeln!(o, "{}", style.bold("Image"));
-    let _ = writeln!(o, "  build  {} from {} (context {}), {}", plan.image.reference, plan.image.containerfile, plan.image.context, plan.image.platforms.join(", "));
+    let _ = writeln!(
+        o,
+        "  build  {} from {} (context {}), {}",
+        plan.image.reference,
+        plan.image.containerfile,
+        plan.image.context,
+        plan.image.platforms.join(", ")
+    );
     let _ = writeln!(o, "  tags   {}", plan.image.tags.join(", "));
-    let _ = writeln!(o, "  {}", style.dim("deploys reference the pushed digest (repo@sha256:…), never a mutable tag"));
+    let _ = writeln!(
+        o,
+        "  {}",
+        style.dim("deploys reference the pushed digest (repo@sha256:…), never a mutable tag")
+    );
     for env in &plan.environments {
         let t = &env.timeline;
         let _ = writeln!(o);
         let _ = writeln!(
             o,
             "{}",
-            style.bold(&format!("Environment {} ({}: {}), strategy {}", env.name, env.target, env.location, t.strategy))
+            style.bold(&format!(
+                "Environment {} ({}: {}), strategy {}",
+                env.name, env.target, env.location, t.strategy
+            ))
         );
         if let Some(url) = &env.url {
             let _ = writeln!(o, "  url    {url}");
         }
         let _ = writeln!(o, "  Artifacts");
-        let width = env.artifacts.iter().map(|a| a.file.len()).max().unwrap_or(0);
+        let width = env
+            .artifacts
+            .iter()
+            .map(|a| a.file.len())
+            .max()
+            .unwrap_or(0);
         for a in &env.artifacts {
             let _ = writeln!(o, "    {:width$}  {}", a.file, a.summary);
         }
         let _ = writeln!(o, "  Timeline (from the start of the deploy)");
-        let _ = writeln!(o, "    {:>3}  {:>9}  {:>9}  phase", "#", "earliest", "latest");
+        let _ = writeln!(
+            o,
+            "    {:>3}  {:>9}  {:>9}  phase",
+            "#", "earliest", "latest"
+        );
         for (i, p) in t.phases.iter().enumerate() {
-            let _ = writeln!(o, "    {:>3}  {:>9}  {:>9}  {}", i + 1, fmt_secs(p.earliest_start), fmt_secs(p.latest_start), p.name);
+            let _ = writeln!(
+                o,
+                "    {:>3}  {:>9}  {:>9}  {}",
+                i + 1,
+                fmt_secs(p.earliest_start),
+                fmt_secs(p.latest_start),
+                p.name
+            );
         }
-        let _ = writeln!(o, "    total: best {}, worst {}", fmt_secs(t.best_total), fmt_secs(t.worst_total));
+        let _ = writeln!(
+            o,
+            "    total: best {}, worst {}",
+            fmt_secs(t.best_total),
+            fmt_secs(t.worst_total)
+        );
         let _ = writeln!(o, "  Rollback when");
         for r in &t.rollback_triggers {
             let _ = writeln!(o, "    - {r}");

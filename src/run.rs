@@ -1,6 +1,7 @@
 //! The edge: turns a parsed command line into effects (reading files, writing artifacts,
 //! printing). Everything it calls underneath is pure.
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::path::Path;
 
@@ -49,7 +50,7 @@ impl From<LoadError> for Error {
     fn from(e: LoadError) -> Self {
         match e {
             LoadError::Invalid(d) => Error::Invalid(d),
-            other => Error::Load(other),
+            read @ LoadError::Read { .. } => Error::Load(read),
         }
     }
 }
@@ -59,12 +60,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         color: match cli.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal(),
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stdout().is_terminal()
+            }
         },
     };
     match cli.command {
         Command::Schema => {
-            let schema = serde_json::to_string_pretty(&config::json_schema()).expect("the schema serializes");
+            let schema = serde_json::to_string_pretty(&config::json_schema())
+                .expect("the schema serializes");
             print_out(&format!("{schema}\n"))
         }
         Command::Completions { shell } => {
@@ -76,30 +81,35 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Render(args) => {
             let loaded = config::load(&cli.config)?;
             let (_, rendered) = render_selection(&loaded, &args.selection)?;
-            match args.out {
-                Some(dir) => write_out(&dir, &rendered),
-                None => {
-                    let mut text = String::new();
-                    for r in &rendered {
-                        for a in &r.artifacts {
-                            text.push_str(&format!("==> {}/{} <==\n{}", r.env, a.name, a.content));
-                            if !a.content.ends_with('\n') {
-                                text.push('\n');
-                            }
+            if let Some(dir) = args.out {
+                write_out(&dir, &rendered)
+            } else {
+                let mut text = String::new();
+                for r in &rendered {
+                    for a in &r.artifacts {
+                        let _ = write!(text, "==> {}/{} <==\n{}", r.env, a.name, a.content);
+                        if !a.content.ends_with('\n') {
+                            text.push('\n');
                         }
                     }
-                    print_out(&text)
                 }
+                print_out(&text)
             }
         }
         Command::Plan(args) => {
             let loaded = config::load(&cli.config)?;
             let (git, rendered) = render_selection(&loaded, &args.selection)?;
-            let image = rendered.first().map(|r| r.image.clone()).unwrap_or_default();
+            let image = rendered
+                .first()
+                .map(|r| r.image.clone())
+                .unwrap_or_default();
             let plan = plan::build(&loaded.config, &git, &image, &rendered);
             let text = match args.output {
                 OutputFormat::Text => plan::to_text(&plan, style),
-                OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&plan).expect("the plan serializes")),
+                OutputFormat::Json => format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&plan).expect("the plan serializes")
+                ),
             };
             print_out(&text)
         }
@@ -107,7 +117,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
 }
 
 /// Renders the selected environments; every problem of every environment is reported at once.
-fn render_selection(loaded: &Loaded, selection: &Selection) -> Result<(GitInfo, Vec<Rendered>), Error> {
+fn render_selection(
+    loaded: &Loaded,
+    selection: &Selection,
+) -> Result<(GitInfo, Vec<Rendered>), Error> {
     let names = select(loaded, &selection.env)?;
     let git = GitInfo::discover(&loaded.source.dir);
     let image = selection
@@ -115,16 +128,16 @@ fn render_selection(loaded: &Loaded, selection: &Selection) -> Result<(GitInfo, 
         .clone()
         .unwrap_or_else(|| render::default_image(&loaded.config, &git));
     let renderer = Renderer::new(loaded).map_err(Error::Invalid)?;
-    let mut rendered = Vec::new();
+    let mut done = Vec::new();
     let mut problems = Vec::new();
     for name in names {
         match renderer.render(&name, &image, &git) {
-            Ok(r) => rendered.push(r),
+            Ok(r) => done.push(r),
             Err(d) => problems.extend(d.0),
         }
     }
     if problems.is_empty() {
-        Ok((git, rendered))
+        Ok((git, done))
     } else {
         Err(Error::Invalid(Diagnostics(problems).sorted()))
     }
@@ -181,9 +194,9 @@ fn write_out(dir: &Path, rendered: &[Rendered]) -> Result<(), Error> {
 fn print_out(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Error::Environment(anyhow::Error::new(e).context("cannot write to standard output")))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Environment(
+            anyhow::Error::new(e).context("cannot write to standard output"),
+        )),
         _ => Ok(()),
     }
 }

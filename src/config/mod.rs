@@ -54,7 +54,12 @@ impl Source {
         self.diag_at(pos, path, message)
     }
 
-    fn diag_at(&self, pos: Option<Position>, path: &[Seg], message: impl Into<String>) -> Diagnostic {
+    fn diag_at(
+        &self,
+        pos: Option<Position>,
+        path: &[Seg],
+        message: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic::new(&self.file, message)
             .at(pos)
             .path(path_string(path))
@@ -63,7 +68,11 @@ impl Source {
 
     /// Resolves a path written in deploy.yml against the file's directory.
     pub fn resolve(&self, relative: &str) -> PathBuf {
-        self.dir.join(relative)
+        if self.dir == Path::new(".") {
+            PathBuf::from(relative)
+        } else {
+            self.dir.join(relative)
+        }
     }
 }
 
@@ -134,7 +143,7 @@ fn parse_tree(file: &Path, text: &str) -> Result<Node, Diagnostics> {
         Diagnostics::single(
             Diagnostic::new(file, format!("invalid YAML: {message}"))
                 .at(position)
-                .help("fix the YAML syntax here (indentation, a missing `:` or a closing bracket or quote)")
+                .help("fix the YAML syntax here or on the line above: indentation, a missing `:`, an unclosed `[`, `{` or quote")
                 .with_source(text),
         )
     })
@@ -149,7 +158,10 @@ fn deserialize(source: &Source) -> Result<Config, Diagnostics> {
     if !value.is_object() {
         return Err(Diagnostics::single(
             source
-                .diag(&[], "the config must be a mapping of keys (app, region, image, environments, …)")
+                .diag(
+                    &[],
+                    "the config must be a mapping of keys (app, region, image, environments, …)",
+                )
                 .help("start from examples/movieverse/deploy.yml"),
         ));
     }
@@ -165,7 +177,9 @@ fn deserialize(source: &Source) -> Result<Config, Diagnostics> {
         let message = err.inner().to_string();
         let (diagnostic, remove) = describe(source, &path, &message);
         let missing_after_cut = message.starts_with("missing field")
-            && cut.iter().any(|c| missing_field_path(&path, &message).as_ref() == Some(c));
+            && cut
+                .iter()
+                .any(|c| missing_field_path(&path, &message).as_ref() == Some(c));
         if !missing_after_cut {
             problems.push(diagnostic);
         }
@@ -180,6 +194,27 @@ fn deserialize(source: &Source) -> Result<Config, Diagnostics> {
             break;
         }
         cut.insert(remove);
+    }
+    // What remains may still make a config (cut keys were unknown or had defaults): then the
+    // semantic checks run too, so the user sees those problems in the same run. Problems about
+    // a cut value, inside it, or about an object that contains it are left out: the cut value
+    // is already reported, and its absence would cause false ones ("no canary schedule").
+    if let Ok(partial) = serde_json::from_value::<Config>(value) {
+        let paths: Vec<String> = cut.iter().map(|c| path_string(c)).collect();
+        let related = |a: &str, b: &str| {
+            a == b
+                || [".", "["]
+                    .iter()
+                    .any(|sep| a.starts_with(&format!("{b}{sep}")))
+        };
+        problems.extend(
+            validate::validate(&partial, source)
+                .into_iter()
+                .filter(|d| {
+                    let p = d.path.clone().unwrap_or_default();
+                    !paths.iter().any(|c| related(&p, c) || related(c, &p))
+                }),
+        );
     }
     Err(Diagnostics(problems).sorted())
 }
@@ -213,16 +248,26 @@ fn between_backticks(message: &str) -> Option<String> {
 fn describe(source: &Source, path: &[Seg], message: &str) -> (Diagnostic, Vec<Seg>) {
     if message.starts_with("unknown field") {
         let name = between_backticks(message).unwrap_or_default();
+        // serde_path_to_error's path may already end with the unknown key.
         let mut key_path = path.to_vec();
-        key_path.push(Seg::Key(name.clone()));
+        if key_path.last() != Some(&Seg::Key(name.clone())) {
+            key_path.push(Seg::Key(name.clone()));
+        }
         let expected = message
             .split_once("expected ")
             .map(|(_, e)| e.replace('`', ""));
-        let suggestion = expected
-            .as_deref()
-            .and_then(|list| closest(&name, list.split([',', ' ']).filter(|s| !s.is_empty() && *s != "one" && *s != "of" && *s != "or")));
+        let suggestion = expected.as_deref().and_then(|list| {
+            closest(
+                &name,
+                list.split([',', ' '])
+                    .filter(|s| !s.is_empty() && *s != "one" && *s != "of" && *s != "or"),
+            )
+        });
         let help = match (suggestion, &expected) {
-            (Some(s), _) => format!("did you mean `{s}`? ({})", expected.clone().unwrap_or_default()),
+            (Some(s), _) => format!(
+                "did you mean `{s}`? ({})",
+                expected.clone().unwrap_or_default()
+            ),
             (None, Some(list)) => format!("remove it; valid keys here: {list}"),
             (None, None) => "remove it".to_owned(),
         };
@@ -235,10 +280,13 @@ fn describe(source: &Source, path: &[Seg], message: &str) -> (Diagnostic, Vec<Se
         let name = between_backticks(message).unwrap_or_default();
         let expected = message
             .split_once("expected ")
-            .map_or_else(String::new, |(_, e)| e.replace('`', ""));
+            .map_or_else(String::new, |(_, e)| {
+                e.replace('`', "").replace("one of ", "")
+            });
         // An externally tagged enum names its variant as a key: point at the key.
         let (node, whole) = source.root.locate(path);
-        let is_key = whole && matches!(&node.kind, tree::Kind::Map(e) if e.iter().any(|(k, _, _)| *k == name));
+        let is_key = whole
+            && matches!(&node.kind, tree::Kind::Map(e) if e.iter().any(|(k, _, _)| *k == name));
         let d = if is_key {
             let mut key_path = path.to_vec();
             key_path.push(Seg::Key(name.clone()));
@@ -315,6 +363,17 @@ fn remove_path(value: &mut serde_json::Value, path: &[Seg]) -> bool {
 
 /// The candidate nearest to `word` by edit distance, if it is plausibly a typo.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let candidates: Vec<&str> = candidates.into_iter().collect();
+    // An abbreviation (`prod` for `production`) is as good a hint as a typo.
+    let lower = word.to_lowercase();
+    if lower.len() >= 3
+        && let Some(shortest) = candidates
+            .iter()
+            .filter(|c| c.to_lowercase().starts_with(&lower))
+            .min_by_key(|c| c.len())
+    {
+        return Some(shortest);
+    }
     candidates
         .into_iter()
         .map(|c| (edit_distance(&word.to_lowercase(), &c.to_lowercase()), c))
@@ -348,7 +407,10 @@ mod tests {
 
     #[test]
     fn typo_suggestions() {
-        assert_eq!(closest("stepweight", ["steps", "step_weight", "max_weight"]), Some("step_weight"));
+        assert_eq!(
+            closest("stepweight", ["steps", "step_weight", "max_weight"]),
+            Some("step_weight")
+        );
         assert_eq!(closest("zzz", ["steps", "analysis"]), None);
     }
 }

@@ -1,4 +1,4 @@
-//! The deploy.yml model. Every struct denies unknown keys; defaults are the MovieVerse
+//! The deploy.yml model. Every struct denies unknown keys; defaults are the `MovieVerse`
 //! production numbers (`shared/spec/movieverse-deployment-architecture.md`).
 
 use std::fmt;
@@ -305,7 +305,7 @@ pub struct Ecs {
     /// The target group(s) the service registers with.
     #[serde(default)]
     pub load_balancer: Option<EcsLoadBalancer>,
-    /// The CloudWatch Logs group. Defaults to `/ecs/APP-ENV`.
+    /// The `CloudWatch` Logs group. Defaults to `/ecs/APP-ENV`.
     #[serde(default)]
     pub log_group: Option<String>,
     #[serde(default)]
@@ -391,7 +391,7 @@ pub struct Kubernetes {
     /// Pods of the app that may be voluntarily disrupted at once.
     #[serde(default = "defaults::pdb_max_unavailable")]
     pub pdb_max_unavailable: u32,
-    /// Non-secret application configuration, mounted as a ConfigMap.
+    /// Non-secret application configuration, mounted as a `ConfigMap`.
     #[serde(default)]
     pub config: IndexMap<String, String>,
 }
@@ -436,7 +436,7 @@ pub struct Ingress {
 pub enum Strategy {
     /// Replace tasks or pods a batch at a time.
     Rolling(Rolling),
-    /// A full replacement set; traffic switches when it is healthy (CodeDeploy on ECS).
+    /// A full replacement set; traffic switches when it is healthy (`CodeDeploy` on ECS).
     BlueGreen(BlueGreen),
     /// Shift traffic in weighted steps, with metric analysis and automatic rollback.
     Canary(Canary),
@@ -464,7 +464,7 @@ pub struct Rolling {
     /// Fail the rollout when it makes no progress for this long.
     #[serde(default = "defaults::progress_deadline")]
     pub progress_deadline: Duration,
-    /// Revisions kept (task definition revisions, ReplicaSets).
+    /// Revisions kept (task definition revisions, `ReplicaSets`).
     #[serde(default = "defaults::revision_history")]
     pub revision_history: u32,
 }
@@ -472,9 +472,9 @@ pub struct Rolling {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlueGreen {
-    /// The CodeDeploy application.
+    /// The `CodeDeploy` application.
     pub application: String,
-    /// The CodeDeploy deployment group.
+    /// The `CodeDeploy` deployment group.
     pub deployment_group: String,
     /// The green target group name (the blue one is the load balancer's target group).
     pub green_target_group: String,
@@ -494,7 +494,7 @@ pub struct BlueGreen {
     /// Lambda hooks, by lifecycle event (`BeforeAllowTraffic`, `AfterAllowTestTraffic`, …).
     #[serde(default)]
     pub hooks: IndexMap<String, String>,
-    /// CloudWatch alarm names that roll the deployment back when they fire.
+    /// `CloudWatch` alarm names that roll the deployment back when they fire.
     #[serde(default)]
     pub alarms: Vec<String>,
     /// Fail when the deployment has not finished within this time.
@@ -560,7 +560,7 @@ pub struct Analysis {
 pub struct Metric {
     pub name: String,
     pub provider: ProviderKind,
-    /// The query (PromQL, a Datadog query, or a CloudWatch metric math expression).
+    /// The query (`PromQL`, a Datadog query, or a `CloudWatch` metric math expression).
     pub query: String,
     /// The check passes when the value is at least this.
     #[serde(default)]
@@ -743,7 +743,9 @@ impl<'de> Deserialize<'de> for Duration {
         impl serde::de::Visitor<'_> for V {
             type Value = Duration;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration such as \"90s\", \"1m\" or \"10m 30s\", or a number of seconds")
+                f.write_str(
+                    "a duration such as \"90s\", \"1m\" or \"10m 30s\", or a number of seconds",
+                )
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
                 Ok(Duration::secs(v))
@@ -765,7 +767,7 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
-/// Defaults: the MovieVerse production architecture's numbers.
+/// Defaults: the `MovieVerse` production architecture's numbers.
 pub mod defaults {
     use super::{Duration, IntOrPercent, TagRule};
 

@@ -256,6 +256,7 @@ impl<'de> Deserialize<'de> for Key {
 }
 
 #[cfg(test)]
+#[allow(clippy::useless_vec)]
 mod tests {
     use super::*;
 
@@ -266,7 +267,13 @@ mod tests {
         let (n, whole) = root.locate(&path!["env", "prod", "steps", 1_usize]);
         assert!(whole);
         assert_eq!(n.kind, Kind::UInt(25));
-        assert_eq!(n.pos, Position { line: 4, column: 16 });
+        assert_eq!(
+            n.pos,
+            Position {
+                line: 4,
+                column: 17
+            }
+        );
         assert_eq!(
             root.key_position(&path!["env", "prod"]),
             Some(Position { line: 3, column: 3 })

@@ -1,6 +1,9 @@
 //! Semantic checks: values that parse but cannot work. Every check reports with the location
 //! of the value in deploy.yml and advice, and all of them run, so one pass lists everything.
 
+// `path!` builds a Vec so that paths compose the same way everywhere.
+#![allow(clippy::useless_vec)]
+
 use super::model::{
     Canary, Config, Ecs, Environment, IntOrPercent, Kubernetes, ProviderKind, Scaling, Strategy,
     Target,
@@ -48,7 +51,8 @@ pub fn looks_like_secret(name: &str) -> bool {
 pub fn is_dns_label(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -72,6 +76,13 @@ impl Checker<'_> {
     fn err_key(&mut self, path: &[Seg], message: impl Into<String>, help: impl Into<String>) {
         self.problems
             .push(self.source.diag_key(path, message).help(help));
+    }
+
+    /// Like `err`, for values that may be secrets: no snippet of the line, so the value is
+    /// never printed.
+    fn err_secret(&mut self, path: &[Seg], message: impl Into<String>, help: impl Into<String>) {
+        self.problems
+            .push(self.source.diag(path, message).help(help).redacted());
     }
 
     fn check(&mut self, ok: bool, path: &[Seg], message: impl FnOnce() -> String, help: &str) {
@@ -110,8 +121,14 @@ fn top_level(c: &mut Checker<'_>, config: &Config) {
     let region_ok = {
         let parts: Vec<&str> = config.region.split('-').collect();
         parts.len() >= 3
-            && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-            && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            })
+            && parts
+                .last()
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
     };
     c.check(
         region_ok,
@@ -130,7 +147,9 @@ fn top_level(c: &mut Checker<'_>, config: &Config) {
         && repo.len() <= 256
         && repo.split('/').all(|part| {
             !part.is_empty()
-                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
                 && part.as_bytes()[0].is_ascii_alphanumeric()
                 && part.as_bytes()[part.len() - 1].is_ascii_alphanumeric()
         });
@@ -150,10 +169,18 @@ fn top_level(c: &mut Checker<'_>, config: &Config) {
         );
     }
     if config.image.platforms.is_empty() {
-        c.err(&path!["image", "platforms"], "no platform to build for", "list at least one, for example `[linux/amd64]`");
+        c.err(
+            &path!["image", "platforms"],
+            "no platform to build for",
+            "list at least one, for example `[linux/amd64]`",
+        );
     }
     if config.image.tags.is_empty() {
-        c.err(&path!["image", "tags"], "no tag rule", "list at least one, for example `[sha]`");
+        c.err(
+            &path!["image", "tags"],
+            "no tag rule",
+            "list at least one, for example `[sha]`",
+        );
     }
     c.check(
         config.container.port != 0,
@@ -165,10 +192,18 @@ fn top_level(c: &mut Checker<'_>, config: &Config) {
     c.check(
         hc.path.starts_with('/'),
         &path!["container", "health_check", "path"],
-        || format!("the health check path `{}` does not start with `/`", hc.path),
+        || {
+            format!(
+                "the health check path `{}` does not start with `/`",
+                hc.path
+            )
+        },
         "write an absolute HTTP path such as `/health`",
     );
-    for (key, v) in [("healthy_threshold", hc.healthy_threshold), ("unhealthy_threshold", hc.unhealthy_threshold)] {
+    for (key, v) in [
+        ("healthy_threshold", hc.healthy_threshold),
+        ("unhealthy_threshold", hc.unhealthy_threshold),
+    ] {
         c.check(
             (2..=10).contains(&v),
             &path!["container", "health_check", key],
@@ -179,16 +214,28 @@ fn top_level(c: &mut Checker<'_>, config: &Config) {
     c.check(
         hc.timeout < hc.interval,
         &path!["container", "health_check", "timeout"],
-        || format!("the health check timeout ({}) is not shorter than its interval ({})", hc.timeout, hc.interval),
+        || {
+            format!(
+                "the health check timeout ({}) is not shorter than its interval ({})",
+                hc.timeout, hc.interval
+            )
+        },
         "make the timeout shorter than the interval",
     );
     for id in config.templates.keys() {
         if !TEMPLATE_IDS.contains(&id.as_str()) {
             let help = match closest(id, TEMPLATE_IDS.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`? Templates: {}", TEMPLATE_IDS.join(", ")),
-                None => format!("templates that can be overridden: {}", TEMPLATE_IDS.join(", ")),
+                None => format!(
+                    "templates that can be overridden: {}",
+                    TEMPLATE_IDS.join(", ")
+                ),
             };
-            c.err_key(&path!["templates", id], format!("unknown template `{id}`"), help);
+            c.err_key(
+                &path!["templates", id],
+                format!("unknown template `{id}`"),
+                help,
+            );
         }
     }
     for (id, file) in &config.templates {
@@ -204,7 +251,8 @@ fn top_level(c: &mut Checker<'_>, config: &Config) {
 
 fn environment(c: &mut Checker<'_>, config: &Config, name: &str, env: &Environment) {
     let base = path!["environments", name];
-    let at = |rest: &[Seg]| -> Vec<Seg> { base.iter().cloned().chain(rest.iter().cloned()).collect() };
+    let at =
+        |rest: &[Seg]| -> Vec<Seg> { base.iter().cloned().chain(rest.iter().cloned()).collect() };
     if !is_dns_label(name, 20) {
         c.err_key(
             &base,
@@ -215,7 +263,11 @@ fn environment(c: &mut Checker<'_>, config: &Config, name: &str, env: &Environme
     match env.target {
         Target::Ecs => {
             if env.kubernetes.is_some() {
-                c.err_key(&at(&path!["kubernetes"]), "a `kubernetes:` block in an environment with `target: ecs`", "remove it, or set `target: kubernetes`");
+                c.err_key(
+                    &at(&path!["kubernetes"]),
+                    "a `kubernetes:` block in an environment with `target: ecs`",
+                    "remove it, or set `target: kubernetes`",
+                );
             }
             match &env.ecs {
                 Some(ecs) => ecs_settings(c, &at(&path!["ecs"]), ecs),
@@ -224,40 +276,70 @@ fn environment(c: &mut Checker<'_>, config: &Config, name: &str, env: &Environme
         }
         Target::Kubernetes => {
             if env.ecs.is_some() {
-                c.err_key(&at(&path!["ecs"]), "an `ecs:` block in an environment with `target: kubernetes`", "remove it, or set `target: ecs`");
+                c.err_key(
+                    &at(&path!["ecs"]),
+                    "an `ecs:` block in an environment with `target: kubernetes`",
+                    "remove it, or set `target: ecs`",
+                );
             }
             match &env.kubernetes {
                 Some(k) => kubernetes_settings(c, &at(&path!["kubernetes"]), k),
-                None => c.err(&base, "`target: kubernetes` needs a `kubernetes:` block", "add `kubernetes:` with at least namespace and ingress"),
+                None => c.err(
+                    &base,
+                    "`target: kubernetes` needs a `kubernetes:` block",
+                    "add `kubernetes:` with at least namespace and ingress",
+                ),
             }
         }
     }
     strategy(c, config, env, &at(&path!["strategy"]));
     for (var, _) in &env.env {
         if !is_env_name(var) {
-            c.err_key(&at(&path!["env", var]), format!("`{var}` is not a valid environment variable name"), "use letters, digits and `_`, not starting with a digit");
+            c.err_key(
+                &at(&path!["env", var]),
+                format!("`{var}` is not a valid environment variable name"),
+                "use letters, digits and `_`, not starting with a digit",
+            );
         }
         if looks_like_secret(var) && !env.not_secrets.contains(var) {
-            c.err(
+            c.err_secret(
                 &at(&path!["env", var]),
                 format!("`{var}` looks like a secret but is set as a plain environment variable"),
                 "move it to `secrets:` as a Secrets Manager ARN (ECS) or `secret-name/key` (Kubernetes); if it is not a secret, list it in `not_secrets:`",
             );
         }
         if env.secrets.contains_key(var) {
-            c.err_key(&at(&path!["env", var]), format!("`{var}` is set both in `env:` and in `secrets:`"), "keep one of them");
+            c.err_key(
+                &at(&path!["env", var]),
+                format!("`{var}` is set both in `env:` and in `secrets:`"),
+                "keep one of them",
+            );
         }
     }
     for (var, reference) in &env.secrets {
         if !is_env_name(var) {
-            c.err_key(&at(&path!["secrets", var]), format!("`{var}` is not a valid environment variable name"), "use letters, digits and `_`, not starting with a digit");
+            c.err_key(
+                &at(&path!["secrets", var]),
+                format!("`{var}` is not a valid environment variable name"),
+                "use letters, digits and `_`, not starting with a digit",
+            );
         }
         secret_reference(c, env.target, &at(&path!["secrets", var]), reference);
     }
     if config.datadog.enabled {
         match (&env.datadog_api_key_secret, &config.datadog.api_key_secret) {
             (Some(reference), _) => secret_reference(c, env.target, &at(&path!["datadog_api_key_secret"]), reference),
-            (None, Some(reference)) => secret_reference(c, env.target, &path!["datadog", "api_key_secret"], reference),
+            (None, Some(reference)) => {
+                let before = c.problems.len();
+                secret_reference(c, env.target, &path!["datadog", "api_key_secret"], reference);
+                for d in &mut c.problems[before..] {
+                    d.message = format!("{} (for environment `{name}`, target {})", d.message, env.target);
+                    d.help = Some(format!(
+                        "set `datadog_api_key_secret` in environment `{name}` to a reference its target can read; {}",
+                        d.help.take().unwrap_or_default()
+                    ));
+                }
+            }
             (None, None) => c.err(
                 &base,
                 format!("the Datadog agent is enabled but environment `{name}` has no API key secret"),
@@ -284,25 +366,32 @@ fn is_env_name(s: &str) -> bool {
 fn secret_reference(c: &mut Checker<'_>, target: Target, path: &[Seg], reference: &str) {
     match target {
         Target::Ecs => {
-            let ok = (reference.starts_with("arn:aws:secretsmanager:") || reference.starts_with("arn:aws:ssm:"))
+            let ok = (reference.starts_with("arn:aws:secretsmanager:")
+                || reference.starts_with("arn:aws:ssm:"))
                 && reference.split(':').count() >= 7;
-            c.check(
-                ok,
-                path,
-                || "this secret is not a Secrets Manager or SSM parameter ARN".into(),
-                "write the secret's ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME), never the secret value itself",
-            );
+            if !ok {
+                c.err_secret(
+                    path,
+                    "this secret is not a Secrets Manager or SSM parameter ARN (the value is not shown, in case it is the secret itself)",
+                    "write the secret's ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME), never the secret value itself",
+                );
+            }
         }
         Target::Kubernetes => {
-            let ok = reference
-                .split_once('/')
-                .is_some_and(|(name, key)| is_dns_subdomain(name) && !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
-            c.check(
-                ok,
-                path,
-                || "this secret is not a `secret-name/key` reference".into(),
-                "write the Kubernetes Secret and key, for example `movieverse-secrets/database-url`, never the secret value itself",
-            );
+            let ok = reference.split_once('/').is_some_and(|(name, key)| {
+                is_dns_subdomain(name)
+                    && !key.is_empty()
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            });
+            if !ok {
+                c.err_secret(
+                    path,
+                    "this secret is not a `secret-name/key` reference (the value is not shown, in case it is the secret itself)",
+                    "write the Kubernetes Secret and key, for example `movieverse-secrets/database-url`, never the secret value itself",
+                );
+            }
         }
     }
 }
@@ -318,7 +407,8 @@ fn is_arn(s: &str, service: &str, resource_prefix: &str) -> bool {
 }
 
 fn ecs_settings(c: &mut Checker<'_>, base: &[Seg], ecs: &Ecs) {
-    let at = |key: &str| -> Vec<Seg> { base.iter().cloned().chain([Seg::Key(key.into())]).collect() };
+    let at =
+        |key: &str| -> Vec<Seg> { base.iter().cloned().chain([Seg::Key(key.into())]).collect() };
     match fargate_memory_options(ecs.cpu) {
         None => c.err(
             &at("cpu"),
@@ -327,17 +417,32 @@ fn ecs_settings(c: &mut Checker<'_>, base: &[Seg], ecs: &Ecs) {
         ),
         Some(options) if !options.contains(&ecs.memory) => c.err(
             &at("memory"),
-            format!("{} MiB of memory is not valid with {} CPU units on Fargate", ecs.memory, ecs.cpu),
+            format!(
+                "{} MiB of memory is not valid with {} CPU units on Fargate",
+                ecs.memory, ecs.cpu
+            ),
             format!(
                 "with cpu {} use one of: {} MiB",
                 ecs.cpu,
-                options.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                options
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ),
         Some(_) => {}
     }
-    c.check(ecs.desired_count >= 1, &at("desired_count"), || "desired_count is 0".into(), "run at least 1 task");
-    for (key, arn) in [("execution_role_arn", &ecs.execution_role_arn), ("task_role_arn", &ecs.task_role_arn)] {
+    c.check(
+        ecs.desired_count >= 1,
+        &at("desired_count"),
+        || "desired_count is 0".into(),
+        "run at least 1 task",
+    );
+    for (key, arn) in [
+        ("execution_role_arn", &ecs.execution_role_arn),
+        ("task_role_arn", &ecs.task_role_arn),
+    ] {
         c.check(
             is_arn(arn, "iam", "role/"),
             &at(key),
@@ -346,15 +451,34 @@ fn ecs_settings(c: &mut Checker<'_>, base: &[Seg], ecs: &Ecs) {
         );
     }
     let net: Vec<Seg> = at("network");
-    let net_at = |key: &str, i: usize| -> Vec<Seg> { net.iter().cloned().chain([Seg::Key(key.into()), Seg::Index(i)]).collect() };
+    let net_at = |key: &str, i: usize| -> Vec<Seg> {
+        net.iter()
+            .cloned()
+            .chain([Seg::Key(key.into()), Seg::Index(i)])
+            .collect()
+    };
     if ecs.network.subnets.is_empty() {
-        c.err(&net, "no subnets", "awsvpc tasks need at least one subnet id (subnet-…)");
+        c.err(
+            &net,
+            "no subnets",
+            "awsvpc tasks need at least one subnet id (subnet-…)",
+        );
     }
     for (i, s) in ecs.network.subnets.iter().enumerate() {
-        c.check(s.starts_with("subnet-"), &net_at("subnets", i), || format!("`{s}` is not a subnet id"), "write subnet-…");
+        c.check(
+            s.starts_with("subnet-"),
+            &net_at("subnets", i),
+            || format!("`{s}` is not a subnet id"),
+            "write subnet-…",
+        );
     }
     for (i, s) in ecs.network.security_groups.iter().enumerate() {
-        c.check(s.starts_with("sg-"), &net_at("security_groups", i), || format!("`{s}` is not a security group id"), "write sg-…");
+        c.check(
+            s.starts_with("sg-"),
+            &net_at("security_groups", i),
+            || format!("`{s}` is not a security group id"),
+            "write sg-…",
+        );
     }
     if let Some(lb) = &ecs.load_balancer {
         c.check(
@@ -368,7 +492,10 @@ fn ecs_settings(c: &mut Checker<'_>, base: &[Seg], ecs: &Ecs) {
     if ecs.scaling.enabled && !(ecs.scaling.min..=ecs.scaling.max).contains(&ecs.desired_count) {
         c.err(
             &at("desired_count"),
-            format!("desired_count {} is outside the auto-scaling range {}..{}", ecs.desired_count, ecs.scaling.min, ecs.scaling.max),
+            format!(
+                "desired_count {} is outside the auto-scaling range {}..{}",
+                ecs.desired_count, ecs.scaling.min, ecs.scaling.max
+            ),
             "auto scaling would move it at once; set desired_count within the range",
         );
     }
@@ -378,23 +505,52 @@ fn scaling(c: &mut Checker<'_>, base: &[Seg], s: &Scaling) {
     if !s.enabled {
         return;
     }
-    let at = |key: &str| -> Vec<Seg> { base.iter().cloned().chain([Seg::Key(key.into())]).collect() };
-    c.check(s.min >= 1, &at("min"), || "scaling.min is 0".into(), "keep at least 1 running");
-    c.check(s.min <= s.max, &at("max"), || format!("scaling.max ({}) is below scaling.min ({})", s.max, s.min), "make max at least min");
-    for (key, v) in [("cpu_target", s.cpu_target), ("memory_target", s.memory_target)] {
-        c.check((1..=100).contains(&v), &at(key), || format!("{key} is {v}%"), "use a utilisation target from 1 to 100 percent");
+    let at =
+        |key: &str| -> Vec<Seg> { base.iter().cloned().chain([Seg::Key(key.into())]).collect() };
+    c.check(
+        s.min >= 1,
+        &at("min"),
+        || "scaling.min is 0".into(),
+        "keep at least 1 running",
+    );
+    c.check(
+        s.min <= s.max,
+        &at("max"),
+        || format!("scaling.max ({}) is below scaling.min ({})", s.max, s.min),
+        "make max at least min",
+    );
+    for (key, v) in [
+        ("cpu_target", s.cpu_target),
+        ("memory_target", s.memory_target),
+    ] {
+        c.check(
+            (1..=100).contains(&v),
+            &at(key),
+            || format!("{key} is {v}%"),
+            "use a utilisation target from 1 to 100 percent",
+        );
     }
 }
 
 fn kubernetes_settings(c: &mut Checker<'_>, base: &[Seg], k: &Kubernetes) {
-    let at = |rest: &[&str]| -> Vec<Seg> { base.iter().cloned().chain(rest.iter().map(|s| Seg::Key((*s).into()))).collect() };
+    let at = |rest: &[&str]| -> Vec<Seg> {
+        base.iter()
+            .cloned()
+            .chain(rest.iter().map(|s| Seg::Key((*s).into())))
+            .collect()
+    };
     c.check(
         is_dns_label(&k.namespace, 63),
         &at(&["namespace"]),
         || format!("`{}` is not a valid Kubernetes namespace name", k.namespace),
         "use at most 63 lowercase letters, digits and `-`, starting and ending with a letter or digit",
     );
-    c.check(k.replicas >= 1, &at(&["replicas"]), || "replicas is 0".into(), "run at least 1 replica");
+    c.check(
+        k.replicas >= 1,
+        &at(&["replicas"]),
+        || "replicas is 0".into(),
+        "run at least 1 replica",
+    );
     for (key, q) in [("cpu", &k.resources.cpu), ("memory", &k.resources.memory)] {
         c.check(
             is_quantity(q),
@@ -409,14 +565,27 @@ fn kubernetes_settings(c: &mut Checker<'_>, base: &[Seg], k: &Kubernetes) {
         || format!("`{}` is not a valid host name", k.ingress.host),
         "write a lowercase DNS name such as api.movie-verse.com",
     );
-    c.check(k.ingress.path.starts_with('/'), &at(&["ingress", "path"]), || "the ingress path does not start with `/`".into(), "write an absolute path such as `/`");
+    c.check(
+        k.ingress.path.starts_with('/'),
+        &at(&["ingress", "path"]),
+        || "the ingress path does not start with `/`".into(),
+        "write an absolute path such as `/`",
+    );
     if let Some(secret) = &k.ingress.tls_secret {
-        c.check(is_dns_subdomain(secret), &at(&["ingress", "tls_secret"]), || format!("`{secret}` is not a valid Secret name"), "use lowercase letters, digits, `-` and `.`");
+        c.check(
+            is_dns_subdomain(secret),
+            &at(&["ingress", "tls_secret"]),
+            || format!("`{secret}` is not a valid Secret name"),
+            "use lowercase letters, digits, `-` and `.`",
+        );
     }
     scaling(c, &at(&["scaling"]), &k.scaling);
     for key in k.config.keys() {
         c.check(
-            !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+            !key.is_empty()
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
             &at(&["config", key]),
             || format!("`{key}` is not a valid ConfigMap key"),
             "use letters, digits, `-`, `_` and `.`",
@@ -425,7 +594,9 @@ fn kubernetes_settings(c: &mut Checker<'_>, base: &[Seg], k: &Kubernetes) {
 }
 
 fn is_quantity(q: &str) -> bool {
-    const SUFFIXES: [&str; 13] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P", "E"];
+    const SUFFIXES: [&str; 13] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P", "E",
+    ];
     let number = SUFFIXES.iter().find_map(|s| q.strip_suffix(s)).unwrap_or(q);
     !number.is_empty()
         && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
@@ -434,11 +605,13 @@ fn is_quantity(q: &str) -> bool {
 }
 
 fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg]) {
-    let at = |rest: &[Seg]| -> Vec<Seg> { base.iter().cloned().chain(rest.iter().cloned()).collect() };
+    let at =
+        |rest: &[Seg]| -> Vec<Seg> { base.iter().cloned().chain(rest.iter().cloned()).collect() };
     match &env.strategy {
         Strategy::Rolling(r) => {
             let p = at(&path!["rolling"]);
-            let zero = |v: IntOrPercent| matches!(v, IntOrPercent::Int(0) | IntOrPercent::Percent(0));
+            let zero =
+                |v: IntOrPercent| matches!(v, IntOrPercent::Int(0) | IntOrPercent::Percent(0));
             if zero(r.max_surge) && zero(r.max_unavailable) {
                 c.err(
                     &[p.clone(), path!["max_surge"]].concat(),
@@ -446,19 +619,45 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
                     "set max_surge to at least 1 (the spec's default) or allow max_unavailable",
                 );
             }
-            c.check(r.revision_history >= 1, &[p.clone(), path!["revision_history"]].concat(), || "revision_history is 0".into(), "keep at least 1 revision to roll back to");
-            c.check(r.progress_deadline.as_secs() > 0, &[p, path!["progress_deadline"]].concat(), || "progress_deadline is 0".into(), "give the rollout time, for example 600s");
+            c.check(
+                r.revision_history >= 1,
+                &[p.clone(), path!["revision_history"]].concat(),
+                || "revision_history is 0".into(),
+                "keep at least 1 revision to roll back to",
+            );
+            c.check(
+                r.progress_deadline.as_secs() > 0,
+                &[p, path!["progress_deadline"]].concat(),
+                || "progress_deadline is 0".into(),
+                "give the rollout time, for example 600s",
+            );
         }
         Strategy::BlueGreen(bg) => {
             let p = at(&path!["blue-green"]);
             if env.target != Target::Ecs {
-                c.err_key(&p, "blue-green is supported on ECS (CodeDeploy) only", "use `rolling` or `canary` on Kubernetes");
+                c.err_key(
+                    &p,
+                    "blue-green is supported on ECS (CodeDeploy) only",
+                    "use `rolling` or `canary` on Kubernetes",
+                );
             }
             if env.ecs.as_ref().is_some_and(|e| e.load_balancer.is_none()) {
-                c.err(&p, "blue-green needs the service's load balancer", "add `ecs.load_balancer.target_group_arn` (the blue target group)");
+                c.err(
+                    &p,
+                    "blue-green needs the service's load balancer",
+                    "add `ecs.load_balancer.target_group_arn` (the blue target group)",
+                );
             }
-            c.check(bg.test_port != 0, &[p.clone(), path!["test_port"]].concat(), || "test_port is 0".into(), "use the test listener's port, for example 8080");
-            for (key, arn) in [("prod_listener_arn", &bg.prod_listener_arn), ("test_listener_arn", &bg.test_listener_arn)] {
+            c.check(
+                bg.test_port != 0,
+                &[p.clone(), path!["test_port"]].concat(),
+                || "test_port is 0".into(),
+                "use the test listener's port, for example 8080",
+            );
+            for (key, arn) in [
+                ("prod_listener_arn", &bg.prod_listener_arn),
+                ("test_listener_arn", &bg.test_listener_arn),
+            ] {
                 c.check(
                     is_arn(arn, "elasticloadbalancing", "listener/"),
                     &[p.clone(), path![key]].concat(),
@@ -467,12 +666,26 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
                 );
             }
             if bg.prod_listener_arn == bg.test_listener_arn {
-                c.err(&[p.clone(), path!["test_listener_arn"]].concat(), "the test listener is the production listener", "test traffic needs its own listener (port 8080 in the spec)");
+                c.err(
+                    &[p.clone(), path!["test_listener_arn"]].concat(),
+                    "the test listener is the production listener",
+                    "test traffic needs its own listener (port 8080 in the spec)",
+                );
             }
             for hook in bg.hooks.keys() {
-                const EVENTS: [&str; 5] = ["BeforeInstall", "AfterInstall", "AfterAllowTestTraffic", "BeforeAllowTraffic", "AfterAllowTraffic"];
+                const EVENTS: [&str; 5] = [
+                    "BeforeInstall",
+                    "AfterInstall",
+                    "AfterAllowTestTraffic",
+                    "BeforeAllowTraffic",
+                    "AfterAllowTraffic",
+                ];
                 if !EVENTS.contains(&hook.as_str()) {
-                    c.err_key(&[p.clone(), path!["hooks", hook]].concat(), format!("`{hook}` is not a CodeDeploy ECS lifecycle event"), format!("use one of: {}", EVENTS.join(", ")));
+                    c.err_key(
+                        &[p.clone(), path!["hooks", hook]].concat(),
+                        format!("`{hook}` is not a CodeDeploy ECS lifecycle event"),
+                        format!("use one of: {}", EVENTS.join(", ")),
+                    );
                 }
             }
         }
@@ -491,7 +704,8 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
 }
 
 fn canary_settings(c: &mut Checker<'_>, config: &Config, canary: &Canary, base: &[Seg]) {
-    let at = |rest: &[Seg]| -> Vec<Seg> { base.iter().cloned().chain(rest.iter().cloned()).collect() };
+    let at =
+        |rest: &[Seg]| -> Vec<Seg> { base.iter().cloned().chain(rest.iter().cloned()).collect() };
     match (&canary.steps, canary.step_weight, canary.max_weight) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => c.err(
             &at(&path!["steps"]),
@@ -532,29 +746,63 @@ fn canary_settings(c: &mut Checker<'_>, config: &Config, canary: &Canary, base: 
     }
     let a = &canary.analysis;
     let ap = at(&path!["analysis"]);
-    let aat = |rest: &[Seg]| -> Vec<Seg> { ap.iter().cloned().chain(rest.iter().cloned()).collect() };
-    c.check(a.interval.as_secs() > 0, &aat(&path!["interval"]), || "the analysis interval is 0".into(), "check at an interval such as 1m");
-    c.check(a.threshold >= 1, &aat(&path!["threshold"]), || "threshold is 0: every rollout would roll back at once".into(), "roll back after a number of failed checks, 5 in the spec");
+    let aat =
+        |rest: &[Seg]| -> Vec<Seg> { ap.iter().cloned().chain(rest.iter().cloned()).collect() };
+    c.check(
+        a.interval.as_secs() > 0,
+        &aat(&path!["interval"]),
+        || "the analysis interval is 0".into(),
+        "check at an interval such as 1m",
+    );
+    c.check(
+        a.threshold >= 1,
+        &aat(&path!["threshold"]),
+        || "threshold is 0: every rollout would roll back at once".into(),
+        "roll back after a number of failed checks, 5 in the spec",
+    );
     if a.metrics.is_empty() {
-        c.err(&aat(&path!["metrics"]), "the canary analysis has no metrics", "add the checks that decide promotion, for example a success rate of at least 99 %");
+        c.err(
+            &aat(&path!["metrics"]),
+            "the canary analysis has no metrics",
+            "add the checks that decide promotion, for example a success rate of at least 99 %",
+        );
     }
     let mut seen = Vec::new();
     for (i, m) in a.metrics.iter().enumerate() {
         let mp = aat(&path!["metrics", i]);
         if seen.contains(&&m.name) {
-            c.err(&[mp.clone(), path!["name"]].concat(), format!("metric `{}` is defined twice", m.name), "give each metric its own name");
+            c.err(
+                &[mp.clone(), path!["name"]].concat(),
+                format!("metric `{}` is defined twice", m.name),
+                "give each metric its own name",
+            );
         }
         seen.push(&m.name);
         if m.min.is_none() && m.max.is_none() {
-            c.err(&mp, format!("metric `{}` has no success condition", m.name), "add `min:` (passes at or above) and/or `max:` (passes at or below)");
+            c.err(
+                &mp,
+                format!("metric `{}` has no success condition", m.name),
+                "add `min:` (passes at or above) and/or `max:` (passes at or below)",
+            );
         }
-        if let (Some(min), Some(max)) = (m.min, m.max) {
-            if min > max {
-                c.err(&[mp.clone(), path!["min"]].concat(), format!("metric `{}`: min {min} is above max {max}, no value can pass", m.name), "make min at most max");
-            }
+        if let (Some(min), Some(max)) = (m.min, m.max)
+            && min > max
+        {
+            c.err(
+                &[mp.clone(), path!["min"]].concat(),
+                format!(
+                    "metric `{}`: min {min} is above max {max}, no value can pass",
+                    m.name
+                ),
+                "make min at most max",
+            );
         }
         if m.query.trim().is_empty() {
-            c.err(&[mp.clone(), path!["query"]].concat(), format!("metric `{}` has an empty query", m.name), "write the provider's query");
+            c.err(
+                &[mp.clone(), path!["query"]].concat(),
+                format!("metric `{}` has an empty query", m.name),
+                "write the provider's query",
+            );
         }
         let configured = match m.provider {
             ProviderKind::Prometheus => config.providers.prometheus.is_some(),
@@ -564,8 +812,14 @@ fn canary_settings(c: &mut Checker<'_>, config: &Config, canary: &Canary, base: 
         if !configured {
             c.err(
                 &[mp, path!["provider"]].concat(),
-                format!("metric `{}` uses the {} provider, which is not configured", m.name, m.provider),
-                format!("add `providers: {{ {}: {{ address: … }} }}` at the top level", m.provider),
+                format!(
+                    "metric `{}` uses the {} provider, which is not configured",
+                    m.name, m.provider
+                ),
+                format!(
+                    "add `providers: {{ {}: {{ address: … }} }}` at the top level",
+                    m.provider
+                ),
             );
         }
     }
@@ -597,7 +851,11 @@ mod tests {
     fn quantities_and_names() {
         assert!(is_quantity("500m") && is_quantity("1Gi") && is_quantity("0.5"));
         assert!(!is_quantity("1 Gi") && !is_quantity("Gi") && !is_quantity("1.2.3"));
-        assert!(is_dns_label("movieverse-app", 63) && !is_dns_label("Movie", 63) && !is_dns_label("-a", 63));
+        assert!(
+            is_dns_label("movieverse-app", 63)
+                && !is_dns_label("Movie", 63)
+                && !is_dns_label("-a", 63)
+        );
         assert!(is_dns_subdomain("api.movie-verse.com") && !is_dns_subdomain("api..com"));
     }
 }

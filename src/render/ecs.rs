@@ -1,5 +1,5 @@
 //! ECS rules for rendered artifacts: what `RegisterTaskDefinition`, `CreateService` and
-//! CodeDeploy would reject, caught before anything is sent. These matter most for overridden
+//! `CodeDeploy` would reject, caught before anything is sent. These matter most for overridden
 //! templates: the built-in ones are rendered from an already validated config.
 
 use std::path::PathBuf;
@@ -29,7 +29,8 @@ impl Out<'_> {
 }
 
 fn as_u64(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
 pub fn validate(
@@ -80,20 +81,33 @@ pub fn validate(
 }
 
 fn containers(td: &Value) -> Vec<Value> {
-    td["containerDefinitions"].as_array().cloned().unwrap_or_default()
+    td["containerDefinitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn task_definition(out: &mut Out<'_>, td: &Value) {
     let family = td["family"].as_str().unwrap_or_default();
     if family.is_empty()
         || family.len() > 255
-        || !family.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        || !family
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        out.err("family", format!("`{family}` is not a valid task definition family"), "use up to 255 letters, digits, `-` and `_`");
+        out.err(
+            "family",
+            format!("`{family}` is not a valid task definition family"),
+            "use up to 255 letters, digits, `-` and `_`",
+        );
     }
     let defs = containers(td);
     if defs.is_empty() {
-        out.err("containerDefinitions", "the task definition has no containers", "define at least the app container");
+        out.err(
+            "containerDefinitions",
+            "the task definition has no containers",
+            "define at least the app container",
+        );
         return;
     }
     let fargate = td["requiresCompatibilities"]
@@ -102,19 +116,39 @@ fn task_definition(out: &mut Out<'_>, td: &Value) {
     let mode = td["networkMode"].as_str().unwrap_or("bridge");
     if fargate {
         if mode != "awsvpc" {
-            out.err("networkMode", format!("network mode `{mode}` on Fargate"), "Fargate tasks require `\"networkMode\": \"awsvpc\"`");
+            out.err(
+                "networkMode",
+                format!("network mode `{mode}` on Fargate"),
+                "Fargate tasks require `\"networkMode\": \"awsvpc\"`",
+            );
         }
         match (as_u64(&td["cpu"]), as_u64(&td["memory"])) {
-            (Some(cpu), Some(memory)) => match fargate_memory_options(u32::try_from(cpu).unwrap_or(0)) {
-                None => out.err("cpu", format!("{cpu} is not a Fargate CPU size"), "use 256, 512, 1024, 2048, 4096, 8192 or 16384"),
-                Some(opts) if !opts.contains(&u32::try_from(memory).unwrap_or(0)) => out.err(
-                    "memory",
-                    format!("{memory} MiB is not valid with {cpu} CPU units on Fargate"),
-                    format!("use one of: {} MiB", opts.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")),
-                ),
-                Some(_) => {}
-            },
-            _ => out.err("cpu", "Fargate task definitions need task-level `cpu` and `memory`", "set both, for example \"512\" and \"1024\""),
+            (Some(cpu), Some(memory)) => {
+                match fargate_memory_options(u32::try_from(cpu).unwrap_or(0)) {
+                    None => out.err(
+                        "cpu",
+                        format!("{cpu} is not a Fargate CPU size"),
+                        "use 256, 512, 1024, 2048, 4096, 8192 or 16384",
+                    ),
+                    Some(opts) if !opts.contains(&u32::try_from(memory).unwrap_or(0)) => out.err(
+                        "memory",
+                        format!("{memory} MiB is not valid with {cpu} CPU units on Fargate"),
+                        format!(
+                            "use one of: {} MiB",
+                            opts.iter()
+                                .map(u32::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            _ => out.err(
+                "cpu",
+                "Fargate task definitions need task-level `cpu` and `memory`",
+                "set both, for example \"512\" and \"1024\"",
+            ),
         }
     }
     let task_memory = as_u64(&td["memory"]);
@@ -126,35 +160,65 @@ fn task_definition(out: &mut Out<'_>, td: &Value) {
         let at = |rest: &str| format!("containerDefinitions[{i}]{rest}");
         let name = c["name"].as_str().unwrap_or_default();
         if name.is_empty() {
-            out.err(&at(".name"), "a container has no name", "give every container a name");
+            out.err(
+                &at(".name"),
+                "a container has no name",
+                "give every container a name",
+            );
         } else if names.contains(&name) {
-            out.err(&at(".name"), format!("two containers are named `{name}`"), "container names must be unique");
+            out.err(
+                &at(".name"),
+                format!("two containers are named `{name}`"),
+                "container names must be unique",
+            );
         }
         names.push(name);
         if c["image"].as_str().unwrap_or_default().is_empty() {
-            out.err(&at(".image"), format!("container `{name}` has no image"), "set `image`");
+            out.err(
+                &at(".image"),
+                format!("container `{name}` has no image"),
+                "set `image`",
+            );
         }
         // ECS treats a container without `essential` as essential.
         any_essential |= c["essential"].as_bool().unwrap_or(true);
-        reserved += as_u64(&c["memory"]).or_else(|| as_u64(&c["memoryReservation"])).unwrap_or(0);
-        for (j, p) in c["portMappings"].as_array().into_iter().flatten().enumerate() {
+        reserved += as_u64(&c["memory"])
+            .or_else(|| as_u64(&c["memoryReservation"]))
+            .unwrap_or(0);
+        for (j, p) in c["portMappings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             let container_port = as_u64(&p["containerPort"]);
             if !container_port.is_some_and(|p| (1..=65535).contains(&p)) {
-                out.err(&at(&format!(".portMappings[{j}].containerPort")), format!("container `{name}` has an invalid containerPort"), "use a port from 1 to 65535");
+                out.err(
+                    &at(&format!(".portMappings[{j}].containerPort")),
+                    format!("container `{name}` has an invalid containerPort"),
+                    "use a port from 1 to 65535",
+                );
             }
-            if mode == "awsvpc" {
-                if let Some(host) = as_u64(&p["hostPort"]) {
-                    if Some(host) != container_port {
-                        out.err(
-                            &at(&format!(".portMappings[{j}].hostPort")),
-                            format!("container `{name}`: hostPort {host} differs from containerPort {}", container_port.unwrap_or(0)),
-                            "with awsvpc, hostPort must equal containerPort or be left out",
-                        );
-                    }
-                }
+            if mode == "awsvpc"
+                && let Some(host) = as_u64(&p["hostPort"])
+                && Some(host) != container_port
+            {
+                out.err(
+                    &at(&format!(".portMappings[{j}].hostPort")),
+                    format!(
+                        "container `{name}`: hostPort {host} differs from containerPort {}",
+                        container_port.unwrap_or(0)
+                    ),
+                    "with awsvpc, hostPort must equal containerPort or be left out",
+                );
             }
         }
-        for (j, e) in c["environment"].as_array().into_iter().flatten().enumerate() {
+        for (j, e) in c["environment"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             let var = e["name"].as_str().unwrap_or_default();
             if looks_like_secret(var) {
                 out.err(
@@ -180,51 +244,110 @@ fn task_definition(out: &mut Out<'_>, td: &Value) {
     if !any_essential {
         out.err("containerDefinitions", "no container is essential", "mark the app container `\"essential\": true`; ECS needs at least one essential container");
     }
-    if let Some(task) = task_memory {
-        if reserved > task {
-            out.err("containerDefinitions", format!("containers reserve {reserved} MiB, more than the task's {task} MiB"), "lower the container memory or raise the task memory");
-        }
+    if let Some(task) = task_memory
+        && reserved > task
+    {
+        out.err(
+            "containerDefinitions",
+            format!("containers reserve {reserved} MiB, more than the task's {task} MiB"),
+            "lower the container memory or raise the task memory",
+        );
     }
-    if needs_execution_role && td["executionRoleArn"].as_str().unwrap_or_default().is_empty() {
-        out.err("executionRoleArn", "secrets or awslogs are used but there is no executionRoleArn", "set the execution role that may read the secrets and write the logs");
+    if needs_execution_role
+        && td["executionRoleArn"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+    {
+        out.err(
+            "executionRoleArn",
+            "secrets or awslogs are used but there is no executionRoleArn",
+            "set the execution role that may read the secrets and write the logs",
+        );
     }
 }
 
 fn service(out: &mut Out<'_>, env: &Environment, svc: &Value, containers: &[(String, Vec<u64>)]) {
-    let controller = svc["deploymentController"]["type"].as_str().unwrap_or("ECS");
+    let controller = svc["deploymentController"]["type"]
+        .as_str()
+        .unwrap_or("ECS");
     let expected = match env.strategy {
         Strategy::BlueGreen(_) => "CODE_DEPLOY",
         _ => "ECS",
     };
     if controller != expected {
-        out.err("deploymentController.type", format!("deployment controller `{controller}` does not fit the {} strategy", env.strategy.name()), format!("use `{expected}`"));
+        out.err(
+            "deploymentController.type",
+            format!(
+                "deployment controller `{controller}` does not fit the {} strategy",
+                env.strategy.name()
+            ),
+            format!("use `{expected}`"),
+        );
     }
-    if expected == "ECS" && svc["deploymentConfiguration"]["deploymentCircuitBreaker"]["rollback"] != true {
+    if expected == "ECS"
+        && svc["deploymentConfiguration"]["deploymentCircuitBreaker"]["rollback"] != true
+    {
         out.err(
             "deploymentConfiguration.deploymentCircuitBreaker",
             "the deployment circuit breaker with rollback is off",
             "keep `{\"enable\": true, \"rollback\": true}`: a failing rollout must go back on its own",
         );
     }
-    for (i, lb) in svc["loadBalancers"].as_array().into_iter().flatten().enumerate() {
-        lb_target(out, &format!("loadBalancers[{i}]"), lb["containerName"].as_str(), as_u64(&lb["containerPort"]), containers);
+    for (i, lb) in svc["loadBalancers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        lb_target(
+            out,
+            &format!("loadBalancers[{i}]"),
+            lb["containerName"].as_str(),
+            as_u64(&lb["containerPort"]),
+            containers,
+        );
     }
 }
 
 fn appspec(out: &mut Out<'_>, spec: &Value, containers: &[(String, Vec<u64>)]) {
     let target = &spec["Resources"][0]["TargetService"];
     if target["Type"] != "AWS::ECS::Service" {
-        out.err("Resources[0].TargetService.Type", "the AppSpec does not target an ECS service", "set `Type: AWS::ECS::Service`");
+        out.err(
+            "Resources[0].TargetService.Type",
+            "the AppSpec does not target an ECS service",
+            "set `Type: AWS::ECS::Service`",
+        );
     }
     let props = &target["Properties"];
-    if props["TaskDefinition"].as_str().unwrap_or_default().is_empty() {
-        out.err("Resources[0].TargetService.Properties.TaskDefinition", "the AppSpec names no task definition", "keep the `<TASK_DEFINITION>` placeholder; the deploy fills in the registered ARN");
+    if props["TaskDefinition"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        out.err(
+            "Resources[0].TargetService.Properties.TaskDefinition",
+            "the AppSpec names no task definition",
+            "keep the `<TASK_DEFINITION>` placeholder; the deploy fills in the registered ARN",
+        );
     }
     let lb = &props["LoadBalancerInfo"];
-    lb_target(out, "Resources[0].TargetService.Properties.LoadBalancerInfo", lb["ContainerName"].as_str(), as_u64(&lb["ContainerPort"]), containers);
+    lb_target(
+        out,
+        "Resources[0].TargetService.Properties.LoadBalancerInfo",
+        lb["ContainerName"].as_str(),
+        as_u64(&lb["ContainerPort"]),
+        containers,
+    );
 }
 
-fn lb_target(out: &mut Out<'_>, path: &str, name: Option<&str>, port: Option<u64>, containers: &[(String, Vec<u64>)]) {
+fn lb_target(
+    out: &mut Out<'_>,
+    path: &str,
+    name: Option<&str>,
+    port: Option<u64>,
+    containers: &[(String, Vec<u64>)],
+) {
     let name = name.unwrap_or_default();
     match containers.iter().find(|(n, _)| n == name) {
         None => out.err(path, format!("the load balancer targets container `{name}`, which the task definition does not have"), format!("use one of: {}", containers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "))),

@@ -49,21 +49,32 @@ pub const KINDS: &[(&str, &str)] = &[
 
 /// Deserializes `value` as `T` and reports fields the typed object dropped (unknown fields).
 fn typed<T: DeserializeOwned + serde::Serialize>(value: &Value) -> Result<T, (String, String)> {
-    let obj: T = serde_path_to_error::deserialize(value).map_err(|e| (e.path().to_string(), e.inner().to_string()))?;
+    let obj: T = serde_path_to_error::deserialize(value)
+        .map_err(|e| (e.path().to_string(), e.inner().to_string()))?;
     let round = serde_json::to_value(&obj).map_err(|e| (String::new(), e.to_string()))?;
-    if let Some(path) = dropped(value, &round, String::new()) {
-        return Err((path.clone(), format!("unknown field `{}`", path.rsplit('.').next().unwrap_or(&path))));
+    if let Some(path) = dropped(value, &round, "") {
+        return Err((
+            path.clone(),
+            format!(
+                "unknown field `{}`",
+                path.rsplit('.').next().unwrap_or(&path)
+            ),
+        ));
     }
     Ok(obj)
 }
 
 /// The first path present in `original` but absent from `round` (a field the type ignored).
-fn dropped(original: &Value, round: &Value, at: String) -> Option<String> {
+fn dropped(original: &Value, round: &Value, at: &str) -> Option<String> {
     match (original, round) {
         (Value::Object(a), Value::Object(b)) => a.iter().find_map(|(k, v)| {
-            let p = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+            let p = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
             match b.get(k) {
-                Some(w) => dropped(v, w, p),
+                Some(w) => dropped(v, w, &p),
                 // An empty value the typed object leaves out is not a loss.
                 None if v.is_null() || v.as_object().is_some_and(serde_json::Map::is_empty) => None,
                 None => Some(p),
@@ -73,7 +84,7 @@ fn dropped(original: &Value, round: &Value, at: String) -> Option<String> {
             .iter()
             .zip(b)
             .enumerate()
-            .find_map(|(i, (v, w))| dropped(v, w, format!("{at}[{i}]"))),
+            .find_map(|(i, (v, w))| dropped(v, w, &format!("{at}[{i}]"))),
         _ => None,
     }
 }
@@ -86,7 +97,11 @@ pub fn parse(value: &Value) -> Result<Object, (String, String)> {
             "kind".into(),
             format!(
                 "`{api}` `{kind}` is not a kind this tool renders; supported: {}",
-                KINDS.iter().map(|(a, k)| format!("{a} {k}")).collect::<Vec<_>>().join(", ")
+                KINDS
+                    .iter()
+                    .map(|(a, k)| format!("{a} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
@@ -106,7 +121,9 @@ pub fn parse(value: &Value) -> Result<Object, (String, String)> {
 
 /// Label keys: an optional DNS-subdomain prefix and `/`, then a name of at most 63 characters.
 pub fn is_label_key(key: &str) -> bool {
-    let (prefix, name) = key.rsplit_once('/').map_or((None, key), |(p, n)| (Some(p), n));
+    let (prefix, name) = key
+        .rsplit_once('/')
+        .map_or((None, key), |(p, n)| (Some(p), n));
     prefix.is_none_or(is_dns_subdomain) && is_label_value(name) && !name.is_empty()
 }
 
@@ -114,7 +131,8 @@ pub fn is_label_key(key: &str) -> bool {
 pub fn is_label_value(v: &str) -> bool {
     v.is_empty()
         || (v.len() <= 63
-            && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             && v.as_bytes()[0].is_ascii_alphanumeric()
             && v.as_bytes()[v.len() - 1].is_ascii_alphanumeric())
 }
@@ -128,7 +146,9 @@ pub fn validate(artifacts: &[Artifact], file_of: &dyn Fn(&str) -> PathBuf) -> Ve
     let mut objects = Vec::new();
     for a in artifacts {
         let err = |path: &str, msg: String, help: &str| {
-            Diagnostic::new(file_of(a.template), format!("{}: {msg}", a.name)).path(path).help(help)
+            Diagnostic::new(file_of(a.template), format!("{}: {msg}", a.name))
+                .path(path)
+                .help(help)
         };
         match parse(&a.value) {
             Ok(obj) => {
@@ -157,38 +177,84 @@ pub fn validate(artifacts: &[Artifact], file_of: &dyn Fn(&str) -> PathBuf) -> Ve
     problems
 }
 
+/// What a Deployment's pods look like, for the selector and port checks.
+struct Pods {
+    labels: BTreeMap<String, String>,
+    ports: Vec<u16>,
+    port_names: Vec<String>,
+}
+
 /// Selectors select, references resolve, and everything lives in one namespace.
-fn cross_references(objects: &[(&Artifact, Object)], file_of: &dyn Fn(&str) -> PathBuf) -> Vec<Diagnostic> {
+fn cross_references(
+    objects: &[(&Artifact, Object)],
+    file_of: &dyn Fn(&str) -> PathBuf,
+) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
-    let mut pods: Vec<(String, BTreeMap<String, String>, Vec<u16>, Vec<String>)> = Vec::new();
+    let mut pods: Vec<Pods> = Vec::new();
     let mut services: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     let mut names: Vec<(&str, String)> = Vec::new();
     let mut namespaces: Vec<(&Artifact, String)> = Vec::new();
     for (a, o) in objects {
         let kind = a.value["kind"].as_str().unwrap_or_default();
-        names.push((kind, a.value["metadata"]["name"].as_str().unwrap_or_default().to_owned()));
+        names.push((
+            kind,
+            a.value["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
         if kind != "Namespace" {
-            namespaces.push((a, a.value["metadata"]["namespace"].as_str().unwrap_or_default().to_owned()));
+            namespaces.push((
+                a,
+                a.value["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ));
         }
         match o {
             Object::Deployment(d) => {
                 let spec = d.spec.as_ref();
-                let selector = spec.and_then(|s| s.selector.match_labels.clone()).unwrap_or_default();
-                let labels = spec.and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+                let selector = spec
+                    .and_then(|s| s.selector.match_labels.clone())
+                    .unwrap_or_default();
+                let labels = spec
+                    .and_then(|s| s.template.metadata.as_ref())
+                    .and_then(|m| m.labels.clone())
+                    .unwrap_or_default();
                 if !matches(&selector, &labels) {
                     problems.push(Diagnostic::new(file_of(a.template), format!("{}: the selector does not match the pod template labels", a.name))
                         .path("spec.selector.matchLabels")
                         .help("every selector label must be on spec.template.metadata.labels, or the Deployment owns no pods"));
                 }
-                let containers = spec.and_then(|s| s.template.spec.as_ref()).map(|p| p.containers.clone()).unwrap_or_default();
-                let ports = containers.iter().flat_map(|c| c.ports.iter().flatten()).filter_map(|p| u16::try_from(p.container_port).ok()).collect();
-                let port_names = containers.iter().flat_map(|c| c.ports.iter().flatten()).filter_map(|p| p.name.clone()).collect();
-                pods.push((a.name.clone(), labels, ports, port_names));
+                let containers = spec
+                    .and_then(|s| s.template.spec.as_ref())
+                    .map(|p| p.containers.clone())
+                    .unwrap_or_default();
+                let ports = containers
+                    .iter()
+                    .flat_map(|c| c.ports.iter().flatten())
+                    .filter_map(|p| u16::try_from(p.container_port).ok())
+                    .collect();
+                let port_names = containers
+                    .iter()
+                    .flat_map(|c| c.ports.iter().flatten())
+                    .filter_map(|p| p.name.clone())
+                    .collect();
+                pods.push(Pods {
+                    labels,
+                    ports,
+                    port_names,
+                });
             }
             Object::Service(s) => {
                 services.insert(
                     s.metadata.name.clone().unwrap_or_default(),
-                    s.spec.iter().flat_map(|sp| sp.ports.iter().flatten()).map(|p| p.port).collect(),
+                    s.spec
+                        .iter()
+                        .flat_map(|sp| sp.ports.iter().flatten())
+                        .map(|p| p.port)
+                        .collect(),
                 );
             }
             _ => {}
@@ -198,24 +264,53 @@ fn cross_references(objects: &[(&Artifact, Object)], file_of: &dyn Fn(&str) -> P
     if let Some((first, ns)) = namespaces.first() {
         for (a, other) in &namespaces {
             if other != ns {
-                problems.push(Diagnostic::new(file_of(a.template), format!("{}: namespace `{other}` differs from `{ns}` of {}", a.name, first.name))
+                problems.push(
+                    Diagnostic::new(
+                        file_of(a.template),
+                        format!(
+                            "{}: namespace `{other}` differs from `{ns}` of {}",
+                            a.name, first.name
+                        ),
+                    )
                     .path("metadata.namespace")
-                    .help("render every object of an environment into its namespace"));
+                    .help("render every object of an environment into its namespace"),
+                );
             }
         }
     }
     for (a, o) in objects {
-        let err = |path: &str, msg: String, help: String| Diagnostic::new(file_of(a.template), format!("{}: {msg}", a.name)).path(path).help(help);
+        let err = |path: &str, msg: String, help: String| {
+            Diagnostic::new(file_of(a.template), format!("{}: {msg}", a.name))
+                .path(path)
+                .help(help)
+        };
         match o {
             Object::Service(s) => {
-                let selector = s.spec.as_ref().and_then(|sp| sp.selector.clone()).unwrap_or_default();
-                match pods.iter().find(|(_, labels, _, _)| matches(&selector, labels)) {
-                    None => problems.push(err("spec.selector", "the selector matches no rendered Deployment's pods".into(), "use the pod template labels of the Deployment this Service fronts".into())),
-                    Some((_, _, ports, port_names)) => {
-                        for (i, p) in s.spec.iter().flat_map(|sp| sp.ports.iter().flatten()).enumerate() {
+                let selector = s
+                    .spec
+                    .as_ref()
+                    .and_then(|sp| sp.selector.clone())
+                    .unwrap_or_default();
+                match pods.iter().find(|p| matches(&selector, &p.labels)) {
+                    None => problems.push(err(
+                        "spec.selector",
+                        "the selector matches no rendered Deployment's pods".into(),
+                        "use the pod template labels of the Deployment this Service fronts".into(),
+                    )),
+                    Some(Pods {
+                        ports, port_names, ..
+                    }) => {
+                        for (i, p) in s
+                            .spec
+                            .iter()
+                            .flat_map(|sp| sp.ports.iter().flatten())
+                            .enumerate()
+                        {
                             use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
                             let ok = match &p.target_port {
-                                Some(IntOrString::Int(n)) => u16::try_from(*n).is_ok_and(|n| ports.contains(&n)),
+                                Some(IntOrString::Int(n)) => {
+                                    u16::try_from(*n).is_ok_and(|n| ports.contains(&n))
+                                }
                                 Some(IntOrString::String(name)) => port_names.contains(name),
                                 None => u16::try_from(p.port).is_ok_and(|n| ports.contains(&n)),
                             };
@@ -227,16 +322,36 @@ fn cross_references(objects: &[(&Artifact, Object)], file_of: &dyn Fn(&str) -> P
                 }
             }
             Object::Ingress(ing) => {
-                for (i, rule) in ing.spec.iter().flat_map(|s| s.rules.iter().flatten()).enumerate() {
+                for (i, rule) in ing
+                    .spec
+                    .iter()
+                    .flat_map(|s| s.rules.iter().flatten())
+                    .enumerate()
+                {
                     for (j, path) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
                         if let Some(svc) = &path.backend.service {
                             let at = format!("spec.rules[{i}].http.paths[{j}].backend.service");
                             match services.get(&svc.name) {
-                                None => problems.push(err(&at, format!("the backend Service `{}` is not rendered", svc.name), format!("use one of: {}", services.keys().cloned().collect::<Vec<_>>().join(", ")))),
+                                None => problems.push(err(
+                                    &at,
+                                    format!("the backend Service `{}` is not rendered", svc.name),
+                                    format!(
+                                        "use one of: {}",
+                                        services.keys().cloned().collect::<Vec<_>>().join(", ")
+                                    ),
+                                )),
                                 Some(ports) => {
                                     let number = svc.port.as_ref().and_then(|p| p.number);
                                     if number.is_some_and(|n| !ports.contains(&n)) {
-                                        problems.push(err(&at, format!("Service `{}` has no port {}", svc.name, number.unwrap_or(0)), format!("use one of its ports: {ports:?}")));
+                                        problems.push(err(
+                                            &at,
+                                            format!(
+                                                "Service `{}` has no port {}",
+                                                svc.name,
+                                                number.unwrap_or(0)
+                                            ),
+                                            format!("use one of its ports: {ports:?}"),
+                                        ));
                                     }
                                 }
                             }
@@ -246,41 +361,74 @@ fn cross_references(objects: &[(&Artifact, Object)], file_of: &dyn Fn(&str) -> P
             }
             Object::Hpa(h) => {
                 let target = h.spec.as_ref().map(|s| &s.scale_target_ref);
-                if let Some(t) = target {
-                    if t.kind != "Deployment" || !has("Deployment", &t.name) {
-                        problems.push(err("spec.scaleTargetRef", format!("the scale target {} `{}` is not a rendered Deployment", t.kind, t.name), "point it at the stable Deployment".into()));
-                    }
+                if let Some(t) = target
+                    && (t.kind != "Deployment" || !has("Deployment", &t.name))
+                {
+                    problems.push(err(
+                        "spec.scaleTargetRef",
+                        format!(
+                            "the scale target {} `{}` is not a rendered Deployment",
+                            t.kind, t.name
+                        ),
+                        "point it at the stable Deployment".into(),
+                    ));
                 }
             }
             Object::Pdb(p) => {
-                let selector = p.spec.as_ref().and_then(|s| s.selector.as_ref()).and_then(|s| s.match_labels.clone()).unwrap_or_default();
-                if !pods.iter().any(|(_, labels, _, _)| matches(&selector, labels)) {
-                    problems.push(err("spec.selector", "the selector matches no rendered Deployment's pods".into(), "use the stable Deployment's pod labels".into()));
+                let selector = p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .and_then(|s| s.match_labels.clone())
+                    .unwrap_or_default();
+                if !pods.iter().any(|p| matches(&selector, &p.labels)) {
+                    problems.push(err(
+                        "spec.selector",
+                        "the selector matches no rendered Deployment's pods".into(),
+                        "use the stable Deployment's pod labels".into(),
+                    ));
                 }
             }
             Object::RoleBinding(rb) => {
                 if rb.role_ref.kind == "Role" && !has("Role", &rb.role_ref.name) {
-                    problems.push(err("roleRef", format!("Role `{}` is not rendered", rb.role_ref.name), "bind the Role rendered beside it".into()));
+                    problems.push(err(
+                        "roleRef",
+                        format!("Role `{}` is not rendered", rb.role_ref.name),
+                        "bind the Role rendered beside it".into(),
+                    ));
                 }
                 for (i, s) in rb.subjects.iter().flatten().enumerate() {
                     if s.kind == "ServiceAccount" && !has("ServiceAccount", &s.name) {
-                        problems.push(err(&format!("subjects[{i}]"), format!("ServiceAccount `{}` is not rendered", s.name), "bind the app's ServiceAccount".into()));
+                        problems.push(err(
+                            &format!("subjects[{i}]"),
+                            format!("ServiceAccount `{}` is not rendered", s.name),
+                            "bind the app's ServiceAccount".into(),
+                        ));
                     }
                 }
             }
             Object::Deployment(d) => {
                 let pod = d.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-                if let Some(sa) = pod.and_then(|p| p.service_account_name.as_ref()) {
-                    if !has("ServiceAccount", sa) {
-                        problems.push(err("spec.template.spec.serviceAccountName", format!("ServiceAccount `{sa}` is not rendered"), "render it (kubernetes/rbac.yaml) or remove the reference".into()));
-                    }
+                if let Some(sa) = pod.and_then(|p| p.service_account_name.as_ref())
+                    && !has("ServiceAccount", sa)
+                {
+                    problems.push(err(
+                        "spec.template.spec.serviceAccountName",
+                        format!("ServiceAccount `{sa}` is not rendered"),
+                        "render it (kubernetes/rbac.yaml) or remove the reference".into(),
+                    ));
                 }
                 for c in pod.map(|p| p.containers.clone()).unwrap_or_default() {
                     for from in c.env_from.iter().flatten() {
-                        if let Some(cm) = from.config_map_ref.as_ref() {
-                            if !has("ConfigMap", &cm.name) && cm.optional != Some(true) {
-                                problems.push(err("spec.template.spec.containers.envFrom", format!("ConfigMap `{}` is not rendered", cm.name), "render it (kubernetes/configmap.yaml)".into()));
-                            }
+                        if let Some(cm) = from.config_map_ref.as_ref()
+                            && !has("ConfigMap", &cm.name)
+                            && cm.optional != Some(true)
+                        {
+                            problems.push(err(
+                                "spec.template.spec.containers.envFrom",
+                                format!("ConfigMap `{}` is not rendered", cm.name),
+                                "render it (kubernetes/configmap.yaml)".into(),
+                            ));
                         }
                     }
                 }
@@ -298,22 +446,40 @@ pub fn summarize(v: &Value) -> String {
     let spec = &v["spec"];
     let detail = match kind {
         "Deployment" => {
-            let image = spec["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or("?");
+            let image = spec["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or("?");
             let strategy = &spec["strategy"]["rollingUpdate"];
             format!(
                 "{} replica(s), surge {} / unavailable {}, image {image}",
                 spec["replicas"], strategy["maxSurge"], strategy["maxUnavailable"]
             )
         }
-        "Service" => format!("port {} -> {}", spec["ports"][0]["port"], spec["ports"][0]["targetPort"].as_str().map_or_else(|| spec["ports"][0]["targetPort"].to_string(), str::to_owned)),
+        "Service" => format!(
+            "port {} -> {}",
+            spec["ports"][0]["port"],
+            spec["ports"][0]["targetPort"]
+                .as_str()
+                .map_or_else(|| spec["ports"][0]["targetPort"].to_string(), str::to_owned)
+        ),
         "Ingress" => {
             let ann = &v["metadata"]["annotations"];
             let canary = ann["nginx.ingress.kubernetes.io/canary"] == "true";
             let host = spec["rules"][0]["host"].as_str().unwrap_or("?");
             if canary {
-                format!("{host}, NGINX canary weight {}", ann["nginx.ingress.kubernetes.io/canary-weight"].as_str().unwrap_or("?"))
+                format!(
+                    "{host}, NGINX canary weight {}",
+                    ann["nginx.ingress.kubernetes.io/canary-weight"]
+                        .as_str()
+                        .unwrap_or("?")
+                )
             } else {
-                format!("{host} -> {}", spec["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"].as_str().unwrap_or("?"))
+                format!(
+                    "{host} -> {}",
+                    spec["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+                        .as_str()
+                        .unwrap_or("?")
+                )
             }
         }
         "HorizontalPodAutoscaler" => {
@@ -321,20 +487,53 @@ pub fn summarize(v: &Value) -> String {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|m| format!("{} {}%", m["resource"]["name"].as_str().unwrap_or("?"), m["resource"]["target"]["averageUtilization"]))
+                .map(|m| {
+                    format!(
+                        "{} {}%",
+                        m["resource"]["name"].as_str().unwrap_or("?"),
+                        m["resource"]["target"]["averageUtilization"]
+                    )
+                })
                 .collect();
-            format!("{}..{} replicas; {}", spec["minReplicas"], spec["maxReplicas"], targets.join(", "))
+            format!(
+                "{}..{} replicas; {}",
+                spec["minReplicas"],
+                spec["maxReplicas"],
+                targets.join(", ")
+            )
         }
         "PodDisruptionBudget" => format!("max unavailable {}", spec["maxUnavailable"]),
-        "ConfigMap" => format!("{} key(s)", v["data"].as_object().map_or(0, serde_json::Map::len)),
+        "ConfigMap" => format!(
+            "{} key(s)",
+            v["data"].as_object().map_or(0, serde_json::Map::len)
+        ),
         "Role" => {
-            let resources: Vec<&str> = v["rules"].as_array().into_iter().flatten().flat_map(|r| r["resources"].as_array().into_iter().flatten().filter_map(Value::as_str)).collect();
+            let resources: Vec<&str> = v["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| {
+                    r["resources"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                })
+                .collect();
             format!("read {}", resources.join(", "))
         }
-        "RoleBinding" => format!("{} -> {}", v["roleRef"]["name"].as_str().unwrap_or("?"), v["subjects"][0]["name"].as_str().unwrap_or("?")),
+        "RoleBinding" => format!(
+            "{} -> {}",
+            v["roleRef"]["name"].as_str().unwrap_or("?"),
+            v["subjects"][0]["name"].as_str().unwrap_or("?")
+        ),
         _ => String::new(),
     };
-    if detail.is_empty() { format!("{kind} {name}") } else { format!("{kind} {name}: {detail}") }
+    if detail.is_empty() {
+        format!("{kind} {name}")
+    } else {
+        format!("{kind} {name}: {detail}")
+    }
 }
 
 #[cfg(test)]

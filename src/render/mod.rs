@@ -57,7 +57,10 @@ pub fn default_image(config: &Config, git: &GitInfo) -> String {
 
 pub fn registry(config: &Config) -> String {
     config.image.registry.clone().unwrap_or_else(|| {
-        format!("{}.dkr.ecr.{}.amazonaws.com", config.account_id, config.region)
+        format!(
+            "{}.dkr.ecr.{}.amazonaws.com",
+            config.account_id, config.region
+        )
     })
 }
 
@@ -75,7 +78,13 @@ pub fn template_ids(env: &Environment) -> Vec<&'static str> {
             ids
         }
         Target::Kubernetes => {
-            let mut ids = vec![K8S_RBAC, K8S_CONFIGMAP, K8S_DEPLOYMENT, K8S_SERVICE, K8S_INGRESS];
+            let mut ids = vec![
+                K8S_RBAC,
+                K8S_CONFIGMAP,
+                K8S_DEPLOYMENT,
+                K8S_SERVICE,
+                K8S_INGRESS,
+            ];
             if env.kubernetes.as_ref().is_some_and(|k| k.scaling.enabled) {
                 ids.push(K8S_HPA);
             }
@@ -114,6 +123,7 @@ impl<'a> Renderer<'a> {
                 .build()
                 .expect("the default delimiters are valid"),
         );
+        jinja.add_filter("tojson", tojson);
         let mut problems = Vec::new();
         for builtin in templates::BUILTINS {
             let source = match loaded.config.templates.get(builtin.id) {
@@ -144,7 +154,12 @@ impl<'a> Renderer<'a> {
     }
 
     /// Renders and validates every artifact of `env_name`.
-    pub fn render(&self, env_name: &str, image: &str, git: &GitInfo) -> Result<Rendered, Diagnostics> {
+    pub fn render(
+        &self,
+        env_name: &str,
+        image: &str,
+        git: &GitInfo,
+    ) -> Result<Rendered, Diagnostics> {
         let config = &self.loaded.config;
         let env = &config.environments[env_name];
         let ctx = context(config, env_name, env, image, git);
@@ -152,7 +167,11 @@ impl<'a> Renderer<'a> {
         let mut artifacts = Vec::new();
         for id in template_ids(env) {
             let file = template_display(self.loaded, id);
-            let text = match self.jinja.get_template(id).and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&ctx)))) {
+            let text = match self
+                .jinja
+                .get_template(id)
+                .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&ctx))))
+            {
                 Ok(text) => text,
                 Err(e) => {
                     problems.push(template_error(self.loaded, id, &e, Some(&ctx)));
@@ -185,13 +204,76 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    fn validate(&self, env_name: &str, env: &Environment, artifacts: &[Artifact]) -> Vec<Diagnostic> {
+    fn validate(
+        &self,
+        env_name: &str,
+        env: &Environment,
+        artifacts: &[Artifact],
+    ) -> Vec<Diagnostic> {
         let file_of = |id: &str| template_display(self.loaded, id);
-        match env.target {
+        let problems = match env.target {
             Target::Ecs => ecs::validate(env_name, env, artifacts, &file_of),
             Target::Kubernetes => k8s::validate(artifacts, &file_of),
-        }
+        };
+        // Point each problem at the template line that writes the offending key.
+        problems
+            .into_iter()
+            .map(|d| {
+                let id = templates::TEMPLATE_IDS
+                    .iter()
+                    .find(|id| file_of(id) == d.file);
+                let source = id
+                    .and_then(|id| self.jinja.get_template(id).ok())
+                    .map(|t| t.source().to_owned());
+                match (source, d.position, d.path.clone()) {
+                    (Some(source), None, Some(path)) => {
+                        let pos = locate_key_path(&source, &path);
+                        d.at(pos).with_source(&source)
+                    }
+                    _ => d,
+                }
+            })
+            .collect()
     }
+}
+
+/// Finds where a template writes the key path `a.b[0].c`: each key is searched for in turn,
+/// after the previous one, as `"key"` (JSON) or `key:` (YAML). A heuristic, since output lines
+/// do not map back to template lines in general; `None` when a key is not written literally.
+fn locate_key_path(source: &str, path: &str) -> Option<Position> {
+    let mut from = 0;
+    let mut found = None;
+    for key in path
+        .split('.')
+        .map(|k| k.split('[').next().unwrap_or(k))
+        .filter(|k| !k.is_empty())
+    {
+        let json = format!("\"{key}\"");
+        let yaml = format!("{key}:");
+        let hit = [source[from..].find(&json), source[from..].find(&yaml)]
+            .into_iter()
+            .flatten()
+            .min()?;
+        from += hit;
+        found = Some(from + usize::from(source[from..].starts_with('"')));
+        from += key.len();
+    }
+    found.map(|offset| position_of_offset(source, offset))
+}
+
+/// `tojson` that refuses undefined values (minijinja's accepts them even in strict mode, which
+/// would render a misspelt variable as `null`), and escapes nothing: the output is parsed, not
+/// embedded in HTML.
+fn tojson(value: &minijinja::Value) -> Result<minijinja::Value, minijinja::Error> {
+    if value.is_undefined() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            "the value passed to tojson is undefined",
+        ));
+    }
+    serde_json::to_string(value)
+        .map(minijinja::Value::from_safe_string)
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string()))
 }
 
 trait FileIfUnset {
@@ -207,18 +289,35 @@ impl FileIfUnset for Diagnostic {
     }
 }
 
-/// A minijinja error as a diagnostic at the template's file:line:column, naming the undefined
+/// A minijinja error as a diagnostic at the template's <file:line:column>, naming the undefined
 /// variable when that is the problem.
-fn template_error(loaded: &Loaded, id: &str, e: &minijinja::Error, ctx: Option<&Value>) -> Diagnostic {
+fn template_error(
+    loaded: &Loaded,
+    id: &str,
+    e: &minijinja::Error,
+    ctx: Option<&Value>,
+) -> Diagnostic {
     let file = template_display(loaded, id);
     let source = e.template_source().unwrap_or_default();
-    let position = match (e.range(), e.line()) {
+    let mut range = e.range();
+    // For an undefined value piped into a filter, minijinja points at the filter: point at
+    // the value instead (`{{ vars.x | tojson }}` names `vars.x`).
+    if let (minijinja::ErrorKind::UndefinedError, Some(r)) = (e.kind(), range.clone()) {
+        let before = &source[..r.start];
+        if before.trim_end().ends_with('|') {
+            let pipe = before.trim_end().len() - 1;
+            let open = before[..pipe].rfind("{{").map_or(0, |i| i + 2);
+            let expr = &source[open..pipe];
+            let lead = expr.len() - expr.trim_start().len();
+            range = Some(open + lead..open + expr.trim_end().len());
+        }
+    }
+    let position = match (range.clone(), e.line()) {
         (Some(range), _) => Some(position_of_offset(source, range.start)),
         (None, Some(line)) => Some(Position { line, column: 1 }),
         _ => None,
     };
-    let expr = e
-        .range()
+    let expr = range
         .and_then(|r| source.get(r))
         .map(str::trim)
         .filter(|s| !s.is_empty());
@@ -237,11 +336,17 @@ fn template_error(loaded: &Loaded, id: &str, e: &minijinja::Error, ctx: Option<&
             )
         }
         minijinja::ErrorKind::SyntaxError => (
-            format!("template syntax error in `{id}`: {}", e.detail().unwrap_or("invalid syntax")),
+            format!(
+                "template syntax error in `{id}`: {}",
+                e.detail().unwrap_or("invalid syntax")
+            ),
             "fix the template syntax (minijinja, Jinja2-compatible)".to_owned(),
         ),
         _ => (
-            format!("cannot render template `{id}`: {}", e.detail().unwrap_or(&e.to_string())),
+            format!(
+                "cannot render template `{id}`: {}",
+                e.detail().unwrap_or(&e.to_string())
+            ),
             "check the expression at this position".to_owned(),
         ),
     };
@@ -255,7 +360,9 @@ fn template_error(loaded: &Loaded, id: &str, e: &minijinja::Error, ctx: Option<&
 /// give several (`---`).
 fn parse_output(id: &str, file: &std::path::Path, text: &str) -> Result<Vec<Value>, Diagnostic> {
     let rendered_error = |pos: Option<Position>, msg: String| {
-        let line = pos.and_then(|p| text.lines().nth(p.line - 1)).unwrap_or_default();
+        let line = pos
+            .and_then(|p| text.lines().nth(p.line - 1))
+            .unwrap_or_default();
         Diagnostic::new(file, format!("template `{id}` rendered invalid output: {msg}"))
             .help(format!(
                 "the rendered text at line {} is `{}`; check how the template quotes values (use `| tojson` for strings)",
@@ -263,12 +370,15 @@ fn parse_output(id: &str, file: &std::path::Path, text: &str) -> Result<Vec<Valu
                 line.trim()
             ))
     };
-    if id.ends_with(".json") {
+    if is_json(id) {
         serde_json::from_str::<Value>(text)
             .map(|v| vec![v])
             .map_err(|e| {
                 rendered_error(
-                    Some(Position { line: e.line(), column: e.column() }),
+                    Some(Position {
+                        line: e.line(),
+                        column: e.column(),
+                    }),
                     format!("{e}"),
                 )
             })
@@ -277,10 +387,18 @@ fn parse_output(id: &str, file: &std::path::Path, text: &str) -> Result<Vec<Valu
             .map(|docs| docs.into_iter().filter(|d| !d.is_null()).collect())
             .map_err(|e| {
                 let pos = e.location().map(crate::config::tree::to_position);
-                let opts = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
+                let opts =
+                    serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
                 rendered_error(pos, e.render_with_options(opts))
             })
     }
+}
+
+/// Whether a template id renders JSON (its other renderings are YAML).
+fn is_json(id: &str) -> bool {
+    std::path::Path::new(id)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
 }
 
 /// Names the artifact and summarises it.
@@ -289,38 +407,59 @@ fn artifact(id: &'static str, value: Value) -> Result<Artifact, Diagnostic> {
         let kind = value["kind"].as_str().unwrap_or_default().to_lowercase();
         let obj = value["metadata"]["name"].as_str().unwrap_or_default();
         if kind.is_empty() || obj.is_empty() {
-            return Err(Diagnostic::new("", "a rendered Kubernetes document has no `kind` or no `metadata.name`")
-                .help("every document needs apiVersion, kind and metadata.name"));
+            return Err(Diagnostic::new(
+                "",
+                "a rendered Kubernetes document has no `kind` or no `metadata.name`",
+            )
+            .help("every document needs apiVersion, kind and metadata.name"));
         }
-        let yaml = serde_saphyr::to_string(&value).map_err(|e| Diagnostic::new("", format!("cannot write YAML: {e}")))?;
+        let yaml = serde_saphyr::to_string(&value)
+            .map_err(|e| Diagnostic::new("", format!("cannot write YAML: {e}")))?;
         (format!("k8s/{kind}-{obj}.yaml"), yaml)
-    } else if id.ends_with(".json") {
+    } else if is_json(id) {
         let file = id.rsplit('/').next().unwrap_or(id).to_owned();
         let mut json = serde_json::to_string_pretty(&value).expect("a JSON value serializes");
         json.push('\n');
         (file, json)
     } else {
         let file = id.rsplit('/').next().unwrap_or(id).to_owned();
-        let yaml = serde_saphyr::to_string(&value).map_err(|e| Diagnostic::new("", format!("cannot write YAML: {e}")))?;
+        let yaml = serde_saphyr::to_string(&value)
+            .map_err(|e| Diagnostic::new("", format!("cannot write YAML: {e}")))?;
         (file, yaml)
     };
     let summary = summarize(id, &value);
-    Ok(Artifact { name, template: id, value, content, summary })
+    Ok(Artifact {
+        name,
+        template: id,
+        value,
+        content,
+        summary,
+    })
 }
 
 fn summarize(id: &str, v: &Value) -> String {
     let s = |v: &Value| v.as_str().unwrap_or("?").to_owned();
     match id {
         ECS_TASK_DEFINITION => {
-            let containers = v["containerDefinitions"].as_array().cloned().unwrap_or_default();
+            let containers = v["containerDefinitions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let names: Vec<String> = containers
                 .iter()
                 .map(|c| {
                     let essential = c["essential"].as_bool().unwrap_or(true);
-                    format!("{}{}", s(&c["name"]), if essential { "" } else { " (not essential)" })
+                    format!(
+                        "{}{}",
+                        s(&c["name"]),
+                        if essential { "" } else { " (not essential)" }
+                    )
                 })
                 .collect();
-            let secrets: usize = containers.iter().map(|c| c["secrets"].as_array().map_or(0, Vec::len)).sum();
+            let secrets: usize = containers
+                .iter()
+                .map(|c| c["secrets"].as_array().map_or(0, Vec::len))
+                .sum();
             format!(
                 "family {}: {} CPU / {} MiB, {}, containers {}, {secrets} secret(s) by reference",
                 s(&v["family"]),
@@ -333,7 +472,9 @@ fn summarize(id: &str, v: &Value) -> String {
         ECS_SERVICE => {
             let dc = &v["deploymentConfiguration"];
             let controller = s(&v["deploymentController"]["type"]);
-            let cb = dc["deploymentCircuitBreaker"]["rollback"].as_bool().unwrap_or(false);
+            let cb = dc["deploymentCircuitBreaker"]["rollback"]
+                .as_bool()
+                .unwrap_or(false);
             format!(
                 "service {} in {}: desired {}, controller {controller}, max {}% / min healthy {}%{}",
                 s(&v["serviceName"]),
@@ -341,7 +482,11 @@ fn summarize(id: &str, v: &Value) -> String {
                 v["desiredCount"],
                 dc["maximumPercent"],
                 dc["minimumHealthyPercent"],
-                if cb { ", circuit breaker with rollback" } else { "" },
+                if cb {
+                    ", circuit breaker with rollback"
+                } else {
+                    ""
+                },
             )
         }
         ECS_APPSPEC => {
@@ -361,11 +506,21 @@ fn summarize(id: &str, v: &Value) -> String {
                 .flatten()
                 .map(|p| {
                     let c = &p["TargetTrackingScalingPolicyConfiguration"];
-                    let metric = s(&c["PredefinedMetricSpecification"]["PredefinedMetricType"]).replace("ECSServiceAverage", "").replace("Utilization", "");
-                    format!("{metric} {}% (in {}s / out {}s)", c["TargetValue"], c["ScaleInCooldown"], c["ScaleOutCooldown"])
+                    let metric = s(&c["PredefinedMetricSpecification"]["PredefinedMetricType"])
+                        .replace("ECSServiceAverage", "")
+                        .replace("Utilization", "");
+                    format!(
+                        "{metric} {}% (in {}s / out {}s)",
+                        c["TargetValue"], c["ScaleInCooldown"], c["ScaleOutCooldown"]
+                    )
                 })
                 .collect();
-            format!("{}..{} tasks; {}", t["MinCapacity"], t["MaxCapacity"], policies.join(", "))
+            format!(
+                "{}..{} tasks; {}",
+                t["MinCapacity"],
+                t["MaxCapacity"],
+                policies.join(", ")
+            )
         }
         _ => k8s::summarize(v),
     }
@@ -375,7 +530,13 @@ fn summarize(id: &str, v: &Value) -> String {
 /// `app`, `env`, `region`, `account_id`, `image`, `registry`, `repository`, `container`,
 /// `datadog`, `target`, `ecs` or `kubernetes`, `strategy`, `environment` (plain variables as
 /// `{name, value}`), `secrets` (`{name, value_from}`), `vars`, `git`, `labels`.
-pub fn context(config: &Config, env_name: &str, env: &Environment, image: &str, git: &GitInfo) -> Value {
+pub fn context(
+    config: &Config,
+    env_name: &str,
+    env: &Environment,
+    image: &str,
+    git: &GitInfo,
+) -> Value {
     let mut vars = serde_json::Map::new();
     for (k, v) in config.variables.iter().chain(env.variables.iter()) {
         vars.insert(k.clone(), v.clone());
@@ -394,7 +555,11 @@ pub fn context(config: &Config, env_name: &str, env: &Environment, image: &str, 
             "start_period": hc.start_period.as_secs(),
         },
     });
-    let environment: Vec<Value> = env.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+    let environment: Vec<Value> = env
+        .env
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
     let secrets: Vec<Value> = env
         .secrets
         .iter()
@@ -404,7 +569,9 @@ pub fn context(config: &Config, env_name: &str, env: &Environment, image: &str, 
         })
         .collect();
     let datadog_secret = env.datadog_secret(config).unwrap_or_default().to_owned();
-    let (dd_secret, dd_key) = datadog_secret.split_once('/').map_or((datadog_secret.as_str(), ""), |(a, b)| (a, b));
+    let (dd_secret, dd_key) = datadog_secret
+        .split_once('/')
+        .map_or((datadog_secret.as_str(), ""), |(a, b)| (a, b));
     let datadog = json!({
         "enabled": config.datadog.enabled,
         "image": config.datadog.image,
@@ -439,7 +606,11 @@ pub fn context(config: &Config, env_name: &str, env: &Environment, image: &str, 
     });
     let obj = ctx.as_object_mut().expect("an object");
     if let Some(ecs) = &env.ecs {
-        let arch = if config.image.platforms.iter().any(|p| p.contains("arm64")) { "ARM64" } else { "X86_64" };
+        let arch = if config.image.platforms.iter().any(|p| p.contains("arm64")) {
+            "ARM64"
+        } else {
+            "X86_64"
+        };
         obj.insert(
             "ecs".into(),
             json!({
@@ -551,7 +722,9 @@ pub fn ecs_max_percent(env: &Environment, desired: u32) -> u32 {
 pub fn ecs_min_healthy_percent(env: &Environment, desired: u32) -> u32 {
     match &env.strategy {
         Strategy::Rolling(r) => match r.max_unavailable {
-            crate::config::IntOrPercent::Int(n) => 100u32.saturating_sub((n * 100) / desired.max(1)),
+            crate::config::IntOrPercent::Int(n) => {
+                100u32.saturating_sub((n * 100) / desired.max(1))
+            }
             crate::config::IntOrPercent::Percent(p) => 100u32.saturating_sub(p),
         },
         _ => 100,

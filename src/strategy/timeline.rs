@@ -66,12 +66,16 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                 Target::Ecs => (env.ecs.as_ref().map_or(1, |e| e.desired_count), "task"),
                 Target::Kubernetes => (env.kubernetes.as_ref().map_or(1, |k| k.replicas), "pod"),
             };
-            let per_batch = (r.max_surge.resolve_up(replicas) + r.max_unavailable.resolve_down(replicas)).max(1);
+            let per_batch = (r.max_surge.resolve_up(replicas)
+                + r.max_unavailable.resolve_down(replicas))
+            .max(1);
             let batches = u64::from(replicas.div_ceil(per_batch));
             let deadline = r.progress_deadline.as_secs();
             let mut phases = vec![phase(
                 match env.target {
-                    Target::Ecs => "register the task definition (if changed) and update the service",
+                    Target::Ecs => {
+                        "register the task definition (if changed) and update the service"
+                    }
                     Target::Kubernetes => "apply the manifests (server-side apply)",
                 },
                 0,
@@ -101,7 +105,10 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                 rollback_triggers,
                 assumptions: vec![
                     health_assumption,
-                    format!("{per_batch} {noun}(s) per batch: max surge {} + max unavailable {}", r.max_surge, r.max_unavailable),
+                    format!(
+                        "{per_batch} {noun}(s) per batch: max surge {} + max unavailable {}",
+                        r.max_surge, r.max_unavailable
+                    ),
                 ],
                 notes: Vec::new(),
             }
@@ -111,21 +118,57 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
             let deadline = bg.progress_deadline.as_secs();
             let wait = bg.termination_wait.as_secs();
             let phases = vec![
-                phase("register the task definition and create the CodeDeploy deployment", 0, 0),
-                phase("start the green task set and wait until it is healthy", 0, 0),
-                phase(format!("test traffic on port {} reaches green (AfterAllowTestTraffic hooks)", bg.test_port), healthy, deadline),
-                phase(format!("shift production traffic to green: {shift_text}"), healthy, deadline),
-                phase(format!("keep blue for {} (instant rollback possible)", bg.termination_wait), healthy + shift, deadline + shift),
-                phase("terminate the blue task set", healthy + shift + wait, deadline + shift + wait),
+                phase(
+                    "register the task definition and create the CodeDeploy deployment",
+                    0,
+                    0,
+                ),
+                phase(
+                    "start the green task set and wait until it is healthy",
+                    0,
+                    0,
+                ),
+                phase(
+                    format!(
+                        "test traffic on port {} reaches green (AfterAllowTestTraffic hooks)",
+                        bg.test_port
+                    ),
+                    healthy,
+                    deadline,
+                ),
+                phase(
+                    format!("shift production traffic to green: {shift_text}"),
+                    healthy,
+                    deadline,
+                ),
+                phase(
+                    format!(
+                        "keep blue for {} (instant rollback possible)",
+                        bg.termination_wait
+                    ),
+                    healthy + shift,
+                    deadline + shift,
+                ),
+                phase(
+                    "terminate the blue task set",
+                    healthy + shift + wait,
+                    deadline + shift + wait,
+                ),
             ];
             let mut triggers = vec![
                 "the green tasks fail to become healthy, or a lifecycle hook fails: CodeDeploy rolls back automatically".into(),
                 format!("no traffic switch within {}: the deploy is stopped and rolled back", bg.progress_deadline),
             ];
             if !bg.alarms.is_empty() {
-                triggers.push(format!("a CloudWatch alarm fires: {}", bg.alarms.join(", ")));
+                triggers.push(format!(
+                    "a CloudWatch alarm fires: {}",
+                    bg.alarms.join(", ")
+                ));
             }
-            triggers.push(format!("during the {} wait, `rollback` switches traffic back to blue at once", bg.termination_wait));
+            triggers.push(format!(
+                "during the {} wait, `rollback` switches traffic back to blue at once",
+                bg.termination_wait
+            ));
             Timeline {
                 strategy: "blue-green",
                 phases,
@@ -141,9 +184,17 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
             let a = &c.analysis;
             let (delay, interval) = (a.initial_delay.as_secs(), a.interval.as_secs());
             let slack = u64::from(a.threshold.saturating_sub(1)) * interval;
-            let mut phases = vec![phase("apply the manifests; start the canary Deployment and wait until ready", 0, 0)];
+            let mut phases = vec![phase(
+                "apply the manifests; start the canary Deployment and wait until ready",
+                0,
+                0,
+            )];
             for (i, w) in weights.iter().enumerate() {
-                let earliest = if i == 0 { healthy } else { healthy + delay + (i as u64 - 1) * interval };
+                let earliest = if i == 0 {
+                    healthy
+                } else {
+                    healthy + delay + (i as u64 - 1) * interval
+                };
                 let latest = if i == 0 { healthy } else { earliest + slack };
                 phases.push(Phase {
                     name: format!("canary weight {w}%"),
@@ -156,17 +207,25 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
             let promote = healthy + delay + n.saturating_sub(1) * interval;
             let (replicas, surge) = env.kubernetes.as_ref().map_or((1, 1), |k| (k.replicas, 1));
             let promotion = u64::from(replicas.div_ceil(surge)) * healthy;
-            phases.push(phase("promote: roll the stable Deployment to the new version", promote, promote + slack));
-            phases.push(phase("route all traffic to stable (canary weight 0) and scale the canary down", promote + promotion, promote + promotion + slack));
+            phases.push(phase(
+                "promote: roll the stable Deployment to the new version",
+                promote,
+                promote + slack,
+            ));
+            phases.push(phase(
+                "route all traffic to stable (canary weight 0) and scale the canary down",
+                promote + promotion,
+                promote + promotion + slack,
+            ));
             let first_rollback = healthy + delay + slack;
             let mut notes = Vec::new();
-            if let (Some(&100), Some(k)) = (weights.last(), env.kubernetes.as_ref()) {
-                if k.canary_replicas < k.replicas {
-                    notes.push(format!(
+            if let (Some(&100), Some(k)) = (weights.last(), env.kubernetes.as_ref())
+                && k.canary_replicas < k.replicas
+            {
+                notes.push(format!(
                         "the last step sends 100% of traffic to {} canary replica(s) while stable runs {}: check the canary can carry full load, or end the steps at 50 (max weight) and let promotion take the rest",
                         k.canary_replicas, k.replicas
                     ));
-                }
             }
             Timeline {
                 strategy: "canary",
@@ -212,7 +271,7 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
     }
 }
 
-/// The traffic shift time of a CodeDeploy ECS deployment configuration, in seconds, and a
+/// The traffic shift time of a `CodeDeploy` ECS deployment configuration, in seconds, and a
 /// description. Custom configurations are not known offline.
 pub fn traffic_shift(config: &str) -> (u64, String) {
     let name = config.strip_prefix("CodeDeployDefault.").unwrap_or(config);
@@ -231,16 +290,22 @@ pub fn traffic_shift(config: &str) -> (u64, String) {
     if name == "ECSAllAtOnce" {
         return (0, "all at once".into());
     }
-    if let Some(rest) = name.strip_prefix("ECSLinear") {
-        if let Some((pct, minutes)) = parse(rest) {
-            let steps = 100_u64.div_ceil(pct.max(1)) - 1;
-            return (steps * minutes * 60, format!("{pct}% more every {minutes} min ({} min)", steps * minutes));
-        }
+    if let Some(rest) = name.strip_prefix("ECSLinear")
+        && let Some((pct, minutes)) = parse(rest)
+    {
+        let steps = 100_u64.div_ceil(pct.max(1)) - 1;
+        return (
+            steps * minutes * 60,
+            format!("{pct}% more every {minutes} min ({} min)", steps * minutes),
+        );
     }
-    if let Some(rest) = name.strip_prefix("ECSCanary") {
-        if let Some((pct, minutes)) = parse(rest) {
-            return (minutes * 60, format!("{pct}% first, the rest after {minutes} min"));
-        }
+    if let Some(rest) = name.strip_prefix("ECSCanary")
+        && let Some((pct, minutes)) = parse(rest)
+    {
+        return (
+            minutes * 60,
+            format!("{pct}% first, the rest after {minutes} min"),
+        );
     }
     (0, format!("as `{config}` defines (not known offline)"))
 }
@@ -252,9 +317,18 @@ mod tests {
     #[test]
     fn codedeploy_shift_times() {
         assert_eq!(traffic_shift("CodeDeployDefault.ECSAllAtOnce").0, 0);
-        assert_eq!(traffic_shift("CodeDeployDefault.ECSLinear10PercentEvery1Minutes").0, 9 * 60);
-        assert_eq!(traffic_shift("CodeDeployDefault.ECSLinear10PercentEvery3Minutes").0, 27 * 60);
-        assert_eq!(traffic_shift("CodeDeployDefault.ECSCanary10Percent5Minutes").0, 5 * 60);
+        assert_eq!(
+            traffic_shift("CodeDeployDefault.ECSLinear10PercentEvery1Minutes").0,
+            9 * 60
+        );
+        assert_eq!(
+            traffic_shift("CodeDeployDefault.ECSLinear10PercentEvery3Minutes").0,
+            27 * 60
+        );
+        assert_eq!(
+            traffic_shift("CodeDeployDefault.ECSCanary10Percent5Minutes").0,
+            5 * 60
+        );
         assert_eq!(traffic_shift("Custom").0, 0);
     }
 }

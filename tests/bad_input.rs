@@ -1,0 +1,529 @@
+//! The bad-input corpus: each case breaks the `MovieVerse` example in one way (or several) and
+//! asserts exit code 2, a location, and a message with advice, none of it a panic. The whole
+//! error output is snapshotted so a reviewer reads exactly what a user would.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Run, run};
+
+/// One case: edits to the example (each `old` must occur exactly once), extra files next to
+/// deploy.yml, extra arguments, and what the error must point at.
+struct Case {
+    name: &'static str,
+    edits: &'static [(&'static str, &'static str)],
+    files: &'static [(&'static str, &'static str)],
+    args: &'static [&'static str],
+    /// A `file:line:col` or `file` that must appear in the output.
+    location: &'static str,
+    /// Words the message must contain.
+    message: &'static str,
+}
+
+const fn case(
+    name: &'static str,
+    edits: &'static [(&'static str, &'static str)],
+    location: &'static str,
+    message: &'static str,
+) -> Case {
+    Case {
+        name,
+        edits,
+        files: &[],
+        args: &[],
+        location,
+        message,
+    }
+}
+
+/// The built-in task definition with a twist, for template-override cases.
+fn builtin(id: &str) -> String {
+    std::fs::read_to_string(common::root().join(format!("templates/{id}.j2"))).unwrap()
+}
+
+const STAGING_ROLLING: &str = "    strategy:\n      rolling:\n        max_surge: 1\n        max_unavailable: 0\n        progress_deadline: 600s\n        revision_history: 10\n    env:\n      LOG_LEVEL: info";
+const STEPS: &str = "steps: [10, 25, 50, 75, 100]";
+
+fn cases() -> Vec<Case> {
+    vec![
+        case(
+            "yaml_syntax_unclosed_bracket",
+            &[("region: us-east-1", "region: [us-east-1")],
+            "deploy.yml:",
+            "invalid YAML",
+        ),
+        case(
+            "yaml_syntax_bad_indentation",
+            &[(
+                "  repository: movieverse\n",
+                "  repository: movieverse\n    context: .\n",
+            )],
+            "deploy.yml:",
+            "invalid YAML",
+        ),
+        case(
+            "unknown_top_level_key",
+            &[(
+                "region: us-east-1\n",
+                "region: us-east-1\nregoin: us-east-2\n",
+            )],
+            "deploy.yml:7:1",
+            "unknown key `regoin`",
+        ),
+        case(
+            "unknown_nested_key_typo",
+            &[(
+                "        progress_deadline: 600s\n        revision_history: 10\n    env:\n      LOG_LEVEL: info",
+                "        progres_deadline: 600s\n        revision_history: 10\n    env:\n      LOG_LEVEL: info",
+            )],
+            "deploy.yml:",
+            "did you mean `progress_deadline`",
+        ),
+        case(
+            "wrong_type_word_for_number",
+            &[("      desired_count: 2\n", "      desired_count: two\n")],
+            "deploy.yml:",
+            "wrong type",
+        ),
+        case(
+            "wrong_type_list_for_map",
+            &[("  platforms: [linux/amd64]\n", "  platforms: linux/amd64\n")],
+            "deploy.yml:",
+            "expected a list",
+        ),
+        case(
+            "missing_required_key",
+            &[("      cluster: movieverse-staging\n", "")],
+            "deploy.yml:",
+            "missing required key `cluster`",
+        ),
+        case(
+            "both_canary_forms",
+            &[(
+                STEPS,
+                "steps: [10, 25, 50, 75, 100]\n        step_weight: 10\n        max_weight: 50",
+            )],
+            "deploy.yml:",
+            "both canary schedule forms",
+        ),
+        case(
+            "falling_weights",
+            &[(STEPS, "steps: [10, 50, 25, 75, 100]")],
+            "deploy.yml:",
+            "does not rise",
+        ),
+        case(
+            "weight_zero",
+            &[(STEPS, "steps: [0, 25, 50, 75, 100]")],
+            "deploy.yml:",
+            "weight 0 is outside 1..=100",
+        ),
+        case(
+            "weight_over_100",
+            &[(STEPS, "steps: [10, 25, 50, 75, 150]")],
+            "deploy.yml:",
+            "weight 150 is outside",
+        ),
+        case(
+            "weight_not_a_byte",
+            &[(STEPS, "steps: [10, 25, 50, 75, 300]")],
+            "deploy.yml:150:33",
+            "expected a whole number from 0 to 255",
+        ),
+        case(
+            "step_weight_without_max",
+            &[(STEPS, "step_weight: 10")],
+            "deploy.yml:",
+            "step_weight without max_weight",
+        ),
+        case(
+            "step_weight_above_max",
+            &[(STEPS, "step_weight: 60\n        max_weight: 50")],
+            "deploy.yml:",
+            "above max_weight",
+        ),
+        case(
+            "invalid_fargate_memory",
+            &[(
+                "      memory: 1024\n      desired_count: 2\n",
+                "      memory: 512\n      desired_count: 2\n",
+            )],
+            "deploy.yml:",
+            "512 MiB of memory is not valid with 512 CPU units",
+        ),
+        case(
+            "invalid_fargate_cpu",
+            &[(
+                "      cpu: 512\n      memory: 1024\n      desired_count: 2\n",
+                "      cpu: 300\n      memory: 1024\n      desired_count: 2\n",
+            )],
+            "deploy.yml:",
+            "300 is not a Fargate CPU size",
+        ),
+        case(
+            "secret_in_plain_env",
+            &[(
+                "      LOG_LEVEL: info\n",
+                "      LOG_LEVEL: info\n      DB_PASSWORD: hunter2-planted-secret\n",
+            )],
+            "deploy.yml:",
+            "looks like a secret",
+        ),
+        case(
+            "secret_value_instead_of_arn",
+            &[(
+                "      DATABASE_URL: arn:aws:secretsmanager:us-east-1:123456789012:secret:movieverse/staging/database-url\n",
+                "      DATABASE_URL: postgres://admin:hunter2-planted-secret@db/movies\n",
+            )],
+            "deploy.yml:",
+            "not a Secrets Manager",
+        ),
+        case(
+            "k8s_secret_bad_reference",
+            &[(
+                "      DATABASE_URL: movieverse-secrets/database-url\n",
+                "      DATABASE_URL: hunter2-planted-secret\n",
+            )],
+            "deploy.yml:",
+            "not a `secret-name/key` reference",
+        ),
+        case(
+            "invalid_k8s_namespace",
+            &[(
+                "      namespace: movieverse\n",
+                "      namespace: MovieVerse\n",
+            )],
+            "deploy.yml:",
+            "not a valid Kubernetes namespace name",
+        ),
+        case(
+            "invalid_ingress_host",
+            &[(
+                "        host: k8s.movie-verse.com\n",
+                "        host: K8s_Movie!\n",
+            )],
+            "deploy.yml:",
+            "not a valid host name",
+        ),
+        case(
+            "invalid_environment_name",
+            &[("  staging:\n", "  Staging_1:\n")],
+            "deploy.yml:",
+            "not a valid environment name",
+        ),
+        case(
+            "unknown_strategy",
+            &[(
+                STAGING_ROLLING,
+                "    strategy:\n      rollin:\n        max_surge: 1\n        max_unavailable: 0\n        progress_deadline: 600s\n        revision_history: 10\n    env:\n      LOG_LEVEL: info",
+            )],
+            "deploy.yml:",
+            "unknown value `rollin`",
+        ),
+        case(
+            "canary_on_ecs",
+            &[(
+                STAGING_ROLLING,
+                "    strategy:\n      canary:\n        step_weight: 10\n        max_weight: 50\n        analysis:\n          metrics: []\n    env:\n      LOG_LEVEL: info",
+            )],
+            "deploy.yml:",
+            "supported on Kubernetes only",
+        ),
+        case(
+            "metric_without_bounds",
+            &[("              min: 99\n", "")],
+            "deploy.yml:",
+            "has no success condition",
+        ),
+        case(
+            "metric_provider_not_configured",
+            &[(
+                "            - name: error-rate\n              provider: prometheus\n",
+                "            - name: error-rate\n              provider: datadog\n",
+            )],
+            "deploy.yml:",
+            "datadog provider, which is not configured",
+        ),
+        case(
+            "bad_duration",
+            &[("          interval: 1m\n", "          interval: soon\n")],
+            "deploy.yml:",
+            "not a duration",
+        ),
+        case(
+            "invalid_account_id",
+            &[("account_id: \"123456789012\"", "account_id: \"1234\"")],
+            "deploy.yml:7:13",
+            "not a 12-digit AWS account id",
+        ),
+        case(
+            "invalid_region",
+            &[("region: us-east-1", "region: useast1")],
+            "deploy.yml:6:9",
+            "not an AWS region",
+        ),
+        case(
+            "scaling_min_above_max",
+            &[(
+                "      scaling:\n        min: 2\n        max: 10\n        cpu_target: 70\n        memory_target: 80\n        scale_in_cooldown: 300s\n        scale_out_cooldown: 60s\n    strategy:\n      rolling:",
+                "      scaling:\n        min: 12\n        max: 10\n        cpu_target: 70\n        memory_target: 80\n        scale_in_cooldown: 300s\n        scale_out_cooldown: 60s\n    strategy:\n      rolling:",
+            )],
+            "deploy.yml:",
+            "below scaling.min",
+        ),
+        case(
+            "target_block_mismatch",
+            &[(
+                "  staging:\n    target: ecs\n",
+                "  staging:\n    target: kubernetes\n",
+            )],
+            "deploy.yml:",
+            "`target: kubernetes` needs a `kubernetes:` block",
+        ),
+        case(
+            "unknown_template_id",
+            &[(
+                "providers:\n",
+                "templates:\n  ecs/task-definiton.json: td.json.j2\n\nproviders:\n",
+            )],
+            "deploy.yml:",
+            "did you mean `ecs/task-definition.json`",
+        ),
+        case(
+            "template_file_missing",
+            &[(
+                "providers:\n",
+                "templates:\n  ecs/task-definition.json: nowhere.json.j2\n\nproviders:\n",
+            )],
+            "deploy.yml:",
+            "does not exist",
+        ),
+        case(
+            "rolling_that_cannot_move",
+            &[(
+                "        max_surge: 1\n        max_unavailable: 0\n        progress_deadline: 600s\n        revision_history: 10\n    env:\n      LOG_LEVEL: info",
+                "        max_surge: 0\n        max_unavailable: 0\n        progress_deadline: 600s\n        revision_history: 10\n    env:\n      LOG_LEVEL: info",
+            )],
+            "deploy.yml:",
+            "both 0",
+        ),
+        case(
+            "many_problems_at_once",
+            &[
+                ("region: us-east-1\n", "region: us-east-1\nregoin: x\n"),
+                ("      desired_count: 2\n", "      desired_count: two\n"),
+                (STEPS, "steps: [10, 50, 25, 75, 100]"),
+                (
+                    "      namespace: movieverse\n",
+                    "      namespace: MovieVerse\n",
+                ),
+            ],
+            "deploy.yml:",
+            "problems found",
+        ),
+    ]
+}
+
+/// Cases that need template overrides or arguments.
+fn template_cases() -> Vec<(Case, String)> {
+    let td = builtin("ecs/task-definition.json");
+    let override_td = (
+        "providers:\n",
+        "templates:\n  ecs/task-definition.json: td.json.j2\n\nproviders:\n",
+    );
+    let override_dep = (
+        "providers:\n",
+        "templates:\n  kubernetes/deployment.yaml: dep.yaml.j2\n\nproviders:\n",
+    );
+    let dep = builtin("kubernetes/deployment.yaml");
+    let leak = |s: &str| Box::leak(s.to_owned().into_boxed_str()) as &'static str;
+    vec![
+        (Case { name: "template_syntax_error", edits: &[], files: &[], args: &[], location: "td.json.j2:", message: "template syntax error" }, td.replacen("{% if container.command %}", "{% if container.command %%}", 1)),
+        (Case { name: "template_undefined_variable", edits: &[], files: &[], args: &[], location: "td.json.j2:", message: "undefined variable `vars.missing_thing`" }, td.replacen("\"family\": {{ ecs.family | tojson }}", "\"family\": {{ vars.missing_thing | tojson }}", 1)),
+        (Case { name: "no_essential_container", edits: &[], files: &[], args: &[], location: "td.json.j2", message: "no container is essential" }, td.replacen("\"essential\": true", "\"essential\": false", 1)),
+        (Case { name: "rendered_invalid_json", edits: &[], files: &[], args: &[], location: "td.json.j2", message: "rendered invalid output" }, td.replacen("\"networkMode\": \"awsvpc\",", "\"networkMode\": \"awsvpc\"", 1)),
+        (Case { name: "awsvpc_host_port_mismatch", edits: &[], files: &[], args: &[], location: "td.json.j2", message: "hostPort 80 differs from containerPort 5000" }, td.replacen("\"containerPort\": {{ container.port }},", "\"containerPort\": {{ container.port }}, \"hostPort\": 80,", 1)),
+        (Case { name: "plain_secret_in_rendered_env", edits: &[], files: &[], args: &[], location: "td.json.j2", message: "`API_TOKEN` looks like a secret" }, td.replacen("{\"name\": \"APP_ENV\", \"value\": {{ env | tojson }}},", "{\"name\": \"APP_ENV\", \"value\": {{ env | tojson }}}, {\"name\": \"API_TOKEN\", \"value\": \"hunter2-planted-secret\"},", 1)),
+        (Case { name: "invalid_fargate_pair_in_template", edits: &[], files: &[], args: &[], location: "td.json.j2", message: "4096 MiB is not valid with 256 CPU" }, td.replacen("\"cpu\": \"{{ ecs.cpu }}\"", "\"cpu\": \"256\"", 1).replacen("\"memory\": \"{{ ecs.memory }}\"", "\"memory\": \"4096\"", 1)),
+        (Case { name: "k8s_unknown_field", edits: &[], files: &[], args: &[], location: "dep.yaml.j2", message: "unknown field `replica`" }, dep.replacen("  replicas: {{ replicas }}", "  replica: {{ replicas }}", 1)),
+        (Case { name: "k8s_selector_mismatch", edits: &[], files: &[], args: &[], location: "dep.yaml.j2", message: "selector does not match the pod template labels" }, dep.replacen("      movieverse.dev/track: {{ track }}\n  template:", "      movieverse.dev/track: other\n  template:", 1)),
+        (Case { name: "k8s_invalid_name", edits: &[], files: &[], args: &[], location: "dep.yaml.j2", message: "is not a valid Kubernetes name" }, dep.replacen("  name: {{ app }}{{ \"-canary\" if track == \"canary\" else \"\" }}", "  name: Movie_Verse{{ \"-canary\" if track == \"canary\" else \"\" }}", 1)),
+    ]
+    .into_iter()
+    .map(|(mut c, content)| {
+        let (edit, file) = if c.location.starts_with("dep") { (override_dep, "dep.yaml.j2") } else { (override_td, "td.json.j2") };
+        c.edits = Box::leak(vec![edit].into_boxed_slice());
+        c.files = Box::leak(vec![(file, leak(&content))].into_boxed_slice());
+        (c, String::new())
+    })
+    .collect()
+}
+
+fn check(c: &Case) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = std::fs::read_to_string(common::example()).unwrap();
+    for (old, new) in c.edits {
+        assert_eq!(
+            text.matches(old).count(),
+            1,
+            "case {}: `{old}` must occur exactly once in the example",
+            c.name
+        );
+        text = text.replacen(old, new, 1);
+    }
+    std::fs::write(dir.path().join("deploy.yml"), &text).unwrap();
+    for (name, content) in c.files {
+        std::fs::write(dir.path().join(name), content).unwrap();
+    }
+    let mut args = vec!["--config", "deploy.yml"];
+    if c.args.is_empty() {
+        args.extend(["plan", "--env", "all"]);
+    } else {
+        args.extend(c.args);
+    }
+    let r = run(&args, dir.path());
+    assert_case(c, &r, dir.path());
+    r
+}
+
+fn assert_case(c: &Case, r: &Run, _dir: &Path) {
+    assert_eq!(r.code, 2, "case {}: exit code\n{}", c.name, r.dump());
+    assert!(
+        !r.stderr.contains("panicked"),
+        "case {} panicked\n{}",
+        c.name,
+        r.dump()
+    );
+    assert!(
+        r.stderr.contains(c.location),
+        "case {}: location `{}` missing\n{}",
+        c.name,
+        c.location,
+        r.dump()
+    );
+    assert!(
+        r.stderr.contains(c.message),
+        "case {}: message `{}` missing\n{}",
+        c.name,
+        c.message,
+        r.dump()
+    );
+    assert!(
+        r.stderr.contains("help:"),
+        "case {}: no advice\n{}",
+        c.name,
+        r.dump()
+    );
+    assert!(
+        !r.stderr.contains("hunter2-planted-secret")
+            && !r.stdout.contains("hunter2-planted-secret"),
+        "case {}: a planted secret was printed\n{}",
+        c.name,
+        r.dump()
+    );
+    assert!(
+        r.stdout.is_empty(),
+        "case {}: nothing goes to stdout on invalid input\n{}",
+        c.name,
+        r.dump()
+    );
+}
+
+#[test]
+fn corpus() {
+    let mut all: Vec<Case> = cases();
+    all.extend(template_cases().into_iter().map(|(c, _)| c));
+    assert!(all.len() >= 30, "the corpus has {} cases", all.len());
+    let mut names = std::collections::HashSet::new();
+    for c in &all {
+        assert!(names.insert(c.name), "duplicate case name {}", c.name);
+        let r = check(c);
+        insta::with_settings!({ snapshot_suffix => c.name, prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_snapshot!("bad_input", r.stderr);
+        });
+    }
+}
+
+#[test]
+fn many_problems_are_reported_in_one_run() {
+    let c = cases()
+        .into_iter()
+        .find(|c| c.name == "many_problems_at_once")
+        .unwrap();
+    let r = check(&c);
+    assert!(r.stderr.contains("4 problems found"), "{}", r.dump());
+}
+
+#[test]
+fn unknown_environment_suggests_the_closest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::example(), dir.path().join("deploy.yml")).unwrap();
+    let r = run(&["plan", "--env", "prod"], dir.path());
+    assert_eq!(r.code, 2, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("unknown environment `prod` in deploy.yml"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.stderr.contains("did you mean `--env production`?"),
+        "{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn missing_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(&["plan", "--env", "all"], dir.path());
+    assert_eq!(r.code, 2, "{}", r.dump());
+    assert!(
+        r.stderr.contains("cannot read the config file deploy.yml"),
+        "{}",
+        r.dump()
+    );
+    assert!(r.stderr.contains("--config PATH"), "{}", r.dump());
+}
+
+#[test]
+fn empty_and_non_mapping_configs() {
+    for (text, message) in [
+        ("", "the config file is empty"),
+        ("- a\n- b\n", "must be a mapping"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("deploy.yml"), text).unwrap();
+        let r = run(&["plan", "--env", "all"], dir.path());
+        assert_eq!(r.code, 2, "{}", r.dump());
+        assert!(
+            r.stderr.contains(message) && r.stderr.contains("deploy.yml:1:1"),
+            "{}",
+            r.dump()
+        );
+    }
+}
+
+#[test]
+fn annotations_in_github_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::example())
+        .unwrap()
+        .replacen("region: us-east-1", "region: useast1", 1);
+    std::fs::write(dir.path().join("deploy.yml"), text).unwrap();
+    let out = common::bin()
+        .current_dir(dir.path())
+        .env("GITHUB_ACTIONS", "true")
+        .args(["plan", "--env", "all"])
+        .output()
+        .unwrap();
+    let r = Run::from(&out);
+    assert_eq!(r.code, 2, "{}", r.dump());
+    assert!(
+        r.stdout
+            .starts_with("::error file=deploy.yml,line=6,col=9::`useast1` is not an AWS region"),
+        "{}",
+        r.dump()
+    );
+}

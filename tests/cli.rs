@@ -1,0 +1,327 @@
+//! The CLI end to end on the `MovieVerse` example: every rendered artifact and the plan are
+//! snapshotted; the Kubernetes manifests are checked by kubernetes-validate, a validator we
+//! did not write.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Run, example, files, run};
+
+fn example_arg() -> String {
+    example().to_string_lossy().into_owned()
+}
+
+fn render_all(out: &Path) -> Run {
+    let r = run(
+        &[
+            "--config",
+            &example_arg(),
+            "render",
+            "--env",
+            "all",
+            "--out",
+            &out.to_string_lossy(),
+        ],
+        &common::root(),
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    r
+}
+
+#[test]
+fn render_writes_every_artifact_of_every_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = render_all(dir.path());
+    let written: Vec<String> = files(dir.path())
+        .iter()
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .collect();
+    insta::assert_snapshot!("render_file_list", written.join("\n"));
+    assert!(
+        r.stderr.contains("wrote 19 file(s) for 3 environment(s)"),
+        "{}",
+        r.dump()
+    );
+    for file in &written {
+        let content = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        let name = file.replace('/', "__");
+        insta::with_settings!({ snapshot_suffix => name, prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_snapshot!("render", content);
+        });
+    }
+}
+
+#[test]
+fn render_is_byte_stable() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    render_all(a.path());
+    render_all(b.path());
+    for f in files(a.path()) {
+        assert_eq!(
+            std::fs::read(a.path().join(&f)).unwrap(),
+            std::fs::read(b.path().join(&f)).unwrap(),
+            "{}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn render_without_out_prints_every_artifact() {
+    let r = run(
+        &["--config", &example_arg(), "render", "--env", "staging"],
+        &common::root(),
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    for name in [
+        "staging/task-definition.json",
+        "staging/service.json",
+        "staging/scaling.json",
+    ] {
+        assert!(
+            r.stdout.contains(&format!("==> {name} <==")),
+            "{name}\n{}",
+            r.dump()
+        );
+    }
+    assert!(
+        !r.stdout.contains("appspec"),
+        "rolling has no AppSpec\n{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn rendered_task_definitions_reference_secrets_and_use_the_spec_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    render_all(dir.path());
+    for env in ["staging", "production"] {
+        let td: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(env).join("task-definition.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                td["cpu"].as_str(),
+                td["memory"].as_str(),
+                td["networkMode"].as_str()
+            ),
+            (Some("512"), Some("1024"), Some("awsvpc"))
+        );
+        let app = &td["containerDefinitions"][0];
+        assert_eq!(app["portMappings"][0]["containerPort"], 5000);
+        assert_eq!(app["essential"], true);
+        assert_eq!(td["containerDefinitions"][1]["name"], "datadog-agent");
+        assert_eq!(td["containerDefinitions"][1]["essential"], false);
+        for s in app["secrets"].as_array().unwrap() {
+            assert!(
+                s["valueFrom"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("arn:aws:secretsmanager:"),
+                "{s}"
+            );
+        }
+        assert!(
+            app["healthCheck"]["command"][1]
+                .as_str()
+                .unwrap()
+                .contains("/health")
+        );
+    }
+    let scaling: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("staging/scaling.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (
+            scaling["scalableTarget"]["MinCapacity"].as_u64(),
+            scaling["scalableTarget"]["MaxCapacity"].as_u64()
+        ),
+        (Some(2), Some(10))
+    );
+    let cpu = &scaling["policies"][0]["TargetTrackingScalingPolicyConfiguration"];
+    assert_eq!(
+        (
+            cpu["TargetValue"].as_f64(),
+            cpu["ScaleInCooldown"].as_u64(),
+            cpu["ScaleOutCooldown"].as_u64()
+        ),
+        (Some(70.0), Some(300), Some(60))
+    );
+    let svc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("staging/service.json")).unwrap())
+            .unwrap();
+    // Max surge 1 of 2 desired tasks = 150 %; max unavailable 0 = 100 % minimum healthy.
+    assert_eq!(svc["deploymentConfiguration"]["maximumPercent"], 150);
+    assert_eq!(svc["deploymentConfiguration"]["minimumHealthyPercent"], 100);
+    assert_eq!(
+        svc["deploymentConfiguration"]["deploymentCircuitBreaker"]["rollback"],
+        true
+    );
+}
+
+#[test]
+fn plan_text_and_json() {
+    let r = run(
+        &["--config", &example_arg(), "plan", "--env", "all"],
+        &common::root(),
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    insta::assert_snapshot!("plan_all_text", r.stdout);
+    let r = run(
+        &[
+            "--config",
+            &example_arg(),
+            "plan",
+            "--env",
+            "production-k8s",
+            "--output",
+            "json",
+        ],
+        &common::root(),
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    insta::assert_json_snapshot!("plan_production_k8s_json", plan);
+    let weights: Vec<u64> = plan["environments"][0]["timeline"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["weight"].as_u64())
+        .collect();
+    assert_eq!(weights, [10, 25, 50, 75, 100]);
+}
+
+#[test]
+fn plan_in_a_pull_request_uses_the_head_commit_and_pr_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"pull_request":{"head":{"sha":"abcdef0123456789abcdef0123456789abcdef01"}}}"#,
+    )
+    .unwrap();
+    let out = common::bin()
+        .current_dir(common::root())
+        .env("GITHUB_REF", "refs/pull/7/merge")
+        .env("GITHUB_HEAD_REF", "feature/Search-UI")
+        .env("GITHUB_EVENT_PATH", &event)
+        .args(["--config", &example_arg(), "plan", "--env", "staging"])
+        .output()
+        .unwrap();
+    let r = Run::from(&out);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stdout.contains("movieverse:sha-abcdef0 "), "{}", r.dump());
+    assert!(
+        r.stdout
+            .contains("tags   sha-abcdef0, feature-search-ui, pr-7"),
+        "{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn version_help_and_completions() {
+    let r = run(&["--version"], &common::root());
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (0, concat!("movieverse-deploy ", env!("CARGO_PKG_VERSION")))
+    );
+    let r = run(&["--help"], &common::root());
+    assert_eq!(r.code, 0);
+    insta::assert_snapshot!("help", r.stdout);
+    for cmd in ["render", "plan", "schema"] {
+        let r = run(&[cmd, "--help"], &common::root());
+        assert!(
+            r.code == 0 && r.stdout.contains("Example"),
+            "{cmd}\n{}",
+            r.dump()
+        );
+    }
+    let r = run(&["completions", "bash"], &common::root());
+    assert!(
+        r.code == 0 && r.stdout.contains("movieverse-deploy"),
+        "{}",
+        r.dump()
+    );
+    let r = run(&["plan"], &common::root());
+    assert_eq!(r.code, 2, "a usage error is invalid input\n{}", r.dump());
+}
+
+#[test]
+fn committed_schema_is_current() {
+    let r = run(&["schema"], &common::root());
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let committed =
+        std::fs::read_to_string(common::root().join("deploy.schema.json")).unwrap_or_default();
+    assert!(
+        committed == r.stdout,
+        "deploy.schema.json is stale: run `cargo run -- schema > deploy.schema.json`"
+    );
+}
+
+/// The validator's location: `scripts/test` installs it and sets `MVD_TOOLS_DIR`.
+fn kubernetes_validate() -> Option<std::path::PathBuf> {
+    let tools = std::env::var_os("MVD_TOOLS_DIR").map(std::path::PathBuf::from);
+    let path = tools
+        .map(|t| t.join("venv/bin/kubernetes-validate"))
+        .filter(|p| p.is_file());
+    if path.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the tests through scripts/test, which installs kubernetes-validate"
+        );
+        eprintln!(
+            "SKIPPED: kubernetes-validate is not installed; run scripts/test (it installs it)"
+        );
+    }
+    path
+}
+
+#[test]
+fn rendered_manifests_pass_kubernetes_validate() {
+    let Some(validator) = kubernetes_validate() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    render_all(dir.path());
+    let manifests: Vec<_> = files(dir.path())
+        .into_iter()
+        .filter(|f| f.starts_with("production-k8s/k8s"))
+        .map(|f| dir.path().join(f))
+        .collect();
+    assert_eq!(manifests.len(), 12);
+    let out = Command::new(&validator)
+        .args(["--kubernetes-version", "1.35.0", "--strict"])
+        .args(&manifests)
+        .output()
+        .unwrap();
+    let r = Run::from(&out);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert_eq!(
+        r.stdout.matches(" passed for resource ").count(),
+        12,
+        "{}",
+        r.dump()
+    );
+
+    // The check can fail: a manifest with a field Kubernetes does not know is rejected.
+    let broken = &manifests[0];
+    let text = std::fs::read_to_string(broken).unwrap().replacen(
+        "metadata:",
+        "metadata:\n  nmae: typo",
+        1,
+    );
+    std::fs::write(broken, text).unwrap();
+    let out = Command::new(&validator)
+        .args(["--kubernetes-version", "1.35.0", "--strict"])
+        .arg(broken)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "kubernetes-validate accepted an unknown field"
+    );
+}

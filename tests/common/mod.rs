@@ -1,0 +1,83 @@
+//! Shared helpers: run the real binary with a controlled environment and show everything on
+//! failure.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+pub const SHA: &str = "4f2b9c1e8d7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn example() -> PathBuf {
+    root().join("examples/movieverse/deploy.yml")
+}
+
+/// The binary, with the environment a test controls: a fixed commit on `main`, no colours,
+/// and none of the runner's GitHub variables leaking in.
+pub fn bin() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("movieverse-deploy").expect("the binary is built");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GITHUB_") || k.starts_with("MVD_") || k == "RUNNER_OS" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("GITHUB_SHA", SHA)
+        .env("GITHUB_REF", "refs/heads/main")
+        .env("NO_COLOR", "1")
+        .env_remove("CLICOLOR_FORCE");
+    cmd
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from(out: &Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Everything, for assertion messages.
+    pub fn dump(&self) -> String {
+        format!(
+            "exit code {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+pub fn run(args: &[&str], dir: &Path) -> Run {
+    let out = bin()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    Run::from(&out)
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                out.push(path.strip_prefix(base).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
