@@ -66,6 +66,21 @@ pub enum Command {
     )]
     Plan(PlanArgs),
 
+    /// Deploy an environment: register the task definition if it changed, update the service,
+    /// apply auto scaling, and wait for this deployment to complete or fail.
+    #[command(
+        after_help = "Examples:\n  movieverse-deploy deploy --env staging\n  movieverse-deploy deploy --env staging --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:…\n  movieverse-deploy deploy --env staging --no-wait\n\nA rerun with the same input registers nothing and starts no deployment.\nOn SIGINT/SIGTERM the service is put back on its previous revision\n(strategy `on_cancel: rollback`, the default) and the exit code is 130."
+    )]
+    Deploy(DeployArgs),
+
+    /// Show an environment's services: revision, deployments and their rollout state.
+    #[command(after_help = "Example:\n  movieverse-deploy status --env staging")]
+    Status(EnvArgs),
+
+    /// Put an environment's services back on the previous task definition revision and wait.
+    #[command(after_help = "Example:\n  movieverse-deploy rollback --env staging")]
+    Rollback(WaitArgs),
+
     /// Print the JSON Schema of deploy.yml (for editors and linters).
     #[command(
         after_help = "Example:\n  movieverse-deploy schema > deploy.schema.json\n  # then in deploy.yml: # yaml-language-server: $schema=./deploy.schema.json"
@@ -117,4 +132,45 @@ pub struct PlanArgs {
 pub enum OutputFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The environment.
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
+
+    /// Give up after this long (for example `15m`); the default is the progress deadline's
+    /// watch with no overall limit.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// Time between status polls.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub poll_interval: std::time::Duration,
+
+    /// Return once the deployment has started, without waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub wait: WaitArgs,
+
+    /// The image to deploy (`repo@sha256:…` from `build`); default: the commit's first tag.
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write for example 90s, 5m or 1h"))
 }

@@ -3,9 +3,12 @@
 pub mod cli;
 pub mod config;
 pub mod diag;
+pub mod driver;
 pub mod git;
 pub mod image;
 pub mod plan;
+pub mod platform;
 pub mod render;
+pub mod report;
 pub mod run;
 pub mod strategy;

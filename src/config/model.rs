@@ -467,6 +467,10 @@ pub struct Rolling {
     /// Revisions kept (task definition revisions, `ReplicaSets`).
     #[serde(default = "defaults::revision_history")]
     pub revision_history: u32,
+    /// What a cancelled deploy (SIGINT, SIGTERM, a cancelled workflow) does: `rollback` puts
+    /// the service back on the revision it ran before; `leave` lets the rollout go on.
+    #[serde(default)]
+    pub on_cancel: crate::strategy::rolling::CancelPolicy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

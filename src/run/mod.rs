@@ -12,6 +12,8 @@ use crate::git::GitInfo;
 use crate::plan::{self, Style};
 use crate::render::{self, Rendered, Renderer};
 
+mod deploy;
+
 /// Why a command failed, and so its exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -27,6 +29,9 @@ pub enum Error {
     /// The machine or a service failed us (writing files, a service unreachable). Exit 3.
     #[error("error: {0:#}")]
     Environment(anyhow::Error),
+    /// A deployment ended badly; the report was printed. Exit code from the outcome.
+    #[error("{message}")]
+    Deployment { code: u8, message: String },
 }
 
 impl Error {
@@ -34,6 +39,7 @@ impl Error {
         match self {
             Error::Invalid(_) | Error::Load(_) | Error::Usage { .. } => 2,
             Error::Environment(_) => 3,
+            Error::Deployment { code, .. } => *code,
         }
     }
 
@@ -96,6 +102,18 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 print_out(&text)
             }
         }
+        Command::Deploy(args) => {
+            let loaded = config::load(&cli.config)?;
+            deploy::deploy(&loaded, &args)
+        }
+        Command::Status(args) => {
+            let loaded = config::load(&cli.config)?;
+            deploy::status(&loaded, &args)
+        }
+        Command::Rollback(args) => {
+            let loaded = config::load(&cli.config)?;
+            deploy::rollback(&loaded, &args)
+        }
         Command::Plan(args) => {
             let loaded = config::load(&cli.config)?;
             let (git, rendered) = render_selection(&loaded, &args.selection)?;
@@ -117,7 +135,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
 }
 
 /// Renders the selected environments; every problem of every environment is reported at once.
-fn render_selection(
+pub(crate) fn render_selection(
     loaded: &Loaded,
     selection: &Selection,
 ) -> Result<(GitInfo, Vec<Rendered>), Error> {
@@ -143,7 +161,7 @@ fn render_selection(
     }
 }
 
-fn select(loaded: &Loaded, env: &str) -> Result<Vec<String>, Error> {
+pub(crate) fn select(loaded: &Loaded, env: &str) -> Result<Vec<String>, Error> {
     let names: Vec<String> = loaded.config.environments.keys().cloned().collect();
     if env == "all" {
         return Ok(names);
@@ -191,7 +209,7 @@ fn write_out(dir: &Path, rendered: &[Rendered]) -> Result<(), Error> {
 }
 
 /// Prints to stdout; a closed pipe (`| head`) is not an error.
-fn print_out(text: &str) -> Result<(), Error> {
+pub(crate) fn print_out(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Environment(

@@ -1,0 +1,495 @@
+//! Amazon ECS (and Application Auto Scaling) through the AWS SDK.
+//!
+//! Credentials, region and endpoint come from the standard chain and variables
+//! (`AWS_PROFILE`, `AWS_REGION`, `AWS_ENDPOINT_URL` — the tests point it at a moto server).
+//! The SDK's own retries are off: the driver retries throttled and transient errors on its
+//! own schedule, the same in production and in the simulator.
+
+pub mod convert;
+
+use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ecs::types::{DesiredStatus, SortOrder, TaskDefinitionStatus};
+
+use super::{Platform, Prepared, ServiceSpec};
+use crate::strategy::rolling::{
+    DeploymentView, ErrorKind, PlatformError, Rollout, ServiceEvent, ServiceView, StoppedTask,
+};
+
+pub struct Ecs {
+    ecs: aws_sdk_ecs::Client,
+    scaling: aws_sdk_applicationautoscaling::Client,
+}
+
+impl Ecs {
+    /// Clients from the standard AWS configuration, in `region` unless `AWS_REGION` says
+    /// otherwise.
+    pub async fn from_env(region: &str) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(aws_config::retry::RetryConfig::disabled());
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
+            loader = loader.region(aws_config::Region::new(region.to_owned()));
+        }
+        let shared = loader.load().await;
+        Self::new(
+            aws_sdk_ecs::Client::new(&shared),
+            aws_sdk_applicationautoscaling::Client::new(&shared),
+        )
+    }
+
+    pub fn new(ecs: aws_sdk_ecs::Client, scaling: aws_sdk_applicationautoscaling::Client) -> Self {
+        Self { ecs, scaling }
+    }
+}
+
+/// Maps an SDK error to the kinds the strategies act on.
+pub fn classify<E>(
+    operation: &str,
+    err: &SdkError<E, aws_sdk_ecs::config::http::HttpResponse>,
+) -> PlatformError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let kind = match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            ErrorKind::Transient
+        }
+        SdkError::ServiceError(e) => kind_of(
+            e.err().code().unwrap_or_default(),
+            e.raw().status().as_u16(),
+        ),
+        _ => ErrorKind::Invalid,
+    };
+    let message = match err {
+        SdkError::ServiceError(e) => {
+            let code = e.err().code().unwrap_or("Error");
+            format!("{code}: {}", e.err().message().unwrap_or("no message"))
+        }
+        other => DisplayErrorContext(other).to_string(),
+    };
+    PlatformError::new(kind, operation, message)
+}
+
+fn kind_of(code: &str, status: u16) -> ErrorKind {
+    match code {
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded" => ErrorKind::Throttled,
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnrecognizedClientException"
+        | "ExpiredTokenException"
+        | "InvalidClientTokenId"
+        | "InvalidSignatureException"
+        | "MissingAuthenticationToken" => ErrorKind::Permission,
+        "ClusterNotFoundException"
+        | "ServiceNotFoundException"
+        | "ServiceNotActiveException"
+        | "ObjectNotFoundException" => ErrorKind::NotFound,
+        "ServerException"
+        | "InternalFailure"
+        | "ServiceUnavailable"
+        | "InternalServiceException" => ErrorKind::Transient,
+        _ if status >= 500 => ErrorKind::Transient,
+        _ => ErrorKind::Invalid,
+    }
+}
+
+fn family_of(revision: &str) -> Option<&str> {
+    revision
+        .rsplit('/')
+        .next()?
+        .rsplit_once(':')
+        .map(|(family, _)| family)
+}
+
+fn unix(t: Option<&aws_smithy_types::DateTime>) -> i64 {
+    t.map_or(0, aws_smithy_types::DateTime::secs)
+}
+
+fn view(s: &aws_sdk_ecs::types::Service) -> ServiceView {
+    let deployments = s
+        .deployments()
+        .iter()
+        .map(|d| DeploymentView {
+            id: d.id().unwrap_or_default().to_owned(),
+            revision: d.task_definition().unwrap_or_default().to_owned(),
+            rollout: match d.rollout_state() {
+                Some(aws_sdk_ecs::types::DeploymentRolloutState::Completed) => Rollout::Completed,
+                Some(aws_sdk_ecs::types::DeploymentRolloutState::Failed) => Rollout::Failed,
+                _ => Rollout::InProgress,
+            },
+            reason: d.rollout_state_reason().map(str::to_owned),
+            primary: d.status() == Some("PRIMARY"),
+            desired: u32::try_from(d.desired_count()).unwrap_or(0),
+            running: u32::try_from(d.running_count()).unwrap_or(0),
+            pending: u32::try_from(d.pending_count()).unwrap_or(0),
+            failed: u32::try_from(d.failed_tasks()).unwrap_or(0),
+        })
+        .collect();
+    ServiceView {
+        name: s.service_name().unwrap_or_default().to_owned(),
+        revision: s.task_definition().unwrap_or_default().to_owned(),
+        deployments,
+        events: s
+            .events()
+            .iter()
+            .map(|e| ServiceEvent {
+                at: unix(e.created_at()),
+                message: e.message().unwrap_or_default().to_owned(),
+            })
+            .collect(),
+    }
+}
+
+fn invalid(operation: &str, e: &convert::ConvertError) -> PlatformError {
+    PlatformError::new(ErrorKind::Invalid, operation, e.to_string())
+}
+
+impl Ecs {
+    async fn describe(
+        &self,
+        cluster: &str,
+        names: &[String],
+    ) -> Result<Vec<aws_sdk_ecs::types::Service>, PlatformError> {
+        let mut out = Vec::new();
+        for chunk in names.chunks(10) {
+            let resp = self
+                .ecs
+                .describe_services()
+                .cluster(cluster)
+                .set_services(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| classify("DescribeServices", &e))?;
+            if let Some(f) = resp.failures().first() {
+                if resp.services().is_empty() || f.reason() == Some("MISSING") {
+                    return Err(PlatformError::new(
+                        ErrorKind::NotFound,
+                        "DescribeServices",
+                        format!(
+                            "service {} in cluster {cluster}: {}; create the service first (this tool updates services, it does not create them)",
+                            f.arn().unwrap_or("?"),
+                            f.reason().unwrap_or("missing")
+                        ),
+                    ));
+                }
+            }
+            out.extend(resp.services().iter().cloned());
+        }
+        Ok(out)
+    }
+}
+
+impl Platform for Ecs {
+    async fn prepare(&self, spec: &ServiceSpec) -> Result<Prepared, PlatformError> {
+        let service = self
+            .describe(&spec.cluster, std::slice::from_ref(&spec.name))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                PlatformError::new(
+                    ErrorKind::NotFound,
+                    "DescribeServices",
+                    format!(
+                        "service {} not found in cluster {}",
+                        spec.name, spec.cluster
+                    ),
+                )
+            })?;
+        let current = service.task_definition().unwrap_or_default();
+        let definition_changed = if current.is_empty() {
+            true
+        } else {
+            let live = self
+                .ecs
+                .describe_task_definition()
+                .task_definition(current)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeTaskDefinition", &e))?;
+            live.task_definition().is_none_or(|td| {
+                convert::normalize(&convert::task_definition_to_json(td))
+                    != convert::normalize(&spec.definition)
+            })
+        };
+        let settings_changed = convert::service_settings_to_json(&service)
+            != convert::service_settings_from_rendered(&spec.service);
+        Ok(Prepared {
+            service: view(&service),
+            definition_changed,
+            settings_changed,
+        })
+    }
+
+    async fn register(&self, spec: &ServiceSpec) -> Result<String, PlatformError> {
+        let request = convert::fill_register(
+            self.ecs.register_task_definition(),
+            &spec.definition,
+            &spec.tags,
+        )
+        .map_err(|e| invalid("RegisterTaskDefinition", &e))?;
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| classify("RegisterTaskDefinition", &e))?;
+        resp.task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                PlatformError::new(
+                    ErrorKind::Transient,
+                    "RegisterTaskDefinition",
+                    "the answer has no task definition ARN",
+                )
+            })
+    }
+
+    async fn update(
+        &self,
+        spec: &ServiceSpec,
+        revision: &str,
+    ) -> Result<Option<String>, PlatformError> {
+        let request = convert::fill_update_service(
+            self.ecs.update_service(),
+            &spec.service,
+            revision,
+            spec.scaling.is_none(),
+        )
+        .map_err(|e| invalid("UpdateService", &e))?;
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| classify("UpdateService", &e))?;
+        Ok(resp.service().and_then(|s| {
+            s.deployments()
+                .iter()
+                .find(|d| d.status() == Some("PRIMARY") && d.task_definition() == Some(revision))
+                .and_then(|d| d.id().map(str::to_owned))
+        }))
+    }
+
+    async fn apply_scaling(&self, spec: &ServiceSpec) -> Result<(), PlatformError> {
+        let Some(scaling) = &spec.scaling else {
+            return Ok(());
+        };
+        convert::apply_scaling(&self.scaling, scaling)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                convert::ScalingError::Convert(c) => invalid("PutScalingPolicy", &c),
+                convert::ScalingError::Api {
+                    operation, message, ..
+                } => {
+                    let kind = if message.contains("Throttl") {
+                        ErrorKind::Throttled
+                    } else if message.contains("AccessDenied") {
+                        ErrorKind::Permission
+                    } else {
+                        ErrorKind::Invalid
+                    };
+                    PlatformError::new(kind, operation, message)
+                }
+            })
+    }
+
+    async fn observe(&self, specs: &[&ServiceSpec]) -> Result<Vec<ServiceView>, PlatformError> {
+        // One DescribeServices call per cluster and 10 services.
+        let mut clusters: Vec<(&str, Vec<String>)> = Vec::new();
+        for s in specs {
+            match clusters.iter_mut().find(|(c, _)| *c == s.cluster) {
+                Some((_, names)) => names.push(s.name.clone()),
+                None => clusters.push((&s.cluster, vec![s.name.clone()])),
+            }
+        }
+        let mut views = Vec::new();
+        for (cluster, names) in clusters {
+            views.extend(self.describe(cluster, &names).await?.iter().map(view));
+        }
+        Ok(views)
+    }
+
+    async fn diagnose(
+        &self,
+        spec: &ServiceSpec,
+        deployment: &str,
+    ) -> Result<Vec<StoppedTask>, PlatformError> {
+        // ListTasks cannot combine startedBy with other filters: list the service's stopped
+        // tasks, then keep the ones this deployment started.
+        let arns = self
+            .ecs
+            .list_tasks()
+            .cluster(&spec.cluster)
+            .service_name(&spec.name)
+            .desired_status(DesiredStatus::Stopped)
+            .send()
+            .await
+            .map_err(|e| classify("ListTasks", &e))?
+            .task_arns()
+            .to_vec();
+        if arns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tasks = self
+            .ecs
+            .describe_tasks()
+            .cluster(&spec.cluster)
+            .set_tasks(Some(arns.into_iter().take(100).collect()))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTasks", &e))?;
+        Ok(tasks
+            .tasks()
+            .iter()
+            .filter(|t| t.started_by().is_none_or(|s| s == deployment))
+            .take(5)
+            .map(|t| StoppedTask {
+                id: t
+                    .task_arn()
+                    .and_then(|a| a.rsplit('/').next())
+                    .unwrap_or("?")
+                    .to_owned(),
+                reason: t.stopped_reason().unwrap_or("no reason given").to_owned(),
+                stop_code: t.stop_code().map(|c| c.as_str().to_owned()),
+                containers: t
+                    .containers()
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name().unwrap_or("?").to_owned(),
+                            c.exit_code(),
+                            c.reason().map(str::to_owned),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn clean_up(&self, spec: &ServiceSpec, keep: u32) -> Result<Vec<String>, PlatformError> {
+        let Some(family) = spec.definition["family"].as_str() else {
+            return Ok(Vec::new());
+        };
+        let in_use: Vec<String> = self
+            .describe(&spec.cluster, std::slice::from_ref(&spec.name))
+            .await?
+            .iter()
+            .flat_map(|s| {
+                s.deployments()
+                    .iter()
+                    .filter_map(|d| d.task_definition().map(str::to_owned))
+                    .chain(s.task_definition().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut revisions: Vec<String> = Vec::new();
+        let mut pages = self
+            .ecs
+            .list_task_definitions()
+            .family_prefix(family)
+            .status(TaskDefinitionStatus::Active)
+            .sort(SortOrder::Desc)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("ListTaskDefinitions", &e))?;
+            revisions.extend(
+                page.task_definition_arns()
+                    .iter()
+                    .filter(|a| family_of(a) == Some(family))
+                    .cloned(),
+            );
+        }
+        let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+        let mut removed = Vec::new();
+        for arn in revisions.into_iter().skip(keep) {
+            if in_use.contains(&arn) {
+                continue;
+            }
+            self.ecs
+                .deregister_task_definition()
+                .task_definition(&arn)
+                .send()
+                .await
+                .map_err(|e| classify("DeregisterTaskDefinition", &e))?;
+            removed.push(arn);
+        }
+        Ok(removed)
+    }
+
+    async fn revert(&self, spec: &ServiceSpec, revision: &str) -> Result<(), PlatformError> {
+        self.ecs
+            .update_service()
+            .cluster(&spec.cluster)
+            .service(&spec.name)
+            .task_definition(revision)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("UpdateService", &e))
+    }
+
+    async fn previous_revision(&self, spec: &ServiceSpec) -> Result<Option<String>, PlatformError> {
+        let service = self
+            .describe(&spec.cluster, std::slice::from_ref(&spec.name))
+            .await?;
+        let current = service
+            .first()
+            .and_then(|s| s.task_definition())
+            .unwrap_or_default()
+            .to_owned();
+        let Some(family) = family_of(&current) else {
+            return Ok(None);
+        };
+        let mut pages = self
+            .ecs
+            .list_task_definitions()
+            .family_prefix(family)
+            .status(TaskDefinitionStatus::Active)
+            .sort(SortOrder::Desc)
+            .into_paginator()
+            .send();
+        let mut revisions = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("ListTaskDefinitions", &e))?;
+            revisions.extend(
+                page.task_definition_arns()
+                    .iter()
+                    .filter(|a| family_of(a) == Some(family))
+                    .cloned(),
+            );
+        }
+        Ok(revisions
+            .iter()
+            .position(|r| *r == current)
+            .and_then(|i| revisions.get(i + 1).cloned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_map_to_kinds() {
+        assert_eq!(kind_of("ThrottlingException", 400), ErrorKind::Throttled);
+        assert_eq!(kind_of("AccessDeniedException", 400), ErrorKind::Permission);
+        assert_eq!(
+            kind_of("ServiceNotFoundException", 400),
+            ErrorKind::NotFound
+        );
+        assert_eq!(kind_of("ServerException", 500), ErrorKind::Transient);
+        assert_eq!(kind_of("Whatever", 503), ErrorKind::Transient);
+        assert_eq!(
+            kind_of("InvalidParameterException", 400),
+            ErrorKind::Invalid
+        );
+        assert_eq!(
+            family_of("arn:aws:ecs:us-east-1:1:task-definition/movieverse-staging:12"),
+            Some("movieverse-staging")
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The terminal reporter. On an interactive terminal: a live line per service (phase, running /
+//! pending / desired, elapsed) with events printed above it. Elsewhere (CI, a pipe): one plain
+//! line per event, timestamped from the start, so logs read well and diff well.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::strategy::rolling::{Event, Failure, Outcome, Phase};
+
+pub struct Terminal {
+    env: String,
+    live: Option<(MultiProgress, BTreeMap<String, ProgressBar>)>,
+    lines: Vec<String>,
+    /// Also keep the lines (for tests and the job summary later).
+    pub capture: bool,
+}
+
+impl Terminal {
+    /// Live progress when stderr is a terminal and not in CI.
+    pub fn new(env: &str) -> Self {
+        let interactive = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+        Self {
+            env: env.to_owned(),
+            live: interactive.then(|| {
+                (
+                    MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                    BTreeMap::new(),
+                )
+            }),
+            lines: Vec::new(),
+            capture: false,
+        }
+    }
+
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    fn say(&mut self, line: String) {
+        if self.capture {
+            self.lines.push(line.clone());
+        }
+        match &self.live {
+            Some((multi, _)) => {
+                let _ = multi.println(&line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn bar(&mut self, service: &str) -> Option<&ProgressBar> {
+        let (multi, bars) = self.live.as_mut()?;
+        Some(bars.entry(service.to_owned()).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix}: {msg} [{elapsed}]")
+                    .expect("a valid template"),
+            );
+            bar.set_prefix(service.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        }))
+    }
+
+    pub fn event(&mut self, service: &str, at: Duration, event: &Event) {
+        let stamp = format!("[{:>5}s] {}/{service}", at.as_secs(), self.env);
+        let line = match event {
+            Event::Phase { phase } => {
+                if let Some(bar) = self.bar(service) {
+                    bar.set_message(phase_text(*phase).to_owned());
+                }
+                match phase {
+                    Phase::Done => return,
+                    p => format!("{stamp}: {}", phase_text(*p)),
+                }
+            }
+            Event::NoChange => format!(
+                "{stamp}: no change: the task definition and the service settings are as rendered; nothing registered, no deployment started"
+            ),
+            Event::Registered { revision } => format!("{stamp}: registered {revision}"),
+            Event::DeploymentStarted { id } => format!(
+                "{stamp}: deployment {} started",
+                id.as_deref().unwrap_or("(id not reported)")
+            ),
+            Event::Progress {
+                running,
+                pending,
+                desired,
+                failed,
+            } => {
+                let text =
+                    format!("{running}/{desired} running, {pending} pending, {failed} failed");
+                if let Some(bar) = self.bar(service) {
+                    bar.set_message(format!("rolling out: {text}"));
+                }
+                format!("{stamp}: {text}")
+            }
+            Event::ServiceEvent { message } => format!("{stamp}: event: {message}"),
+            Event::Finished { outcome } => {
+                if let Some(bar) = self.bar(service) {
+                    bar.finish_and_clear();
+                }
+                format!("{stamp}: {}", outcome_text(outcome))
+            }
+        };
+        self.say(line);
+    }
+}
+
+fn phase_text(p: Phase) -> &'static str {
+    match p {
+        Phase::Preparing => {
+            "reading the service and comparing it with the rendered task definition"
+        }
+        Phase::Registering => "registering the new task definition revision",
+        Phase::Updating => "updating the service",
+        Phase::RollingOut => "waiting for this deployment to complete",
+        Phase::Diagnosing => "collecting the failure's reasons (events, stopped tasks)",
+        Phase::CleaningUp => "deregistering old task definition revisions",
+        Phase::Reverting => "cancelled: putting the service back on its previous revision",
+        Phase::Done => "done",
+    }
+}
+
+/// One line saying how it ended.
+pub fn outcome_text(o: &Outcome) -> String {
+    match o {
+        Outcome::NoChange { revision } => format!("no change, still on {revision}"),
+        Outcome::Succeeded { revision, waited: true } => format!("deployed {revision}"),
+        Outcome::Succeeded { revision, waited: false } => format!("deployment of {revision} started (not waited for: --no-wait)"),
+        Outcome::Failed { failure, .. } => format!("FAILED: {}", failure_text(failure)),
+        Outcome::Cancelled { reverted_to: Some(r) } => format!("cancelled; the service was put back on {r}"),
+        Outcome::Cancelled { reverted_to: None } => "cancelled; the service was not changed by this deploy, or was left as it was (on_cancel: leave)".into(),
+    }
+}
+
+pub fn failure_text(f: &Failure) -> String {
+    match f {
+        Failure::RolledBack { reason } => {
+            format!("the platform rolled the deployment back: {reason}")
+        }
+        Failure::DeadlineExceeded { after } => {
+            format!("no progress within the deadline ({after}s)")
+        }
+        Failure::Superseded { by } => {
+            format!("another deployment replaced this one (the service now runs {by})")
+        }
+        Failure::Platform(e) => format!("{e}"),
+    }
+}

@@ -1,0 +1,289 @@
+//! `deploy`, `status` and `rollback`: the edge that wires the config, the rendered artifacts,
+//! the ECS platform, the driver, signals and the terminal reporter together.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Error, print_out, render_selection, select};
+use crate::cli::{DeployArgs, Selection, WaitArgs};
+use crate::config::{Loaded, Strategy, Target};
+use crate::driver::{DriveOptions, Unit, drive};
+use crate::platform::ecs::Ecs;
+use crate::platform::{Platform, ServiceSpec};
+use crate::render::templates::{ECS_SCALING, ECS_SERVICE, ECS_TASK_DEFINITION};
+use crate::report::terminal::{Terminal, failure_text, outcome_text};
+use crate::strategy::rolling::{Outcome, Rolling, Settings};
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Error::Environment(anyhow::Error::new(e).context("cannot start the async runtime"))
+        })
+}
+
+/// The environment must be one ECS environment with the rolling strategy: the other targets
+/// and strategies arrive with their issues, and say so.
+fn single_ecs_rolling<'a>(
+    loaded: &'a Loaded,
+    env: &str,
+) -> Result<
+    (
+        &'a str,
+        &'a crate::config::Environment,
+        &'a crate::config::Rolling,
+    ),
+    Error,
+> {
+    if env == "all" {
+        return Err(Error::Usage {
+            message: "`--env all` deploys nothing: deploy one environment at a time".into(),
+            help: format!(
+                "use one of: {}",
+                loaded
+                    .config
+                    .environments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    let name = select(loaded, env)?.remove(0);
+    let (name, e) = loaded
+        .config
+        .environments
+        .get_key_value(&name)
+        .expect("selected");
+    match (&e.target, &e.strategy) {
+        (Target::Ecs, Strategy::Rolling(r)) => Ok((name.as_str(), e, r)),
+        (target, strategy) => Err(Error::Usage {
+            message: format!("environment `{name}` is {target} with the {} strategy, which `deploy` does not drive yet", strategy.name()),
+            help: "this release deploys ECS environments with the rolling strategy; `plan` and `render` work for every environment".into(),
+        }),
+    }
+}
+
+fn spec(loaded: &Loaded, env: &str, image: Option<String>) -> Result<ServiceSpec, Error> {
+    let (git, rendered) = render_selection(
+        loaded,
+        &Selection {
+            env: env.to_owned(),
+            image,
+        },
+    )?;
+    let r = rendered
+        .into_iter()
+        .next()
+        .expect("one environment rendered");
+    let find = |id: &str| {
+        r.artifacts
+            .iter()
+            .find(|a| a.template == id)
+            .map(|a| a.value.clone())
+    };
+    let ecs = loaded.config.environments[env]
+        .ecs
+        .as_ref()
+        .expect("an ECS environment");
+    let deployment_id = match (
+        std::env::var("GITHUB_RUN_ID"),
+        std::env::var("GITHUB_RUN_ATTEMPT"),
+    ) {
+        (Ok(id), Ok(attempt)) => format!("gha-{id}-{attempt}"),
+        _ => format!("local-{}", unix_now()),
+    };
+    Ok(ServiceSpec {
+        cluster: ecs.cluster.clone(),
+        name: ecs.service.clone(),
+        definition: find(ECS_TASK_DEFINITION).expect("a task definition is rendered for ECS"),
+        service: find(ECS_SERVICE).expect("service settings are rendered for ECS"),
+        scaling: find(ECS_SCALING),
+        tags: vec![
+            ("commit".into(), git.sha),
+            ("deployment".into(), deployment_id),
+        ],
+    })
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+fn watch_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        token.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        eprintln!("cancelling: finishing the current call, then acting on the cancel policy…");
+        token.cancel();
+    });
+}
+
+fn options(wait: &WaitArgs) -> DriveOptions {
+    DriveOptions {
+        poll: wait.poll_interval.max(Duration::from_millis(100)),
+        timeout: wait.timeout,
+        ..DriveOptions::default()
+    }
+}
+
+/// Prints how it ended and maps the outcome to the exit code.
+fn conclude(env: &str, outcome: &Outcome) -> Result<(), Error> {
+    match outcome {
+        Outcome::NoChange { .. } | Outcome::Succeeded { .. } => {
+            eprintln!("{env}: {}", outcome_text(outcome));
+            Ok(())
+        }
+        Outcome::Failed { failure, details } => {
+            let mut message = format!("error: deploying {env} failed: {}", failure_text(failure));
+            for d in details {
+                message.push_str(&format!("\n  - {d}"));
+            }
+            Err(Error::Deployment {
+                code: outcome.exit_code(),
+                message,
+            })
+        }
+        Outcome::Cancelled { .. } => Err(Error::Deployment {
+            code: outcome.exit_code(),
+            message: format!("{env}: {}", outcome_text(outcome)),
+        }),
+    }
+}
+
+async fn run_machine<P: Platform>(
+    platform: &P,
+    spec: ServiceSpec,
+    machine: Rolling,
+    env: &str,
+    wait: &WaitArgs,
+) -> Outcome {
+    let cancel = CancellationToken::new();
+    watch_signals(cancel.clone());
+    let mut terminal = Terminal::new(env);
+    let mut units = [Unit { spec, machine }];
+    let mut on_event = |service: &str, at: Duration, e: &crate::strategy::rolling::Event| {
+        terminal.event(service, at, e)
+    };
+    drive(platform, &mut units, &options(wait), &cancel, &mut on_event)
+        .await
+        .remove(0)
+}
+
+pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
+    let (name, _, rolling) = single_ecs_rolling(loaded, &args.wait.env.env)?;
+    let spec = spec(loaded, name, args.image.clone())?;
+    let settings = Settings {
+        progress_deadline: rolling.progress_deadline.0,
+        keep_revisions: rolling.revision_history,
+        on_cancel: rolling.on_cancel,
+        no_wait: args.wait.no_wait,
+    };
+    let rt = runtime()?;
+    let outcome = rt.block_on(async {
+        let platform = Ecs::from_env(&loaded.config.region).await;
+        let machine = Rolling::new(spec.name.clone(), settings, unix_now());
+        run_machine(&platform, spec, machine, name, &args.wait).await
+    });
+    conclude(name, &outcome)
+}
+
+pub fn rollback(loaded: &Loaded, args: &WaitArgs) -> Result<(), Error> {
+    let (name, _, rolling) = single_ecs_rolling(loaded, &args.env.env)?;
+    let spec = spec(loaded, name, None)?;
+    let settings = Settings {
+        progress_deadline: rolling.progress_deadline.0,
+        keep_revisions: u32::MAX,
+        on_cancel: rolling.on_cancel,
+        no_wait: args.no_wait,
+    };
+    let rt = runtime()?;
+    let outcome = rt.block_on(async {
+        let platform = Ecs::from_env(&loaded.config.region).await;
+        let previous = match platform.previous_revision(&spec).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return Err(Error::Deployment {
+                    code: 1,
+                    message: format!("error: {name}: there is no earlier active task definition revision to roll back to"),
+                });
+            }
+            Err(e) => {
+                return Err(Error::Deployment {
+                    code: Outcome::Failed { failure: crate::strategy::rolling::Failure::Platform(e.clone()), details: vec![] }.exit_code(),
+                    message: format!("error: {name}: cannot find the previous revision: {e}"),
+                });
+            }
+        };
+        eprintln!("{name}: rolling back to {previous}");
+        let machine = Rolling::new(spec.name.clone(), settings, unix_now()).with_target(previous);
+        Ok(run_machine(&platform, spec, machine, name, args).await)
+    })?;
+    conclude(name, &outcome)
+}
+
+pub fn status(loaded: &Loaded, env: &crate::cli::EnvArgs) -> Result<(), Error> {
+    let (name, _, _) = single_ecs_rolling(loaded, &env.env)?;
+    let spec = spec(loaded, name, None)?;
+    let rt = runtime()?;
+    let views = rt.block_on(async {
+        let platform = Ecs::from_env(&loaded.config.region).await;
+        platform.observe(&[&spec]).await
+    });
+    let views = views.map_err(|e| Error::Deployment {
+        code: Outcome::Failed {
+            failure: crate::strategy::rolling::Failure::Platform(e.clone()),
+            details: vec![],
+        }
+        .exit_code(),
+        message: format!("error: {name}: {e}"),
+    })?;
+    let mut out = String::new();
+    for v in views {
+        out.push_str(&format!("{name}/{}: runs {}\n", v.name, v.revision));
+        for d in &v.deployments {
+            out.push_str(&format!(
+                "  deployment {}{}: {:?}, {}/{} running, {} pending, {} failed, revision {}{}\n",
+                d.id,
+                if d.primary { " (primary)" } else { "" },
+                d.rollout,
+                d.running,
+                d.desired,
+                d.pending,
+                d.failed,
+                d.revision,
+                d.reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ));
+        }
+        for e in v.events.iter().take(5) {
+            out.push_str(&format!("  event: {}\n", e.message));
+        }
+    }
+    print_out(&out)
+}
