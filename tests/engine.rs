@@ -29,7 +29,7 @@ fn spec(name: &str) -> ServiceSpec {
 
 fn settings() -> Settings {
     Settings {
-        progress_deadline: Duration::from_secs(600),
+        progress_deadline: Duration::from_mins(10),
         keep_revisions: 10,
         on_cancel: CancelPolicy::Rollback,
         no_wait: false,
@@ -66,10 +66,10 @@ async fn run(
     let token = cancel.clone();
     let started = tokio::time::Instant::now();
     let mut on_event = |_: &str, at: Duration, e: &Event| {
-        if let (Some(p), Event::Phase { phase }) = (cancel_at, e) {
-            if *phase == p {
-                token.cancel();
-            }
+        if let (Some(p), Event::Phase { phase }) = (cancel_at, e)
+            && *phase == p
+        {
+            token.cancel();
         }
         events.push((at, e.clone()));
     };
@@ -151,7 +151,7 @@ fn table() -> Vec<Row> {
             assert_eq!(calls(r, "PutScalingPolicy"), 1);
             // 2 tasks × 60 s, seen within one 5 s poll.
             assert!(
-                r.virtual_time >= Duration::from_secs(120)
+                r.virtual_time >= Duration::from_mins(2)
                     && r.virtual_time <= Duration::from_secs(125),
                 "{:?}",
                 r.virtual_time
@@ -160,7 +160,7 @@ fn table() -> Vec<Row> {
         row(
             "slow start (5 min per task: 10 min in all, each under the deadline)",
             Scenario {
-                per_task: Duration::from_secs(300),
+                per_task: Duration::from_mins(5),
                 ..Scenario::default()
             },
             0,
@@ -172,7 +172,7 @@ fn table() -> Vec<Row> {
                     r.outcome
                 );
                 assert!(
-                    r.virtual_time >= Duration::from_secs(600),
+                    r.virtual_time >= Duration::from_mins(10),
                     "{:?}",
                     r.virtual_time
                 );
@@ -269,7 +269,7 @@ fn table() -> Vec<Row> {
                     "{details:?}"
                 );
                 assert!(
-                    r.virtual_time >= Duration::from_secs(600)
+                    r.virtual_time >= Duration::from_mins(10)
                         && r.virtual_time <= Duration::from_secs(606),
                     "{:?}",
                     r.virtual_time

@@ -61,7 +61,7 @@ pub trait Platform: Send + Sync {
         &self,
         spec: &ServiceSpec,
     ) -> impl Future<Output = Result<(), PlatformError>> + Send;
-    /// Observes several services at once (ECS: DescribeServices, 10 a call).
+    /// Observes several services at once (ECS: `DescribeServices`, 10 a call).
     fn observe(
         &self,
         specs: &[&ServiceSpec],

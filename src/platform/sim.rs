@@ -55,7 +55,7 @@ impl Default for Scenario {
         Self {
             desired: 2,
             batch: 1,
-            per_task: Duration::from_secs(60),
+            per_task: Duration::from_mins(1),
             health: Health::Healthy,
             definition_changed: true,
             settings_changed: false,
@@ -175,22 +175,22 @@ impl Sim {
             .entry(operation)
             .or_default() += 1;
         let mut left = self.failures_left.lock().expect("not poisoned");
-        if let Some(n) = left.get_mut(&(service.to_owned(), operation)) {
-            if *n > 0 {
-                *n -= 1;
-                let services = self.services.lock().expect("not poisoned");
-                let kind = services[service]
-                    .scenario
-                    .faults
-                    .iter()
-                    .find(|f| f.operation == operation)
-                    .map_or(ErrorKind::Transient, |f| f.kind);
-                return Err(PlatformError::new(
-                    kind,
-                    operation,
-                    format!("simulated {kind:?} error"),
-                ));
-            }
+        if let Some(n) = left.get_mut(&(service.to_owned(), operation))
+            && *n > 0
+        {
+            *n -= 1;
+            let services = self.services.lock().expect("not poisoned");
+            let kind = services[service]
+                .scenario
+                .faults
+                .iter()
+                .find(|f| f.operation == operation)
+                .map_or(ErrorKind::Transient, |f| f.kind);
+            return Err(PlatformError::new(
+                kind,
+                operation,
+                format!("simulated {kind:?} error"),
+            ));
         }
         Ok(())
     }
@@ -311,7 +311,7 @@ impl Platform for Sim {
         self.call(&spec.name, "UpdateService")?;
         let mut services = self.services.lock().expect("not poisoned");
         let s = services.get_mut(&spec.name).expect("a known service");
-        s.revision = revision.to_owned();
+        revision.clone_into(&mut s.revision);
         let id = format!("ecs-svc/{}", 1000 + s.revisions.len());
         s.deployment = Some(SimDeployment {
             id: id.clone(),
@@ -405,7 +405,7 @@ impl Platform for Sim {
         self.call(&spec.name, "UpdateService")?;
         let mut services = self.services.lock().expect("not poisoned");
         let s = services.get_mut(&spec.name).expect("a known service");
-        s.revision = revision.to_owned();
+        revision.clone_into(&mut s.revision);
         s.deployment = None;
         Ok(())
     }

@@ -39,13 +39,13 @@ impl Terminal {
         &self.lines
     }
 
-    fn say(&mut self, line: String) {
+    fn say(&mut self, line: &str) {
         if self.capture {
-            self.lines.push(line.clone());
+            self.lines.push(line.to_owned());
         }
         match &self.live {
             Some((multi, _)) => {
-                let _ = multi.println(&line);
+                let _ = multi.println(line);
             }
             None => eprintln!("{line}"),
         }
@@ -106,7 +106,7 @@ impl Terminal {
                 format!("{stamp}: {}", outcome_text(outcome))
             }
         };
-        self.say(line);
+        self.say(&line);
     }
 }
 

@@ -1,6 +1,7 @@
 //! `deploy`, `status` and `rollback`: the edge that wires the config, the rendered artifacts,
 //! the ECS platform, the driver, signals and the terminal reporter together.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -121,15 +122,13 @@ fn watch_signals(token: CancellationToken) {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        token.cancel();
-                        return;
-                    }
-                };
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                let _ = ctrl_c.await;
+                token.cancel();
+                return;
+            };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -160,7 +159,11 @@ fn conclude(env: &str, outcome: &Outcome) -> Result<(), Error> {
         Outcome::Failed { failure, details } => {
             let mut message = format!("error: deploying {env} failed: {}", failure_text(failure));
             for d in details {
-                message.push_str(&format!("\n  - {d}"));
+                let _ = write!(
+                    message,
+                    "
+  - {d}"
+                );
             }
             Err(Error::Deployment {
                 code: outcome.exit_code(),
@@ -186,7 +189,7 @@ async fn run_machine<P: Platform>(
     let mut terminal = Terminal::new(env);
     let mut units = [Unit { spec, machine }];
     let mut on_event = |service: &str, at: Duration, e: &crate::strategy::rolling::Event| {
-        terminal.event(service, at, e)
+        terminal.event(service, at, e);
     };
     drive(platform, &mut units, &options(wait), &cancel, &mut on_event)
         .await
@@ -263,10 +266,11 @@ pub fn status(loaded: &Loaded, env: &crate::cli::EnvArgs) -> Result<(), Error> {
     })?;
     let mut out = String::new();
     for v in views {
-        out.push_str(&format!("{name}/{}: runs {}\n", v.name, v.revision));
+        let _ = writeln!(out, "{name}/{}: runs {}", v.name, v.revision);
         for d in &v.deployments {
-            out.push_str(&format!(
-                "  deployment {}{}: {:?}, {}/{} running, {} pending, {} failed, revision {}{}\n",
+            let _ = writeln!(
+                out,
+                "  deployment {}{}: {:?}, {}/{} running, {} pending, {} failed, revision {}{}",
                 d.id,
                 if d.primary { " (primary)" } else { "" },
                 d.rollout,
@@ -279,10 +283,10 @@ pub fn status(loaded: &Loaded, env: &crate::cli::EnvArgs) -> Result<(), Error> {
                     .as_ref()
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
-            ));
+            );
         }
         for e in v.events.iter().take(5) {
-            out.push_str(&format!("  event: {}\n", e.message));
+            let _ = writeln!(out, "  event: {}", e.message);
         }
     }
     print_out(&out)

@@ -7,10 +7,11 @@
 //! run in the simulator in milliseconds, and every fault be injected.
 //!
 //! The same vocabulary (prepare, register, update, observe, diagnose, clean up) fits ECS
-//! (register a task definition revision, UpdateService, DescribeServices) and Kubernetes
+//! (register a task definition revision, `UpdateService`, `DescribeServices`) and Kubernetes
 //! (server-side apply, Deployment status), and blue-green and canary add their own commands
 //! (traffic weights, metric checks) beside these without reshaping them.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -24,7 +25,7 @@ pub enum Rollout {
     Failed,
 }
 
-/// One deployment of a service (an ECS deployment, a Kubernetes ReplicaSet rollout).
+/// One deployment of a service (an ECS deployment, a Kubernetes `ReplicaSet` rollout).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeploymentView {
     pub id: String,
@@ -209,7 +210,7 @@ pub enum Phase {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Failure {
-    /// The platform gave up on it and rolled back (ECS circuit breaker, CodeDeploy).
+    /// The platform gave up on it and rolled back (ECS circuit breaker, `CodeDeploy`).
     RolledBack { reason: String },
     /// No progress for the progress deadline.
     DeadlineExceeded { after: u64 },
@@ -559,10 +560,23 @@ impl Rolling {
                 Input::ScalingApplied,
             ) => {
                 if self.settings.no_wait {
-                    return Self::finish(Outcome::Succeeded {
-                        revision,
-                        waited: false,
-                    });
+                    // The service points at the new revision: old ones can go even unwaited.
+                    return (
+                        State::CleaningUp {
+                            outcome: Outcome::Succeeded {
+                                revision,
+                                waited: false,
+                            },
+                        },
+                        Step {
+                            commands: vec![Command::CleanUp {
+                                keep: self.settings.keep_revisions,
+                            }],
+                            events: vec![Event::Phase {
+                                phase: Phase::CleaningUp,
+                            }],
+                        },
+                    );
                 }
                 let (state, mut step) = Self::observe(State::Waiting {
                     previous,
@@ -586,7 +600,7 @@ impl Rolling {
                 },
                 Input::Observed(service),
             ) => self.on_observed(
-                service,
+                &service,
                 previous,
                 revision,
                 deployment,
@@ -615,9 +629,10 @@ impl Rolling {
                 details.push(format!("(could not read stopped tasks: {e})"));
                 Self::finish(Outcome::Failed { failure, details })
             }
-            (State::CleaningUp { outcome }, Input::CleanedUp { .. }) => Self::finish(outcome),
             // Cleaning up is housekeeping: its failure does not fail a successful deploy.
-            (State::CleaningUp { outcome }, Input::CommandFailed(_)) => Self::finish(outcome),
+            (State::CleaningUp { outcome }, Input::CleanedUp { .. } | Input::CommandFailed(_)) => {
+                Self::finish(outcome)
+            }
             (State::Reverting { previous }, Input::Updated { .. }) => {
                 Self::finish(Outcome::Cancelled {
                     reverted_to: Some(previous),
@@ -646,7 +661,7 @@ impl Rolling {
     #[allow(clippy::too_many_arguments)]
     fn on_observed(
         &mut self,
-        service: ServiceView,
+        service: &ServiceView,
         previous: String,
         revision: String,
         deployment: Option<String>,
@@ -818,10 +833,10 @@ fn describe_stopped(t: &StoppedTask) -> String {
         .map(|(name, code, reason)| {
             let mut s = name.clone();
             if let Some(c) = code {
-                s.push_str(&format!(" exit {c}"));
+                let _ = write!(s, " exit {c}");
             }
             if let Some(r) = reason {
-                s.push_str(&format!(" ({r})"));
+                let _ = write!(s, " ({r})");
             }
             s
         })

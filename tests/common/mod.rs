@@ -2,6 +2,8 @@
 //! failure.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

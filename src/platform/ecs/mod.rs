@@ -105,6 +105,51 @@ fn family_of(revision: &str) -> Option<&str> {
         .map(|(family, _)| family)
 }
 
+/// `live` cut down to the keys `rendered` has, recursively through objects.
+fn restrict(live: &serde_json::Value, rendered: &serde_json::Value) -> serde_json::Value {
+    match (live, rendered) {
+        (serde_json::Value::Object(l), serde_json::Value::Object(r)) => serde_json::Value::Object(
+            r.keys()
+                .filter_map(|k| l.get(k).map(|v| (k.clone(), restrict(v, &r[k]))))
+                .collect(),
+        ),
+        _ => live.clone(),
+    }
+}
+
+fn revision_number(arn: &str) -> u64 {
+    arn.rsplit_once(':')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Ecs {
+    /// The family's active revisions, newest first. Sorted here by revision number rather than
+    /// trusting the server's order.
+    async fn active_revisions(&self, family: &str) -> Result<Vec<String>, PlatformError> {
+        let mut revisions: Vec<String> = Vec::new();
+        let mut pages = self
+            .ecs
+            .list_task_definitions()
+            .family_prefix(family)
+            .status(TaskDefinitionStatus::Active)
+            .sort(SortOrder::Desc)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("ListTaskDefinitions", &e))?;
+            revisions.extend(
+                page.task_definition_arns()
+                    .iter()
+                    .filter(|a| family_of(a) == Some(family))
+                    .cloned(),
+            );
+        }
+        revisions.sort_by_key(|a| std::cmp::Reverse(revision_number(a)));
+        Ok(revisions)
+    }
+}
+
 fn unix(t: Option<&aws_smithy_types::DateTime>) -> i64 {
     t.map_or(0, aws_smithy_types::DateTime::secs)
 }
@@ -164,18 +209,18 @@ impl Ecs {
                 .send()
                 .await
                 .map_err(|e| classify("DescribeServices", &e))?;
-            if let Some(f) = resp.failures().first() {
-                if resp.services().is_empty() || f.reason() == Some("MISSING") {
-                    return Err(PlatformError::new(
-                        ErrorKind::NotFound,
-                        "DescribeServices",
-                        format!(
-                            "service {} in cluster {cluster}: {}; create the service first (this tool updates services, it does not create them)",
-                            f.arn().unwrap_or("?"),
-                            f.reason().unwrap_or("missing")
-                        ),
-                    ));
-                }
+            if let Some(f) = resp.failures().first()
+                && (resp.services().is_empty() || f.reason() == Some("MISSING"))
+            {
+                return Err(PlatformError::new(
+                    ErrorKind::NotFound,
+                    "DescribeServices",
+                    format!(
+                        "service {} in cluster {cluster}: {}; create the service first (this tool updates services, it does not create them)",
+                        f.arn().unwrap_or("?"),
+                        f.reason().unwrap_or("missing")
+                    ),
+                ));
             }
             out.extend(resp.services().iter().cloned());
         }
@@ -216,8 +261,11 @@ impl Platform for Ecs {
                     != convert::normalize(&spec.definition)
             })
         };
-        let settings_changed = convert::service_settings_to_json(&service)
-            != convert::service_settings_from_rendered(&spec.service);
+        // Only what the rendered settings say is compared: a setting the template leaves out is
+        // not sent on update either, so it must not count as a difference on every run.
+        let rendered = convert::service_settings_from_rendered(&spec.service);
+        let settings_changed =
+            restrict(&convert::service_settings_to_json(&service), &rendered) != rendered;
         Ok(Prepared {
             service: view(&service),
             definition_changed,
@@ -385,24 +433,7 @@ impl Platform for Ecs {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let mut revisions: Vec<String> = Vec::new();
-        let mut pages = self
-            .ecs
-            .list_task_definitions()
-            .family_prefix(family)
-            .status(TaskDefinitionStatus::Active)
-            .sort(SortOrder::Desc)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("ListTaskDefinitions", &e))?;
-            revisions.extend(
-                page.task_definition_arns()
-                    .iter()
-                    .filter(|a| family_of(a) == Some(family))
-                    .cloned(),
-            );
-        }
+        let revisions = self.active_revisions(family).await?;
         let keep = usize::try_from(keep).unwrap_or(usize::MAX);
         let mut removed = Vec::new();
         for arn in revisions.into_iter().skip(keep) {
@@ -444,24 +475,7 @@ impl Platform for Ecs {
         let Some(family) = family_of(&current) else {
             return Ok(None);
         };
-        let mut pages = self
-            .ecs
-            .list_task_definitions()
-            .family_prefix(family)
-            .status(TaskDefinitionStatus::Active)
-            .sort(SortOrder::Desc)
-            .into_paginator()
-            .send();
-        let mut revisions = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("ListTaskDefinitions", &e))?;
-            revisions.extend(
-                page.task_definition_arns()
-                    .iter()
-                    .filter(|a| family_of(a) == Some(family))
-                    .cloned(),
-            );
-        }
+        let revisions = self.active_revisions(family).await?;
         Ok(revisions
             .iter()
             .position(|r| *r == current)
@@ -472,6 +486,15 @@ impl Platform for Ecs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_are_compared_on_the_rendered_keys_only() {
+        let live = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}, "extra": true});
+        let rendered = serde_json::json!({"a": 1, "b": {"c": 2}});
+        assert_eq!(restrict(&live, &rendered), rendered);
+        let rendered = serde_json::json!({"a": 1, "b": {"c": 5}, "missing": 1});
+        assert_ne!(restrict(&live, &rendered), rendered);
+    }
 
     #[test]
     fn error_codes_map_to_kinds() {

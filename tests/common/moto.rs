@@ -1,0 +1,107 @@
+//! A moto server for one test: started on a free loopback port, waited for, killed on drop.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+    python: PathBuf,
+}
+
+/// The moto venv that `scripts/install-tools` makes. Outside CI a missing tool skips the test
+/// with a message; in CI it fails it.
+fn venv() -> Option<PathBuf> {
+    let dir = std::env::var_os("MVD_TOOLS_DIR")
+        .map_or_else(|| super::root().join(".cache/tools"), PathBuf::from)
+        .join("moto");
+    if dir.join("bin/moto_server").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the tests through scripts/test, which installs moto"
+    );
+    eprintln!("SKIPPED: moto is not installed; run scripts/install-tools");
+    None
+}
+
+impl Moto {
+    pub fn start() -> Option<Self> {
+        let venv = venv()?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(venv.join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let moto = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            python: venv.join("bin/python"),
+        };
+        let deadline = Instant::now() + Duration::from_mins(1);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not answer on port {port} within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(moto)
+    }
+
+    /// Runs `tests/fixtures/moto_world.py` against this server.
+    pub fn world(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.python)
+            .arg(super::root().join("tests/fixtures/moto_world.py"))
+            .arg(&self.endpoint)
+            .args(args)
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "moto_world.py {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The variables that point the AWS SDK (ours and the binary's) at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("AWS_CONFIG_FILE", "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+        ]
+    }
+
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .load()
+            .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

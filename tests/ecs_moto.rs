@@ -1,0 +1,294 @@
+//! Contract tests: the real binary and the real AWS SDK against a moto server. They prove the
+//! requests we send are ones ECS and Application Auto Scaling accept, and that their effects
+//! are what we meant: the task definition registered (and an identical one skipped), the
+//! service updated, scaling applied, old revisions deregistered, rollback. moto never moves a
+//! deployment forward, so these deploy with `--no-wait`; the waiting is covered by the
+//! simulator scenarios (tests/engine.rs) and scripted SDK sequences (`tests/ecs_sequences.rs`).
+
+mod common;
+
+use std::path::Path;
+
+use common::moto::Moto;
+use common::{Run, SHA};
+
+/// The example, pointed at the moto world's subnets, security group and target group, with a
+/// short revision history so clean-up is visible.
+fn config(dir: &Path, moto: &Moto) {
+    let ids: serde_json::Value = serde_json::from_str(&moto.world(&["setup"])).unwrap();
+    let text = std::fs::read_to_string(common::example())
+        .unwrap()
+        .replace("subnet-0a11c0de00000011", ids["subnets"][0].as_str().unwrap())
+        .replace("subnet-0a11c0de00000012", ids["subnets"][1].as_str().unwrap())
+        .replace("sg-0ecs5000fromalb0001", ids["security_group"].as_str().unwrap())
+        .replace(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-staging/0123456789abcdef",
+            ids["target_group"].as_str().unwrap(),
+        )
+        .replacen("        revision_history: 10\n", "        revision_history: 3\n", 1);
+    std::fs::write(dir.join("deploy.yml"), text).unwrap();
+}
+
+fn mvd(moto: &Moto, dir: &Path, args: &[&str]) -> Run {
+    let mut cmd = common::bin();
+    cmd.current_dir(dir)
+        .env("CI", "true")
+        .env("GITHUB_RUN_ID", "77")
+        .env("GITHUB_RUN_ATTEMPT", "1");
+    for (k, v) in moto.env() {
+        cmd.env(k, v);
+    }
+    Run::from(&cmd.args(args).output().unwrap())
+}
+
+async fn clients(moto: &Moto) -> (aws_sdk_ecs::Client, aws_sdk_applicationautoscaling::Client) {
+    let shared = moto.sdk_config().await;
+    (
+        aws_sdk_ecs::Client::new(&shared),
+        aws_sdk_applicationautoscaling::Client::new(&shared),
+    )
+}
+
+async fn active_revisions(ecs: &aws_sdk_ecs::Client) -> Vec<String> {
+    ecs.list_task_definitions()
+        .family_prefix("movieverse-staging")
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .send()
+        .await
+        .unwrap()
+        .task_definition_arns()
+        .to_vec()
+}
+
+async fn service(ecs: &aws_sdk_ecs::Client) -> aws_sdk_ecs::types::Service {
+    ecs.describe_services()
+        .cluster("movieverse-staging")
+        .services("movieverse-app")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .clone()
+}
+
+const REV: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/movieverse-staging:";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_registers_updates_scales_skips_identical_and_rolls_back() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &moto);
+    let (ecs, aas) = clients(&moto).await;
+
+    // First deploy: a new revision, the service on it, scaling applied.
+    let r = mvd(
+        &moto,
+        dir.path(),
+        &["deploy", "--env", "staging", "--no-wait"],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr.contains(&format!("registered {REV}2")),
+        "{}",
+        r.dump()
+    );
+    let svc = service(&ecs).await;
+    assert_eq!(svc.task_definition(), Some(format!("{REV}2").as_str()));
+    let td = ecs
+        .describe_task_definition()
+        .task_definition(format!("{REV}2"))
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(String, String)> = td
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
+        .collect();
+    assert!(tags.contains(&("commit".into(), SHA.into())), "{tags:?}");
+    assert!(
+        tags.contains(&("deployment".into(), "gha-77-1".into())),
+        "{tags:?}"
+    );
+    let def = td.task_definition().unwrap();
+    assert_eq!((def.cpu(), def.memory()), (Some("512"), Some("1024")));
+    let app = &def.container_definitions()[0];
+    assert_eq!(
+        app.image(),
+        Some(
+            format!(
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse:sha-{}",
+                &SHA[..7]
+            )
+            .as_str()
+        )
+    );
+    assert!(
+        app.secrets()
+            .iter()
+            .all(|s| s.value_from().starts_with("arn:aws:secretsmanager:"))
+    );
+    assert_eq!(def.container_definitions()[1].essential(), Some(false));
+    let targets = aas
+        .describe_scalable_targets()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .send()
+        .await
+        .unwrap();
+    let target = &targets.scalable_targets()[0];
+    assert_eq!(
+        (
+            target.resource_id(),
+            target.min_capacity(),
+            target.max_capacity()
+        ),
+        ("service/movieverse-staging/movieverse-app", 2, 10)
+    );
+    let policies = aas
+        .describe_scaling_policies()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .send()
+        .await
+        .unwrap();
+    let mut targets: Vec<(f64, i32, i32)> = policies
+        .scaling_policies()
+        .iter()
+        .map(|p| {
+            let c = p.target_tracking_scaling_policy_configuration().unwrap();
+            (
+                c.target_value(),
+                c.scale_in_cooldown().unwrap(),
+                c.scale_out_cooldown().unwrap(),
+            )
+        })
+        .collect();
+    targets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(targets, [(70.0, 300, 60), (80.0, 300, 60)]);
+
+    // A rerun with the same input registers nothing and starts nothing.
+    let before = active_revisions(&ecs).await;
+    let r = mvd(
+        &moto,
+        dir.path(),
+        &["deploy", "--env", "staging", "--no-wait"],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stderr.contains("no change"), "{}", r.dump());
+    assert_eq!(active_revisions(&ecs).await, before);
+
+    // A new image: a new revision; with revision_history 3 the older unused ones go.
+    moto.world(&["register", "movieverse-staging", "3"]);
+    let r = mvd(
+        &moto,
+        dir.path(),
+        &[
+            "deploy",
+            "--env",
+            "staging",
+            "--no-wait",
+            "--image",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr.contains(&format!("registered {REV}6")),
+        "{}",
+        r.dump()
+    );
+    let active = active_revisions(&ecs).await;
+    for n in [4, 5, 6] {
+        assert!(
+            active.contains(&format!("{REV}{n}")),
+            "revision {n} kept: {active:?}"
+        );
+    }
+    assert!(
+        !active.contains(&format!("{REV}2")) && !active.contains(&format!("{REV}3")),
+        "old revisions deregistered: {active:?}"
+    );
+    assert!(
+        active.contains(&format!("{REV}1")),
+        "a revision a deployment still uses is kept: {active:?}"
+    );
+
+    // status shows the service.
+    let r = mvd(&moto, dir.path(), &["status", "--env", "staging"]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stdout
+            .contains(&format!("staging/movieverse-app: runs {REV}6")),
+        "{}",
+        r.dump()
+    );
+
+    // rollback goes to the revision before.
+    let r = mvd(
+        &moto,
+        dir.path(),
+        &["rollback", "--env", "staging", "--no-wait"],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert_eq!(
+        service(&ecs).await.task_definition(),
+        Some(format!("{REV}5").as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_service_is_an_environment_error_and_invalid_input_calls_nothing() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &moto);
+    let (ecs, _) = clients(&moto).await;
+    let text = std::fs::read_to_string(dir.path().join("deploy.yml")).unwrap();
+
+    // A service that does not exist: exit 3, and what to do about it.
+    std::fs::write(
+        dir.path().join("deploy.yml"),
+        text.replacen(
+            "      service: movieverse-app\n",
+            "      service: no-such-service\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let r = mvd(
+        &moto,
+        dir.path(),
+        &["deploy", "--env", "staging", "--no-wait"],
+    );
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr.contains("no-such-service") && r.stderr.contains("create the service first"),
+        "{}",
+        r.dump()
+    );
+
+    // Invalid input: exit 2 before any AWS call, nothing registered.
+    let before = active_revisions(&ecs).await;
+    std::fs::write(
+        dir.path().join("deploy.yml"),
+        text.replacen(
+            "      memory: 1024\n      desired_count: 2\n",
+            "      memory: 512\n      desired_count: 2\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let r = mvd(&moto, dir.path(), &["deploy", "--env", "staging"]);
+    assert_eq!(r.code, 2, "{}", r.dump());
+    assert_eq!(active_revisions(&ecs).await, before);
+
+    // Environments this release does not deploy say so (exit 2).
+    std::fs::write(dir.path().join("deploy.yml"), &text).unwrap();
+    let r = mvd(&moto, dir.path(), &["deploy", "--env", "production"]);
+    assert_eq!(r.code, 2, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("blue-green strategy, which `deploy` does not drive yet"),
+        "{}",
+        r.dump()
+    );
+}
