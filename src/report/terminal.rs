@@ -146,7 +146,9 @@ pub fn failure_text(f: &Failure) -> String {
             format!("no progress within the deadline ({after}s)")
         }
         Failure::Superseded { by } => {
-            format!("another deployment replaced this one (the service now runs {by})")
+            format!(
+                "another deployment replaced this one (the primary deployment now deploys {by})"
+            )
         }
         Failure::Platform(e) => format!("{e}"),
     }

@@ -116,27 +116,34 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
-/// Cancels `token` on SIGINT or SIGTERM.
+/// Cancels `token` on SIGINT or SIGTERM. The listeners are registered before this returns,
+/// so a signal that arrives at any later point is seen.
 fn watch_signals(token: CancellationToken) {
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let Ok(mut term) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            else {
-                let _ = ctrl_c.await;
-                token.cancel();
-                return;
-            };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            eprintln!(
+                "warning: cannot listen for SIGINT/SIGTERM; a cancelled run will not revert the service"
+            );
+            return;
+        };
+        tokio::spawn(async move {
             tokio::select! {
-                _ = ctrl_c => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        eprintln!("cancelling: finishing the current call, then acting on the cancel policy…");
+            eprintln!("cancelling: finishing the current call, then acting on the cancel policy");
+            token.cancel();
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("cancelling: finishing the current call, then acting on the cancel policy");
         token.cancel();
     });
 }
@@ -152,10 +159,8 @@ fn options(wait: &WaitArgs) -> DriveOptions {
 /// Prints how it ended and maps the outcome to the exit code.
 fn conclude(env: &str, outcome: &Outcome) -> Result<(), Error> {
     match outcome {
-        Outcome::NoChange { .. } | Outcome::Succeeded { .. } => {
-            eprintln!("{env}: {}", outcome_text(outcome));
-            Ok(())
-        }
+        // The reporter already said how it ended.
+        Outcome::NoChange { .. } | Outcome::Succeeded { .. } => Ok(()),
         Outcome::Failed { failure, details } => {
             let mut message = format!("error: deploying {env} failed: {}", failure_text(failure));
             for d in details {

@@ -214,7 +214,8 @@ pub enum Failure {
     RolledBack { reason: String },
     /// No progress for the progress deadline.
     DeadlineExceeded { after: u64 },
-    /// Someone else's deployment replaced ours.
+    /// Someone else's deployment replaced ours; `by` is the revision the primary deployment
+    /// now deploys.
     Superseded { by: String },
     /// An effect failed for good.
     Platform(PlatformError),
