@@ -32,7 +32,7 @@ fn spec(name: &str) -> ServiceSpec {
 
 fn settings() -> Settings {
     Settings {
-        progress_deadline: Duration::from_secs(3600),
+        progress_deadline: Duration::from_hours(1),
         keep_revisions: 100,
         on_cancel: CancelPolicy::Rollback,
         no_wait: false,
@@ -85,9 +85,9 @@ fn waiter_latency(finish: Duration) -> Duration {
     loop {
         t += delay;
         if t >= finish {
-            return t - finish;
+            return t.saturating_sub(finish);
         }
-        delay = (delay * 2).min(Duration::from_secs(120));
+        delay = (delay * 2).min(Duration::from_mins(2));
     }
 }
 
@@ -120,7 +120,7 @@ async fn main() {
             waiter.as_secs_f64()
         );
     }
-    let n = times.len() as f64;
+    let n = f64::from(u32::try_from(times.len()).expect("a few rows"));
     println!(
         "mean: ours {:.1}s, SDK waiter {:.1}s (ratio {:.1}x); worst: ours {:.1}s (target <= 5 s, one poll), SDK waiter {:.1}s",
         sum_ours / n,
@@ -144,7 +144,7 @@ async fn main() {
     println!();
     println!("API calls while waiting (DescribeServices; 10 services per call)");
     for n in [1_usize, 10, 50] {
-        let (_, describes, took) = ours(n, Duration::from_secs(300), Health::Healthy).await;
+        let (_, describes, took) = ours(n, Duration::from_mins(5), Health::Healthy).await;
         // Each service's prepare makes one describe of its own; the rest are the batched polls.
         let polls = describes - u32::try_from(n).unwrap();
         let per_minute = f64::from(polls) / (took.as_secs_f64() / 60.0);
@@ -155,7 +155,7 @@ async fn main() {
     }
     println!();
     let wall = Instant::now();
-    let (_, _, took) = ours(1, Duration::from_secs(300), Health::Healthy).await;
+    let (_, _, took) = ours(1, Duration::from_mins(5), Health::Healthy).await;
     println!(
         "a {:.0}-minute rollout ran in {:.1} ms of wall time",
         took.as_secs_f64() / 60.0,
