@@ -309,6 +309,24 @@ fn cases() -> Vec<Case> {
             "both 0",
         ),
         case(
+            "extra_service_listed_twice",
+            &[(
+                "      service: movieverse-app\n      cpu: 512\n      memory: 1024\n      desired_count: 2\n",
+                "      service: movieverse-app\n      services:\n        - name: worker\n        - name: worker\n      cpu: 512\n      memory: 1024\n      desired_count: 2\n",
+            )],
+            "deploy.yml:",
+            "service `worker` is listed twice",
+        ),
+        case(
+            "extra_services_with_blue_green",
+            &[(
+                "      service: movieverse-app\n      cpu: 512\n      memory: 1024\n      desired_count: 5\n",
+                "      service: movieverse-app\n      services:\n        - name: worker\n      cpu: 512\n      memory: 1024\n      desired_count: 5\n",
+            )],
+            "deploy.yml:",
+            "blue-green deploys one service per environment",
+        ),
+        case(
             "many_problems_at_once",
             &[
                 ("region: us-east-1\n", "region: us-east-1\nregoin: x\n"),

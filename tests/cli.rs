@@ -325,3 +325,63 @@ fn rendered_manifests_pass_kubernetes_validate() {
         "kubernetes-validate accepted an unknown field"
     );
 }
+
+#[test]
+fn extra_services_render_under_their_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(example()).unwrap().replacen(
+        "      service: movieverse-app\n      cpu: 512\n      memory: 1024\n      desired_count: 2\n",
+        "      service: movieverse-app\n      services:\n        - name: movieverse-worker\n          command: [python, -m, movieverse.worker]\n          desired_count: 1\n      cpu: 512\n      memory: 1024\n      desired_count: 2\n",
+        1,
+    );
+    std::fs::write(dir.path().join("deploy.yml"), text).unwrap();
+    let out = dir.path().join("out");
+    let r = run(
+        &[
+            "render",
+            "--env",
+            "staging",
+            "--out",
+            &out.to_string_lossy(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let written: Vec<String> = files(&out)
+        .iter()
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .collect();
+    assert_eq!(
+        written,
+        [
+            "staging/movieverse-worker/service.json",
+            "staging/movieverse-worker/task-definition.json",
+            "staging/scaling.json",
+            "staging/service.json",
+            "staging/task-definition.json",
+        ]
+    );
+    let td: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("staging/movieverse-worker/task-definition.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(td["family"], "movieverse-staging-movieverse-worker");
+    assert_eq!(
+        td["containerDefinitions"][0]["command"],
+        serde_json::json!(["python", "-m", "movieverse.worker"])
+    );
+    let svc: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("staging/movieverse-worker/service.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (svc["serviceName"].as_str(), svc["desiredCount"].as_u64()),
+        (Some("movieverse-worker"), Some(1))
+    );
+    assert!(
+        svc.get("loadBalancers").is_none(),
+        "a worker without a load balancer registers with none: {svc}"
+    );
+    // With surge 1 of 1 desired task the worker may double: 200 %.
+    assert_eq!(svc["deploymentConfiguration"]["maximumPercent"], 200);
+}

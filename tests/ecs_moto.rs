@@ -350,3 +350,67 @@ async fn sigint_while_waiting_puts_the_service_back_and_exits_130() {
         Some(format!("{REV}1").as_str())
     );
 }
+
+const WORKER: &str = "    ecs:\n      cluster: movieverse-staging\n      service: movieverse-app\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_services_of_an_environment_deploy_together() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &moto);
+    let text = std::fs::read_to_string(dir.path().join("deploy.yml")).unwrap();
+    assert_eq!(text.matches(WORKER).count(), 1);
+    let text = text.replacen(
+        WORKER,
+        &format!("{WORKER}      services:\n        - name: movieverse-worker\n          command: [python, -m, movieverse.worker]\n          desired_count: 1\n"),
+        1,
+    );
+    std::fs::write(dir.path().join("deploy.yml"), text).unwrap();
+    let (ecs, _) = clients(&moto).await;
+    let r = mvd(
+        &moto,
+        dir.path(),
+        &["deploy", "--env", "staging", "--no-wait"],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stderr.contains("staging/movieverse-app: registered arn:aws:ecs:us-east-1:123456789012:task-definition/movieverse-staging:2"), "{}", r.dump());
+    assert!(r.stderr.contains("staging/movieverse-worker: registered arn:aws:ecs:us-east-1:123456789012:task-definition/movieverse-staging-movieverse-worker:2"), "{}", r.dump());
+    let worker = ecs
+        .describe_services()
+        .cluster("movieverse-staging")
+        .services("movieverse-worker")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .clone();
+    let td = ecs
+        .describe_task_definition()
+        .task_definition(worker.task_definition().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let app = &td.task_definition().unwrap().container_definitions()[0];
+    assert_eq!(app.command(), ["python", "-m", "movieverse.worker"]);
+    // A rerun changes nothing in either service.
+    let r = mvd(
+        &moto,
+        dir.path(),
+        &["deploy", "--env", "staging", "--no-wait"],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert_eq!(
+        r.stderr.matches("no change, still on").count(),
+        2,
+        "{}",
+        r.dump()
+    );
+    // status reads both in one call.
+    let r = mvd(&moto, dir.path(), &["status", "--env", "staging"]);
+    assert!(
+        r.stdout.contains("staging/movieverse-app: runs")
+            && r.stdout.contains("staging/movieverse-worker: runs"),
+        "{}",
+        r.dump()
+    );
+}

@@ -310,6 +310,70 @@ pub struct Ecs {
     pub log_group: Option<String>,
     #[serde(default)]
     pub scaling: Scaling,
+    /// More services of the app in this environment (a worker, a scheduler): the same image,
+    /// with their own command, count, load balancer and scaling. They deploy beside `service`,
+    /// concurrently; their artifacts render under `NAME/`.
+    #[serde(default)]
+    pub services: Vec<ExtraService>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraService {
+    /// The ECS service name.
+    pub name: String,
+    /// The command, instead of the app container's.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Defaults to the main service's desired count.
+    #[serde(default)]
+    pub desired_count: Option<u32>,
+    /// Its target group, if it takes traffic.
+    #[serde(default)]
+    pub load_balancer: Option<EcsLoadBalancer>,
+    /// Its auto scaling; none when left out.
+    #[serde(default)]
+    pub scaling: Option<Scaling>,
+}
+
+/// One ECS service of an environment, resolved: the main one or an extra one.
+#[derive(Debug, Clone)]
+pub struct EcsService<'a> {
+    pub name: &'a str,
+    /// The task definition family.
+    pub family: String,
+    /// Where its artifacts render: `""` for the main service, `NAME/` for the others.
+    pub dir: String,
+    pub command: Option<&'a [String]>,
+    pub desired_count: u32,
+    pub load_balancer: Option<&'a EcsLoadBalancer>,
+    pub scaling: Option<&'a Scaling>,
+}
+
+impl Ecs {
+    /// Every service of the environment, the main one first.
+    pub fn all_services<'a>(&'a self, app: &str, env: &str) -> Vec<EcsService<'a>> {
+        let main = EcsService {
+            name: &self.service,
+            family: format!("{app}-{env}"),
+            dir: String::new(),
+            command: None,
+            desired_count: self.desired_count,
+            load_balancer: self.load_balancer.as_ref(),
+            scaling: self.scaling.enabled.then_some(&self.scaling),
+        };
+        std::iter::once(main)
+            .chain(self.services.iter().map(|s| EcsService {
+                name: &s.name,
+                family: format!("{app}-{env}-{}", s.name),
+                dir: format!("{}/", s.name),
+                command: (!s.command.is_empty()).then_some(s.command.as_slice()),
+                desired_count: s.desired_count.unwrap_or(self.desired_count),
+                load_balancer: s.load_balancer.as_ref(),
+                scaling: s.scaling.as_ref().filter(|sc| sc.enabled),
+            }))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -489,6 +489,64 @@ fn ecs_settings(c: &mut Checker<'_>, base: &[Seg], ecs: &Ecs) {
         );
     }
     scaling(c, &at("scaling"), &ecs.scaling);
+    let mut names = vec![ecs.service.as_str()];
+    for (i, extra) in ecs.services.iter().enumerate() {
+        let p = |key: &str| -> Vec<Seg> {
+            base.iter()
+                .cloned()
+                .chain([
+                    Seg::Key("services".into()),
+                    Seg::Index(i),
+                    Seg::Key(key.into()),
+                ])
+                .collect()
+        };
+        let valid = !extra.name.is_empty()
+            && extra.name.len() <= 255
+            && extra
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && is_dns_label(&extra.name.to_ascii_lowercase().replace('_', "-"), 40);
+        c.check(valid, &p("name"), || format!("`{}` is not a valid service name", extra.name), "use at most 40 letters, digits, `-` and `_` (it also names the task definition family)");
+        if names.contains(&extra.name.as_str()) {
+            c.err(
+                &p("name"),
+                format!("service `{}` is listed twice", extra.name),
+                "give each service of the environment its own name",
+            );
+        }
+        names.push(&extra.name);
+        if extra.desired_count == Some(0) {
+            c.err(
+                &p("desired_count"),
+                "desired_count is 0",
+                "run at least 1 task",
+            );
+        }
+        if let Some(lb) = &extra.load_balancer {
+            c.check(
+                is_arn(&lb.target_group_arn, "elasticloadbalancing", "targetgroup/"),
+                &[p("load_balancer"), path!["target_group_arn"]].concat(),
+                || format!("`{}` is not a target group ARN", lb.target_group_arn),
+                "write arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID",
+            );
+        }
+        if let Some(sc) = &extra.scaling {
+            scaling(c, &p("scaling"), sc);
+            let desired = extra.desired_count.unwrap_or(ecs.desired_count);
+            if sc.enabled && !(sc.min..=sc.max).contains(&desired) {
+                c.err(
+                    &p("desired_count"),
+                    format!(
+                        "desired_count {desired} is outside the auto-scaling range {}..{}",
+                        sc.min, sc.max
+                    ),
+                    "auto scaling would move it at once; set desired_count within the range",
+                );
+            }
+        }
+    }
     if ecs.scaling.enabled && !(ecs.scaling.min..=ecs.scaling.max).contains(&ecs.desired_count) {
         c.err(
             &at("desired_count"),
@@ -646,6 +704,13 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
                     &p,
                     "blue-green needs the service's load balancer",
                     "add `ecs.load_balancer.target_group_arn` (the blue target group)",
+                );
+            }
+            if env.ecs.as_ref().is_some_and(|e| !e.services.is_empty()) {
+                c.err_key(
+                    &p,
+                    "blue-green deploys one service per environment (one CodeDeploy deployment group)",
+                    "move the other services to an environment with the rolling strategy, or remove `ecs.services`",
                 );
             }
             c.check(

@@ -36,6 +36,8 @@ pub struct Artifact {
     pub content: String,
     /// One line for `plan`.
     pub summary: String,
+    /// The ECS service it belongs to (`None` for Kubernetes manifests).
+    pub service: Option<String>,
 }
 
 /// Everything rendered for one environment.
@@ -64,19 +66,15 @@ pub fn registry(config: &Config) -> String {
     })
 }
 
-/// The templates an environment renders, in order.
+/// The templates an environment renders, in order (for ECS, those of its main service; see
+/// [`ecs_template_ids`] for each service).
 pub fn template_ids(env: &Environment) -> Vec<&'static str> {
     match env.target {
-        Target::Ecs => {
-            let mut ids = vec![ECS_TASK_DEFINITION, ECS_SERVICE];
-            if matches!(env.strategy, Strategy::BlueGreen(_)) {
-                ids.push(ECS_APPSPEC);
-            }
-            if env.ecs.as_ref().is_some_and(|e| e.scaling.enabled) {
-                ids.push(ECS_SCALING);
-            }
-            ids
-        }
+        Target::Ecs => ecs_template_ids(
+            env,
+            true,
+            env.ecs.as_ref().is_some_and(|e| e.scaling.enabled),
+        ),
         Target::Kubernetes => {
             let mut ids = vec![
                 K8S_RBAC,
@@ -93,6 +91,23 @@ pub fn template_ids(env: &Environment) -> Vec<&'static str> {
         }
     }
 }
+
+/// The templates one ECS service renders: the `AppSpec` only for the main service of a
+/// blue-green environment, scaling only when the service scales.
+pub fn ecs_template_ids(env: &Environment, main: bool, scaling: bool) -> Vec<&'static str> {
+    let mut ids = vec![ECS_TASK_DEFINITION, ECS_SERVICE];
+    if main && matches!(env.strategy, Strategy::BlueGreen(_)) {
+        ids.push(ECS_APPSPEC);
+    }
+    if scaling {
+        ids.push(ECS_SCALING);
+    }
+    ids
+}
+
+/// One rendering pass: the context, the templates, and for ECS the service (name, output
+/// directory prefix) the artifacts belong to.
+type Job = (Value, Vec<&'static str>, Option<(String, String)>);
 
 /// The renderer for one deploy.yml: templates loaded once, rendered per environment.
 pub struct Renderer<'a> {
@@ -162,32 +177,56 @@ impl<'a> Renderer<'a> {
     ) -> Result<Rendered, Diagnostics> {
         let config = &self.loaded.config;
         let env = &config.environments[env_name];
-        let ctx = context(config, env_name, env, image, git);
+        let base = context(config, env_name, env, image, git);
+        // What to render: for ECS, each service with its own context; otherwise the manifests.
+        let mut jobs: Vec<Job> = Vec::new();
+        match &env.ecs {
+            Some(ecs) if env.target == Target::Ecs => {
+                for (i, svc) in ecs.all_services(&config.app, env_name).iter().enumerate() {
+                    let mut ctx = base.clone();
+                    ctx["ecs"] = ecs_context(config, env_name, env, ecs, svc);
+                    if let Some(command) = svc.command {
+                        ctx["container"]["command"] = json!(command);
+                    }
+                    let ids = ecs_template_ids(env, i == 0, svc.scaling.is_some());
+                    jobs.push((ctx, ids, Some((svc.name.to_owned(), svc.dir.clone()))));
+                }
+            }
+            _ => jobs.push((base, template_ids(env), None)),
+        }
         let mut problems = Vec::new();
         let mut artifacts = Vec::new();
-        for id in template_ids(env) {
-            let file = template_display(self.loaded, id);
-            let text = match self
-                .jinja
-                .get_template(id)
-                .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&ctx))))
-            {
-                Ok(text) => text,
-                Err(e) => {
-                    problems.push(template_error(self.loaded, id, &e, Some(&ctx)));
-                    continue;
-                }
-            };
-            match parse_output(id, &file, &text) {
-                Ok(docs) => {
-                    for doc in docs {
-                        match artifact(id, doc) {
-                            Ok(a) => artifacts.push(a),
-                            Err(d) => problems.push(d.file_if_unset(&file)),
+        for (ctx, ids, service) in &jobs {
+            for id in ids {
+                let id = *id;
+                let file = template_display(self.loaded, id);
+                let text =
+                    match self.jinja.get_template(id).and_then(|t| {
+                        t.render(minijinja::Value::from(minijinja::value::Serde(ctx)))
+                    }) {
+                        Ok(text) => text,
+                        Err(e) => {
+                            problems.push(template_error(self.loaded, id, &e, Some(ctx)));
+                            continue;
+                        }
+                    };
+                match parse_output(id, &file, &text) {
+                    Ok(docs) => {
+                        for doc in docs {
+                            match artifact(id, doc) {
+                                Ok(mut a) => {
+                                    if let Some((name, dir)) = service {
+                                        a.name = format!("{dir}{}", a.name);
+                                        a.service = Some(name.clone());
+                                    }
+                                    artifacts.push(a);
+                                }
+                                Err(d) => problems.push(d.file_if_unset(&file)),
+                            }
                         }
                     }
+                    Err(d) => problems.push(d),
                 }
-                Err(d) => problems.push(d),
             }
         }
         if problems.is_empty() {
@@ -212,7 +251,22 @@ impl<'a> Renderer<'a> {
     ) -> Vec<Diagnostic> {
         let file_of = |id: &str| template_display(self.loaded, id);
         let problems = match env.target {
-            Target::Ecs => ecs::validate(env_name, env, artifacts, &file_of),
+            Target::Ecs => {
+                let mut services: Vec<&Option<String>> =
+                    artifacts.iter().map(|a| &a.service).collect();
+                services.dedup();
+                services
+                    .into_iter()
+                    .flat_map(|svc| {
+                        let group: Vec<Artifact> = artifacts
+                            .iter()
+                            .filter(|a| &a.service == svc)
+                            .cloned()
+                            .collect();
+                        ecs::validate(env_name, env, &group, &file_of)
+                    })
+                    .collect()
+            }
             Target::Kubernetes => k8s::validate(artifacts, &file_of),
         };
         // Point each problem at the template line that writes the offending key.
@@ -429,6 +483,7 @@ fn artifact(id: &'static str, value: Value) -> Result<Artifact, Diagnostic> {
     };
     let summary = summarize(id, &value);
     Ok(Artifact {
+        service: None,
         name,
         template: id,
         value,
@@ -606,37 +661,8 @@ pub fn context(
     });
     let obj = ctx.as_object_mut().expect("an object");
     if let Some(ecs) = &env.ecs {
-        let arch = if config.image.platforms.iter().any(|p| p.contains("arm64")) {
-            "ARM64"
-        } else {
-            "X86_64"
-        };
-        obj.insert(
-            "ecs".into(),
-            json!({
-                "cluster": ecs.cluster,
-                "service": ecs.service,
-                "family": format!("{}-{env_name}", config.app),
-                "cpu": ecs.cpu,
-                "memory": ecs.memory,
-                "desired_count": ecs.desired_count,
-                "platform_version": ecs.platform_version,
-                "cpu_architecture": arch,
-                "execution_role_arn": ecs.execution_role_arn,
-                "task_role_arn": ecs.task_role_arn,
-                "subnets": ecs.network.subnets,
-                "security_groups": ecs.network.security_groups,
-                "assign_public_ip": if ecs.network.assign_public_ip { "ENABLED" } else { "DISABLED" },
-                "load_balancer": ecs.load_balancer.as_ref().map(|lb| json!({
-                    "target_group_arn": lb.target_group_arn,
-                    "health_check_grace_period": lb.health_check_grace_period.as_secs(),
-                })),
-                "log_group": ecs.log_group.clone().unwrap_or_else(|| format!("/ecs/{}-{env_name}", config.app)),
-                "scaling": scaling_context(&ecs.scaling),
-                "max_percent": ecs_max_percent(env, ecs.desired_count),
-                "min_healthy_percent": ecs_min_healthy_percent(env, ecs.desired_count),
-            }),
-        );
+        let main = &ecs.all_services(&config.app, env_name)[0];
+        obj.insert("ecs".into(), ecs_context(config, env_name, env, ecs, main));
     }
     if let Some(k) = &env.kubernetes {
         obj.insert(
@@ -654,6 +680,44 @@ pub fn context(
         );
     }
     ctx
+}
+
+/// The `ecs` object of the template context, for one service of the environment.
+fn ecs_context(
+    config: &Config,
+    env_name: &str,
+    env: &Environment,
+    ecs: &crate::config::Ecs,
+    svc: &crate::config::EcsService<'_>,
+) -> Value {
+    let arch = if config.image.platforms.iter().any(|p| p.contains("arm64")) {
+        "ARM64"
+    } else {
+        "X86_64"
+    };
+    json!({
+        "cluster": ecs.cluster,
+        "service": svc.name,
+        "family": svc.family,
+        "cpu": ecs.cpu,
+        "memory": ecs.memory,
+        "desired_count": svc.desired_count,
+        "platform_version": ecs.platform_version,
+        "cpu_architecture": arch,
+        "execution_role_arn": ecs.execution_role_arn,
+        "task_role_arn": ecs.task_role_arn,
+        "subnets": ecs.network.subnets,
+        "security_groups": ecs.network.security_groups,
+        "assign_public_ip": if ecs.network.assign_public_ip { "ENABLED" } else { "DISABLED" },
+        "load_balancer": svc.load_balancer.map(|lb| json!({
+            "target_group_arn": lb.target_group_arn,
+            "health_check_grace_period": lb.health_check_grace_period.as_secs(),
+        })),
+        "log_group": ecs.log_group.clone().unwrap_or_else(|| format!("/ecs/{}-{env_name}", config.app)),
+        "scaling": svc.scaling.map_or_else(|| scaling_context(&crate::config::Scaling { enabled: false, ..crate::config::Scaling::default() }), scaling_context),
+        "max_percent": ecs_max_percent(env, svc.desired_count),
+        "min_healthy_percent": ecs_min_healthy_percent(env, svc.desired_count),
+    })
 }
 
 fn scaling_context(s: &crate::config::Scaling) -> Value {

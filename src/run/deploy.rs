@@ -14,7 +14,7 @@ use crate::platform::ecs::Ecs;
 use crate::platform::{Platform, ServiceSpec};
 use crate::render::templates::{ECS_SCALING, ECS_SERVICE, ECS_TASK_DEFINITION};
 use crate::report::terminal::{Terminal, failure_text, outcome_text};
-use crate::strategy::rolling::{Outcome, Rolling, Settings};
+use crate::strategy::rolling::{Failure, Outcome, Rolling, Settings};
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
@@ -68,7 +68,8 @@ fn single_ecs_rolling<'a>(
     }
 }
 
-fn spec(loaded: &Loaded, env: &str, image: Option<String>) -> Result<ServiceSpec, Error> {
+/// One spec per ECS service of the environment, the main one first.
+fn specs(loaded: &Loaded, env: &str, image: Option<String>) -> Result<Vec<ServiceSpec>, Error> {
     let (git, rendered) = render_selection(
         loaded,
         &Selection {
@@ -80,12 +81,6 @@ fn spec(loaded: &Loaded, env: &str, image: Option<String>) -> Result<ServiceSpec
         .into_iter()
         .next()
         .expect("one environment rendered");
-    let find = |id: &str| {
-        r.artifacts
-            .iter()
-            .find(|a| a.template == id)
-            .map(|a| a.value.clone())
-    };
     let ecs = loaded.config.environments[env]
         .ecs
         .as_ref()
@@ -97,17 +92,30 @@ fn spec(loaded: &Loaded, env: &str, image: Option<String>) -> Result<ServiceSpec
         (Ok(id), Ok(attempt)) => format!("gha-{id}-{attempt}"),
         _ => format!("local-{}", unix_now()),
     };
-    Ok(ServiceSpec {
-        cluster: ecs.cluster.clone(),
-        name: ecs.service.clone(),
-        definition: find(ECS_TASK_DEFINITION).expect("a task definition is rendered for ECS"),
-        service: find(ECS_SERVICE).expect("service settings are rendered for ECS"),
-        scaling: find(ECS_SCALING),
-        tags: vec![
-            ("commit".into(), git.sha),
-            ("deployment".into(), deployment_id),
-        ],
-    })
+    Ok(ecs
+        .all_services(&loaded.config.app, env)
+        .iter()
+        .map(|svc| {
+            let find = |id: &str| {
+                r.artifacts
+                    .iter()
+                    .find(|a| a.template == id && a.service.as_deref() == Some(svc.name))
+                    .map(|a| a.value.clone())
+            };
+            ServiceSpec {
+                cluster: ecs.cluster.clone(),
+                name: svc.name.to_owned(),
+                definition: find(ECS_TASK_DEFINITION)
+                    .expect("a task definition is rendered for each service"),
+                service: find(ECS_SERVICE).expect("service settings are rendered for each service"),
+                scaling: find(ECS_SCALING),
+                tags: vec![
+                    ("commit".into(), git.sha.clone()),
+                    ("deployment".into(), deployment_id.clone()),
+                ],
+            }
+        })
+        .collect())
 }
 
 fn unix_now() -> i64 {
@@ -156,54 +164,73 @@ fn options(wait: &WaitArgs) -> DriveOptions {
     }
 }
 
-/// Prints how it ended and maps the outcome to the exit code.
-fn conclude(env: &str, outcome: &Outcome) -> Result<(), Error> {
-    match outcome {
-        // The reporter already said how it ended.
-        Outcome::NoChange { .. } | Outcome::Succeeded { .. } => Ok(()),
-        Outcome::Failed { failure, details } => {
-            let mut message = format!("error: deploying {env} failed: {}", failure_text(failure));
-            for d in details {
-                let _ = write!(
-                    message,
-                    "
-  - {d}"
-                );
-            }
-            Err(Error::Deployment {
-                code: outcome.exit_code(),
-                message,
-            })
-        }
-        Outcome::Cancelled { .. } => Err(Error::Deployment {
-            code: outcome.exit_code(),
-            message: format!("{env}: {}", outcome_text(outcome)),
-        }),
+/// Maps the outcomes to the exit code: a cancellation wins, then the first failure; the
+/// failures' reasons form the error message (the reporter already printed each ending).
+fn conclude(env: &str, outcomes: &[(String, Outcome)]) -> Result<(), Error> {
+    if let Some((_, o)) = outcomes
+        .iter()
+        .find(|(_, o)| matches!(o, Outcome::Cancelled { .. }))
+    {
+        let text: Vec<String> = outcomes
+            .iter()
+            .map(|(s, o)| format!("{env}/{s}: {}", outcome_text(o)))
+            .collect();
+        return Err(Error::Deployment {
+            code: o.exit_code(),
+            message: text.join("\n"),
+        });
     }
+    let failed: Vec<&(String, Outcome)> = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
+        .collect();
+    let Some((_, first)) = failed.first() else {
+        return Ok(());
+    };
+    let mut message = String::new();
+    for (service, outcome) in &failed {
+        if let Outcome::Failed { failure, details } = outcome {
+            let _ = write!(
+                message,
+                "{}error: deploying {env}/{service} failed: {}",
+                if message.is_empty() { "" } else { "\n" },
+                failure_text(failure)
+            );
+            for d in details {
+                let _ = write!(message, "\n  - {d}");
+            }
+        }
+    }
+    Err(Error::Deployment {
+        code: first.exit_code(),
+        message,
+    })
 }
 
-async fn run_machine<P: Platform>(
+async fn run_machines<P: Platform>(
     platform: &P,
-    spec: ServiceSpec,
-    machine: Rolling,
+    units: Vec<Unit>,
     env: &str,
     wait: &WaitArgs,
-) -> Outcome {
+) -> Vec<(String, Outcome)> {
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
     let mut terminal = Terminal::new(env);
-    let mut units = [Unit { spec, machine }];
+    let mut units = units;
     let mut on_event = |service: &str, at: Duration, e: &crate::strategy::rolling::Event| {
         terminal.event(service, at, e);
     };
-    drive(platform, &mut units, &options(wait), &cancel, &mut on_event)
-        .await
-        .remove(0)
+    let outcomes = drive(platform, &mut units, &options(wait), &cancel, &mut on_event).await;
+    units
+        .into_iter()
+        .map(|u| u.spec.name)
+        .zip(outcomes)
+        .collect()
 }
 
 pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
     let (name, _, rolling) = single_ecs_rolling(loaded, &args.wait.env.env)?;
-    let spec = spec(loaded, name, args.image.clone())?;
+    let specs = specs(loaded, name, args.image.clone())?;
     let settings = Settings {
         progress_deadline: rolling.progress_deadline.0,
         keep_revisions: rolling.revision_history,
@@ -211,17 +238,24 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
         no_wait: args.wait.no_wait,
     };
     let rt = runtime()?;
-    let outcome = rt.block_on(async {
+    let outcomes = rt.block_on(async {
         let platform = Ecs::from_env(&loaded.config.region).await;
-        let machine = Rolling::new(spec.name.clone(), settings, unix_now());
-        run_machine(&platform, spec, machine, name, &args.wait).await
+        let started = unix_now();
+        let units = specs
+            .into_iter()
+            .map(|spec| Unit {
+                machine: Rolling::new(spec.name.clone(), settings.clone(), started),
+                spec,
+            })
+            .collect();
+        run_machines(&platform, units, name, &args.wait).await
     });
-    conclude(name, &outcome)
+    conclude(name, &outcomes)
 }
 
 pub fn rollback(loaded: &Loaded, args: &WaitArgs) -> Result<(), Error> {
     let (name, _, rolling) = single_ecs_rolling(loaded, &args.env.env)?;
-    let spec = spec(loaded, name, None)?;
+    let specs = specs(loaded, name, None)?;
     let settings = Settings {
         progress_deadline: rolling.progress_deadline.0,
         keep_revisions: u32::MAX,
@@ -229,37 +263,39 @@ pub fn rollback(loaded: &Loaded, args: &WaitArgs) -> Result<(), Error> {
         no_wait: args.no_wait,
     };
     let rt = runtime()?;
-    let outcome = rt.block_on(async {
+    let outcomes = rt.block_on(async {
         let platform = Ecs::from_env(&loaded.config.region).await;
-        let previous = match platform.previous_revision(&spec).await {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                return Err(Error::Deployment {
-                    code: 1,
-                    message: format!("error: {name}: there is no earlier active task definition revision to roll back to"),
-                });
-            }
-            Err(e) => {
-                return Err(Error::Deployment {
-                    code: Outcome::Failed { failure: crate::strategy::rolling::Failure::Platform(e.clone()), details: vec![] }.exit_code(),
-                    message: format!("error: {name}: cannot find the previous revision: {e}"),
-                });
-            }
-        };
-        eprintln!("{name}: rolling back to {previous}");
-        let machine = Rolling::new(spec.name.clone(), settings, unix_now()).with_target(previous);
-        Ok(run_machine(&platform, spec, machine, name, args).await)
+        let started = unix_now();
+        let mut units = Vec::new();
+        for spec in specs {
+            let previous = match platform.previous_revision(&spec).await {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    return Err(Error::Deployment {
+                        code: 1,
+                        message: format!("error: {name}/{}: there is no earlier active task definition revision to roll back to", spec.name),
+                    });
+                }
+                Err(e) => {
+                    let code = Outcome::Failed { failure: Failure::Platform(e.clone()), details: vec![] }.exit_code();
+                    return Err(Error::Deployment { code, message: format!("error: {name}/{}: cannot find the previous revision: {e}", spec.name) });
+                }
+            };
+            eprintln!("{name}/{}: rolling back to {previous}", spec.name);
+            units.push(Unit { machine: Rolling::new(spec.name.clone(), settings.clone(), started).with_target(previous), spec });
+        }
+        Ok(run_machines(&platform, units, name, args).await)
     })?;
-    conclude(name, &outcome)
+    conclude(name, &outcomes)
 }
 
 pub fn status(loaded: &Loaded, env: &crate::cli::EnvArgs) -> Result<(), Error> {
     let (name, _, _) = single_ecs_rolling(loaded, &env.env)?;
-    let spec = spec(loaded, name, None)?;
+    let specs = specs(loaded, name, None)?;
     let rt = runtime()?;
     let views = rt.block_on(async {
         let platform = Ecs::from_env(&loaded.config.region).await;
-        platform.observe(&[&spec]).await
+        platform.observe(&specs.iter().collect::<Vec<_>>()).await
     });
     let views = views.map_err(|e| Error::Deployment {
         code: Outcome::Failed {
