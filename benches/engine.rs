@@ -27,6 +27,7 @@ fn spec(name: &str) -> ServiceSpec {
         service: serde_json::json!({}),
         scaling: None,
         tags: vec![],
+        manifests: vec![],
     }
 }
 

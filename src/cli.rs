@@ -126,6 +126,12 @@ pub struct PlanArgs {
 
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+
+    /// For Kubernetes environments: have the API server dry-run every manifest (server-side
+    /// apply, `dryRun=All`) and show, object by object, what would be created or changed, as
+    /// a diff against the live object. Needs a reachable cluster (KUBECONFIG); changes nothing.
+    #[arg(long)]
+    pub server_dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -13,6 +13,9 @@ use crate::strategy::timeline::{Timeline, timeline};
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub app: String,
+    /// The Kubernetes API server was asked for a dry run (`--server-dry-run`).
+    #[serde(skip)]
+    pub asked_server: bool,
     pub commit: GitInfo,
     pub image: ImagePlan,
     pub environments: Vec<EnvPlan>,
@@ -73,6 +76,7 @@ pub fn build(config: &Config, git: &GitInfo, image: &str, rendered: &[Rendered])
         })
         .collect();
     Plan {
+        asked_server: false,
         app: config.app.clone(),
         commit: git.clone(),
         image: ImagePlan {
@@ -153,7 +157,12 @@ pub fn to_text(plan: &Plan, style: Style) -> String {
     );
     let _ = writeln!(
         o,
-        "Nothing is changed by a plan; no network call was made.\n"
+        "{}",
+        if plan.asked_server {
+            "Nothing is changed by a plan; the Kubernetes API server was asked for a dry run.\n"
+        } else {
+            "Nothing is changed by a plan; no network call was made.\n"
+        }
     );
     let _ = writeln!(o, "{}", style.bold("Image"));
     let _ = writeln!(

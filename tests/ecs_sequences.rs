@@ -112,6 +112,7 @@ fn spec() -> ServiceSpec {
         service: serde_json::json!({"cluster": "movieverse-staging", "serviceName": "movieverse-app", "taskDefinition": "movieverse-staging"}),
         scaling: None,
         tags: vec![("commit".into(), "abc".into())],
+        manifests: vec![],
     }
 }
 

@@ -24,6 +24,7 @@ fn spec(name: &str) -> ServiceSpec {
         service: serde_json::json!({}),
         scaling: Some(serde_json::json!({})),
         tags: vec![],
+        manifests: vec![],
     }
 }
 

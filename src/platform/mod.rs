@@ -1,10 +1,12 @@
 //! The effects boundary: what a strategy asks of a platform, and the implementations.
 //!
 //! - [`ecs`]: Amazon ECS and Application Auto Scaling through the AWS SDK.
+//! - [`kubernetes`]: Kubernetes through kube-rs (server-side apply, Deployment rollouts).
 //! - [`sim`]: a deterministic simulator with scripted task health, delays, API errors and
 //!   throttling, driven on tokio's clock (paused in tests, so minutes pass in microseconds).
 
 pub mod ecs;
+pub mod kubernetes;
 pub mod sim;
 
 use std::future::Future;
@@ -26,6 +28,9 @@ pub struct ServiceSpec {
     pub scaling: Option<Value>,
     /// Tags for a new revision: the commit and this deployment's id.
     pub tags: Vec<(String, String)>,
+    /// Other objects applied with the service (Kubernetes: `ServiceAccount`, RBAC,
+    /// `ConfigMap`, `Service`, `Ingress`, `PodDisruptionBudget`); empty on ECS.
+    pub manifests: Vec<Value>,
 }
 
 /// The service as it is, and what differs from the rendered spec.

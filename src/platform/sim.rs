@@ -256,6 +256,7 @@ impl Sim {
                 rollout,
                 reason,
                 primary: rollout != Rollout::Failed,
+                rolled_back: true,
                 desired: sc.desired,
                 running,
                 pending,

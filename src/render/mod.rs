@@ -48,6 +48,14 @@ pub struct Rendered {
     pub artifacts: Vec<Artifact>,
 }
 
+/// YAML as we write it: long single-line strings (an image by digest, an ARN) stay on one
+/// line instead of being folded into a block scalar.
+pub fn to_yaml(value: &Value) -> Result<String, serde_saphyr::SerializeError> {
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.prefer_block_scalars = false;
+    serde_saphyr::to_string_with_options(value, options)
+}
+
 /// What the image reference of a render is, when no digest is given: the first tag.
 pub fn default_image(config: &Config, git: &GitInfo) -> String {
     let tag = crate::image::tags(config, git)
@@ -467,8 +475,8 @@ fn artifact(id: &'static str, value: Value) -> Result<Artifact, Diagnostic> {
             )
             .help("every document needs apiVersion, kind and metadata.name"));
         }
-        let yaml = serde_saphyr::to_string(&value)
-            .map_err(|e| Diagnostic::new("", format!("cannot write YAML: {e}")))?;
+        let yaml =
+            to_yaml(&value).map_err(|e| Diagnostic::new("", format!("cannot write YAML: {e}")))?;
         (format!("k8s/{kind}-{obj}.yaml"), yaml)
     } else if is_json(id) {
         let file = id.rsplit('/').next().unwrap_or(id).to_owned();
@@ -477,8 +485,8 @@ fn artifact(id: &'static str, value: Value) -> Result<Artifact, Diagnostic> {
         (file, json)
     } else {
         let file = id.rsplit('/').next().unwrap_or(id).to_owned();
-        let yaml = serde_saphyr::to_string(&value)
-            .map_err(|e| Diagnostic::new("", format!("cannot write YAML: {e}")))?;
+        let yaml =
+            to_yaml(&value).map_err(|e| Diagnostic::new("", format!("cannot write YAML: {e}")))?;
         (file, yaml)
     };
     let summary = summarize(id, &value);

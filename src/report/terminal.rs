@@ -10,8 +10,16 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::strategy::rolling::{Event, Failure, Outcome, Phase};
 
+/// Which platform's words the lines use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vocabulary {
+    Ecs,
+    Kubernetes,
+}
+
 pub struct Terminal {
     env: String,
+    words: Vocabulary,
     live: Option<(MultiProgress, BTreeMap<String, ProgressBar>)>,
     lines: Vec<String>,
     /// Also keep the lines (for tests and the job summary later).
@@ -20,10 +28,11 @@ pub struct Terminal {
 
 impl Terminal {
     /// Live progress when stderr is a terminal and not in CI.
-    pub fn new(env: &str) -> Self {
+    pub fn new(env: &str, words: Vocabulary) -> Self {
         let interactive = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
         Self {
             env: env.to_owned(),
+            words,
             live: interactive.then(|| {
                 (
                     MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
@@ -69,17 +78,23 @@ impl Terminal {
         let stamp = format!("[{:>5}s] {}/{service}", at.as_secs(), self.env);
         let line = match event {
             Event::Phase { phase } => {
+                let words = self.words;
                 if let Some(bar) = self.bar(service) {
-                    bar.set_message(phase_text(*phase).to_owned());
+                    bar.set_message(phase_text(*phase, words).to_owned());
                 }
                 match phase {
                     Phase::Done => return,
-                    p => format!("{stamp}: {}", phase_text(*p)),
+                    p => format!("{stamp}: {}", phase_text(*p, words)),
                 }
             }
-            Event::NoChange => format!(
-                "{stamp}: no change: the task definition and the service settings are as rendered; nothing registered, no deployment started"
-            ),
+            Event::NoChange => match self.words {
+                Vocabulary::Ecs => format!(
+                    "{stamp}: no change: the task definition and the service settings are as rendered; nothing registered, no deployment started"
+                ),
+                Vocabulary::Kubernetes => format!(
+                    "{stamp}: no change: the server's dry run of every manifest matches the live objects; nothing applied, no rollout started"
+                ),
+            },
             Event::Registered { revision } => format!("{stamp}: registered {revision}"),
             Event::DeploymentStarted { id } => format!(
                 "{stamp}: deployment {} started",
@@ -110,18 +125,33 @@ impl Terminal {
     }
 }
 
-fn phase_text(p: Phase) -> &'static str {
-    match p {
-        Phase::Preparing => {
+fn phase_text(p: Phase, words: Vocabulary) -> &'static str {
+    match (p, words) {
+        (Phase::Preparing, Vocabulary::Ecs) => {
             "reading the service and comparing it with the rendered task definition"
         }
-        Phase::Registering => "registering the new task definition revision",
-        Phase::Updating => "updating the service",
-        Phase::RollingOut => "waiting for this deployment to complete",
-        Phase::Diagnosing => "collecting the failure's reasons (events, stopped tasks)",
-        Phase::CleaningUp => "deregistering old task definition revisions",
-        Phase::Reverting => "cancelled: putting the service back on its previous revision",
-        Phase::Done => "done",
+        (Phase::Preparing, Vocabulary::Kubernetes) => {
+            "dry-running every manifest on the API server and comparing with the live objects"
+        }
+        (Phase::Registering, Vocabulary::Ecs) => "registering the new task definition revision",
+        (Phase::Registering, Vocabulary::Kubernetes) => {
+            "naming the new pod template revision (server dry run)"
+        }
+        (Phase::Updating, Vocabulary::Ecs) => "updating the service",
+        (Phase::Updating, Vocabulary::Kubernetes) => "applying the manifests (server-side apply)",
+        (Phase::RollingOut, _) => "waiting for this deployment to complete",
+        (Phase::Diagnosing, Vocabulary::Ecs) => {
+            "collecting the failure's reasons (events, stopped tasks)"
+        }
+        (Phase::Diagnosing, Vocabulary::Kubernetes) => {
+            "collecting the failure's reasons (pods, events)"
+        }
+        (Phase::CleaningUp, Vocabulary::Ecs) => "deregistering old task definition revisions",
+        (Phase::CleaningUp, Vocabulary::Kubernetes) => {
+            "finishing (old ReplicaSets are pruned by revisionHistoryLimit)"
+        }
+        (Phase::Reverting, _) => "cancelled: putting the service back on its previous revision",
+        (Phase::Done, _) => "done",
     }
 }
 
@@ -142,6 +172,7 @@ pub fn failure_text(f: &Failure) -> String {
         Failure::RolledBack { reason } => {
             format!("the platform rolled the deployment back: {reason}")
         }
+        Failure::Stalled { reason } => format!("the rollout stalled: {reason}"),
         Failure::DeadlineExceeded { after } => {
             format!("no progress within the deadline ({after}s)")
         }

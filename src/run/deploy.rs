@@ -11,9 +11,12 @@ use crate::cli::{DeployArgs, Selection, WaitArgs};
 use crate::config::{Loaded, Strategy, Target};
 use crate::driver::{DriveOptions, Unit, drive};
 use crate::platform::ecs::Ecs;
+use crate::platform::kubernetes::{Kubernetes, ObjectChange, ObjectDiff};
 use crate::platform::{Platform, ServiceSpec};
-use crate::render::templates::{ECS_SCALING, ECS_SERVICE, ECS_TASK_DEFINITION};
-use crate::report::terminal::{Terminal, failure_text, outcome_text};
+use crate::render::templates::{
+    ECS_SCALING, ECS_SERVICE, ECS_TASK_DEFINITION, K8S_DEPLOYMENT, K8S_HPA,
+};
+use crate::report::terminal::{Terminal, Vocabulary, failure_text, outcome_text};
 use crate::strategy::rolling::{Failure, Outcome, Rolling, Settings};
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -25,9 +28,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         })
 }
 
-/// The environment must be one ECS environment with the rolling strategy: the other targets
-/// and strategies arrive with their issues, and say so.
-fn single_ecs_rolling<'a>(
+/// The environment must be one ECS or Kubernetes environment with the rolling strategy: the
+/// other strategies arrive with their issues, and say so.
+fn single_rolling<'a>(
     loaded: &'a Loaded,
     env: &str,
 ) -> Result<
@@ -59,16 +62,27 @@ fn single_ecs_rolling<'a>(
         .environments
         .get_key_value(&name)
         .expect("selected");
-    match (&e.target, &e.strategy) {
-        (Target::Ecs, Strategy::Rolling(r)) => Ok((name.as_str(), e, r)),
-        (target, strategy) => Err(Error::Usage {
-            message: format!("environment `{name}` is {target} with the {} strategy, which `deploy` does not drive yet", strategy.name()),
-            help: "this release deploys ECS environments with the rolling strategy; `plan` and `render` work for every environment".into(),
+    match &e.strategy {
+        Strategy::Rolling(r) => Ok((name.as_str(), e, r)),
+        strategy => Err(Error::Usage {
+            message: format!("environment `{name}` is {} with the {} strategy, which `deploy` does not drive yet", e.target, strategy.name()),
+            help: "this release deploys ECS and Kubernetes environments with the rolling strategy; `plan` and `render` work for every environment".into(),
         }),
     }
 }
 
-/// One spec per ECS service of the environment, the main one first.
+fn deployment_id() -> String {
+    match (
+        std::env::var("GITHUB_RUN_ID"),
+        std::env::var("GITHUB_RUN_ATTEMPT"),
+    ) {
+        (Ok(id), Ok(attempt)) => format!("gha-{id}-{attempt}"),
+        _ => format!("local-{}", unix_now()),
+    }
+}
+
+/// One spec per service of the environment: per ECS service, the main one first; on
+/// Kubernetes, the Deployment with the HPA as its scaling and every other manifest beside it.
 fn specs(loaded: &Loaded, env: &str, image: Option<String>) -> Result<Vec<ServiceSpec>, Error> {
     let (git, rendered) = render_selection(
         loaded,
@@ -81,17 +95,37 @@ fn specs(loaded: &Loaded, env: &str, image: Option<String>) -> Result<Vec<Servic
         .into_iter()
         .next()
         .expect("one environment rendered");
-    let ecs = loaded.config.environments[env]
-        .ecs
-        .as_ref()
-        .expect("an ECS environment");
-    let deployment_id = match (
-        std::env::var("GITHUB_RUN_ID"),
-        std::env::var("GITHUB_RUN_ATTEMPT"),
-    ) {
-        (Ok(id), Ok(attempt)) => format!("gha-{id}-{attempt}"),
-        _ => format!("local-{}", unix_now()),
-    };
+    let tags = vec![
+        ("commit".to_owned(), git.sha.clone()),
+        ("deployment".to_owned(), deployment_id()),
+    ];
+    let environment = &loaded.config.environments[env];
+    if let Some(k8s) = &environment.kubernetes {
+        let mut definition = None;
+        let mut scaling = None;
+        let mut manifests = Vec::new();
+        for a in r.artifacts {
+            match a.template {
+                K8S_DEPLOYMENT => definition = Some(a.value),
+                K8S_HPA => scaling = Some(a.value),
+                _ => manifests.push(a.value),
+            }
+        }
+        let definition = definition.expect("a Deployment is rendered for a Kubernetes environment");
+        return Ok(vec![ServiceSpec {
+            cluster: k8s.namespace.clone(),
+            name: definition["metadata"]["name"]
+                .as_str()
+                .unwrap_or(&loaded.config.app)
+                .to_owned(),
+            definition,
+            service: serde_json::Value::Null,
+            scaling,
+            tags,
+            manifests,
+        }]);
+    }
+    let ecs = environment.ecs.as_ref().expect("an ECS environment");
     Ok(ecs
         .all_services(&loaded.config.app, env)
         .iter()
@@ -109,10 +143,8 @@ fn specs(loaded: &Loaded, env: &str, image: Option<String>) -> Result<Vec<Servic
                     .expect("a task definition is rendered for each service"),
                 service: find(ECS_SERVICE).expect("service settings are rendered for each service"),
                 scaling: find(ECS_SCALING),
-                tags: vec![
-                    ("commit".into(), git.sha.clone()),
-                    ("deployment".into(), deployment_id.clone()),
-                ],
+                tags: tags.clone(),
+                manifests: vec![],
             }
         })
         .collect())
@@ -212,10 +244,11 @@ async fn run_machines<P: Platform>(
     units: Vec<Unit>,
     env: &str,
     wait: &WaitArgs,
+    words: Vocabulary,
 ) -> Vec<(String, Outcome)> {
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
-    let mut terminal = Terminal::new(env);
+    let mut terminal = Terminal::new(env, words);
     let mut units = units;
     let mut on_event = |service: &str, at: Duration, e: &crate::strategy::rolling::Event| {
         terminal.event(service, at, e);
@@ -228,18 +261,72 @@ async fn run_machines<P: Platform>(
         .collect()
 }
 
+/// The platform of an environment: ECS through the AWS SDK, or Kubernetes through kube-rs.
+enum AnyPlatform {
+    Ecs(Ecs),
+    Kubernetes(Box<Kubernetes>),
+}
+
+async fn platform(loaded: &Loaded, env: &str) -> Result<AnyPlatform, Error> {
+    let e = &loaded.config.environments[env];
+    match (&e.target, &e.kubernetes) {
+        (Target::Kubernetes, Some(k)) => {
+            Kubernetes::connect(k.context.as_deref(), &k.namespace, k.create_namespace)
+                .await
+                .map(|k| AnyPlatform::Kubernetes(Box::new(k)))
+                .map_err(Error::Environment)
+        }
+        _ => Ok(AnyPlatform::Ecs(Ecs::from_env(&loaded.config.region).await)),
+    }
+}
+
+fn words(loaded: &Loaded, env: &str) -> Vocabulary {
+    match loaded.config.environments[env].target {
+        Target::Kubernetes => Vocabulary::Kubernetes,
+        Target::Ecs => Vocabulary::Ecs,
+    }
+}
+
+/// Runs `$body` with `$p` bound to the concrete platform (the trait is not object safe).
+macro_rules! on_platform {
+    ($platform:expr, $p:ident => $body:expr) => {
+        match $platform {
+            AnyPlatform::Ecs($p) => $body,
+            AnyPlatform::Kubernetes($p) => {
+                let $p = &**$p;
+                $body
+            }
+        }
+    };
+}
+
+/// Our own progress deadline. On Kubernetes the Deployment's `progressDeadlineSeconds` (the
+/// same setting) is the authority and its verdict names the reason; ours is a backstop, later
+/// by two polls (at least 30 s), for a controller that never says.
+fn progress_deadline(loaded: &Loaded, env: &str, configured: Duration, poll: Duration) -> Duration {
+    match loaded.config.environments[env].target {
+        Target::Kubernetes => configured + (2 * poll).max(Duration::from_secs(30)),
+        Target::Ecs => configured,
+    }
+}
+
 pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
-    let (name, _, rolling) = single_ecs_rolling(loaded, &args.wait.env.env)?;
+    let (name, _, rolling) = single_rolling(loaded, &args.wait.env.env)?;
     let specs = specs(loaded, name, args.image.clone())?;
     let settings = Settings {
-        progress_deadline: rolling.progress_deadline.0,
+        progress_deadline: progress_deadline(
+            loaded,
+            name,
+            rolling.progress_deadline.0,
+            args.wait.poll_interval,
+        ),
         keep_revisions: rolling.revision_history,
         on_cancel: rolling.on_cancel,
         no_wait: args.wait.no_wait,
     };
     let rt = runtime()?;
     let outcomes = rt.block_on(async {
-        let platform = Ecs::from_env(&loaded.config.region).await;
+        let platform = platform(loaded, name).await?;
         let started = unix_now();
         let units = specs
             .into_iter()
@@ -248,55 +335,89 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
                 spec,
             })
             .collect();
-        run_machines(&platform, units, name, &args.wait).await
-    });
+        Ok::<_, Error>(on_platform!(&platform, p => run_machines(p, units, name, &args.wait, words(loaded, name)).await))
+    })?;
     conclude(name, &outcomes)
 }
 
+async fn rollback_on<P: Platform>(
+    platform: &P,
+    specs: Vec<ServiceSpec>,
+    settings: &Settings,
+    name: &str,
+    args: &WaitArgs,
+    words: Vocabulary,
+) -> Result<Vec<(String, Outcome)>, Error> {
+    let started = unix_now();
+    let mut units = Vec::new();
+    for spec in specs {
+        let previous = match platform.previous_revision(&spec).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return Err(Error::Deployment {
+                    code: 1,
+                    message: format!(
+                        "error: {name}/{}: there is no earlier revision to roll back to",
+                        spec.name
+                    ),
+                });
+            }
+            Err(e) => {
+                let code = Outcome::Failed {
+                    failure: Failure::Platform(e.clone()),
+                    details: vec![],
+                }
+                .exit_code();
+                return Err(Error::Deployment {
+                    code,
+                    message: format!(
+                        "error: {name}/{}: cannot find the previous revision: {e}",
+                        spec.name
+                    ),
+                });
+            }
+        };
+        eprintln!("{name}/{}: rolling back to {previous}", spec.name);
+        units.push(Unit {
+            machine: Rolling::new(spec.name.clone(), settings.clone(), started)
+                .with_target(previous),
+            spec,
+        });
+    }
+    Ok(run_machines(platform, units, name, args, words).await)
+}
+
 pub fn rollback(loaded: &Loaded, args: &WaitArgs) -> Result<(), Error> {
-    let (name, _, rolling) = single_ecs_rolling(loaded, &args.env.env)?;
+    let (name, _, rolling) = single_rolling(loaded, &args.env.env)?;
     let specs = specs(loaded, name, None)?;
     let settings = Settings {
-        progress_deadline: rolling.progress_deadline.0,
+        progress_deadline: progress_deadline(
+            loaded,
+            name,
+            rolling.progress_deadline.0,
+            args.poll_interval,
+        ),
         keep_revisions: u32::MAX,
         on_cancel: rolling.on_cancel,
         no_wait: args.no_wait,
     };
     let rt = runtime()?;
     let outcomes = rt.block_on(async {
-        let platform = Ecs::from_env(&loaded.config.region).await;
-        let started = unix_now();
-        let mut units = Vec::new();
-        for spec in specs {
-            let previous = match platform.previous_revision(&spec).await {
-                Ok(Some(p)) => p,
-                Ok(None) => {
-                    return Err(Error::Deployment {
-                        code: 1,
-                        message: format!("error: {name}/{}: there is no earlier active task definition revision to roll back to", spec.name),
-                    });
-                }
-                Err(e) => {
-                    let code = Outcome::Failed { failure: Failure::Platform(e.clone()), details: vec![] }.exit_code();
-                    return Err(Error::Deployment { code, message: format!("error: {name}/{}: cannot find the previous revision: {e}", spec.name) });
-                }
-            };
-            eprintln!("{name}/{}: rolling back to {previous}", spec.name);
-            units.push(Unit { machine: Rolling::new(spec.name.clone(), settings.clone(), started).with_target(previous), spec });
-        }
-        Ok(run_machines(&platform, units, name, args).await)
+        let platform = platform(loaded, name).await?;
+        on_platform!(&platform, p => rollback_on(p, specs, &settings, name, args, words(loaded, name)).await)
     })?;
     conclude(name, &outcomes)
 }
 
 pub fn status(loaded: &Loaded, env: &crate::cli::EnvArgs) -> Result<(), Error> {
-    let (name, _, _) = single_ecs_rolling(loaded, &env.env)?;
+    let (name, _, _) = single_rolling(loaded, &env.env)?;
     let specs = specs(loaded, name, None)?;
     let rt = runtime()?;
     let views = rt.block_on(async {
-        let platform = Ecs::from_env(&loaded.config.region).await;
-        platform.observe(&specs.iter().collect::<Vec<_>>()).await
-    });
+        let platform = platform(loaded, name).await?;
+        let refs = specs.iter().collect::<Vec<_>>();
+        Ok::<_, Error>(on_platform!(&platform, p => p.observe(&refs).await))
+    })?;
     let views = views.map_err(|e| Error::Deployment {
         code: Outcome::Failed {
             failure: crate::strategy::rolling::Failure::Platform(e.clone()),
@@ -307,6 +428,10 @@ pub fn status(loaded: &Loaded, env: &crate::cli::EnvArgs) -> Result<(), Error> {
     })?;
     let mut out = String::new();
     for v in views {
+        if v.revision.is_empty() {
+            let _ = writeln!(out, "{name}/{}: not deployed yet", v.name);
+            continue;
+        }
         let _ = writeln!(out, "{name}/{}: runs {}", v.name, v.revision);
         for d in &v.deployments {
             let _ = writeln!(
@@ -331,4 +456,100 @@ pub fn status(loaded: &Loaded, env: &crate::cli::EnvArgs) -> Result<(), Error> {
         }
     }
     print_out(&out)
+}
+
+/// One environment's server dry run.
+#[derive(Debug, serde::Serialize)]
+pub struct LiveDiff {
+    pub env: String,
+    pub namespace: String,
+    /// `None`: the namespace does not exist yet.
+    pub objects: Option<Vec<ObjectDiff>>,
+    pub create_namespace: bool,
+}
+
+/// `plan --server-dry-run`: the API server's view of every Kubernetes environment selected.
+pub fn server_dry_run(loaded: &Loaded, selection: &Selection) -> Result<Vec<LiveDiff>, Error> {
+    let names = select(loaded, &selection.env)?;
+    let rt = runtime()?;
+    let mut out = Vec::new();
+    for name in names {
+        let Some(k) = loaded.config.environments[&name].kubernetes.as_ref() else {
+            continue;
+        };
+        let specs = specs(loaded, &name, selection.image.clone())?;
+        let objects = rt.block_on(async {
+            let platform =
+                Kubernetes::connect(k.context.as_deref(), &k.namespace, k.create_namespace)
+                    .await
+                    .map_err(Error::Environment)?;
+            let mut all = Some(Vec::new());
+            for spec in &specs {
+                match platform.diff(spec).await {
+                    Ok(Some(d)) => all.as_mut().expect("set").extend(d),
+                    Ok(None) => all = None,
+                    Err(e) => {
+                        let code = Outcome::Failed {
+                            failure: Failure::Platform(e.clone()),
+                            details: vec![],
+                        }
+                        .exit_code();
+                        return Err(Error::Deployment {
+                            code,
+                            message: format!("error: {name}: the server dry run failed: {e}"),
+                        });
+                    }
+                }
+            }
+            Ok(all)
+        })?;
+        out.push(LiveDiff {
+            env: name.clone(),
+            namespace: k.namespace.clone(),
+            objects,
+            create_namespace: k.create_namespace,
+        });
+    }
+    Ok(out)
+}
+
+pub fn server_dry_run_text(diffs: &[LiveDiff]) -> String {
+    let mut out = String::new();
+    for d in diffs {
+        let _ = writeln!(
+            out,
+            "\nServer dry run: {} (namespace {})",
+            d.env, d.namespace
+        );
+        let Some(objects) = &d.objects else {
+            let _ = writeln!(
+                out,
+                "  namespace {} does not exist yet: {}",
+                d.namespace,
+                if d.create_namespace {
+                    "the deploy creates it and every object in it"
+                } else {
+                    "the deploy would fail; create it or set `kubernetes.create_namespace: true`"
+                }
+            );
+            continue;
+        };
+        for o in objects {
+            match &o.change {
+                ObjectChange::Create => {
+                    let _ = writeln!(out, "  {} {}: would be created", o.kind, o.name);
+                }
+                ObjectChange::Unchanged => {
+                    let _ = writeln!(out, "  {} {}: unchanged", o.kind, o.name);
+                }
+                ObjectChange::Change { diff } => {
+                    let _ = writeln!(out, "  {} {}: would change", o.kind, o.name);
+                    for line in diff.lines() {
+                        let _ = writeln!(out, "    {line}");
+                    }
+                }
+            }
+        }
+    }
+    out
 }

@@ -121,13 +121,34 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 .first()
                 .map(|r| r.image.clone())
                 .unwrap_or_default();
-            let plan = plan::build(&loaded.config, &git, &image, &rendered);
+            let mut plan = plan::build(&loaded.config, &git, &image, &rendered);
+            plan.asked_server = args.server_dry_run;
+            let live = if args.server_dry_run {
+                Some(deploy::server_dry_run(&loaded, &args.selection)?)
+            } else {
+                None
+            };
             let text = match args.output {
-                OutputFormat::Text => plan::to_text(&plan, style),
-                OutputFormat::Json => format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&plan).expect("the plan serializes")
-                ),
+                OutputFormat::Text => {
+                    let mut text = plan::to_text(&plan, style);
+                    if let Some(live) = &live {
+                        text.push_str(&deploy::server_dry_run_text(live));
+                    }
+                    text
+                }
+                OutputFormat::Json => {
+                    let mut value = serde_json::to_value(&plan).expect("the plan serializes");
+                    if let (Some(live), Some(obj)) = (&live, value.as_object_mut()) {
+                        obj.insert(
+                            "server_dry_run".into(),
+                            serde_json::to_value(live).expect("diffs serialize"),
+                        );
+                    }
+                    format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&value).expect("the plan serializes")
+                    )
+                }
             };
             print_out(&text)
         }

@@ -35,6 +35,9 @@ pub struct DeploymentView {
     pub reason: Option<String>,
     /// The newest deployment (ECS `PRIMARY`).
     pub primary: bool,
+    /// When `rollout` is `Failed`: whether the platform rolled back on its own (the ECS
+    /// circuit breaker does; a Kubernetes Deployment past its deadline does not).
+    pub rolled_back: bool,
     pub desired: u32,
     pub running: u32,
     pub pending: u32,
@@ -45,7 +48,8 @@ pub struct DeploymentView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServiceView {
     pub name: String,
-    /// The revision the service is set to run.
+    /// The revision the service is set to run; empty when it does not exist yet (a first
+    /// Kubernetes deploy creates the Deployment).
     pub revision: String,
     pub deployments: Vec<DeploymentView>,
     /// Service events, newest first, with their time in seconds since the Unix epoch.
@@ -212,6 +216,8 @@ pub enum Phase {
 pub enum Failure {
     /// The platform gave up on it and rolled back (ECS circuit breaker, `CodeDeploy`).
     RolledBack { reason: String },
+    /// The platform gave up on it and left it as it is (Kubernetes `ProgressDeadlineExceeded`).
+    Stalled { reason: String },
     /// No progress for the progress deadline.
     DeadlineExceeded { after: u64 },
     /// Someone else's deployment replaced ours; `by` is the revision the primary deployment
@@ -748,7 +754,12 @@ impl Rolling {
                     .reason
                     .clone()
                     .unwrap_or_else(|| "the platform marked the deployment failed".into());
-                Self::diagnose(Failure::RolledBack { reason }, details(), Some(id))
+                let failure = if mine.rolled_back {
+                    Failure::RolledBack { reason }
+                } else {
+                    Failure::Stalled { reason }
+                };
+                Self::diagnose(failure, details(), Some(id))
             }
             Rollout::InProgress
                 if now.saturating_sub(last_change) >= self.settings.progress_deadline =>
@@ -811,7 +822,8 @@ impl Rolling {
             | State::Waiting {
                 previous, revision, ..
             } => {
-                if previous == revision {
+                // Same revision (a settings change), or a first deploy: nothing to go back to.
+                if previous == revision || previous.is_empty() {
                     Self::finish(Outcome::Cancelled { reverted_to: None })
                 } else {
                     revert(previous, self.settings.on_cancel)

@@ -2,6 +2,7 @@
 //! failure.
 #![allow(dead_code)]
 
+pub mod k8s;
 pub mod moto;
 
 use std::path::{Path, PathBuf};

@@ -168,6 +168,9 @@ fn view(s: &aws_sdk_ecs::types::Service) -> ServiceView {
             },
             reason: d.rollout_state_reason().map(str::to_owned),
             primary: d.status() == Some("PRIMARY"),
+            // ECS marks a deployment FAILED when the circuit breaker trips; with rollback on
+            // (our service settings insist on it) it goes back to the last good revision.
+            rolled_back: true,
             desired: u32::try_from(d.desired_count()).unwrap_or(0),
             running: u32::try_from(d.running_count()).unwrap_or(0),
             pending: u32::try_from(d.pending_count()).unwrap_or(0),

@@ -1,0 +1,987 @@
+//! Kubernetes through kube-rs: server-side apply of the rendered manifests and a Deployment
+//! rollout read the way `kubectl rollout status` reads it.
+//!
+//! How the rolling vocabulary maps onto Kubernetes:
+//!
+//! | command | here |
+//! |---|---|
+//! | prepare | server-side apply **dry run** of every manifest, compared with the live objects (what `kubectl diff` does): the server's defaults and admission make the comparison exact, and a manifest the API server rejects fails here, before anything changed |
+//! | register | names the revision: the digest of the Deployment's pod template as the server would store it (creating the namespace first when allowed and missing) |
+//! | update | server-side apply of every manifest but the HPA, the Deployment last; to an older revision: the template of that revision's `ReplicaSet` (what `kubectl rollout undo` does) |
+//! | apply scaling | server-side apply of the `HorizontalPodAutoscaler` |
+//! | observe | the Deployment, its `ReplicaSet`s, pods and events |
+//! | diagnose | the pods of the failing `ReplicaSet`: waiting reasons, exit codes, warning events |
+//! | clean up | nothing: `revisionHistoryLimit` prunes old `ReplicaSet`s |
+//!
+//! A revision is `name@<digest>`: the SHA-256 of the pod template with the
+//! `pod-template-hash` label removed, so that a Deployment's template and the `ReplicaSet`
+//! created from it name the same revision.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::Scope;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use super::{Platform, Prepared, ServiceSpec};
+use crate::strategy::rolling::{
+    DeploymentView, ErrorKind, PlatformError, Rollout, ServiceEvent, ServiceView, StoppedTask,
+};
+
+/// Our field manager for server-side apply.
+pub const FIELD_MANAGER: &str = "movieverse-deploy";
+const TEMPLATE_HASH: &str = "pod-template-hash";
+const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+
+/// Container waiting reasons that mean a pod will not become ready by waiting.
+const BAD_WAITING: &[&str] = &[
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+pub struct Kubernetes {
+    client: kube::Client,
+    namespace: String,
+    create_namespace: bool,
+    /// Discovered resources by `apiVersion/kind`.
+    kinds: Mutex<HashMap<String, (ApiResource, Scope)>>,
+    /// The rendered revision of each Deployment, from the dry run in `prepare`/`register`.
+    rendered: Mutex<HashMap<String, String>>,
+}
+
+impl Kubernetes {
+    pub fn new(client: kube::Client, namespace: &str, create_namespace: bool) -> Self {
+        Self {
+            client,
+            namespace: namespace.to_owned(),
+            create_namespace,
+            kinds: Mutex::new(HashMap::new()),
+            rendered: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A client from the standard places (`KUBECONFIG`, `~/.kube/config`, in-cluster), with
+    /// `context` when deploy.yml names one.
+    pub async fn connect(
+        context: Option<&str>,
+        namespace: &str,
+        create_namespace: bool,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let config = match context {
+            Some(c) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
+                context: Some(c.to_owned()),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot load the kubeconfig context `{c}` (set KUBECONFIG, or fix `kubernetes.context` in deploy.yml)"))?,
+            None => kube::Config::infer().await.context(
+                "no Kubernetes configuration found: set KUBECONFIG, write ~/.kube/config, or run in a cluster",
+            )?,
+        };
+        let client = kube::Client::try_from(config)
+            .context("cannot build a Kubernetes client from the kubeconfig")?;
+        Ok(Self::new(client, namespace, create_namespace))
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The API of a manifest's kind, discovered once per kind.
+    async fn dynamic(
+        &self,
+        manifest: &Value,
+    ) -> Result<(Api<DynamicObject>, String), PlatformError> {
+        let api_version = manifest["apiVersion"].as_str().unwrap_or_default();
+        let kind = manifest["kind"].as_str().unwrap_or_default();
+        let name = manifest["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let key = format!("{api_version}/{kind}");
+        let known = self.kinds.lock().expect("not poisoned").get(&key).cloned();
+        let (resource, scope) = if let Some(k) = known {
+            k
+        } else {
+            let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+            let gvk = GroupVersionKind::gvk(group, version, kind);
+            let (resource, caps) = kube::discovery::pinned_kind(&self.client, &gvk)
+                .await
+                .map_err(|e| classify(&format!("discover {key}"), &e))?;
+            let entry = (resource, caps.scope);
+            self.kinds
+                .lock()
+                .expect("not poisoned")
+                .insert(key, entry.clone());
+            entry
+        };
+        let api = match scope {
+            Scope::Namespaced => {
+                Api::namespaced_with(self.client.clone(), &self.namespace, &resource)
+            }
+            Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+        };
+        Ok((api, name))
+    }
+
+    /// Server-side apply of one manifest (forced: we own what we render).
+    async fn apply(&self, manifest: &Value, dry_run: bool) -> Result<Value, PlatformError> {
+        let (api, name) = self.dynamic(manifest).await?;
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        params.dry_run = dry_run;
+        params.field_validation = Some(kube::api::ValidationDirective::Strict);
+        let op = format!(
+            "apply {} {name}{}",
+            manifest["kind"].as_str().unwrap_or("object"),
+            if dry_run { " (server dry run)" } else { "" }
+        );
+        let out = api
+            .patch(&name, &params, &Patch::Apply(manifest))
+            .await
+            .map_err(|e| classify(&op, &e))?;
+        Ok(serde_json::to_value(out).expect("objects serialize"))
+    }
+
+    async fn live(&self, manifest: &Value) -> Result<Option<Value>, PlatformError> {
+        let (api, name) = self.dynamic(manifest).await?;
+        let op = format!(
+            "read {} {name}",
+            manifest["kind"].as_str().unwrap_or("object")
+        );
+        let got = api.get_opt(&name).await.map_err(|e| classify(&op, &e))?;
+        Ok(got.map(|o| serde_json::to_value(o).expect("objects serialize")))
+    }
+
+    async fn namespace_exists(&self) -> Result<bool, PlatformError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        Ok(api
+            .get_opt(&self.namespace)
+            .await
+            .map_err(|e| classify(&format!("read namespace {}", self.namespace), &e))?
+            .is_some())
+    }
+
+    async fn ensure_namespace(&self) -> Result<(), PlatformError> {
+        if self.namespace_exists().await? {
+            return Ok(());
+        }
+        if !self.create_namespace {
+            return Err(missing_namespace(&self.namespace));
+        }
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns: Namespace = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": self.namespace, "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER}}
+        }))
+        .expect("a namespace");
+        match api.create(&PostParams::default(), &ns).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(classify(
+                &format!("create namespace {}", self.namespace),
+                &e,
+            )),
+        }
+    }
+
+    async fn deployment(&self, name: &str) -> Result<Option<Deployment>, PlatformError> {
+        self.api::<Deployment>()
+            .get_opt(name)
+            .await
+            .map_err(|e| classify(&format!("read Deployment {name}"), &e))
+    }
+
+    /// The Deployment's `ReplicaSet`s (owned by it), newest revision first.
+    async fn replica_sets(&self, d: &Deployment) -> Result<Vec<ReplicaSet>, PlatformError> {
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let uid = d.metadata.uid.clone();
+        let mut sets: Vec<ReplicaSet> = self
+            .api::<ReplicaSet>()
+            .list(&ListParams::default().labels(&selector(d)))
+            .await
+            .map_err(|e| classify(&format!("list ReplicaSets of {name}"), &e))?
+            .items
+            .into_iter()
+            .filter(|rs| {
+                rs.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == "Deployment" && Some(&o.uid) == uid.as_ref())
+            })
+            .collect();
+        sets.sort_by_key(|rs| std::cmp::Reverse(rs_revision(rs)));
+        Ok(sets)
+    }
+
+    async fn pods(&self, d: &Deployment) -> Result<Vec<Pod>, PlatformError> {
+        let name = d.metadata.name.clone().unwrap_or_default();
+        Ok(self
+            .api::<Pod>()
+            .list(&ListParams::default().labels(&selector(d)))
+            .await
+            .map_err(|e| classify(&format!("list pods of {name}"), &e))?
+            .items)
+    }
+
+    async fn events(
+        &self,
+        kind: &str,
+        name: Option<&str>,
+        warnings: bool,
+    ) -> Result<Vec<Event>, PlatformError> {
+        let mut fields = format!("involvedObject.kind={kind}");
+        if let Some(n) = name {
+            let _ = write!(fields, ",involvedObject.name={n}");
+        }
+        if warnings {
+            fields.push_str(",type=Warning");
+        }
+        Ok(self
+            .api::<Event>()
+            .list(&ListParams::default().fields(&fields))
+            .await
+            .map_err(|e| {
+                classify(
+                    &format!("list events of {kind} {}", name.unwrap_or("*")),
+                    &e,
+                )
+            })?
+            .items)
+    }
+
+    /// Observes one Deployment.
+    async fn view(&self, spec: &ServiceSpec) -> Result<ServiceView, PlatformError> {
+        let Some(d) = self.deployment(&spec.name).await? else {
+            return Ok(ServiceView {
+                name: spec.name.clone(),
+                revision: String::new(),
+                deployments: vec![],
+                events: vec![],
+            });
+        };
+        let sets = self.replica_sets(&d).await?;
+        let pods = self.pods(&d).await?;
+        let events = self.events("Deployment", Some(&spec.name), false).await?;
+        Ok(service_view(&d, &sets, &pods, &events))
+    }
+
+    /// Dry-runs every manifest; returns the rendered revision and whether the template and
+    /// anything else differ from the live objects.
+    async fn dry_run(
+        &self,
+        spec: &ServiceSpec,
+        live_deployment: Option<&Deployment>,
+    ) -> Result<(String, bool, bool), PlatformError> {
+        let mut settings_changed = false;
+        let deployment = Self::deployment_body(spec, live_deployment);
+        let would = self.apply(&deployment, true).await?;
+        let revision = revision_of(&spec.name, &would["spec"]["template"]);
+        let definition_changed = match live_deployment {
+            None => true,
+            Some(live) => {
+                let live = serde_json::to_value(live).expect("objects serialize");
+                let changed = revision_of(&spec.name, &live["spec"]["template"]) != revision;
+                settings_changed |= !changed && strip_volatile(would) != strip_volatile(live);
+                changed
+            }
+        };
+        for m in spec.manifests.iter().chain(spec.scaling.iter()) {
+            let would = self.apply(m, true).await?;
+            let live = self.live(m).await?;
+            settings_changed |= live.is_none_or(|l| strip_volatile(l) != strip_volatile(would));
+        }
+        self.rendered
+            .lock()
+            .expect("not poisoned")
+            .insert(spec.name.clone(), revision.clone());
+        Ok((revision, definition_changed, settings_changed))
+    }
+
+    /// The Deployment to apply. With an HPA, an existing Deployment keeps its live replica
+    /// count (the HPA owns it); leaving the field out would hand it back to the default of 1.
+    fn deployment_body(spec: &ServiceSpec, live: Option<&Deployment>) -> Value {
+        let mut body = spec.definition.clone();
+        if spec.scaling.is_some()
+            && let Some(replicas) = live.and_then(|d| d.spec.as_ref()).and_then(|s| s.replicas)
+        {
+            body["spec"]["replicas"] = json!(replicas);
+        }
+        body
+    }
+
+    /// Puts the Deployment back on the template of the `ReplicaSet` with `revision`.
+    async fn undo_to(&self, spec: &ServiceSpec, revision: &str) -> Result<(), PlatformError> {
+        let op = format!("roll Deployment {} back to {revision}", spec.name);
+        let Some(d) = self.deployment(&spec.name).await? else {
+            return Err(PlatformError::new(
+                ErrorKind::NotFound,
+                op,
+                format!(
+                    "Deployment {} does not exist in namespace {}",
+                    spec.name, self.namespace
+                ),
+            ));
+        };
+        let sets = self.replica_sets(&d).await?;
+        let Some(template) = sets.iter().find_map(|rs| {
+            let t = serde_json::to_value(rs.spec.as_ref()?.template.as_ref()?).ok()?;
+            (revision_of(&spec.name, &t) == revision).then_some(t)
+        }) else {
+            return Err(PlatformError::new(
+                ErrorKind::NotFound,
+                op,
+                format!(
+                    "no ReplicaSet of Deployment {} has revision {revision} (revisionHistoryLimit may have pruned it)",
+                    spec.name
+                ),
+            ));
+        };
+        let mut template = template;
+        if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
+            labels.remove(TEMPLATE_HASH);
+        }
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "replace", "path": "/spec/template", "value": template}
+        ]))
+        .expect("a JSON patch");
+        self.api::<Deployment>()
+            .patch(
+                &spec.name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::<()>::Json(patch),
+            )
+            .await
+            .map_err(|e| classify(&op, &e))?;
+        Ok(())
+    }
+}
+
+/// What a server-side apply of one manifest would do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "change")]
+pub enum ObjectChange {
+    Create,
+    Unchanged,
+    /// A unified diff of the live object and the server's dry-run result (YAML, without
+    /// status and server-maintained metadata).
+    Change {
+        diff: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectDiff {
+    pub kind: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub change: ObjectChange,
+}
+
+impl Kubernetes {
+    /// `plan --server-dry-run`: what applying the spec would change, object by object, as the
+    /// API server computes it (defaults, admission, validation). Changes nothing. `None` when
+    /// the namespace does not exist (nothing can be dry-run in it).
+    pub async fn diff(&self, spec: &ServiceSpec) -> Result<Option<Vec<ObjectDiff>>, PlatformError> {
+        if !self.namespace_exists().await? {
+            return Ok(None);
+        }
+        let live_deployment = self.deployment(&spec.name).await?;
+        let body = Self::deployment_body(spec, live_deployment.as_ref());
+        let mut out = Vec::new();
+        for m in spec
+            .manifests
+            .iter()
+            .chain(std::iter::once(&body))
+            .chain(spec.scaling.iter())
+        {
+            let would = strip_volatile(self.apply(m, true).await?);
+            let change = match self.live(m).await? {
+                None => ObjectChange::Create,
+                Some(live) => {
+                    let live = strip_volatile(live);
+                    if live == would {
+                        ObjectChange::Unchanged
+                    } else {
+                        ObjectChange::Change {
+                            diff: yaml_diff(&live, &would),
+                        }
+                    }
+                }
+            };
+            out.push(ObjectDiff {
+                kind: m["kind"].as_str().unwrap_or_default().to_owned(),
+                name: m["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                change,
+            });
+        }
+        Ok(Some(out))
+    }
+}
+
+fn yaml_diff(live: &Value, would: &Value) -> String {
+    let a = crate::render::to_yaml(live).unwrap_or_default();
+    let b = crate::render::to_yaml(would).unwrap_or_default();
+    similar::TextDiff::from_lines(&a, &b)
+        .unified_diff()
+        .context_radius(3)
+        .header("live", "after apply")
+        .to_string()
+}
+
+fn missing_namespace(ns: &str) -> PlatformError {
+    PlatformError::new(
+        ErrorKind::NotFound,
+        format!("read namespace {ns}"),
+        format!(
+            "namespace `{ns}` does not exist; create it, or set `kubernetes.create_namespace: true` in deploy.yml"
+        ),
+    )
+}
+
+impl Platform for Kubernetes {
+    async fn prepare(&self, spec: &ServiceSpec) -> Result<Prepared, PlatformError> {
+        if !self.namespace_exists().await? {
+            if !self.create_namespace {
+                return Err(missing_namespace(&self.namespace));
+            }
+            // Nothing to compare with, and nothing can be dry-run in a namespace that does
+            // not exist: `register` creates it and has the server validate every manifest
+            // before anything else is applied.
+            return Ok(Prepared {
+                service: self.view(spec).await?,
+                definition_changed: true,
+                settings_changed: true,
+            });
+        }
+        let live = self.deployment(&spec.name).await?;
+        let (_, definition_changed, settings_changed) = self.dry_run(spec, live.as_ref()).await?;
+        Ok(Prepared {
+            service: self.view(spec).await?,
+            definition_changed,
+            settings_changed,
+        })
+    }
+
+    async fn register(&self, spec: &ServiceSpec) -> Result<String, PlatformError> {
+        let known = self
+            .rendered
+            .lock()
+            .expect("not poisoned")
+            .get(&spec.name)
+            .cloned();
+        if let Some(revision) = known {
+            return Ok(revision);
+        }
+        self.ensure_namespace().await?;
+        let live = self.deployment(&spec.name).await?;
+        Ok(self.dry_run(spec, live.as_ref()).await?.0)
+    }
+
+    async fn update(
+        &self,
+        spec: &ServiceSpec,
+        revision: &str,
+    ) -> Result<Option<String>, PlatformError> {
+        let rendered = self
+            .rendered
+            .lock()
+            .expect("not poisoned")
+            .get(&spec.name)
+            .cloned();
+        if rendered.as_deref().is_some_and(|r| r != revision) {
+            // Another revision than the rendered one: `rollback`.
+            self.undo_to(spec, revision).await?;
+            return Ok(None);
+        }
+        for m in &spec.manifests {
+            self.apply(m, false).await?;
+        }
+        let live = self.deployment(&spec.name).await?;
+        self.apply(&Self::deployment_body(spec, live.as_ref()), false)
+            .await?;
+        Ok(None)
+    }
+
+    async fn apply_scaling(&self, spec: &ServiceSpec) -> Result<(), PlatformError> {
+        if let Some(hpa) = &spec.scaling {
+            self.apply(hpa, false).await?;
+        }
+        Ok(())
+    }
+
+    async fn observe(&self, specs: &[&ServiceSpec]) -> Result<Vec<ServiceView>, PlatformError> {
+        let mut views = Vec::with_capacity(specs.len());
+        for spec in specs {
+            views.push(self.view(spec).await?);
+        }
+        Ok(views)
+    }
+
+    async fn diagnose(
+        &self,
+        spec: &ServiceSpec,
+        deployment: &str,
+    ) -> Result<Vec<StoppedTask>, PlatformError> {
+        let Some(d) = self.deployment(&spec.name).await? else {
+            return Ok(vec![]);
+        };
+        let sets = self.replica_sets(&d).await?;
+        let pods = self.pods(&d).await?;
+        let warnings = self.events("Pod", None, true).await?;
+        let mut out = Vec::new();
+        if let Some(rs) = sets
+            .iter()
+            .find(|rs| rs.metadata.name.as_deref() == Some(deployment))
+        {
+            for c in rs.status.iter().flat_map(|s| s.conditions.iter().flatten()) {
+                if c.type_ == "ReplicaFailure" && c.status == "True" {
+                    out.push(StoppedTask {
+                        id: deployment.to_owned(),
+                        reason: c
+                            .message
+                            .clone()
+                            .unwrap_or_else(|| c.reason.clone().unwrap_or_default()),
+                        stop_code: c.reason.clone(),
+                        containers: vec![],
+                    });
+                }
+            }
+        }
+        for pod in pods.iter().filter(|p| owned_by(p, deployment)) {
+            if let Some(problem) = pod_problem(pod, &warnings) {
+                out.push(problem);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn clean_up(
+        &self,
+        _spec: &ServiceSpec,
+        _keep: u32,
+    ) -> Result<Vec<String>, PlatformError> {
+        // The Deployment's revisionHistoryLimit (rendered from the same setting) prunes them.
+        Ok(vec![])
+    }
+
+    async fn revert(&self, spec: &ServiceSpec, revision: &str) -> Result<(), PlatformError> {
+        self.undo_to(spec, revision).await
+    }
+
+    async fn previous_revision(&self, spec: &ServiceSpec) -> Result<Option<String>, PlatformError> {
+        let Some(d) = self.deployment(&spec.name).await? else {
+            return Ok(None);
+        };
+        let current = revision_of(&spec.name, &template_value(&d));
+        let sets = self.replica_sets(&d).await?;
+        Ok(sets
+            .iter()
+            .filter_map(|rs| {
+                Some(revision_of(
+                    &spec.name,
+                    &serde_json::to_value(rs.spec.as_ref()?.template.as_ref()?).ok()?,
+                ))
+            })
+            .find(|r| *r != current))
+    }
+}
+
+/// Maps a kube error to the kind the driver acts on.
+fn classify(op: &str, e: &kube::Error) -> PlatformError {
+    match e {
+        kube::Error::Api(s) => {
+            let kind = match s.code {
+                429 => ErrorKind::Throttled,
+                401 | 403 => ErrorKind::Permission,
+                404 => ErrorKind::NotFound,
+                c if c >= 500 => ErrorKind::Transient,
+                _ => ErrorKind::Invalid,
+            };
+            let message = if s.message.is_empty() {
+                s.reason.clone()
+            } else {
+                s.message.clone()
+            };
+            PlatformError::new(kind, op, format!("{message} (HTTP {})", s.code))
+        }
+        kube::Error::Auth(_) => PlatformError::new(ErrorKind::Permission, op, format!("{e:#}")),
+        _ => PlatformError::new(ErrorKind::Transient, op, error_chain(e)),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let _ = write!(s, ": {inner}");
+        source = inner.source();
+    }
+    s
+}
+
+/// `k=v,k2=v2` from the Deployment's `matchLabels`.
+fn selector(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.as_ref())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+fn rs_revision(rs: &ReplicaSet) -> u64 {
+    rs.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REVISION_ANNOTATION))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn owned_by(pod: &Pod, replica_set: &str) -> bool {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "ReplicaSet" && o.name == replica_set)
+}
+
+fn template_value(d: &Deployment) -> Value {
+    d.spec.as_ref().map_or(Value::Null, |s| {
+        serde_json::to_value(&s.template).expect("templates serialize")
+    })
+}
+
+/// `name@<12 hex>`: the digest of a pod template without the `pod-template-hash` label, with
+/// object keys sorted, so a Deployment's template and its `ReplicaSet`'s name one revision.
+pub fn revision_of(name: &str, template: &Value) -> String {
+    let mut t = template.clone();
+    if let Some(labels) = t
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("labels"))
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove(TEMPLATE_HASH);
+    }
+    let mut text = String::new();
+    canonical(&t, &mut text);
+    let digest = Sha256::digest(text.as_bytes());
+    let hex = digest.iter().take(6).fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    });
+    format!("{name}@{hex}")
+}
+
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(&m[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The object without what the server maintains (status, versions, managed fields), for
+/// comparing a dry run with the live object.
+pub fn strip_volatile(mut v: Value) -> Value {
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("status");
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            for k in [
+                "resourceVersion",
+                "managedFields",
+                "generation",
+                "creationTimestamp",
+                "uid",
+                "selfLink",
+            ] {
+                meta.remove(k);
+            }
+        }
+    }
+    v
+}
+
+/// The rollout state of a Deployment, as `kubectl rollout status` judges it.
+pub fn rollout_of(d: &Deployment) -> (Rollout, Option<String>) {
+    let generation = d.metadata.generation.unwrap_or(0);
+    let Some(status) = d.status.as_ref() else {
+        return (
+            Rollout::InProgress,
+            Some("waiting for the controller to see the Deployment".into()),
+        );
+    };
+    if status.observed_generation.unwrap_or(0) < generation {
+        return (
+            Rollout::InProgress,
+            Some("waiting for the controller to see the new spec".into()),
+        );
+    }
+    if let Some(c) = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    }) {
+        return (
+            Rollout::Failed,
+            Some(format!(
+                "ProgressDeadlineExceeded: {}",
+                c.message.clone().unwrap_or_default()
+            )),
+        );
+    }
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let replicas = status.replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    if updated < desired {
+        return (
+            Rollout::InProgress,
+            Some(format!("{updated} of {desired} updated replicas")),
+        );
+    }
+    if replicas > updated {
+        return (
+            Rollout::InProgress,
+            Some(format!(
+                "{} old replicas pending termination",
+                replicas - updated
+            )),
+        );
+    }
+    if available < updated {
+        return (
+            Rollout::InProgress,
+            Some(format!(
+                "{available} of {updated} updated replicas available"
+            )),
+        );
+    }
+    (Rollout::Completed, None)
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Whether a pod is failing in a way waiting will not fix, and how.
+fn pod_failing(p: &Pod) -> bool {
+    let Some(s) = p.status.as_ref() else {
+        return false;
+    };
+    if s.phase.as_deref() == Some("Failed") {
+        return true;
+    }
+    s.container_statuses.iter().flatten().any(|c| {
+        let st = c.state.as_ref();
+        st.and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.as_deref())
+            .is_some_and(|r| BAD_WAITING.contains(&r))
+            || st
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.exit_code != 0)
+    })
+}
+
+/// A pod that is not ready, with its containers' reasons and its newest warning event.
+fn pod_problem(p: &Pod, warnings: &[Event]) -> Option<StoppedTask> {
+    if pod_ready(p) {
+        return None;
+    }
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let status = p.status.as_ref();
+    let mut containers = Vec::new();
+    let mut reasons = Vec::new();
+    for c in status
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().flatten())
+    {
+        let state = c.state.as_ref();
+        let last_exit = c
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .or_else(|| state.and_then(|s| s.terminated.as_ref()));
+        if let Some(w) = state.and_then(|s| s.waiting.as_ref()) {
+            let r = w.reason.clone().unwrap_or_else(|| "waiting".into());
+            reasons.push(match &w.message {
+                Some(m) => format!("{}: {r}: {m}", c.name),
+                None => format!("{}: {r}", c.name),
+            });
+            containers.push((c.name.clone(), last_exit.map(|t| t.exit_code), Some(r)));
+        } else if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
+            reasons.push(format!(
+                "{}: terminated with exit code {}",
+                c.name, t.exit_code
+            ));
+            containers.push((c.name.clone(), Some(t.exit_code), t.reason.clone()));
+        } else if !c.ready {
+            reasons.push(format!("{}: running, not ready (readiness probe)", c.name));
+            containers.push((c.name.clone(), last_exit.map(|t| t.exit_code), None));
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push(format!(
+            "pod {}",
+            status
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_else(|| "Pending".into())
+        ));
+    }
+    let newest_warning = warnings
+        .iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(&name))
+        .max_by_key(|e| event_time(e));
+    let mut reason = reasons.join("; ");
+    if let Some(e) = newest_warning {
+        let _ = write!(
+            reason,
+            "; event {}: {}",
+            e.reason.clone().unwrap_or_default(),
+            e.message.clone().unwrap_or_default()
+        );
+    }
+    Some(StoppedTask {
+        id: format!("pod/{name}"),
+        reason,
+        stop_code: None,
+        containers,
+    })
+}
+
+fn event_time(e: &Event) -> i64 {
+    e.last_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .or_else(|| e.event_time.as_ref().map(|t| t.0.as_second()))
+        .or_else(|| e.first_timestamp.as_ref().map(|t| t.0.as_second()))
+        .or_else(|| {
+            e.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second())
+        })
+        .unwrap_or(0)
+}
+
+/// The Deployment as the rolling machine sees it: one deployment view per `ReplicaSet`.
+pub fn service_view(
+    d: &Deployment,
+    sets: &[ReplicaSet],
+    pods: &[Pod],
+    events: &[Event],
+) -> ServiceView {
+    let name = d.metadata.name.clone().unwrap_or_default();
+    let current = revision_of(&name, &template_value(d));
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let (rollout, reason) = rollout_of(d);
+    let count = |n: Option<i32>| u32::try_from(n.unwrap_or(0)).unwrap_or(0);
+    let deployments = sets
+        .iter()
+        .map(|rs| {
+            let rs_name = rs.metadata.name.clone().unwrap_or_default();
+            let template = rs
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.as_ref())
+                .map_or(Value::Null, |t| {
+                    serde_json::to_value(t).expect("templates serialize")
+                });
+            let revision = revision_of(&name, &template);
+            let primary = revision == current;
+            let st = rs.status.as_ref();
+            let available = count(st.and_then(|s| s.available_replicas));
+            let replicas = count(st.map(|s| s.replicas));
+            let failed = pods
+                .iter()
+                .filter(|p| owned_by(p, &rs_name) && pod_failing(p))
+                .count();
+            DeploymentView {
+                id: rs_name,
+                revision,
+                rollout: if primary {
+                    rollout
+                } else if replicas == 0 {
+                    Rollout::Completed
+                } else {
+                    Rollout::InProgress
+                },
+                reason: if primary { reason.clone() } else { None },
+                primary,
+                rolled_back: false,
+                desired: if primary {
+                    count(Some(desired))
+                } else {
+                    count(rs.spec.as_ref().and_then(|s| s.replicas))
+                },
+                running: available,
+                pending: replicas.saturating_sub(available),
+                failed: u32::try_from(failed).unwrap_or(u32::MAX),
+            }
+        })
+        .collect();
+    let mut events: Vec<ServiceEvent> = events
+        .iter()
+        .map(|e| ServiceEvent {
+            at: event_time(e),
+            message: e.message.clone().unwrap_or_default(),
+        })
+        .collect();
+    events.sort_by_key(|e| std::cmp::Reverse(e.at));
+    ServiceView {
+        name,
+        revision: current,
+        deployments,
+        events,
+    }
+}

@@ -1,0 +1,194 @@
+//! A real Kubernetes control plane for the tests (etcd, kube-apiserver, kube-controller-manager
+//! from `scripts/k8s-up`), started once per test binary and stopped by a watchdog when the
+//! binary exits, plus a **fake kubelet**: a test component that stands in for the nodes this
+//! machine does not have, by writing pod status.
+//!
+//! The fake kubelet decides a pod's fate from its first container's image:
+//! - a tag containing `crashloop`: the container keeps crashing (`CrashLoopBackOff`, last exit
+//!   code 1), never Ready;
+//! - a tag containing `badpull`: the image cannot be pulled (`ImagePullBackOff`);
+//! - anything else: Running and Ready after [`START_DELAY`].
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+/// How long a healthy pod takes to become Ready.
+pub const START_DELAY: Duration = Duration::from_millis(300);
+
+pub struct Cluster {
+    pub kubeconfig: PathBuf,
+    /// Keeps the directory (data, logs, kubeconfig) alive for the binary's lifetime.
+    _dir: tempfile::TempDir,
+}
+
+static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+
+/// The shared control plane, with the fake kubelet running; `None` (the test skips) only
+/// outside CI when it cannot be built here.
+pub fn cluster() -> Option<&'static Cluster> {
+    CLUSTER.get_or_init(start).as_ref()
+}
+
+fn start() -> Option<Cluster> {
+    let dir = tempfile::Builder::new()
+        .prefix("mvd-k8s-")
+        .tempdir()
+        .expect("a temporary directory");
+    let out = Command::new(super::root().join("scripts/k8s-up"))
+        .arg(dir.path())
+        .args(["--watch-pid", &std::process::id().to_string()])
+        .output()
+        .expect("scripts/k8s-up runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "scripts/k8s-up failed in CI:\n{stdout}\n{stderr}"
+        );
+        eprintln!("SKIPPED: the Kubernetes control plane could not be started:\n{stderr}");
+        return None;
+    }
+    eprintln!("{}", stdout.trim_end());
+    let kubeconfig = PathBuf::from(
+        stdout
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("KUBECONFIG="))
+            .expect("k8s-up prints KUBECONFIG="),
+    );
+    let cluster = Cluster {
+        kubeconfig,
+        _dir: dir,
+    };
+    let path = cluster.kubeconfig.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(fake_kubelet(path));
+    });
+    Some(cluster)
+}
+
+/// A client for the test's own reads and writes.
+pub async fn client(kubeconfig: &PathBuf) -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// Polls every pod in the cluster and writes the status a kubelet would.
+async fn fake_kubelet(kubeconfig: PathBuf) {
+    let client = client(&kubeconfig).await;
+    let all: Api<Pod> = Api::all(client.clone());
+    let mut done: HashSet<String> = HashSet::new();
+    let mut first_seen: std::collections::HashMap<String, tokio::time::Instant> =
+        std::collections::HashMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(pods) = all.list(&ListParams::default()).await else {
+            continue;
+        };
+        for pod in pods.items {
+            let (Some(ns), Some(name), Some(uid)) = (
+                pod.metadata.namespace.clone(),
+                pod.metadata.name.clone(),
+                pod.metadata.uid.clone(),
+            ) else {
+                continue;
+            };
+            if done.contains(&uid) || pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let seen = *first_seen
+                .entry(uid.clone())
+                .or_insert_with(tokio::time::Instant::now);
+            let spec = pod.spec.clone().unwrap_or_default();
+            let image = spec
+                .containers
+                .first()
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default();
+            let healthy = !image.contains("crashloop") && !image.contains("badpull");
+            if healthy && seen.elapsed() < START_DELAY {
+                continue;
+            }
+            let status = pod_status(&spec, &image);
+            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            if api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+                .is_ok()
+            {
+                done.insert(uid);
+            }
+        }
+    }
+}
+
+fn pod_status(spec: &k8s_openapi::api::core::v1::PodSpec, image: &str) -> serde_json::Value {
+    let now = "2026-01-01T00:00:00Z";
+    let crash = image.contains("crashloop");
+    let bad_pull = image.contains("badpull");
+    let ready = !crash && !bad_pull;
+    let statuses: Vec<serde_json::Value> = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let main = i == 0;
+            let state = if main && crash {
+                json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 10s restarting failed container={} pod", c.name)}})
+            } else if main && bad_pull {
+                json!({"waiting": {"reason": "ImagePullBackOff", "message": format!("Back-off pulling image \"{image}\"")}})
+            } else {
+                json!({"running": {"startedAt": now}})
+            };
+            let last = if main && crash {
+                json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now, "finishedAt": now}})
+            } else {
+                json!({})
+            };
+            json!({
+                "name": c.name,
+                "image": c.image.clone().unwrap_or_default(),
+                "imageID": "",
+                "ready": !main || ready,
+                "started": !main || ready,
+                "restartCount": if main && crash { 3 } else { 0 },
+                "state": state,
+                "lastState": last,
+            })
+        })
+        .collect();
+    let flag = if ready { "True" } else { "False" };
+    json!({
+        "status": {
+            "phase": if bad_pull { "Pending" } else { "Running" },
+            "hostIP": "127.0.0.1",
+            "podIP": "127.0.0.1",
+            "startTime": now,
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
+                {"type": "Ready", "status": flag, "lastTransitionTime": now},
+            ],
+            "containerStatuses": statuses,
+        }
+    })
+}
