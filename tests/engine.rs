@@ -510,6 +510,72 @@ fn table() -> Vec<Row> {
                 },
             )
         },
+        row(
+            "the platform gives up without rolling back (Kubernetes ProgressDeadlineExceeded)",
+            Scenario {
+                health: Health::Stalls {
+                    after: Duration::from_mins(5),
+                },
+                ..Scenario::default()
+            },
+            1,
+            V2,
+            |r| {
+                let Outcome::Failed {
+                    failure: Failure::Stalled { reason },
+                    details,
+                } = &r.outcome
+                else {
+                    panic!("{:?}", r.outcome)
+                };
+                assert!(reason.starts_with("ProgressDeadlineExceeded"), "{reason}");
+                assert!(
+                    details.iter().any(|d| d.contains("exit 1")),
+                    "the crashing task's reason: {details:?}"
+                );
+                // The platform's verdict, seen within one poll; nothing reverted it.
+                assert!(
+                    r.virtual_time >= Duration::from_mins(5)
+                        && r.virtual_time <= Duration::from_secs(305),
+                    "{:?}",
+                    r.virtual_time
+                );
+                assert_eq!(calls(r, "UpdateService"), 1);
+            },
+        ),
+        row(
+            "first deploy of a service that does not exist yet",
+            Scenario {
+                fresh: true,
+                ..Scenario::default()
+            },
+            0,
+            "arn:aws:ecs:us-east-1:123456789012:task-definition/movieverse-app:1",
+            |r| {
+                assert!(
+                    matches!(r.outcome, Outcome::Succeeded { waited: true, .. }),
+                    "{:?}",
+                    r.outcome
+                );
+            },
+        ),
+        Row {
+            name: "first deploy cancelled while rolling out: nothing to put back",
+            cancel_at: Some(Phase::RollingOut),
+            ..row(
+                "",
+                Scenario {
+                    fresh: true,
+                    ..Scenario::default()
+                },
+                130,
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/movieverse-app:1",
+                |r| {
+                    assert_eq!(r.outcome, Outcome::Cancelled { reverted_to: None });
+                    assert_eq!(calls(r, "UpdateService"), 1, "no revert to nothing");
+                },
+            )
+        },
         Row {
             name: "cancel while cleaning up: the deploy succeeded",
             cancel_at: Some(Phase::CleaningUp),

@@ -559,6 +559,7 @@ impl Platform for Kubernetes {
             for c in rs.status.iter().flat_map(|s| s.conditions.iter().flatten()) {
                 if c.type_ == "ReplicaFailure" && c.status == "True" {
                     out.push(StoppedTask {
+                        what: "ReplicaSet".into(),
                         id: deployment.to_owned(),
                         reason: c
                             .message
@@ -892,7 +893,8 @@ fn pod_problem(p: &Pod, warnings: &[Event]) -> Option<StoppedTask> {
         );
     }
     Some(StoppedTask {
-        id: format!("pod/{name}"),
+        what: "pod".into(),
+        id: name,
         reason,
         stop_code: None,
         containers,
@@ -983,5 +985,198 @@ pub fn service_view(
         revision: current,
         deployments,
         events,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::needless_pass_by_value)]
+    use super::*;
+
+    fn deployment(v: Value) -> Deployment {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn base(status: Value) -> Deployment {
+        deployment(json!({
+            "metadata": {"name": "web", "generation": 2},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "a"}]}}
+            },
+            "status": status
+        }))
+    }
+
+    #[test]
+    fn rollout_is_judged_as_kubectl_rollout_status_does() {
+        let table: &[(&str, Value, Rollout, Option<&str>)] = &[
+            (
+                "not observed yet",
+                json!({"observedGeneration": 1}),
+                Rollout::InProgress,
+                Some("waiting for the controller"),
+            ),
+            (
+                "deadline exceeded",
+                json!({"observedGeneration": 2, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"web-1\" has timed out progressing."}]}),
+                Rollout::Failed,
+                Some("ProgressDeadlineExceeded: ReplicaSet \"web-1\" has timed out progressing."),
+            ),
+            (
+                "updating",
+                json!({"observedGeneration": 2, "updatedReplicas": 1, "replicas": 4, "availableReplicas": 3}),
+                Rollout::InProgress,
+                Some("1 of 3 updated replicas"),
+            ),
+            (
+                "old pods terminating",
+                json!({"observedGeneration": 2, "updatedReplicas": 3, "replicas": 4, "availableReplicas": 3}),
+                Rollout::InProgress,
+                Some("1 old replicas pending termination"),
+            ),
+            (
+                "not available yet",
+                json!({"observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 2}),
+                Rollout::InProgress,
+                Some("2 of 3 updated replicas available"),
+            ),
+            (
+                "complete",
+                json!({"observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 3}),
+                Rollout::Completed,
+                None,
+            ),
+        ];
+        for (name, status, rollout, reason) in table {
+            let (got, why) = rollout_of(&base(status.clone()));
+            assert_eq!(got, *rollout, "{name}");
+            match reason {
+                Some(r) => assert!(
+                    why.as_deref().unwrap_or_default().starts_with(r),
+                    "{name}: {why:?}"
+                ),
+                None => assert_eq!(why, None, "{name}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_template_and_its_replica_set_name_the_same_revision() {
+        let template = json!({"metadata": {"labels": {"app": "web", "v": "1"}}, "spec": {"containers": [{"name": "c", "image": "a"}]}});
+        // The ReplicaSet's copy has the hash label and its keys in another order.
+        let rs = json!({"spec": {"containers": [{"image": "a", "name": "c"}]}, "metadata": {"labels": {"v": "1", "pod-template-hash": "5d8f", "app": "web"}}});
+        assert_eq!(revision_of("web", &template), revision_of("web", &rs));
+        let other = json!({"metadata": {"labels": {"app": "web", "v": "1"}}, "spec": {"containers": [{"name": "c", "image": "b"}]}});
+        assert_ne!(revision_of("web", &template), revision_of("web", &other));
+        let r = revision_of("web", &template);
+        assert!(r.starts_with("web@") && r.len() == "web@".len() + 12, "{r}");
+    }
+
+    #[test]
+    fn server_maintained_fields_do_not_count_as_changes() {
+        let live = json!({"metadata": {"name": "x", "resourceVersion": "7", "managedFields": [{}], "uid": "u", "generation": 3, "creationTimestamp": "t", "labels": {"a": "b"}}, "spec": {"x": 1}, "status": {"y": 2}});
+        let would = json!({"metadata": {"name": "x", "resourceVersion": "8", "labels": {"a": "b"}}, "spec": {"x": 1}});
+        assert_eq!(strip_volatile(live.clone()), strip_volatile(would));
+        let changed = json!({"metadata": {"name": "x", "labels": {"a": "c"}}, "spec": {"x": 1}});
+        assert_ne!(strip_volatile(live), strip_volatile(changed));
+    }
+
+    fn pod(status: Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-1-abc", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "u"}]},
+            "spec": {"containers": [{"name": "app", "image": "a"}]},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_crashing_pod_is_reported_with_its_reason_exit_code_and_warning() {
+        let p = pod(json!({
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "app", "image": "a", "imageID": "", "ready": false, "restartCount": 3,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]
+        }));
+        assert!(pod_failing(&p));
+        let warning: Event = serde_json::from_value(json!({
+            "metadata": {"name": "e1"}, "involvedObject": {"kind": "Pod", "name": "web-1-abc"},
+            "reason": "BackOff", "message": "Back-off restarting failed container", "type": "Warning",
+            "lastTimestamp": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let t = pod_problem(&p, &[warning]).unwrap();
+        assert_eq!((t.what.as_str(), t.id.as_str()), ("pod", "web-1-abc"));
+        assert_eq!(
+            t.reason,
+            "app: CrashLoopBackOff: back-off 40s; event BackOff: Back-off restarting failed container"
+        );
+        assert_eq!(
+            t.containers,
+            vec![("app".into(), Some(137), Some("CrashLoopBackOff".into()))]
+        );
+    }
+
+    #[test]
+    fn ready_pods_are_not_problems_and_unscheduled_ones_say_so() {
+        let ready =
+            pod(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}));
+        assert!(pod_problem(&ready, &[]).is_none());
+        assert!(!pod_failing(&ready));
+        let pending = pod(json!({"phase": "Pending"}));
+        assert_eq!(pod_problem(&pending, &[]).unwrap().reason, "pod Pending");
+        assert!(
+            !pod_failing(&pending),
+            "pending is not failing: waiting may fix it"
+        );
+    }
+
+    #[test]
+    fn the_view_has_one_deployment_per_replica_set_and_the_current_one_is_primary() {
+        let d = base(
+            json!({"observedGeneration": 2, "updatedReplicas": 1, "replicas": 4, "availableReplicas": 3}),
+        );
+        let template = serde_json::to_value(&d.spec.as_ref().unwrap().template).unwrap();
+        let mut new_t = template.clone();
+        new_t["metadata"]["labels"]["pod-template-hash"] = json!("new");
+        let mut old_t = template.clone();
+        old_t["spec"]["containers"][0]["image"] = json!("old");
+        let rs = |name: &str, t: &Value, replicas: i32, available: i32, rev: &str| -> ReplicaSet {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "annotations": {REVISION_ANNOTATION: rev}},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}}, "template": t},
+                "status": {"replicas": replicas, "availableReplicas": available}
+            }))
+            .unwrap()
+        };
+        let sets = [
+            rs("web-new", &new_t, 1, 0, "2"),
+            rs("web-old", &old_t, 3, 3, "1"),
+        ];
+        let crashing = pod(
+            json!({"phase": "Running", "containerStatuses": [{"name": "app", "image": "a", "imageID": "", "ready": false, "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+        );
+        let mut crashing = crashing;
+        crashing.metadata.owner_references.as_mut().unwrap()[0].name = "web-new".into();
+        let v = service_view(&d, &sets, &[crashing], &[]);
+        assert_eq!(v.revision, revision_of("web", &template));
+        let new = &v.deployments[0];
+        assert!(new.primary && !new.rolled_back);
+        assert_eq!(
+            (
+                new.rollout,
+                new.desired,
+                new.running,
+                new.pending,
+                new.failed
+            ),
+            (Rollout::InProgress, 3, 0, 1, 1)
+        );
+        let old = &v.deployments[1];
+        assert!(!old.primary);
+        assert_eq!((old.running, old.failed), (3, 0));
     }
 }

@@ -27,6 +27,9 @@ pub enum Health {
     CrashLoop { circuit_breaker: bool },
     /// Tasks stay pending (capacity, image pull): no progress at all.
     Stuck,
+    /// Tasks crash, and after `after` the platform marks the rollout failed *without* rolling
+    /// back (a Kubernetes Deployment past its `progressDeadlineSeconds`).
+    Stalls { after: Duration },
 }
 
 /// An API call that fails: the first `times` calls of `operation` fail with `kind`.
@@ -48,6 +51,9 @@ pub struct Scenario {
     pub definition_changed: bool,
     pub settings_changed: bool,
     pub faults: Vec<Fault>,
+    /// The service does not exist yet (a first Kubernetes deploy creates the Deployment): it
+    /// runs no revision until the first update.
+    pub fresh: bool,
 }
 
 impl Default for Scenario {
@@ -60,6 +66,7 @@ impl Default for Scenario {
             definition_changed: true,
             settings_changed: false,
             faults: Vec::new(),
+            fresh: false,
         }
     }
 }
@@ -103,13 +110,17 @@ impl Sim {
                 for f in &scenario.faults {
                     failures.insert((name.clone(), f.operation), f.times);
                 }
-                let revision =
-                    format!("arn:aws:ecs:us-east-1:123456789012:task-definition/{name}:1");
+                let (revision, revisions) = if scenario.fresh {
+                    (String::new(), vec![])
+                } else {
+                    let r = format!("arn:aws:ecs:us-east-1:123456789012:task-definition/{name}:1");
+                    (r.clone(), vec![r])
+                };
                 (
                     name,
                     SimService {
                         scenario,
-                        revisions: vec![revision.clone()],
+                        revisions,
                         revision,
                         deployment: None,
                         rolled_back_from: None,
@@ -162,6 +173,7 @@ impl Sim {
             Health::CrashLoop {
                 circuit_breaker: true,
             } => Some(d.started + s.scenario.per_task * CIRCUIT_BREAKER_THRESHOLD),
+            Health::Stalls { after } => Some(d.started + after),
             _ => None,
         }
     }
@@ -248,15 +260,27 @@ impl Sim {
                     }
                 }
                 Health::Stuck => (Rollout::InProgress, 0, sc.batch.min(sc.desired), 0, None),
+                Health::Stalls { after } if elapsed >= after => (
+                    Rollout::Failed,
+                    0,
+                    1,
+                    1,
+                    Some(format!(
+                        "ProgressDeadlineExceeded: ReplicaSet \"{name}-{}\" has timed out progressing.",
+                        d.id
+                    )),
+                ),
+                Health::Stalls { .. } => (Rollout::InProgress, 0, 1, 1, None),
             };
+            let rolled_back = !matches!(sc.health, Health::Stalls { .. });
             events.reverse();
             deployments.push(DeploymentView {
                 id: d.id.clone(),
                 revision: d.revision.clone(),
                 rollout,
                 reason,
-                primary: rollout != Rollout::Failed,
-                rolled_back: true,
+                primary: rollout != Rollout::Failed || !rolled_back,
+                rolled_back,
                 desired: sc.desired,
                 running,
                 pending,
@@ -345,7 +369,7 @@ impl Platform for Sim {
             if view
                 .deployments
                 .first()
-                .is_some_and(|d| d.rollout == Rollout::Failed)
+                .is_some_and(|d| d.rollout == Rollout::Failed && d.rolled_back)
                 && s.rolled_back_from.is_none()
             {
                 s.rolled_back_from = Some(s.revision.clone());
@@ -367,10 +391,14 @@ impl Platform for Sim {
         self.call(&spec.name, "DescribeTasks")?;
         let services = self.services.lock().expect("not poisoned");
         let s = &services[&spec.name];
-        let crashed = matches!(s.scenario.health, Health::CrashLoop { .. });
+        let crashed = matches!(
+            s.scenario.health,
+            Health::CrashLoop { .. } | Health::Stalls { .. }
+        );
         let _ = deployment;
         Ok(if crashed {
             vec![StoppedTask {
+                what: "stopped task".into(),
                 id: "t-0".into(),
                 reason: "Essential container in task exited".into(),
                 stop_code: Some("EssentialContainerExited".into()),

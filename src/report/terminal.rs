@@ -95,11 +95,19 @@ impl Terminal {
                     "{stamp}: no change: the server's dry run of every manifest matches the live objects; nothing applied, no rollout started"
                 ),
             },
-            Event::Registered { revision } => format!("{stamp}: registered {revision}"),
-            Event::DeploymentStarted { id } => format!(
-                "{stamp}: deployment {} started",
-                id.as_deref().unwrap_or("(id not reported)")
-            ),
+            Event::Registered { revision } => match self.words {
+                Vocabulary::Ecs => format!("{stamp}: registered {revision}"),
+                Vocabulary::Kubernetes => {
+                    format!("{stamp}: new pod template revision {revision}")
+                }
+            },
+            Event::DeploymentStarted { id } => match (self.words, id) {
+                (Vocabulary::Kubernetes, _) => format!("{stamp}: applied; rollout started"),
+                (Vocabulary::Ecs, id) => format!(
+                    "{stamp}: deployment {} started",
+                    id.as_deref().unwrap_or("(id not reported)")
+                ),
+            },
             Event::Progress {
                 running,
                 pending,

@@ -62,9 +62,11 @@ pub struct ServiceEvent {
     pub message: String,
 }
 
-/// A task or pod that stopped, and why.
+/// A task or pod that stopped (or will not start), and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoppedTask {
+    /// What it is, as the report names it: `stopped task` (ECS), `pod`, `ReplicaSet`.
+    pub what: String,
     pub id: String,
     pub reason: String,
     pub stop_code: Option<String>,
@@ -633,7 +635,7 @@ impl Rolling {
                 },
                 Input::CommandFailed(e),
             ) => {
-                details.push(format!("(could not read stopped tasks: {e})"));
+                details.push(format!("(could not read the failure's reasons: {e})"));
                 Self::finish(Outcome::Failed { failure, details })
             }
             // Cleaning up is housekeeping: its failure does not fail a successful deploy.
@@ -855,7 +857,8 @@ fn describe_stopped(t: &StoppedTask) -> String {
         })
         .collect();
     format!(
-        "stopped task {}: {}{}{}",
+        "{} {}: {}{}{}",
+        t.what,
         t.id,
         t.reason,
         t.stop_code

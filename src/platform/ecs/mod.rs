@@ -398,6 +398,7 @@ impl Platform for Ecs {
             .filter(|t| t.started_by().is_none_or(|s| s == deployment))
             .take(5)
             .map(|t| StoppedTask {
+                what: "stopped task".into(),
                 id: t
                     .task_arn()
                     .and_then(|a| a.rsplit('/').next())

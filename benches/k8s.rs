@@ -1,0 +1,124 @@
+//! Kubernetes figures on the real control plane (scripts/k8s-up, with the tests' fake
+//! kubelet making pods Ready):
+//!
+//! 1. Control plane start-up: `scripts/k8s-up` until `/readyz` answers and the controller
+//!    manager is healthy (the script measures it; printed here).
+//! 2. Detection latency of a finished rollout: the release binary deploys a new image with
+//!    the default 5 s poll while this harness watches the Deployment every 20 ms; the latency
+//!    is the time from the moment the Deployment is complete (`kubectl rollout status`'s
+//!    rule: observed generation current, every replica updated and available, no old ones
+//!    left) to the moment the binary exits. Target: at most one poll interval.
+//!
+//! Run: `cargo bench --bench k8s` (or scripts/bench). Needs go to build the control plane
+//! once (scripts/k8s-build).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+
+const RUNS: usize = 6;
+
+fn complete(d: &Deployment) -> bool {
+    let (Some(spec), Some(st)) = (d.spec.as_ref(), d.status.as_ref()) else {
+        return false;
+    };
+    let want = spec.replicas.unwrap_or(1);
+    st.observed_generation >= d.metadata.generation
+        && st.updated_replicas == Some(want)
+        && st.available_replicas == Some(want)
+        && st.replicas == Some(want)
+}
+
+fn main() {
+    let started = Instant::now();
+    let Some(cluster) = common::k8s::cluster() else {
+        eprintln!("the control plane could not be started; see above");
+        std::process::exit(1);
+    };
+    println!(
+        "control plane: started (build check + start) in {:.1} s; the script's own start-up figure is in its line above",
+        started.elapsed().as_secs_f64()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::example()).unwrap();
+    let at = text.find("  production-k8s:").unwrap();
+    let (head, k8s) = text.split_at(at);
+    let s = k8s.find("    strategy:").unwrap();
+    let e = k8s.find("    env:").unwrap();
+    let k8s = format!(
+        "{}    strategy:\n      rolling:\n        progress_deadline: 120s\n{}",
+        &k8s[..s],
+        &k8s[e..]
+    )
+    .replace(
+        "      namespace: movieverse\n",
+        "      namespace: bench\n      create_namespace: true\n",
+    );
+    std::fs::write(dir.path().join("deploy.yml"), format!("{head}{k8s}")).unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt.block_on(common::k8s::client(&cluster.kubeconfig));
+    let api: Api<Deployment> = Api::namespaced(client, "bench");
+    let mut latencies = Vec::new();
+    println!(
+        "method: {RUNS} deploys of a new image (5 replicas, max surge 1, pods Ready {} ms after creation), poll 5 s; Deployment watched every 20 ms",
+        common::k8s::START_DELAY.as_millis()
+    );
+    for i in 0..RUNS {
+        let image = format!("registry.test/movieverse:bench-{i}");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_movieverse-deploy"))
+            .current_dir(dir.path())
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("CI", "true")
+            .env("GITHUB_SHA", common::SHA)
+            .env("GITHUB_REF", "refs/heads/main")
+            .args(["deploy", "--env", "production-k8s", "--image", &image])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        let mut done_at: Option<Instant> = None;
+        let exit = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break (Instant::now(), status);
+            }
+            if done_at.is_none() {
+                let d = rt.block_on(api.get_opt("movieverse")).unwrap();
+                let ours = d.as_ref().is_some_and(|d| {
+                    d.spec
+                        .as_ref()
+                        .and_then(|s| s.template.spec.as_ref())
+                        .is_some_and(|p| p.containers[0].image.as_deref() == Some(image.as_str()))
+                });
+                if ours && d.as_ref().is_some_and(complete) {
+                    done_at = Some(Instant::now());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(exit.1.success(), "deploy {i} failed");
+        let done = done_at.expect("the rollout was seen complete before the deploy exited");
+        let latency = exit.0.duration_since(done);
+        println!(
+            "run {i}: rollout complete after {:5.2} s, deploy exited {:5.2} s later",
+            done.duration_since(t0).as_secs_f64(),
+            latency.as_secs_f64()
+        );
+        latencies.push(latency);
+    }
+    latencies.sort();
+    println!(
+        "detection latency: median {:.2} s, max {:.2} s (poll interval 5 s; target: at most one poll)",
+        latencies[RUNS / 2].as_secs_f64(),
+        latencies[RUNS - 1].as_secs_f64()
+    );
+}
