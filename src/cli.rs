@@ -60,24 +60,41 @@ pub enum Command {
     Render(RenderArgs),
 
     /// The dry run: the image that would be built, each artifact in one line, and the
-    /// strategy timeline with its rollback triggers. Changes nothing; makes no network call.
+    /// strategy timeline with its rollback triggers. Changes nothing; makes no network call
+    /// (with --server-dry-run, asks the Kubernetes API server for a dry run).
     #[command(
         after_help = "Examples:\n  movieverse-deploy plan --env all\n  movieverse-deploy plan --env production --output json"
     )]
     Plan(PlanArgs),
 
-    /// Deploy an environment: register the task definition if it changed, update the service,
-    /// apply auto scaling, and wait for this deployment to complete or fail.
+    /// Deploy an environment: on ECS, register the task definition if it changed, update the
+    /// service, apply auto scaling; on Kubernetes, server-side apply the manifests; then wait
+    /// for this deployment to complete or fail.
     #[command(
         after_help = "Examples:\n  movieverse-deploy deploy --env staging\n  movieverse-deploy deploy --env staging --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:…\n  movieverse-deploy deploy --env staging --no-wait\n\nA rerun with the same input registers nothing and starts no deployment.\nOn SIGINT/SIGTERM the service is put back on its previous revision\n(strategy `on_cancel: rollback`, the default) and the exit code is 130."
     )]
     Deploy(DeployArgs),
 
+    /// Build the image and push it to ECR; skipped when this commit's image is already
+    /// there. Prints `image=` (by digest), `digest=` and `tags=`, also as step outputs.
+    #[command(
+        after_help = "Examples:\n  movieverse-deploy build\n  movieverse-deploy build --no-push --builder buildah\n\nBuilders: docker buildx where a Docker daemon answers, otherwise buildah,\notherwise podman. Credentials come from ecr:GetAuthorizationToken and reach the\nbuilder through a temporary auth file, never a command line.\n\nExit codes: 0 built (or already there), 1 the build failed, 2 invalid input or a tag\nconflict (nothing uploaded), 3 the registry, AWS or the builder failed us."
+    )]
+    Build(BuildArgs),
+
+    /// Point new tags at an existing image, or copy it to another repository or registry,
+    /// by digest and without rebuilding.
+    #[command(
+        after_help = "Examples:\n  movieverse-deploy promote --image movieverse:sha-4f2b9c1 --to-tag production\n  movieverse-deploy promote --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:… \\\n      --to-repository movieverse-prod --to-tag v1.4.0\n\nWithin a repository no layer moves (one manifest read and write per tag). To another\nrepository of the same registry, blobs are mounted; to another registry, the missing\nones are uploaded, several at once. Image indexes are copied with every platform."
+    )]
+    Promote(PromoteArgs),
+
     /// Show an environment's services: revision, deployments and their rollout state.
     #[command(after_help = "Example:\n  movieverse-deploy status --env staging")]
     Status(EnvArgs),
 
-    /// Put an environment's services back on the previous task definition revision and wait.
+    /// Put an environment's services back on the previous task definition revision (or the
+    /// Deployment on the previous `ReplicaSet`'s template) and wait.
     #[command(after_help = "Example:\n  movieverse-deploy rollback --env staging")]
     Rollback(WaitArgs),
 
@@ -179,4 +196,44 @@ pub struct DeployArgs {
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration ({e}); write for example 90s, 5m or 1h"))
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Check that this environment exists (the image is the same for every environment).
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: Option<String>,
+
+    /// Push to ECR (the default).
+    #[arg(long, overrides_with = "no_push")]
+    pub push: bool,
+
+    /// Build locally only: no AWS call, no push.
+    #[arg(long)]
+    pub no_push: bool,
+
+    /// The builder to use instead of the first that works of docker buildx, buildah, podman.
+    #[arg(long, value_enum)]
+    pub builder: Option<crate::image::builder::BuilderKind>,
+
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The image: `repo:tag`, `repo@sha256:…`, or with its registry `host/repo…`.
+    #[arg(long, value_name = "REF")]
+    pub image: String,
+
+    /// A tag to point at the image (repeatable).
+    #[arg(long = "to-tag", value_name = "TAG", required = true)]
+    pub to_tags: Vec<String>,
+
+    /// Copy to this repository (`name` in the same registry, or `host/name` elsewhere).
+    #[arg(long, value_name = "REPO")]
+    pub to_repository: Option<String>,
+
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }

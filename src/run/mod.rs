@@ -13,6 +13,7 @@ use crate::plan::{self, Style};
 use crate::render::{self, Rendered, Renderer};
 
 mod deploy;
+mod image;
 
 /// Why a command failed, and so its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +106,14 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Deploy(args) => {
             let loaded = config::load(&cli.config)?;
             deploy::deploy(&loaded, &args)
+        }
+        Command::Build(args) => {
+            let loaded = config::load(&cli.config)?;
+            image::build(&loaded, &args)
+        }
+        Command::Promote(args) => {
+            let loaded = config::load(&cli.config)?;
+            image::promote(&loaded, &args)
         }
         Command::Status(args) => {
             let loaded = config::load(&cli.config)?;

@@ -4,6 +4,7 @@
 
 pub mod k8s;
 pub mod moto;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -1,5 +1,60 @@
-//! Image tags, computed the way docker/metadata-action users expect. Pure: the commit comes in
-//! as [`GitInfo`]. (Building and pushing arrive with the images issue.)
+//! Images: tags computed the way docker/metadata-action users expect (pure: the commit comes
+//! in as [`GitInfo`]), the builders ([`builder`]), the ECR control plane ([`ecr`]) and the
+//! registry data plane ([`registry`]).
+
+pub mod builder;
+pub mod ecr;
+pub mod registry;
+
+use crate::strategy::rolling::{ErrorKind, PlatformError};
+use registry::{RegistryError, RegistryErrorKind};
+
+/// Why `build` or `promote` failed, and so the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// Bad input, or remote state that conflicts with it (an immutable tag elsewhere): exit 2,
+    /// nothing uploaded.
+    #[error("error: {message}\n  = help: {help}")]
+    Invalid { message: String, help: String },
+    /// A service or the machine failed us: exit 3.
+    #[error("error: {message}")]
+    Environment { message: String },
+    /// The build itself failed: exit 1.
+    #[error("error: the build failed: {message}")]
+    BuildFailed { message: String },
+    #[error("error: {0}")]
+    Registry(#[from] RegistryError),
+}
+
+impl ImageError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ImageError::Invalid { .. } => 2,
+            ImageError::Environment { .. } => 3,
+            ImageError::BuildFailed { .. } => 1,
+            ImageError::Registry(e) => match e.kind {
+                RegistryErrorKind::Denied | RegistryErrorKind::Unavailable => 3,
+                RegistryErrorKind::NotFound | RegistryErrorKind::Rejected => 2,
+            },
+        }
+    }
+
+    /// An AWS API failure.
+    pub fn aws(e: &PlatformError) -> Self {
+        match e.kind {
+            ErrorKind::Invalid => ImageError::Invalid {
+                message: e.to_string(),
+                help: "check the values in deploy.yml".into(),
+            },
+            ErrorKind::Permission => ImageError::Environment {
+                message: format!("{e}; check the AWS identity and its ECR permissions"),
+            },
+            _ => ImageError::Environment {
+                message: e.to_string(),
+            },
+        }
+    }
+}
 
 use crate::config::{Config, TagRule};
 use crate::git::GitInfo;

@@ -1,0 +1,132 @@
+//! A real OCI registry for one test: Debian's `docker-registry` on a free loopback port,
+//! optionally with htpasswd basic auth, waited for and killed on drop. Its access log counts
+//! the requests it served, independently of our own counters.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct LocalRegistry {
+    child: Child,
+    pub host: String,
+    dir: tempfile::TempDir,
+}
+
+/// `docker-registry` from PATH or /usr/bin; outside CI a missing one skips the test.
+fn binary() -> Option<PathBuf> {
+    for p in ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"] {
+        if std::path::Path::new(p).is_file() {
+            return Some(p.into());
+        }
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the tests through scripts/test, which installs docker-registry"
+    );
+    eprintln!("SKIPPED: docker-registry is not installed; run scripts/install-tools");
+    None
+}
+
+impl LocalRegistry {
+    /// `login`: (user, password) that the registry requires, or none.
+    pub fn start(login: Option<(&str, &str)>) -> Option<Self> {
+        let bin = binary()?;
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = login {
+            let hash = bcrypt::hash(password, 5).unwrap();
+            std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+            config = format!(
+                "{config}auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            );
+        }
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry starts");
+        let reg = Self {
+            child,
+            host: format!("127.0.0.1:{port}"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                .arg(format!("http://{}/v2/", reg.host))
+                .output()
+                .is_ok_and(|o| {
+                    let code = String::from_utf8_lossy(&o.stdout).to_string();
+                    code == "200" || code == "401"
+                });
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "docker-registry did not answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(reg)
+    }
+
+    /// Requests the registry has served so far (its access log).
+    pub fn requests(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.contains("\"GET ")
+                    || l.contains("\"HEAD ")
+                    || l.contains("\"PUT ")
+                    || l.contains("\"POST ")
+                    || l.contains("\"PATCH ")
+                    || l.contains("\"DELETE ")
+            })
+            .count()
+    }
+
+    /// `skopeo inspect` (an independent client) of `repo:tag`, as JSON.
+    pub fn inspect(
+        &self,
+        reference: &str,
+        creds: Option<(&str, &str)>,
+        raw: bool,
+    ) -> Option<serde_json::Value> {
+        let mut cmd = Command::new("skopeo");
+        cmd.arg("inspect").arg("--tls-verify=false");
+        if raw {
+            cmd.arg("--raw");
+        }
+        if let Some((u, p)) = creds {
+            cmd.arg("--creds").arg(format!("{u}:{p}"));
+        }
+        let out = cmd
+            .arg(format!("docker://{}/{reference}", self.host))
+            .output()
+            .expect("skopeo runs");
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("skopeo prints JSON"))
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,483 @@
+//! `build` and `promote` end to end: the real binary, buildah building a `FROM scratch` image
+//! from a Containerfile, moto as the ECR control plane (login, repository), Debian's
+//! `docker-registry` as the registry the pushes and copies really go to (with htpasswd auth
+//! matching moto's ECR token), and `skopeo inspect` checking independently what landed.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::Path;
+
+use common::moto::Moto;
+use common::registry::LocalRegistry;
+use common::{Run, SHA};
+
+/// moto's ECR token for the default account is `AWS:<account>-auth-token`.
+const USER: &str = "AWS";
+const PASSWORD: &str = "123456789012-auth-token";
+const CREDS: Option<(&str, &str)> = Some((USER, PASSWORD));
+
+struct Bed {
+    moto: Moto,
+    registry: LocalRegistry,
+    dir: tempfile::TempDir,
+}
+
+/// The example's deploy.yml in a directory with a Containerfile, with `image:` lines changed
+/// by `edit`.
+fn bed(edit: &dyn Fn(String) -> String) -> Option<Bed> {
+    let moto = Moto::start()?;
+    let registry = LocalRegistry::start(CREDS)?;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "hello from movieverse\n").unwrap();
+    std::fs::write(
+        dir.path().join("Containerfile"),
+        "FROM scratch\nCOPY hello.txt /hello.txt\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(common::example()).unwrap();
+    std::fs::write(dir.path().join("deploy.yml"), edit(text)).unwrap();
+    Some(Bed {
+        moto,
+        registry,
+        dir,
+    })
+}
+
+fn mvd(bed: &Bed, sha: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+    let mut cmd = common::bin();
+    cmd.current_dir(bed.dir.path())
+        .env("CI", "true")
+        .env("GITHUB_SHA", sha)
+        .env(
+            "MVD_ECR_REGISTRY_ENDPOINT",
+            format!("http://{}", bed.registry.host),
+        );
+    for (k, v) in bed.moto.env() {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    Run::from(&cmd.args(args).output().unwrap())
+}
+
+fn output(run: &Run, key: &str) -> String {
+    run.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in\n{}", run.dump()))
+        .to_owned()
+}
+
+fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.dump()))
+}
+
+fn digest_of(reg: &LocalRegistry, reference: &str) -> Option<String> {
+    reg.inspect(reference, CREDS, false)
+        .map(|v| v["Digest"].as_str().unwrap().to_owned())
+}
+
+const OTHER_SHA: &str = "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_pushes_a_rerun_skips_and_an_immutable_tag_conflict_uploads_nothing() {
+    let Some(bed) = bed(&|t| t) else { return };
+
+    let r = mvd(&bed, SHA, &["build"], &[]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let digest = output(&r, "digest");
+    assert_eq!(
+        output(&r, "image"),
+        format!("{}/movieverse@{digest}", bed.registry.host)
+    );
+    assert_eq!(output(&r, "tags"), "sha-4f2b9c1,main");
+    // What landed, seen by skopeo.
+    let seen = bed
+        .registry
+        .inspect("movieverse:sha-4f2b9c1", CREDS, false)
+        .expect("the commit tag exists");
+    assert_eq!(seen["Digest"], digest.as_str());
+    assert_eq!(seen["Labels"]["org.opencontainers.image.revision"], SHA);
+    assert_eq!(
+        digest_of(&bed.registry, "movieverse:main"),
+        Some(digest.clone())
+    );
+    // The repository was created as deploy.yml asks.
+    let ecr = aws_sdk_ecr::Client::new(&bed.moto.sdk_config().await);
+    let repo = ecr
+        .describe_repositories()
+        .repository_names("movieverse")
+        .send()
+        .await
+        .unwrap()
+        .repositories()[0]
+        .clone();
+    assert_eq!(
+        repo.image_tag_mutability(),
+        Some(&aws_sdk_ecr::types::ImageTagMutability::Immutable)
+    );
+    assert_eq!(
+        repo.image_scanning_configuration()
+            .map(aws_sdk_ecr::types::ImageScanningConfiguration::scan_on_push),
+        Some(true)
+    );
+
+    // A rerun of the same commit: nothing built, nothing uploaded, the same digest.
+    let before = bed.registry.requests();
+    let r = mvd(&bed, SHA, &["build", "--output", "json"], &[]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let out = json(&r);
+    assert_eq!(out["digest"], digest.as_str());
+    assert_eq!(out["built"], false);
+    assert_eq!(out["bytes_uploaded"], 0);
+    assert_eq!(out["aws_calls"], 1, "GetAuthorizationToken only");
+    assert!(
+        r.stderr.contains("skipping the build and the push"),
+        "{}",
+        r.dump()
+    );
+    let served = bed.registry.requests() - before;
+    assert!(
+        served <= 6,
+        "the registry served {served} requests on a rerun"
+    );
+
+    // A new commit: `main` is taken by the first image and tags are IMMUTABLE.
+    let r = mvd(&bed, OTHER_SHA, &["build"], &[]);
+    assert_eq!(r.code, 2, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("tag `main` of `movieverse` already points at")
+            && r.stderr.contains("IMMUTABLE")
+            && r.stderr.contains("nothing was uploaded"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(digest_of(&bed.registry, "movieverse:sha-9a8b7c6"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_retags_in_place_mounts_within_a_registry_and_copies_across() {
+    let Some(bed) = bed(&|t| t) else { return };
+    let r = mvd(&bed, SHA, &["build"], &[]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let digest = output(&r, "digest");
+
+    // Same repository: no layer moves.
+    let r = mvd(
+        &bed,
+        SHA,
+        &[
+            "promote",
+            "--image",
+            "movieverse:sha-4f2b9c1",
+            "--to-tag",
+            "production",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert_eq!(json(&r)["bytes_uploaded"], 0);
+    assert_eq!(
+        digest_of(&bed.registry, "movieverse:production"),
+        Some(digest.clone())
+    );
+    // Again: the tag already points there.
+    let r = mvd(
+        &bed,
+        SHA,
+        &[
+            "promote",
+            "--image",
+            &format!("movieverse@{digest}"),
+            "--to-tag",
+            "production",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stderr.contains("already points at"), "{}", r.dump());
+
+    // Another repository of the same registry: blobs are mounted, not uploaded.
+    let r = mvd(
+        &bed,
+        SHA,
+        &[
+            "promote",
+            "--image",
+            "movieverse:production",
+            "--to-repository",
+            "movieverse-prod",
+            "--to-tag",
+            "v1",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let out = json(&r);
+    assert_eq!(out["bytes_uploaded"], 0, "{}", r.dump());
+    assert!(out["blobs_mounted"].as_u64().unwrap() >= 2, "{}", r.dump());
+    assert_eq!(
+        digest_of(&bed.registry, "movieverse-prod:v1"),
+        Some(digest.clone())
+    );
+
+    // Another registry: uploaded, the same digest.
+    let mirror = LocalRegistry::start(None).unwrap();
+    let r = mvd(
+        &bed,
+        SHA,
+        &[
+            "promote",
+            "--image",
+            "movieverse:production",
+            "--to-repository",
+            &format!("{}/mirror", mirror.host),
+            "--to-tag",
+            "v1",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        json(&r)["bytes_uploaded"].as_u64().unwrap() > 0,
+        "{}",
+        r.dump()
+    );
+    assert_eq!(
+        mirror
+            .inspect("mirror:v1", None, false)
+            .map(|v| v["Digest"].as_str().unwrap().to_owned()),
+        Some(digest.clone())
+    );
+
+    // Under immutability, a tag at another digest is refused before anything moves.
+    let text = std::fs::read_to_string(bed.dir.path().join("deploy.yml"))
+        .unwrap()
+        .replace("  tags: [sha, branch, semver, pr]\n", "  tags: [sha]\n");
+    std::fs::write(bed.dir.path().join("deploy.yml"), text).unwrap();
+    std::fs::write(bed.dir.path().join("hello.txt"), "a second image\n").unwrap();
+    let r = mvd(&bed, OTHER_SHA, &["build"], &[]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let r = mvd(
+        &bed,
+        SHA,
+        &[
+            "promote",
+            "--image",
+            "movieverse:sha-9a8b7c6",
+            "--to-tag",
+            "production",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("tag `production` of `movieverse` already points at"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(
+        digest_of(&bed.registry, "movieverse:production"),
+        Some(digest)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_platform_index_is_built_and_copied_with_every_platform() {
+    let Some(bed) = bed(&|t| {
+        t.replace(
+            "  platforms: [linux/amd64]\n",
+            "  platforms: [linux/amd64, linux/arm64]\n",
+        )
+    }) else {
+        return;
+    };
+    let r = mvd(&bed, SHA, &["build"], &[]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let digest = output(&r, "digest");
+    let raw = bed
+        .registry
+        .inspect(&format!("movieverse@{digest}"), CREDS, true)
+        .unwrap();
+    let mut platforms: Vec<String> = raw["manifests"]
+        .as_array()
+        .expect("an index")
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap().to_owned())
+        .collect();
+    platforms.sort();
+    assert_eq!(platforms, ["amd64", "arm64"], "{raw}");
+
+    let mirror = LocalRegistry::start(None).unwrap();
+    let r = mvd(
+        &bed,
+        SHA,
+        &[
+            "promote",
+            "--image",
+            &format!("movieverse@{digest}"),
+            "--to-repository",
+            &format!("{}/mirror", mirror.host),
+            "--to-tag",
+            "v1",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let copied = mirror.inspect("mirror:v1", None, true).unwrap();
+    assert_eq!(copied, raw, "the index is copied byte for byte");
+    for m in raw["manifests"].as_array().unwrap() {
+        let d = m["digest"].as_str().unwrap();
+        assert!(
+            mirror
+                .inspect(&format!("mirror@{d}"), None, false)
+                .is_some(),
+            "platform manifest {d}"
+        );
+    }
+}
+
+/// An HTTP server on loopback that answers every request with 503.
+fn always_503() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(200) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    host
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_refusals_missing_images_and_outages_are_reported() {
+    let Some(bed) = bed(&|t| t) else { return };
+    // 401: a registry whose password is not the ECR token.
+    let strict = LocalRegistry::start(Some((USER, "another-password"))).unwrap();
+    let r = mvd(
+        &bed,
+        SHA,
+        &["build"],
+        &[(
+            "MVD_ECR_REGISTRY_ENDPOINT",
+            &format!("http://{}", strict.host),
+        )],
+    );
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr.contains("the registry refused the credentials"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        !r.stderr.contains(PASSWORD) && !r.stdout.contains(PASSWORD),
+        "the token is never printed"
+    );
+
+    // 404: promoting an image that is not there.
+    let r = mvd(
+        &bed,
+        SHA,
+        &["promote", "--image", "movieverse:nope", "--to-tag", "x"],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{}", r.dump());
+    assert!(r.stderr.contains("there is no image"), "{}", r.dump());
+
+    // 5xx: the registry is down.
+    let down = always_503();
+    let r = mvd(
+        &bed,
+        SHA,
+        &["build"],
+        &[("MVD_ECR_REGISTRY_ENDPOINT", &format!("http://{down}"))],
+    );
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr.contains("503") || r.stderr.contains("did not answer"),
+        "{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn a_missing_containerfile_is_an_input_error_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::example(), dir.path().join("deploy.yml")).unwrap();
+    let r = common::run(&["build", "--no-push"], dir.path());
+    assert_eq!(r.code, 2, "{}", r.dump());
+    assert!(r.stderr.contains("deploy.yml:"), "{}", r.dump());
+    assert!(
+        r.stderr.contains("Containerfile") && r.stderr.contains("does not exist"),
+        "{}",
+        r.dump()
+    );
+}
+
+#[test]
+fn no_builder_says_which_were_tried_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::example(), dir.path().join("deploy.yml")).unwrap();
+    std::fs::write(dir.path().join("Containerfile"), "FROM scratch\n").unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let out = common::bin()
+        .current_dir(dir.path())
+        .env("PATH", empty.path())
+        .args(["build", "--no-push"])
+        .output()
+        .unwrap();
+    let r = Run::from(&out);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    for tried in [
+        "docker buildx: ",
+        "buildah: `buildah` is not on PATH",
+        "podman: `podman` is not on PATH",
+    ] {
+        assert!(r.stderr.contains(tried), "{tried}\n{}", r.dump());
+    }
+    let r = common::run(&["build", "--no-push", "--builder", "podman"], dir.path());
+    if r.code == 3 {
+        assert!(r.stderr.contains("podman:"), "{}", r.dump());
+        assert!(
+            !r.stderr.contains("buildah:"),
+            "only the forced one is tried\n{}",
+            r.dump()
+        );
+    }
+}
+
+#[test]
+fn build_without_push_needs_no_cloud() {
+    if Path::new("/usr/bin/buildah").exists() || std::env::var_os("CI").is_some() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(common::example(), dir.path().join("deploy.yml")).unwrap();
+        std::fs::write(dir.path().join("hello.txt"), "hi\n").unwrap();
+        std::fs::write(
+            dir.path().join("Containerfile"),
+            "FROM scratch\nCOPY hello.txt /\n",
+        )
+        .unwrap();
+        let r = common::run(&["build", "--no-push", "--builder", "buildah"], dir.path());
+        assert_eq!(r.code, 0, "{}", r.dump());
+        assert!(
+            r.stdout
+                .starts_with("local=localhost/movieverse-deploy-build:"),
+            "{}",
+            r.dump()
+        );
+    }
+}
