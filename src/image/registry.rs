@@ -183,6 +183,10 @@ impl Registry {
                 ClientProtocol::Https
             },
             max_concurrent_upload: PARALLEL_BLOBS,
+            // POST then one streaming PUT per blob. ECR acknowledges a second PATCH of a
+            // chunked upload but drops its body (aws/containers-roadmap#2831), and one PUT is
+            // also what skopeo does: fewer round trips.
+            use_monolithic_push: true,
             ..ClientConfig::default()
         };
         Self {

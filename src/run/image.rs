@@ -457,9 +457,23 @@ pub fn promote(loaded: &Loaded, args: &PromoteArgs) -> Result<(), Error> {
                 "copy {}/{src_repo}@{digest} to {}/{dst_repo}",
                 src.host, dst.host
             ));
-            let progress = |line: &str| eprintln!("  {line}");
+            // A live line on a terminal; one plain line per blob in CI and in logs.
+            let live = (std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("CI").is_none())
+            .then(|| {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                bar
+            });
+            let progress = |line: &str| match &live {
+                Some(bar) => bar.set_message(line.to_owned()),
+                None => eprintln!("  {line}"),
+            };
             let copied =
                 registry::copy(&src, &src_repo, &digest, &dst, &dst_repo, &todo, &progress).await;
+            if let Some(bar) = &live {
+                bar.finish_and_clear();
+            }
             report::end_group();
             copied?;
             eprintln!("copied {digest} to {}/{dst_repo} ({})", dst.host, dst.stats);
