@@ -191,6 +191,11 @@ pub struct DeployArgs {
     /// The image to deploy (`repo@sha256:…` from `build`); default: the commit's first tag.
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
+
+    /// Also write the pull request report (the comment's Markdown) to FILE: what the PR
+    /// would show, from a laptop.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

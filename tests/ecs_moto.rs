@@ -15,18 +15,7 @@ use common::{Run, SHA};
 /// The example, pointed at the moto world's subnets, security group and target group, with a
 /// short revision history so clean-up is visible.
 fn config(dir: &Path, moto: &Moto) {
-    let ids: serde_json::Value = serde_json::from_str(&moto.world(&["setup"])).unwrap();
-    let text = std::fs::read_to_string(common::example())
-        .unwrap()
-        .replace("subnet-0a11c0de00000011", ids["subnets"][0].as_str().unwrap())
-        .replace("subnet-0a11c0de00000012", ids["subnets"][1].as_str().unwrap())
-        .replace("sg-0ecs5000fromalb0001", ids["security_group"].as_str().unwrap())
-        .replace(
-            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-staging/0123456789abcdef",
-            ids["target_group"].as_str().unwrap(),
-        )
-        .replacen("        revision_history: 10\n", "        revision_history: 3\n", 1);
-    std::fs::write(dir.join("deploy.yml"), text).unwrap();
+    moto.staging_config(dir);
 }
 
 fn mvd(moto: &Moto, dir: &Path, args: &[&str]) -> Run {

@@ -251,6 +251,13 @@ pub struct Environment {
     /// The environment's public URL, shown in reports.
     #[serde(default)]
     pub url: Option<String>,
+    /// A short-lived preview environment: its GitHub deployments are transient.
+    #[serde(default)]
+    pub preview: bool,
+    /// A production environment (GitHub's `production_environment`); by default, when the
+    /// name starts with `prod`.
+    #[serde(default)]
+    pub production: Option<bool>,
     /// Where this environment's Datadog API key lives, over `datadog.api_key_secret` (a
     /// Kubernetes environment names a `secret-name/key`, an ECS one an ARN).
     #[serde(default)]

@@ -2,6 +2,8 @@
 //! plain lines in CI); the GitHub reporter (PR comment, deployments, summary) consumes the same
 //! events. The GitHub Actions workflow commands used everywhere are here.
 
+pub mod github;
+pub mod github_api;
 pub mod terminal;
 
 use std::io::Write as _;

@@ -324,9 +324,15 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
         on_cancel: rolling.on_cancel,
         no_wait: args.wait.no_wait,
     };
+    let git = crate::git::GitInfo::discover(&loaded.source.dir);
+    let image = args
+        .image
+        .clone()
+        .unwrap_or_else(|| crate::render::default_image(&loaded.config, &git));
     let rt = runtime()?;
     let outcomes = rt.block_on(async {
         let platform = platform(loaded, name).await?;
+        let reporting = super::github::Reporting::begin(loaded, name, &git.sha, git.pr).await;
         let started = unix_now();
         let units = specs
             .into_iter()
@@ -335,7 +341,11 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
                 spec,
             })
             .collect();
-        Ok::<_, Error>(on_platform!(&platform, p => run_machines(p, units, name, &args.wait, words(loaded, name)).await))
+        let outcomes = on_platform!(&platform, p => run_machines(p, units, name, &args.wait, words(loaded, name)).await);
+        reporting
+            .finish(loaded, &image, &outcomes, args.report.as_deref())
+            .await;
+        Ok::<_, Error>(outcomes)
     })?;
     conclude(name, &outcomes)
 }

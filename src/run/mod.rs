@@ -13,6 +13,7 @@ use crate::plan::{self, Style};
 use crate::render::{self, Rendered, Renderer};
 
 mod deploy;
+mod github;
 mod image;
 
 /// Why a command failed, and so its exit code.

@@ -74,6 +74,23 @@ impl Moto {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Writes `dir/deploy.yml`: the example, pointed at this moto world's subnets, security
+    /// group and target group (made here), with a revision history of 3.
+    pub fn staging_config(&self, dir: &std::path::Path) {
+        let ids: serde_json::Value = serde_json::from_str(&self.world(&["setup"])).unwrap();
+        let text = std::fs::read_to_string(super::example())
+            .unwrap()
+            .replace("subnet-0a11c0de00000011", ids["subnets"][0].as_str().unwrap())
+            .replace("subnet-0a11c0de00000012", ids["subnets"][1].as_str().unwrap())
+            .replace("sg-0ecs5000fromalb0001", ids["security_group"].as_str().unwrap())
+            .replace(
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-staging/0123456789abcdef",
+                ids["target_group"].as_str().unwrap(),
+            )
+            .replacen("        revision_history: 10\n", "        revision_history: 3\n", 1);
+        std::fs::write(dir.join("deploy.yml"), text).unwrap();
+    }
+
     /// The variables that point the AWS SDK (ours and the binary's) at this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -1,0 +1,399 @@
+//! Reporting to GitHub: snapshots of the comment and summary; the real binary against a
+//! stateful fake of GitHub's API (the sticky comment found again and updated, never
+//! duplicated, not rewritten when nothing changed; deployments and statuses; a fork's
+//! read-only token); and every request the client sends validated by Prism against GitHub's
+//! own `OpenAPI` description. Planted secrets never appear in any output.
+
+mod common;
+
+use std::path::Path;
+
+use common::github::{Fake, Prism};
+use common::moto::Moto;
+use common::{Run, SHA};
+use movieverse_deploy::report::github::{self, CanaryStep, EnvReport, Report, State};
+use movieverse_deploy::report::github_api::{CommentAction, GitHub, Target};
+
+const TOKEN: &str = "ghs_PLANTEDsecretTOKEN0123456789abcdef";
+const MARKER: &str = "<!-- movieverse-deploy:movieverse -->";
+
+fn env_row(name: &str, state: State) -> EnvReport {
+    EnvReport {
+        name: name.into(),
+        target: "ecs".into(),
+        strategy: "rolling".into(),
+        image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
+        revision: Some("arn:aws:ecs:us-east-1:123456789012:task-definition/movieverse-staging:12".into()),
+        state,
+        phase: "rolled out".into(),
+        duration_secs: 184,
+        links: vec![(
+            "ECS service".into(),
+            "https://us-east-1.console.aws.amazon.com/ecs/v2/clusters/movieverse-staging/services/movieverse-app/deployments?region=us-east-1".into(),
+        )],
+        failure: None,
+        details: vec![],
+        canary: vec![],
+    }
+}
+
+fn report(envs: Vec<EnvReport>) -> Report {
+    Report {
+        app: "movieverse".into(),
+        commit: SHA.into(),
+        run_url: Some("https://github.com/movieverse/app/actions/runs/77".into()),
+        environments: envs,
+    }
+}
+
+fn snapshot_settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.add_filter(
+        r"<!-- movieverse-deploy-state:[A-Za-z0-9+/=]+ -->",
+        "<!-- movieverse-deploy-state:[state] -->",
+    );
+    s
+}
+
+#[test]
+fn comment_snapshots_success_failure_and_canary() {
+    let settings = snapshot_settings();
+    let _guard = settings.bind_to_scope();
+    insta::assert_snapshot!(
+        "comment_success",
+        github::comment(&report(vec![env_row("staging", State::Succeeded)]))
+    );
+
+    let mut failed = env_row("staging", State::RolledBack);
+    failed.phase = "failed".into();
+    failed.revision = None;
+    failed.failure = Some("the platform rolled the deployment back: ECS deployment circuit breaker: tasks failed to start.".into());
+    failed.details = vec![
+        "service event: (service movieverse-app) has started 1 tasks: (task 7f3a).".into(),
+        "stopped task 7f3a: Essential container in task exited [EssentialContainerExited]; movieverse-app exit 137 (OutOfMemoryError)".into(),
+    ];
+    insta::assert_snapshot!("comment_failure", github::comment(&report(vec![failed])));
+
+    let mut canary = env_row("production-k8s", State::InProgress);
+    canary.target = "kubernetes".into();
+    canary.strategy = "canary".into();
+    canary.revision = Some("movieverse@c06db058bd8d".into());
+    canary.phase = "weight 50 %".into();
+    canary.links = vec![];
+    canary.canary = vec![
+        CanaryStep {
+            weight: 10,
+            metrics: vec![
+                ("success-rate".into(), Some(99.8), true),
+                ("p99-latency-ms".into(), Some(212.0), true),
+            ],
+        },
+        CanaryStep {
+            weight: 25,
+            metrics: vec![
+                ("success-rate".into(), Some(99.6), true),
+                ("p99-latency-ms".into(), Some(240.0), true),
+            ],
+        },
+        CanaryStep {
+            weight: 50,
+            metrics: vec![
+                ("success-rate".into(), None, false),
+                ("p99-latency-ms".into(), Some(251.0), true),
+            ],
+        },
+    ];
+    let body = github::comment(&report(vec![canary]));
+    assert!(body.contains("```mermaid\nxychart-beta"));
+    insta::assert_snapshot!("comment_canary", body.clone());
+    if let Some(result) = mermaid_parse(&body) {
+        assert!(result.0, "{}", result.1);
+        let broken = body.replace("bar [10, 25, 50]", "bar [10, 25,");
+        assert!(
+            !mermaid_parse(&broken).unwrap().0,
+            "a broken chart is rejected"
+        );
+    }
+}
+
+/// Runs mermaid's own parser (`tests/fixtures/mermaid_parse.mjs`) on the Markdown: (parsed,
+/// output). `None` outside CI when it is not installed.
+fn mermaid_parse(markdown: &str) -> Option<(bool, String)> {
+    use std::io::Write as _;
+    let npm = std::env::var_os("MVD_TOOLS_DIR")
+        .map_or_else(
+            || common::root().join(".cache/tools"),
+            std::path::PathBuf::from,
+        )
+        .join("npm");
+    if !npm.join("node_modules/mermaid").is_dir() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs mermaid (scripts/install-tools)"
+        );
+        eprintln!("SKIPPED: mermaid is not installed; run scripts/install-tools");
+        return None;
+    }
+    let script =
+        std::fs::read_to_string(common::root().join("tests/fixtures/mermaid_parse.mjs")).unwrap();
+    let mut child = std::process::Command::new("node")
+        .current_dir(&npm)
+        .args(["--input-type=module", "-e", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(markdown.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Some((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    summary: std::path::PathBuf,
+    outputs: std::path::PathBuf,
+    event: std::path::PathBuf,
+}
+
+fn gh_env(head_repo: &str) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.md");
+    let outputs = dir.path().join("outputs");
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        serde_json::json!({"pull_request": {"number": 42, "head": {"sha": SHA, "repo": {"full_name": head_repo}}}}).to_string(),
+    )
+    .unwrap();
+    Env {
+        _dir: dir,
+        summary,
+        outputs,
+        event,
+    }
+}
+
+fn deploy(moto: &Moto, work: &Path, api: &str, env: &Env, image: &str, extra: &[&str]) -> Run {
+    let mut cmd = common::bin();
+    cmd.current_dir(work)
+        .env("CI", "true")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_TOKEN", TOKEN)
+        .env("GITHUB_REPOSITORY", "movieverse/app")
+        .env("GITHUB_API_URL", api)
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("GITHUB_RUN_ID", "77")
+        .env("GITHUB_RUN_ATTEMPT", "1")
+        .env("GITHUB_REF", "refs/pull/42/merge")
+        .env("GITHUB_HEAD_REF", "feature/x")
+        .env("GITHUB_EVENT_PATH", &env.event)
+        .env("GITHUB_STEP_SUMMARY", &env.summary)
+        .env("GITHUB_OUTPUT", &env.outputs);
+    for (k, v) in moto.env() {
+        cmd.env(k, v);
+    }
+    cmd.args(["deploy", "--env", "staging", "--no-wait", "--image", image])
+        .args(extra);
+    Run::from(&cmd.output().unwrap())
+}
+
+/// The token may appear only in the `::add-mask::` command that hides it.
+fn assert_no_secret(texts: &[&str]) {
+    for t in texts {
+        for line in t.lines() {
+            assert!(
+                !line.contains(TOKEN) || line == format!("::add-mask::{TOKEN}"),
+                "the token leaked: {line}"
+            );
+        }
+    }
+}
+
+const IMAGE_A: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const IMAGE_B: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_comment_is_created_then_updated_in_place_then_left_alone() {
+    let Some(moto) = Moto::start() else { return };
+    let fake = Fake::start();
+    let work = tempfile::tempdir().unwrap();
+    moto.staging_config(work.path());
+    let env = gh_env("movieverse/app");
+
+    let r = deploy(
+        &moto,
+        work.path(),
+        &fake.url,
+        &env,
+        IMAGE_A,
+        &["--report", "report.md"],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr.contains("pull request comment") && r.stderr.contains("created"),
+        "{}",
+        r.dump()
+    );
+    let ours = fake.ours(MARKER);
+    assert_eq!(ours.len(), 1, "one comment");
+    let (id, body) = ours[0].clone();
+    assert!(
+        body.contains("**staging** (ecs)") && body.contains("✅ deployed"),
+        "{body}"
+    );
+    // The same report on a laptop.
+    let file = std::fs::read_to_string(work.path().join("report.md")).unwrap();
+    assert!(file.contains("**staging** (ecs)"), "{file}");
+    // A deployment for the PR head commit, in progress then success, with the run's log.
+    let deployments = fake.deployments();
+    assert_eq!(deployments.len(), 1);
+    assert_eq!(deployments[0]["ref"], SHA);
+    assert_eq!(deployments[0]["environment"], "staging");
+    assert_eq!(deployments[0]["required_contexts"], serde_json::json!([]));
+    let states: Vec<String> = fake
+        .statuses()
+        .iter()
+        .map(|(_, s)| s["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(states, ["in_progress", "success"]);
+    assert_eq!(
+        fake.statuses()[1].1["log_url"],
+        "https://github.com/movieverse/app/actions/runs/77"
+    );
+    // Every request carried the token, and the outputs and summary were written.
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|q| q.authorization.as_deref() == Some(&format!("Bearer {TOKEN}")))
+    );
+    let outputs = std::fs::read_to_string(&env.outputs).unwrap();
+    assert!(
+        outputs.contains("result<<ghadelimiter_") && outputs.contains("\nsucceeded\n"),
+        "{outputs}"
+    );
+    let summary = std::fs::read_to_string(&env.summary).unwrap();
+    assert!(summary.contains("**staging** (ecs)"), "{summary}");
+
+    // A new image: the same comment, updated.
+    let r = deploy(&moto, work.path(), &fake.url, &env, IMAGE_B, &[]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let ours = fake.ours(MARKER);
+    assert_eq!(ours.len(), 1, "never duplicated");
+    assert_eq!(ours[0].0, id);
+    assert!(ours[0].1.contains("bbbbbbbbbbbb"), "{}", ours[0].1);
+    assert!(
+        r.stderr
+            .contains(&format!("pull request comment {id} updated")),
+        "{}",
+        r.dump()
+    );
+
+    // Nothing changed: no update is sent.
+    let patches = |f: &Fake| f.requests().iter().filter(|q| q.method == "PATCH").count();
+    let before = patches(&fake);
+    let r = deploy(&moto, work.path(), &fake.url, &env, IMAGE_B, &[]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stderr.contains("no change"), "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains(&format!("pull request comment {id} already up to date")),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(patches(&fake), before, "no PATCH when nothing changed");
+
+    let summary = std::fs::read_to_string(&env.summary).unwrap();
+    let outputs = std::fs::read_to_string(&env.outputs).unwrap();
+    let comments: Vec<String> = fake.ours(MARKER).into_iter().map(|(_, b)| b).collect();
+    let bodies: Vec<String> = fake.requests().iter().map(|q| q.body.to_string()).collect();
+    let mut all: Vec<&str> = vec![&r.stdout, &r.stderr, &summary, &outputs, &file];
+    all.extend(comments.iter().map(String::as_str));
+    all.extend(bodies.iter().map(String::as_str));
+    assert_no_secret(&all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_request_from_a_fork_reports_to_the_summary_and_says_why() {
+    let Some(moto) = Moto::start() else { return };
+    let fake = Fake::start();
+    let work = tempfile::tempdir().unwrap();
+    moto.staging_config(work.path());
+    let env = gh_env("someone/fork");
+    let r = deploy(&moto, work.path(), &fake.url, &env, IMAGE_A, &[]);
+    assert_eq!(r.code, 0, "the deploy does not fail\n{}", r.dump());
+    assert!(fake.ours(MARKER).is_empty());
+    assert!(
+        !fake
+            .requests()
+            .iter()
+            .any(|q| q.path.contains("/comments") && q.method != "GET")
+    );
+    let summary = std::fs::read_to_string(&env.summary).unwrap();
+    assert!(
+        summary.contains("The pull request comment was skipped")
+            && summary.contains("someone/fork"),
+        "{summary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_valid_for_githubs_openapi_description() {
+    let Some(prism) = Prism::start() else { return };
+    let target = Target {
+        api_url: prism.url.clone(),
+        owner: "movieverse".into(),
+        repo: "app".into(),
+        token: TOKEN.into(),
+        pr: Some(42),
+        read_only: None,
+        run_url: Some("https://github.com/movieverse/app/actions/runs/77".into()),
+    };
+    let gh = GitHub::new(target).unwrap();
+    // Prism answers the comment list with its example (not ours): a comment is created.
+    let r = report(vec![env_row("staging", State::Succeeded)]);
+    let render = |prev: Option<Report>| {
+        github::comment(&github::merge(prev, r.clone(), &["staging".to_owned()]))
+    };
+    let action = gh.upsert_comment("movieverse", &render).await.unwrap();
+    assert!(matches!(action, CommentAction::Created(_)), "{action:?}");
+    gh.update_comment(1, &github::comment(&r)).await.unwrap();
+    let id = gh
+        .create_deployment(
+            SHA,
+            "staging",
+            false,
+            false,
+            "movieverse-deploy: 4f2b9c1 to staging",
+        )
+        .await
+        .unwrap();
+    for state in ["in_progress", "success", "failure", "error", "inactive"] {
+        gh.deployment_status(
+            id,
+            state,
+            Some("https://staging.movie-verse.com"),
+            "rolled out",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{state}: {e}"));
+    }
+    // And Prism does refuse what GitHub would: an unknown state.
+    assert!(
+        gh.deployment_status(id, "finished", None, "x")
+            .await
+            .is_err()
+    );
+}
