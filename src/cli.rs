@@ -39,6 +39,11 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 
+    /// In GitHub Actions: assume this IAM role with the job's OIDC token (needs
+    /// `permissions: id-token: write`) instead of reading AWS credentials.
+    #[arg(long, global = true, value_name = "ARN", env = "MVD_ROLE_TO_ASSUME")]
+    pub role_to_assume: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -1,5 +1,6 @@
 //! movieverse-deploy: takes a release from commit to traffic. See ARCHITECTURE.md for the map.
 
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod diag;

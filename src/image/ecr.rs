@@ -32,14 +32,8 @@ impl Ecr {
     /// A client from the standard AWS configuration, in `region` unless `AWS_REGION` says
     /// otherwise; the SDK's standard retries (3 attempts) are on.
     pub async fn from_env(region: &str) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if std::env::var_os("AWS_REGION").is_none()
-            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-        {
-            loader = loader.region(aws_config::Region::new(region.to_owned()));
-        }
         Self {
-            client: aws_sdk_ecr::Client::new(&loader.load().await),
+            client: aws_sdk_ecr::Client::new(&crate::aws::sdk_config(region, true).await),
         }
     }
 

@@ -106,22 +106,27 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Deploy(args) => {
             let loaded = config::load(&cli.config)?;
+            aws_login(&loaded, cli.role_to_assume.as_deref())?;
             deploy::deploy(&loaded, &args)
         }
         Command::Build(args) => {
             let loaded = config::load(&cli.config)?;
+            aws_login(&loaded, cli.role_to_assume.as_deref())?;
             image::build(&loaded, &args)
         }
         Command::Promote(args) => {
             let loaded = config::load(&cli.config)?;
+            aws_login(&loaded, cli.role_to_assume.as_deref())?;
             image::promote(&loaded, &args)
         }
         Command::Status(args) => {
             let loaded = config::load(&cli.config)?;
+            aws_login(&loaded, cli.role_to_assume.as_deref())?;
             deploy::status(&loaded, &args)
         }
         Command::Rollback(args) => {
             let loaded = config::load(&cli.config)?;
+            aws_login(&loaded, cli.role_to_assume.as_deref())?;
             deploy::rollback(&loaded, &args)
         }
         Command::Plan(args) => {
@@ -163,6 +168,28 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             print_out(&text)
         }
     }
+}
+
+/// With a role to assume, exchanges the job's OIDC token for its credentials before any AWS
+/// call. Input is validated first (the config is loaded), so a refusal changes nothing.
+fn aws_login(loaded: &Loaded, role: Option<&str>) -> Result<(), Error> {
+    let Some(role) = role.filter(|r| !r.is_empty()) else {
+        return Ok(());
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Error::Environment(anyhow::Error::new(e).context("cannot start the async runtime"))
+        })?;
+    rt.block_on(crate::aws::assume_role_from_github(
+        role,
+        &loaded.config.region,
+    ))
+    .map_err(|e| Error::Deployment {
+        code: 3,
+        message: e.to_string(),
+    })
 }
 
 /// Renders the selected environments; every problem of every environment is reported at once.

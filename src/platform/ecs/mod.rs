@@ -24,14 +24,7 @@ impl Ecs {
     /// Clients from the standard AWS configuration, in `region` unless `AWS_REGION` says
     /// otherwise.
     pub async fn from_env(region: &str) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .retry_config(aws_config::retry::RetryConfig::disabled());
-        if std::env::var_os("AWS_REGION").is_none()
-            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-        {
-            loader = loader.region(aws_config::Region::new(region.to_owned()));
-        }
-        let shared = loader.load().await;
+        let shared = crate::aws::sdk_config(region, false).await;
         Self::new(
             aws_sdk_ecs::Client::new(&shared),
             aws_sdk_applicationautoscaling::Client::new(&shared),

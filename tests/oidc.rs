@@ -1,0 +1,214 @@
+//! AWS credentials from GitHub's OIDC token: the real binary asks a fake of GitHub's token
+//! endpoint for the job's ID token and exchanges it with `AssumeRoleWithWebIdentity` on moto;
+//! the two failures are told apart (no `id-token: write`; a trust policy that refuses the
+//! token, from a fake STS answering `AccessDenied`) and the token is never printed.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use common::moto::Moto;
+use common::{Run, SHA};
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/movieverse-deploy";
+const REQUEST_TOKEN: &str = "PLANTEDrequestTOKEN42";
+
+/// A JWT with GitHub's claims (unsigned: nothing here checks signatures).
+fn jwt() -> String {
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    format!(
+        "{}.{}.PLANTEDsignature",
+        b64(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
+        b64(serde_json::json!({
+            "iss": "https://token.actions.githubusercontent.com",
+            "sub": "repo:movieverse/app:ref:refs/heads/main",
+            "aud": "sts.amazonaws.com",
+        }))
+    )
+}
+
+/// An HTTP server on loopback answering every request with `status` and `body`; returns its
+/// URL and the request lines and authorization headers it saw.
+fn fake(
+    status: &'static str,
+    content_type: &'static str,
+    body: String,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut s) = stream else { continue };
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut length = 0usize;
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            log.lock().unwrap().push(line.trim_end().to_owned());
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim_end().is_empty() {
+                    break;
+                }
+                let lower = h.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("authorization:") {
+                    log.lock().unwrap().push(h.trim_end().to_owned());
+                }
+            }
+            let mut b = vec![0; length];
+            let _ = reader.read_exact(&mut b);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+fn status_with_role(moto: &Moto, dir: &std::path::Path, extra: &[(&str, &str)]) -> Run {
+    let mut cmd = common::bin();
+    cmd.current_dir(dir)
+        .env("CI", "true")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_SHA", SHA)
+        .env("MVD_ROLE_TO_ASSUME", ROLE)
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN");
+    for (k, v) in moto.env() {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    Run::from(&cmd.args(["status", "--env", "staging"]).output().unwrap())
+}
+
+/// The token and the request token appear only in the `::add-mask::` lines that hide them.
+fn assert_never_printed(r: &Run) {
+    for secret in [jwt(), REQUEST_TOKEN.to_owned()] {
+        for line in r.stdout.lines().chain(r.stderr.lines()) {
+            assert!(
+                !line.contains(&secret) || line == format!("::add-mask::{secret}"),
+                "a token was printed: {line}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oidc_token_is_exchanged_for_the_role() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    moto.staging_config(dir.path());
+    let (token_url, seen) = fake(
+        "200 OK",
+        "application/json",
+        serde_json::json!({"value": jwt()}).to_string(),
+    );
+    let r = status_with_role(
+        &moto,
+        dir.path(),
+        &[
+            (
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                &format!("{token_url}/token?api-version=2.0"),
+            ),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains(&format!("assumed {ROLE} with the job's OIDC token")),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.stdout.contains(&format!("::add-mask::{}", jwt())),
+        "the token is masked\n{}",
+        r.dump()
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("GET /token?api-version=2.0&audience=sts.amazonaws.com ")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.eq_ignore_ascii_case(&format!("authorization: Bearer {REQUEST_TOKEN}"))),
+        "{seen:?}"
+    );
+    assert_never_printed(&r);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_without_id_token_permission_is_told_so() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    moto.staging_config(dir.path());
+    let r = status_with_role(&moto, dir.path(), &[]);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr.contains("permissions: id-token: write"),
+        "{}",
+        r.dump()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trust_policy_mismatch_shows_the_claims_not_the_token() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    moto.staging_config(dir.path());
+    let (token_url, _) = fake(
+        "200 OK",
+        "application/json",
+        serde_json::json!({"value": jwt()}).to_string(),
+    );
+    let (sts_url, _) = fake(
+        "403 Forbidden",
+        "text/xml",
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message></Error><RequestId>r1</RequestId></ErrorResponse>".to_owned(),
+    );
+    let r = status_with_role(
+        &moto,
+        dir.path(),
+        &[
+            (
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                &format!("{token_url}/token"),
+            ),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN),
+            ("AWS_ENDPOINT_URL_STS", &sts_url),
+        ],
+    );
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains(&format!("AWS refused to let this job assume {ROLE}")),
+        "{}",
+        r.dump()
+    );
+    assert!(r.stderr.contains("AccessDenied"), "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("sub `repo:movieverse/app:ref:refs/heads/main`")
+            && r.stderr.contains("aud `sts.amazonaws.com`"),
+        "{}",
+        r.dump()
+    );
+    assert_never_printed(&r);
+}
