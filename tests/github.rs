@@ -242,6 +242,14 @@ async fn the_comment_is_created_then_updated_in_place_then_left_alone() {
         &["--report", "report.md"],
     );
     assert_eq!(r.code, 0, "{}", r.dump());
+    // In Actions, each phase's lines fold under a group.
+    assert!(
+        r.stderr
+            .contains("::group::staging/movieverse-app: updating the service")
+            && r.stderr.contains("::endgroup::"),
+        "{}",
+        r.dump()
+    );
     assert!(
         r.stderr.contains("pull request comment") && r.stderr.contains("created"),
         "{}",
@@ -286,6 +294,16 @@ async fn the_comment_is_created_then_updated_in_place_then_left_alone() {
     );
     let summary = std::fs::read_to_string(&env.summary).unwrap();
     assert!(summary.contains("**staging** (ecs)"), "{summary}");
+    {
+        let mut settings = snapshot_settings();
+        settings.add_filter(r"ghadelimiter_[0-9a-f]{32}", "ghadelimiter_[random]");
+        settings.add_filter(r"\| \d+s \|", "| [duration] |");
+        let _guard = settings.bind_to_scope();
+        insta::assert_snapshot!("outputs_success", outputs);
+        insta::assert_snapshot!("summary_success", summary);
+    }
+    assert_eq!(deployments[0]["transient_environment"], false);
+    assert_eq!(deployments[0]["production_environment"], false);
 
     // A new image: the same comment, updated.
     let r = deploy(&moto, work.path(), &fake.url, &env, IMAGE_B, &[]);

@@ -82,6 +82,8 @@ pub fn marker(app: &str) -> String {
 }
 
 const STATE_START: &str = "<!-- movieverse-deploy-state:";
+/// Failure details kept in the comment's state per environment.
+const STATE_DETAIL_LINES: usize = 20;
 
 /// The previous report kept in a comment body, if any.
 pub fn state_of(body: &str) -> Option<Report> {
@@ -297,8 +299,14 @@ fn render(report: &Report, detail_lines: usize, charts: bool) -> String {
             o.push_str("```\n</details>\n");
         }
     }
+    // The state keeps what a later run needs to redraw the rows: the newest details only.
+    let mut kept = report.clone();
+    for e in &mut kept.environments {
+        let n = e.details.len();
+        e.details.drain(..n.saturating_sub(STATE_DETAIL_LINES));
+    }
     let state = base64::engine::general_purpose::STANDARD
-        .encode(serde_json::to_vec(report).expect("a report serializes"));
+        .encode(serde_json::to_vec(&kept).expect("a report serializes"));
     let _ = writeln!(o, "\n{STATE_START}{state} -->");
     o
 }
@@ -311,7 +319,15 @@ pub fn comment(report: &Report) -> String {
 
 /// The job summary (`$GITHUB_STEP_SUMMARY`), the same content under its 1 MiB cap.
 pub fn summary(report: &Report) -> String {
+    // The summary is read, never found again: no marker, no state.
     fit(report, SUMMARY_LIMIT)
+        .lines()
+        .filter(|l| !l.starts_with(STATE_START) && *l != marker(&report.app))
+        .fold(String::new(), |mut s, l| {
+            s.push_str(l);
+            s.push('\n');
+            s
+        })
 }
 
 fn fit(report: &Report, limit: usize) -> String {

@@ -22,6 +22,8 @@ pub struct Terminal {
     words: Vocabulary,
     live: Option<(MultiProgress, BTreeMap<String, ProgressBar>)>,
     lines: Vec<String>,
+    /// In GitHub Actions: a `::group::` per phase is open.
+    group_open: bool,
     /// Also keep the lines (for tests and the job summary later).
     pub capture: bool,
 }
@@ -40,6 +42,7 @@ impl Terminal {
                 )
             }),
             lines: Vec::new(),
+            group_open: false,
             capture: false,
         }
     }
@@ -81,6 +84,21 @@ impl Terminal {
                 let words = self.words;
                 if let Some(bar) = self.bar(service) {
                     bar.set_message(phase_text(*phase, words).to_owned());
+                }
+                // In Actions, each phase's lines fold under a group named by the phase.
+                if self.live.is_none() && crate::report::in_actions() {
+                    if self.group_open {
+                        eprintln!("::endgroup::");
+                        self.group_open = false;
+                    }
+                    if *phase != Phase::Done {
+                        eprintln!(
+                            "::group::{}/{service}: {}",
+                            self.env,
+                            phase_text(*phase, words)
+                        );
+                        self.group_open = true;
+                    }
                 }
                 match phase {
                     Phase::Done => return,
