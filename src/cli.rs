@@ -7,8 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const AFTER_HELP: &str = "\
 Exit codes:
   0    success
-  1    the deployment failed or was rolled back
-  2    invalid input: config, template, or rendered output (nothing was changed)
+  1    the deployment failed or was rolled back, or the image build failed
+  2    invalid input: config, template, rendered output, a missing image or an immutable tag
+       conflict (nothing was changed)
   3    environment error: a service unreachable, permission denied
   130  cancelled (SIGINT/SIGTERM)
 

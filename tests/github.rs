@@ -161,6 +161,48 @@ fn mermaid_parse(markdown: &str) -> Option<(bool, String)> {
     ))
 }
 
+#[test]
+fn summary_and_outputs_snapshots_success_failure_and_canary() {
+    let settings = snapshot_settings();
+    let _guard = settings.bind_to_scope();
+    let mut failed = env_row("staging", State::Failed);
+    failed.phase = "failed".into();
+    failed.failure = Some("no progress within the deadline (600s)".into());
+    failed.details = vec!["last seen: 0 running, 1 pending of 2 desired, 0 failed task(s)".into()];
+    let mut canary = env_row("production-k8s", State::InProgress);
+    canary.strategy = "canary".into();
+    canary.phase = "weight 25 %".into();
+    canary.canary = vec![CanaryStep {
+        weight: 10,
+        metrics: vec![("success-rate".into(), Some(99.9), true)],
+    }];
+    for (name, row) in [
+        ("success", env_row("staging", State::Succeeded)),
+        ("failure", failed),
+        ("canary", canary),
+    ] {
+        let state = row.state;
+        let image = row.image.clone();
+        let r = report(vec![row]);
+        let summary = github::summary(&r);
+        assert!(
+            !summary.contains("movieverse-deploy-state"),
+            "no state in the summary"
+        );
+        insta::assert_snapshot!(format!("summary_{name}"), summary);
+        let outputs = format!(
+            "{}{}",
+            movieverse_deploy::report::output_block(
+                "result",
+                movieverse_deploy::report::result_word(state),
+                "ghadelimiter_X"
+            ),
+            movieverse_deploy::report::output_block("image", &image, "ghadelimiter_X"),
+        );
+        insta::assert_snapshot!(format!("outputs_{name}"), outputs);
+    }
+}
+
 struct Env {
     _dir: tempfile::TempDir,
     summary: std::path::PathBuf,
@@ -299,8 +341,8 @@ async fn the_comment_is_created_then_updated_in_place_then_left_alone() {
         settings.add_filter(r"ghadelimiter_[0-9a-f]{32}", "ghadelimiter_[random]");
         settings.add_filter(r"\| \d+s \|", "| [duration] |");
         let _guard = settings.bind_to_scope();
-        insta::assert_snapshot!("outputs_success", outputs);
-        insta::assert_snapshot!("summary_success", summary);
+        insta::assert_snapshot!("outputs_run", outputs);
+        insta::assert_snapshot!("summary_run", summary);
     }
     assert_eq!(deployments[0]["transient_environment"], false);
     assert_eq!(deployments[0]["production_environment"], false);

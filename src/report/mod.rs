@@ -57,7 +57,24 @@ pub fn set_output(name: &str, value: &str) -> std::io::Result<()> {
         .append(true)
         .create(true)
         .open(path)?;
-    writeln!(f, "{name}<<{delimiter}\n{value}\n{delimiter}")
+    f.write_all(output_block(name, value, &delimiter).as_bytes())
+}
+
+/// One `$GITHUB_OUTPUT` entry in the heredoc form.
+pub fn output_block(name: &str, value: &str, delimiter: &str) -> String {
+    format!("{name}<<{delimiter}\n{value}\n{delimiter}\n")
+}
+
+/// The `result` output for a report state.
+pub fn result_word(state: github::State) -> &'static str {
+    match state {
+        github::State::Succeeded => "succeeded",
+        github::State::NoChange => "no-change",
+        github::State::Failed => "failed",
+        github::State::RolledBack => "rolled-back",
+        github::State::Cancelled => "cancelled",
+        github::State::InProgress => "in-progress",
+    }
 }
 
 fn random_hex() -> String {

@@ -146,14 +146,7 @@ impl Reporting {
                 warn(&format!("cannot write the job summary: {err}"));
             }
         }
-        let result = match state {
-            State::Succeeded => "succeeded",
-            State::NoChange => "no-change",
-            State::Failed => "failed",
-            State::RolledBack => "rolled-back",
-            State::Cancelled => "cancelled",
-            State::InProgress => "in-progress",
-        };
+        let result = crate::report::result_word(state);
         for (k, v) in [("result", result), ("image", image)] {
             if let Err(err) = crate::report::set_output(k, v) {
                 warn(&format!("cannot write $GITHUB_OUTPUT: {err}"));
