@@ -44,21 +44,7 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(common::example()).unwrap();
-    let at = text.find("  production-k8s:").unwrap();
-    let (head, k8s) = text.split_at(at);
-    let s = k8s.find("    strategy:").unwrap();
-    let e = k8s.find("    env:").unwrap();
-    let k8s = format!(
-        "{}    strategy:\n      rolling:\n        progress_deadline: 120s\n{}",
-        &k8s[..s],
-        &k8s[e..]
-    )
-    .replace(
-        "      namespace: movieverse\n",
-        "      namespace: bench\n      create_namespace: true\n",
-    );
-    std::fs::write(dir.path().join("deploy.yml"), format!("{head}{k8s}")).unwrap();
+    common::k8s::rolling_config(dir.path(), "bench", "120s", "");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

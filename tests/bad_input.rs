@@ -48,6 +48,12 @@ const STEPS: &str = "steps: [10, 25, 50, 75, 100]";
 fn cases() -> Vec<Case> {
     vec![
         case(
+            "immutable_repository_with_a_branch_tag",
+            &[("  tags: [sha, semver]\n", "  tags: [sha, branch, semver]\n")],
+            "deploy.yml:",
+            "`branch` tags move to each new commit",
+        ),
+        case(
             "yaml_syntax_unclosed_bracket",
             &[("region: us-east-1", "region: [us-east-1")],
             "deploy.yml:",

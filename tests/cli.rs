@@ -203,12 +203,19 @@ fn plan_in_a_pull_request_uses_the_head_commit_and_pr_tag() {
         r#"{"pull_request":{"head":{"sha":"abcdef0123456789abcdef0123456789abcdef01"}}}"#,
     )
     .unwrap();
+    // The default tag rules (sha, branch, semver, pr) need a MUTABLE repository.
+    let config = std::fs::read_to_string(common::example())
+        .unwrap()
+        .replace("  tags: [sha, semver]\n", "")
+        .replace("  tag_mutability: IMMUTABLE\n", "");
+    std::fs::write(dir.path().join("deploy.yml"), config).unwrap();
+    std::fs::write(dir.path().join("Containerfile"), "FROM scratch\n").unwrap();
     let out = common::bin()
-        .current_dir(common::root())
+        .current_dir(dir.path())
         .env("GITHUB_REF", "refs/pull/7/merge")
         .env("GITHUB_HEAD_REF", "feature/Search-UI")
         .env("GITHUB_EVENT_PATH", &event)
-        .args(["--config", &example_arg(), "plan", "--env", "staging"])
+        .args(["plan", "--env", "staging"])
         .output()
         .unwrap();
     let r = Run::from(&out);

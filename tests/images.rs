@@ -81,6 +81,7 @@ fn digest_of(reg: &LocalRegistry, reference: &str) -> Option<String> {
 }
 
 const OTHER_SHA: &str = "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b";
+const THIRD_SHA: &str = "1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_pushes_a_rerun_skips_and_an_immutable_tag_conflict_uploads_nothing() {
@@ -93,7 +94,7 @@ async fn build_pushes_a_rerun_skips_and_an_immutable_tag_conflict_uploads_nothin
         output(&r, "image"),
         format!("{}/movieverse@{digest}", bed.registry.host)
     );
-    assert_eq!(output(&r, "tags"), "sha-4f2b9c1,main");
+    assert_eq!(output(&r, "tags"), "sha-4f2b9c1");
     // What landed, seen by skopeo.
     let seen = bed
         .registry
@@ -101,10 +102,6 @@ async fn build_pushes_a_rerun_skips_and_an_immutable_tag_conflict_uploads_nothin
         .expect("the commit tag exists");
     assert_eq!(seen["Digest"], digest.as_str());
     assert_eq!(seen["Labels"]["org.opencontainers.image.revision"], SHA);
-    assert_eq!(
-        digest_of(&bed.registry, "movieverse:main"),
-        Some(digest.clone())
-    );
     // The repository was created as deploy.yml asks.
     let ecr = aws_sdk_ecr::Client::new(&bed.moto.sdk_config().await);
     let repo = ecr
@@ -139,24 +136,34 @@ async fn build_pushes_a_rerun_skips_and_an_immutable_tag_conflict_uploads_nothin
         "{}",
         r.dump()
     );
+    // The auth handshake (GET /v2/) and one HEAD for the one tag.
     let served = bed.registry.requests() - before;
     assert!(
-        served <= 6,
+        served <= 2,
         "the registry served {served} requests on a rerun"
     );
 
-    // A new commit: `main` is taken by the first image and tags are IMMUTABLE.
-    let r = mvd(&bed, OTHER_SHA, &["build"], &[]);
+    // A release: v1.2.3 on another commit gives the semver tags.
+    let release = [("GITHUB_REF", "refs/tags/v1.2.3")];
+    std::fs::write(bed.dir.path().join("hello.txt"), "release 1.2.3\n").unwrap();
+    let r = mvd(&bed, OTHER_SHA, &["build"], &release);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert_eq!(output(&r, "tags"), "sha-9a8b7c6,1.2.3,1.2,1");
+    let released = output(&r, "digest");
+    // Moving v1.2.3 to a third commit: `1.2.3` is taken and tags are IMMUTABLE.
+    std::fs::write(bed.dir.path().join("hello.txt"), "something else\n").unwrap();
+    let r = mvd(&bed, THIRD_SHA, &["build"], &release);
     assert_eq!(r.code, 2, "{}", r.dump());
     assert!(
         r.stderr
-            .contains("tag `main` of `movieverse` already points at")
+            .contains("tag `1.2.3` of `movieverse` already points at")
             && r.stderr.contains("IMMUTABLE")
             && r.stderr.contains("nothing was uploaded"),
         "{}",
         r.dump()
     );
-    assert_eq!(digest_of(&bed.registry, "movieverse:sha-9a8b7c6"), None);
+    assert_eq!(digest_of(&bed.registry, "movieverse:sha-1c2d3e4"), None);
+    assert_eq!(digest_of(&bed.registry, "movieverse:1.2.3"), Some(released));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,7 +270,7 @@ async fn promote_retags_in_place_mounts_within_a_registry_and_copies_across() {
     // Under immutability, a tag at another digest is refused before anything moves.
     let text = std::fs::read_to_string(bed.dir.path().join("deploy.yml"))
         .unwrap()
-        .replace("  tags: [sha, branch, semver, pr]\n", "  tags: [sha]\n");
+        .replace("  tags: [sha, semver]\n", "  tags: [sha]\n");
     std::fs::write(bed.dir.path().join("deploy.yml"), text).unwrap();
     std::fs::write(bed.dir.path().join("hello.txt"), "a second image\n").unwrap();
     let r = mvd(&bed, OTHER_SHA, &["build"], &[]);

@@ -23,24 +23,8 @@ const GOOD: &str = "registry.test/movieverse@sha256:1111111111111111111111111111
 const GOOD2: &str = "registry.test/movieverse@sha256:2222222222222222222222222222222222222222222222222222222222222222";
 const CRASH: &str = "registry.test/movieverse:crashloop";
 
-/// The example's Kubernetes environment, deployed with the rolling strategy into `namespace`
-/// (created when missing), with a short progress deadline.
 fn config(dir: &Path, namespace: &str, deadline: &str, extra: &str) {
-    let text = std::fs::read_to_string(common::example()).unwrap();
-    let at = text.find("  production-k8s:").unwrap();
-    let (head, k8s) = text.split_at(at);
-    let strategy = k8s.find("    strategy:").unwrap();
-    let env = k8s.find("    env:").unwrap();
-    let k8s = format!(
-        "{}    strategy:\n      rolling:\n        progress_deadline: {deadline}\n{}",
-        &k8s[..strategy],
-        &k8s[env..]
-    )
-    .replace(
-        "      namespace: movieverse\n",
-        &format!("      namespace: {namespace}\n      create_namespace: true\n"),
-    );
-    std::fs::write(dir.join("deploy.yml"), format!("{head}{k8s}{extra}")).unwrap();
+    k8s::rolling_config(dir, namespace, deadline, extra);
 }
 
 fn mvd(cluster: &Cluster, dir: &Path, args: &[&str]) -> Run {

@@ -93,8 +93,11 @@ pub enum TagRule {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TagMutability {
-    #[default]
+    /// A pushed tag can never point at another image (for `sha` and `semver` tags).
     Immutable,
+    /// ECR's default; needed for tags that move (`branch`, `pr`). Deploys reference the image
+    /// by digest either way.
+    #[default]
     Mutable,
 }
 

@@ -112,6 +112,22 @@ pub fn validate(config: &Config, source: &Source) -> Vec<Diagnostic> {
 }
 
 fn top_level(c: &mut Checker<'_>, config: &Config) {
+    if config.image.tag_mutability == crate::config::TagMutability::Immutable {
+        for (i, rule) in config.image.tags.iter().enumerate() {
+            let moving = match rule {
+                crate::config::TagRule::Branch => Some("branch"),
+                crate::config::TagRule::Pr => Some("pr"),
+                _ => None,
+            };
+            if let Some(name) = moving {
+                c.err(
+                    &path!["image", "tags", i],
+                    format!("`{name}` tags move to each new commit, and the repository's tags are IMMUTABLE: the second build would be refused"),
+                    "with IMMUTABLE keep tags that name one image (`sha`, `semver`, a template with the commit), or set `tag_mutability: MUTABLE` (deploys reference the image by digest either way)",
+                );
+            }
+        }
+    }
     c.check(
         is_dns_label(&config.app, 40),
         &path!["app"],

@@ -71,6 +71,18 @@ fn single_rolling<'a>(
     }
 }
 
+/// A platform error outside a rollout, as the command's error (its exit code as a rollout's).
+fn platform_error(e: &crate::strategy::rolling::PlatformError, message: String) -> Error {
+    Error::Deployment {
+        code: Outcome::Failed {
+            failure: Failure::Platform(e.clone()),
+            details: vec![],
+        }
+        .exit_code(),
+        message,
+    }
+}
+
 fn deployment_id() -> String {
     match (
         std::env::var("GITHUB_RUN_ID"),
@@ -373,18 +385,13 @@ async fn rollback_on<P: Platform>(
                 });
             }
             Err(e) => {
-                let code = Outcome::Failed {
-                    failure: Failure::Platform(e.clone()),
-                    details: vec![],
-                }
-                .exit_code();
-                return Err(Error::Deployment {
-                    code,
-                    message: format!(
+                return Err(platform_error(
+                    &e,
+                    format!(
                         "error: {name}/{}: cannot find the previous revision: {e}",
                         spec.name
                     ),
-                });
+                ));
             }
         };
         eprintln!("{name}/{}: rolling back to {previous}", spec.name);
@@ -428,14 +435,7 @@ pub fn status(loaded: &Loaded, env: &crate::cli::EnvArgs) -> Result<(), Error> {
         let refs = specs.iter().collect::<Vec<_>>();
         Ok::<_, Error>(on_platform!(&platform, p => p.observe(&refs).await))
     })?;
-    let views = views.map_err(|e| Error::Deployment {
-        code: Outcome::Failed {
-            failure: crate::strategy::rolling::Failure::Platform(e.clone()),
-            details: vec![],
-        }
-        .exit_code(),
-        message: format!("error: {name}: {e}"),
-    })?;
+    let views = views.map_err(|e| platform_error(&e, format!("error: {name}: {e}")))?;
     let mut out = String::new();
     for v in views {
         if v.revision.is_empty() {
@@ -499,15 +499,10 @@ pub fn server_dry_run(loaded: &Loaded, selection: &Selection) -> Result<Vec<Live
                     Ok(Some(d)) => all.as_mut().expect("set").extend(d),
                     Ok(None) => all = None,
                     Err(e) => {
-                        let code = Outcome::Failed {
-                            failure: Failure::Platform(e.clone()),
-                            details: vec![],
-                        }
-                        .exit_code();
-                        return Err(Error::Deployment {
-                            code,
-                            message: format!("error: {name}: the server dry run failed: {e}"),
-                        });
+                        return Err(platform_error(
+                            &e,
+                            format!("error: {name}: the server dry run failed: {e}"),
+                        ));
                     }
                 }
             }

@@ -11,7 +11,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -78,6 +78,26 @@ fn start() -> Option<Cluster> {
         rt.block_on(fake_kubelet(path));
     });
     Some(cluster)
+}
+
+/// The example's Kubernetes environment, deployed with the rolling strategy into `namespace`
+/// (created when missing), with a short progress deadline.
+pub fn rolling_config(dir: &Path, namespace: &str, deadline: &str, extra: &str) {
+    let text = std::fs::read_to_string(super::example()).unwrap();
+    let at = text.find("  production-k8s:").unwrap();
+    let (head, k8s) = text.split_at(at);
+    let strategy = k8s.find("    strategy:").unwrap();
+    let env = k8s.find("    env:").unwrap();
+    let k8s = format!(
+        "{}    strategy:\n      rolling:\n        progress_deadline: {deadline}\n{}",
+        &k8s[..strategy],
+        &k8s[env..]
+    )
+    .replace(
+        "      namespace: movieverse\n",
+        &format!("      namespace: {namespace}\n      create_namespace: true\n"),
+    );
+    std::fs::write(dir.join("deploy.yml"), format!("{head}{k8s}{extra}")).unwrap();
 }
 
 /// A client for the test's own reads and writes.
