@@ -486,5 +486,19 @@ fn build_without_push_needs_no_cloud() {
             "{}",
             r.dump()
         );
+        // A Containerfile that does not build: exit 1, with the builder's own words.
+        std::fs::write(
+            dir.path().join("Containerfile"),
+            "FROM scratch\nCOPY missing.txt /\n",
+        )
+        .unwrap();
+        let r = common::run(&["build", "--no-push", "--builder", "buildah"], dir.path());
+        assert_eq!(r.code, 1, "{}", r.dump());
+        assert!(
+            r.stderr.contains("the build failed: buildah build exited")
+                && r.stderr.contains("missing.txt"),
+            "{}",
+            r.dump()
+        );
     }
 }

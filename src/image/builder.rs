@@ -165,23 +165,87 @@ fn auth_file(dir: &Path, host: &str, login: &Login) -> Result<PathBuf, ImageErro
     Ok(path)
 }
 
-/// Runs a builder command with its output on our stderr (stdout is for results).
+/// Runs a builder command. On a terminal: a spinner showing the builder's latest line, and
+/// its whole output only if it fails. Elsewhere (CI, logs): its output as it comes, on our
+/// stderr (stdout is for results).
 fn run(mut cmd: Command, what: &str) -> Result<(), ImageError> {
-    let stderr = std::io::stderr();
-    let out = std::os::fd::AsFd::as_fd(&stderr)
-        .try_clone_to_owned()
-        .map_or_else(|_| Stdio::null(), Stdio::from);
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(Stdio::inherit())
-        .status()
+    use std::io::{BufRead as _, IsTerminal as _};
+    cmd.stdin(Stdio::null());
+    let live = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+    if !live {
+        let stderr = std::io::stderr();
+        let out = std::os::fd::AsFd::as_fd(&stderr)
+            .try_clone_to_owned()
+            .map_or_else(|_| Stdio::null(), Stdio::from);
+        let status = cmd
+            .stdout(out)
+            .stderr(Stdio::inherit())
+            .status()
+            .map_err(|e| ImageError::Environment {
+                message: format!("cannot run {what}: {e}"),
+            })?;
+        return if status.success() {
+            Ok(())
+        } else {
+            Err(ImageError::BuildFailed {
+                message: format!("{what} exited with {status} (its output is above)"),
+            })
+        };
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| ImageError::Environment {
             message: format!("cannot run {what}: {e}"),
         })?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {prefix}: {wide_msg} [{elapsed}]")
+            .expect("a valid template"),
+    );
+    bar.set_prefix(what.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|stream| {
+        let (bar, lines) = (bar.clone(), lines.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+            {
+                bar.set_message(line.clone());
+                lines.lock().expect("not poisoned").push(line);
+            }
+        })
+    })
+    .collect();
+    let status = child.wait().map_err(|e| ImageError::Environment {
+        message: format!("cannot run {what}: {e}"),
+    })?;
+    for r in readers {
+        let _ = r.join();
+    }
+    bar.finish_and_clear();
     if status.success() {
+        eprintln!("{what}: done");
         Ok(())
     } else {
+        for line in lines.lock().expect("not poisoned").iter() {
+            eprintln!("  {line}");
+        }
         Err(ImageError::BuildFailed {
             message: format!("{what} exited with {status} (its output is above)"),
         })
