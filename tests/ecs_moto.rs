@@ -284,7 +284,6 @@ async fn a_missing_service_is_an_environment_error_and_invalid_input_calls_nothi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_while_waiting_puts_the_service_back_and_exits_130() {
-    use std::io::{BufRead as _, BufReader};
     let Some(moto) = Moto::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     config(dir.path(), &moto);
@@ -294,42 +293,20 @@ async fn sigint_while_waiting_puts_the_service_back_and_exits_130() {
         .env("GITHUB_SHA", SHA)
         .env("GITHUB_REF", "refs/heads/main")
         .env("CI", "true")
-        .args(["deploy", "--env", "staging", "--poll-interval", "60s"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+        .args(["deploy", "--env", "staging", "--poll-interval", "60s"]);
     for (k, v) in moto.env() {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
     // The poll interval is a minute: the signal lands while the deploy waits.
-    loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "the deploy ended before waiting:\n{seen}"
-        );
-        seen.push_str(&line);
-        if line.contains("waiting for this deployment to complete") {
-            break;
-        }
-    }
+    let running = common::run_until(&mut cmd, "waiting for this deployment to complete");
     assert_eq!(
         service(&ecs).await.task_definition(),
         Some(format!("{REV}2").as_str()),
-        "{seen}"
+        "{}",
+        running.seen
     );
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    seen.push_str(&rest);
-    assert_eq!(status.code(), Some(130), "{seen}");
+    let (code, seen) = running.interrupt();
+    assert_eq!(code, Some(130), "{seen}");
     assert!(
         seen.contains(&format!("cancelled; the service was put back on {REV}1")),
         "{seen}"

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 
 use common::k8s::{self, Cluster};
@@ -348,34 +347,11 @@ async fn sigint_during_a_rollout_puts_the_previous_template_back() {
         .env("GITHUB_REF", "refs/heads/main")
         .env("CI", "true")
         .env("KUBECONFIG", &cluster.kubeconfig)
-        .args(["deploy", "--env", "production-k8s", "--image", CRASH])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "the deploy ended before waiting:\n{seen}"
-        );
-        seen.push_str(&line);
-        if line.contains("waiting for this deployment to complete") {
-            break;
-        }
-    }
-    assert_eq!(image_of(&client, ns).await, CRASH, "{seen}");
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    seen.push_str(&rest);
-    assert_eq!(status.code(), Some(130), "{seen}");
+        .args(["deploy", "--env", "production-k8s", "--image", CRASH]);
+    let running = common::run_until(&mut cmd, "waiting for this deployment to complete");
+    assert_eq!(image_of(&client, ns).await, CRASH, "{}", running.seen);
+    let (code, seen) = running.interrupt();
+    assert_eq!(code, Some(130), "{seen}");
     assert!(
         seen.contains("cancelled; the service was put back on movieverse@"),
         "{seen}"

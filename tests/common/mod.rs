@@ -86,3 +86,53 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A running binary whose stderr is read line by line.
+pub struct Running {
+    child: std::process::Child,
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+    /// Everything it wrote to stderr so far.
+    pub seen: String,
+}
+
+/// Starts `cmd` (stderr piped, stdout discarded) and returns once a stderr line contains
+/// `marker`; fails the test if the process ends first.
+pub fn run_until(cmd: &mut std::process::Command, marker: &str) -> Running {
+    use std::io::BufRead as _;
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut running = Running {
+        stderr: std::io::BufReader::new(child.stderr.take().unwrap()),
+        child,
+        seen: String::new(),
+    };
+    loop {
+        let mut line = String::new();
+        assert!(
+            running.stderr.read_line(&mut line).unwrap() > 0,
+            "it ended before `{marker}`:\n{}",
+            running.seen
+        );
+        running.seen.push_str(&line);
+        if line.contains(marker) {
+            return running;
+        }
+    }
+}
+
+impl Running {
+    /// Sends SIGINT and waits: the exit code and all of stderr.
+    pub fn interrupt(mut self) -> (Option<i32>, String) {
+        let killed = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = self.child.wait().unwrap();
+        std::io::Read::read_to_string(&mut self.stderr, &mut self.seen).unwrap();
+        (status.code(), self.seen)
+    }
+}
