@@ -168,6 +168,14 @@ impl Kubernetes {
         Ok(got.map(|o| serde_json::to_value(o).expect("objects serialize")))
     }
 
+    /// The server's dry run of a manifest and the live object, both without what the server
+    /// maintains, so that equal means applying changes nothing.
+    async fn compare(&self, manifest: &Value) -> Result<(Value, Option<Value>), PlatformError> {
+        let would = strip_volatile(self.apply(manifest, true).await?);
+        let live = self.live(manifest).await?.map(strip_volatile);
+        Ok((would, live))
+    }
+
     async fn namespace_exists(&self) -> Result<bool, PlatformError> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         Ok(api
@@ -268,7 +276,17 @@ impl Kubernetes {
 
     /// Observes one Deployment.
     async fn view(&self, spec: &ServiceSpec) -> Result<ServiceView, PlatformError> {
-        let Some(d) = self.deployment(&spec.name).await? else {
+        let live = self.deployment(&spec.name).await?;
+        self.view_of(spec, live).await
+    }
+
+    /// The view of a Deployment already read (`None`: it does not exist yet).
+    async fn view_of(
+        &self,
+        spec: &ServiceSpec,
+        live: Option<Deployment>,
+    ) -> Result<ServiceView, PlatformError> {
+        let Some(d) = live else {
             return Ok(ServiceView {
                 name: spec.name.clone(),
                 revision: String::new(),
@@ -303,15 +321,23 @@ impl Kubernetes {
             }
         };
         for m in spec.manifests.iter().chain(spec.scaling.iter()) {
-            let would = self.apply(m, true).await?;
-            let live = self.live(m).await?;
-            settings_changed |= live.is_none_or(|l| strip_volatile(l) != strip_volatile(would));
+            let (would, live) = self.compare(m).await?;
+            settings_changed |= live.is_none_or(|l| l != would);
         }
         self.rendered
             .lock()
             .expect("not poisoned")
             .insert(spec.name.clone(), revision.clone());
         Ok((revision, definition_changed, settings_changed))
+    }
+
+    /// The revision the dry run named for this Deployment's rendered template.
+    fn rendered_revision(&self, name: &str) -> Option<String> {
+        self.rendered
+            .lock()
+            .expect("not poisoned")
+            .get(name)
+            .cloned()
     }
 
     /// The Deployment to apply. With an HPA, an existing Deployment keeps its live replica
@@ -340,10 +366,11 @@ impl Kubernetes {
             ));
         };
         let sets = self.replica_sets(&d).await?;
-        let Some(template) = sets.iter().find_map(|rs| {
-            let t = serde_json::to_value(rs.spec.as_ref()?.template.as_ref()?).ok()?;
-            (revision_of(&spec.name, &t) == revision).then_some(t)
-        }) else {
+        let Some(mut template) = sets
+            .iter()
+            .map(rs_template)
+            .find(|t| revision_of(&spec.name, t) == revision)
+        else {
             return Err(PlatformError::new(
                 ErrorKind::NotFound,
                 op,
@@ -353,10 +380,7 @@ impl Kubernetes {
                 ),
             ));
         };
-        let mut template = template;
-        if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
-            labels.remove(TEMPLATE_HASH);
-        }
+        without_hash_label(&mut template);
         let patch: json_patch::Patch = serde_json::from_value(json!([
             {"op": "replace", "path": "/spec/template", "value": template}
         ]))
@@ -414,11 +438,10 @@ impl Kubernetes {
             .chain(std::iter::once(&body))
             .chain(spec.scaling.iter())
         {
-            let would = strip_volatile(self.apply(m, true).await?);
-            let change = match self.live(m).await? {
+            let (would, live) = self.compare(m).await?;
+            let change = match live {
                 None => ObjectChange::Create,
                 Some(live) => {
-                    let live = strip_volatile(live);
                     if live == would {
                         ObjectChange::Unchanged
                     } else {
@@ -479,20 +502,14 @@ impl Platform for Kubernetes {
         let live = self.deployment(&spec.name).await?;
         let (_, definition_changed, settings_changed) = self.dry_run(spec, live.as_ref()).await?;
         Ok(Prepared {
-            service: self.view(spec).await?,
+            service: self.view_of(spec, live).await?,
             definition_changed,
             settings_changed,
         })
     }
 
     async fn register(&self, spec: &ServiceSpec) -> Result<String, PlatformError> {
-        let known = self
-            .rendered
-            .lock()
-            .expect("not poisoned")
-            .get(&spec.name)
-            .cloned();
-        if let Some(revision) = known {
+        if let Some(revision) = self.rendered_revision(&spec.name) {
             return Ok(revision);
         }
         self.ensure_namespace().await?;
@@ -505,13 +522,10 @@ impl Platform for Kubernetes {
         spec: &ServiceSpec,
         revision: &str,
     ) -> Result<Option<String>, PlatformError> {
-        let rendered = self
-            .rendered
-            .lock()
-            .expect("not poisoned")
-            .get(&spec.name)
-            .cloned();
-        if rendered.as_deref().is_some_and(|r| r != revision) {
+        if self
+            .rendered_revision(&spec.name)
+            .is_some_and(|r| r != revision)
+        {
             // Another revision than the rendered one: `rollback`.
             self.undo_to(spec, revision).await?;
             return Ok(None);
@@ -600,12 +614,7 @@ impl Platform for Kubernetes {
         let sets = self.replica_sets(&d).await?;
         Ok(sets
             .iter()
-            .filter_map(|rs| {
-                Some(revision_of(
-                    &spec.name,
-                    &serde_json::to_value(rs.spec.as_ref()?.template.as_ref()?).ok()?,
-                ))
-            })
+            .map(|rs| revision_of(&spec.name, &rs_template(rs)))
             .find(|r| *r != current))
     }
 }
@@ -629,18 +638,8 @@ fn classify(op: &str, e: &kube::Error) -> PlatformError {
             PlatformError::new(kind, op, format!("{message} (HTTP {})", s.code))
         }
         kube::Error::Auth(_) => PlatformError::new(ErrorKind::Permission, op, format!("{e:#}")),
-        _ => PlatformError::new(ErrorKind::Transient, op, error_chain(e)),
+        _ => PlatformError::new(ErrorKind::Transient, op, crate::diag::error_chain(e)),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let _ = write!(s, ": {inner}");
-        source = inner.source();
-    }
-    s
 }
 
 /// `k=v,k2=v2` from the Deployment's `matchLabels`.
@@ -674,6 +673,27 @@ fn owned_by(pod: &Pod, replica_set: &str) -> bool {
         .any(|o| o.kind == "ReplicaSet" && o.name == replica_set)
 }
 
+/// A `ReplicaSet`'s pod template as JSON (`null` when it has none).
+fn rs_template(rs: &ReplicaSet) -> Value {
+    rs.spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .map_or(Value::Null, |t| {
+            serde_json::to_value(t).expect("templates serialize")
+        })
+}
+
+/// Removes the label the controller adds to a `ReplicaSet`'s copy of the template.
+fn without_hash_label(template: &mut Value) {
+    if let Some(labels) = template
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("labels"))
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove(TEMPLATE_HASH);
+    }
+}
+
 fn template_value(d: &Deployment) -> Value {
     d.spec.as_ref().map_or(Value::Null, |s| {
         serde_json::to_value(&s.template).expect("templates serialize")
@@ -684,13 +704,7 @@ fn template_value(d: &Deployment) -> Value {
 /// object keys sorted, so a Deployment's template and its `ReplicaSet`'s name one revision.
 pub fn revision_of(name: &str, template: &Value) -> String {
     let mut t = template.clone();
-    if let Some(labels) = t
-        .get_mut("metadata")
-        .and_then(|m| m.get_mut("labels"))
-        .and_then(Value::as_object_mut)
-    {
-        labels.remove(TEMPLATE_HASH);
-    }
+    without_hash_label(&mut t);
     let mut text = String::new();
     canonical(&t, &mut text);
     let digest = Sha256::digest(text.as_bytes());
@@ -932,14 +946,7 @@ pub fn service_view(
         .iter()
         .map(|rs| {
             let rs_name = rs.metadata.name.clone().unwrap_or_default();
-            let template = rs
-                .spec
-                .as_ref()
-                .and_then(|s| s.template.as_ref())
-                .map_or(Value::Null, |t| {
-                    serde_json::to_value(t).expect("templates serialize")
-                });
-            let revision = revision_of(&name, &template);
+            let revision = revision_of(&name, &rs_template(rs));
             let primary = revision == current;
             let st = rs.status.as_ref();
             let available = count(st.and_then(|s| s.available_replicas));

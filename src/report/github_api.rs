@@ -101,16 +101,7 @@ fn error(operation: &str, e: &octocrab::Error) -> GitHubError {
         octocrab::Error::GitHub { source, .. } => {
             format!("{} (HTTP {})", source.message, source.status_code.as_u16())
         }
-        other => {
-            let mut s = other.to_string();
-            let mut src = std::error::Error::source(other);
-            while let Some(inner) = src {
-                s.push_str(": ");
-                s.push_str(&inner.to_string());
-                src = inner.source();
-            }
-            s
-        }
+        other => crate::diag::error_chain(other),
     };
     GitHubError {
         operation: operation.to_owned(),

@@ -19,7 +19,8 @@ use crate::render::templates::{
 use crate::report::terminal::{Terminal, Vocabulary, failure_text, outcome_text};
 use crate::strategy::rolling::{Failure, Outcome, Rolling, Settings};
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+/// A runtime on this thread, for the commands that wait on one platform.
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -96,6 +97,15 @@ fn deployment_id() -> String {
 /// One spec per service of the environment: per ECS service, the main one first; on
 /// Kubernetes, the Deployment with the HPA as its scaling and every other manifest beside it.
 fn specs(loaded: &Loaded, env: &str, image: Option<String>) -> Result<Vec<ServiceSpec>, Error> {
+    Ok(rendered_specs(loaded, env, image)?.2)
+}
+
+/// [`specs`], with the commit and the image reference they were rendered for.
+fn rendered_specs(
+    loaded: &Loaded,
+    env: &str,
+    image: Option<String>,
+) -> Result<(crate::git::GitInfo, String, Vec<ServiceSpec>), Error> {
     let (git, rendered) = render_selection(
         loaded,
         &Selection {
@@ -124,7 +134,7 @@ fn specs(loaded: &Loaded, env: &str, image: Option<String>) -> Result<Vec<Servic
             }
         }
         let definition = definition.expect("a Deployment is rendered for a Kubernetes environment");
-        return Ok(vec![ServiceSpec {
+        let spec = ServiceSpec {
             cluster: k8s.namespace.clone(),
             name: definition["metadata"]["name"]
                 .as_str()
@@ -135,10 +145,11 @@ fn specs(loaded: &Loaded, env: &str, image: Option<String>) -> Result<Vec<Servic
             scaling,
             tags,
             manifests,
-        }]);
+        };
+        return Ok((git, r.image, vec![spec]));
     }
     let ecs = environment.ecs.as_ref().expect("an ECS environment");
-    Ok(ecs
+    let specs = ecs
         .all_services(&loaded.config.app, env)
         .iter()
         .map(|svc| {
@@ -159,7 +170,8 @@ fn specs(loaded: &Loaded, env: &str, image: Option<String>) -> Result<Vec<Servic
                 manifests: vec![],
             }
         })
-        .collect())
+        .collect();
+    Ok((git, r.image, specs))
 }
 
 fn unix_now() -> i64 {
@@ -324,7 +336,7 @@ fn progress_deadline(loaded: &Loaded, env: &str, configured: Duration, poll: Dur
 
 pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
     let (name, _, rolling) = single_rolling(loaded, &args.wait.env.env)?;
-    let specs = specs(loaded, name, args.image.clone())?;
+    let (git, image, specs) = rendered_specs(loaded, name, args.image.clone())?;
     let settings = Settings {
         progress_deadline: progress_deadline(
             loaded,
@@ -336,11 +348,6 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
         on_cancel: rolling.on_cancel,
         no_wait: args.wait.no_wait,
     };
-    let git = crate::git::GitInfo::discover(&loaded.source.dir);
-    let image = args
-        .image
-        .clone()
-        .unwrap_or_else(|| crate::render::default_image(&loaded.config, &git));
     let rt = runtime()?;
     let outcomes = rt.block_on(async {
         let platform = platform(loaded, name).await?;

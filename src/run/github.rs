@@ -128,7 +128,8 @@ impl Reporting {
                 Err(err) => warn(&err),
             }
         }
-        let mut summary = github::summary(&github::merge(None, report.clone(), &order));
+        // This run's row alone: the summary and the file show this run.
+        let mut summary = github::summary(&report);
         if let Some(why) = summary_note {
             let _ = std::fmt::Write::write_fmt(
                 &mut summary,
@@ -153,7 +154,7 @@ impl Reporting {
             }
         }
         if let Some(path) = report_file {
-            let body = github::comment(&github::merge(None, report, &order));
+            let body = github::comment(&report);
             match std::fs::write(path, body) {
                 Ok(()) => eprintln!("wrote the pull request report to {}", path.display()),
                 Err(err) => warn(&format!("cannot write {}: {err}", path.display())),

@@ -172,6 +172,46 @@ fn immutable_conflict(repo: &str, tag: &str, existing: &str, wanted: &str) -> Im
     }
 }
 
+/// Where each of `tags` points now in `repo` (`None`: not there).
+async fn tag_digests(
+    reg: &Registry,
+    repo: &str,
+    tags: &[String],
+) -> Result<Vec<(String, Option<String>)>, ImageError> {
+    let mut out = Vec::with_capacity(tags.len());
+    for tag in tags {
+        out.push((tag.clone(), reg.digest(repo, tag).await?));
+    }
+    Ok(out)
+}
+
+/// Under IMMUTABLE, refuses the whole set when one tag points at another image than
+/// `digest` (`None`: an image not pushed yet, which no tag can point at). Checked for every
+/// tag before any moves.
+fn refuse_moving(
+    repo: &str,
+    now: &[(String, Option<String>)],
+    digest: Option<&str>,
+    wanted: &str,
+) -> Result<(), ImageError> {
+    match now.iter().find_map(|(tag, d)| {
+        d.as_deref()
+            .filter(|d| Some(*d) != digest)
+            .map(|d| (tag, d))
+    }) {
+        Some((tag, other)) => Err(immutable_conflict(repo, tag, other, wanted)),
+        None => Ok(()),
+    }
+}
+
+/// The tags of `now` that do not point at `digest` yet.
+fn to_move<'a>(now: &'a [(String, Option<String>)], digest: &str) -> Vec<&'a String> {
+    now.iter()
+        .filter(|(_, d)| d.as_deref() != Some(digest))
+        .map(|(tag, _)| tag)
+        .collect()
+}
+
 pub fn build(loaded: &Loaded, args: &BuildArgs) -> Result<(), Error> {
     if let Some(env) = &args.env {
         select(loaded, env)?;
@@ -243,29 +283,21 @@ pub fn build(loaded: &Loaded, args: &BuildArgs) -> Result<(), Error> {
                 "{host}/{repo}:{} already exists ({digest}): skipping the build and the push",
                 tags[0]
             );
-            let mut mutability = None;
-            for tag in &tags[1..] {
-                match reg.digest(&repo, tag).await? {
-                    Some(d) if d == digest => {}
-                    existing => {
-                        if let Some(other) = existing {
-                            if mutability.is_none() {
-                                aws_calls += 1;
-                                mutability = Some(
-                                    ecr.repository(&repo, false, config.image.tag_mutability)
-                                        .await?,
-                                );
-                            }
-                            if mutability == Some(TagMutability::Immutable) {
-                                return Err(immutable_conflict(&repo, tag, &other, &digest));
-                            }
-                        }
-                        reg.retag(&repo, &digest, tag).await?;
-                        eprintln!("tagged {tag} → {digest}");
-                    }
+            let now = tag_digests(&reg, &repo, &tags[1..]).await?;
+            if refuse_moving(&repo, &now, Some(&digest), &digest).is_err() {
+                aws_calls += 1;
+                let mutability = ecr
+                    .repository(&repo, false, config.image.tag_mutability)
+                    .await?;
+                if mutability == TagMutability::Immutable {
+                    refuse_moving(&repo, &now, Some(&digest), &digest)?;
                 }
             }
-            return Ok(outputs(
+            for tag in to_move(&now, &digest) {
+                reg.retag(&repo, &digest, tag).await?;
+                eprintln!("tagged {tag} → {digest}");
+            }
+            return Ok::<_, ImageError>(outputs(
                 &reg,
                 &repo,
                 &digest,
@@ -282,17 +314,14 @@ pub fn build(loaded: &Loaded, args: &BuildArgs) -> Result<(), Error> {
                 config.image.tag_mutability,
             )
             .await?;
+        let now = tag_digests(&reg, &repo, &tags[1..]).await?;
         if mutability == TagMutability::Immutable {
-            for tag in &tags[1..] {
-                if let Some(other) = reg.digest(&repo, tag).await? {
-                    return Err(immutable_conflict(
-                        &repo,
-                        tag,
-                        &other,
-                        &format!("this commit's new image ({})", tags[0]),
-                    ));
-                }
-            }
+            refuse_moving(
+                &repo,
+                &now,
+                None,
+                &format!("this commit's new image ({})", tags[0]),
+            )?;
         }
         request.push_to = Some(format!("{host}/{repo}:{}", tags[0]));
         request.insecure = insecure;
@@ -305,11 +334,9 @@ pub fn build(loaded: &Loaded, args: &BuildArgs) -> Result<(), Error> {
         report::end_group();
         let digest = built?.digest.expect("a pushed build has a digest");
         eprintln!("pushed {host}/{repo}:{} ({digest})", tags[0]);
-        for tag in &tags[1..] {
-            if reg.digest(&repo, tag).await?.as_deref() != Some(digest.as_str()) {
-                reg.retag(&repo, &digest, tag).await?;
-                eprintln!("tagged {tag} → {digest}");
-            }
+        for tag in to_move(&now, &digest) {
+            reg.retag(&repo, &digest, tag).await?;
+            eprintln!("tagged {tag} → {digest}");
         }
         Ok(outputs(&reg, &repo, &digest, tags.clone(), true, aws_calls))
     })?;
@@ -435,18 +462,17 @@ pub fn promote(loaded: &Loaded, args: &PromoteArgs) -> Result<(), Error> {
             }
             _ => TagMutability::Mutable,
         };
-        let mut todo = Vec::new();
-        for tag in &args.to_tags {
-            match dst.digest(&dst_repo, tag).await? {
-                Some(d) if d == digest => {
-                    eprintln!("{}/{dst_repo}:{tag} already points at {digest}", dst.host);
-                }
-                Some(other) if mutability == TagMutability::Immutable => {
-                    return Err(immutable_conflict(&dst_repo, tag, &other, &digest));
-                }
-                _ => todo.push(tag.clone()),
-            }
+        let now = tag_digests(&dst, &dst_repo, &args.to_tags).await?;
+        if mutability == TagMutability::Immutable {
+            refuse_moving(&dst_repo, &now, Some(&digest), &digest)?;
         }
+        for (tag, _) in now
+            .iter()
+            .filter(|(_, d)| d.as_deref() == Some(digest.as_str()))
+        {
+            eprintln!("{}/{dst_repo}:{tag} already points at {digest}", dst.host);
+        }
+        let todo: Vec<String> = to_move(&now, &digest).into_iter().cloned().collect();
         if same_repo {
             for tag in &todo {
                 dst.retag(&dst_repo, &digest, tag).await?;

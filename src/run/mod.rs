@@ -176,20 +176,15 @@ fn aws_login(loaded: &Loaded, role: Option<&str>) -> Result<(), Error> {
     let Some(role) = role.filter(|r| !r.is_empty()) else {
         return Ok(());
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            Error::Environment(anyhow::Error::new(e).context("cannot start the async runtime"))
-        })?;
-    rt.block_on(crate::aws::assume_role_from_github(
-        role,
-        &loaded.config.region,
-    ))
-    .map_err(|e| Error::Deployment {
-        code: 3,
-        message: e.to_string(),
-    })
+    deploy::runtime()?
+        .block_on(crate::aws::assume_role_from_github(
+            role,
+            &loaded.config.region,
+        ))
+        .map_err(|e| Error::Deployment {
+            code: 3,
+            message: e.to_string(),
+        })
 }
 
 /// Renders the selected environments; every problem of every environment is reported at once.
