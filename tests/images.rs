@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
 use std::path::Path;
 
 use common::moto::Moto;
@@ -355,21 +353,6 @@ async fn a_multi_platform_index_is_built_and_copied_with_every_platform() {
     }
 }
 
-/// An HTTP server on loopback that answers every request with 503.
-fn always_503() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(200) {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    host
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_refusals_missing_images_and_outages_are_reported() {
     let Some(bed) = bed(&|t| t) else { return };
@@ -406,12 +389,12 @@ async fn registry_refusals_missing_images_and_outages_are_reported() {
     assert!(r.stderr.contains("there is no image"), "{}", r.dump());
 
     // 5xx: the registry is down.
-    let down = always_503();
+    let (down, _) = common::answer_all("503 Service Unavailable", "text/plain", String::new());
     let r = mvd(
         &bed,
         SHA,
         &["build"],
-        &[("MVD_ECR_REGISTRY_ENDPOINT", &format!("http://{down}"))],
+        &[("MVD_ECR_REGISTRY_ENDPOINT", &down)],
     );
     assert_eq!(r.code, 3, "{}", r.dump());
     assert!(

@@ -51,6 +51,21 @@ fn deploy(cluster: &Cluster, dir: &Path, image: &str) -> Run {
     )
 }
 
+fn server_dry_run(cluster: &Cluster, dir: &Path, image: &str) -> Run {
+    mvd(
+        cluster,
+        dir,
+        &[
+            "plan",
+            "--env",
+            "production-k8s",
+            "--image",
+            image,
+            "--server-dry-run",
+        ],
+    )
+}
+
 async fn image_of(client: &kube::Client, ns: &str) -> String {
     let d = Api::<Deployment>::namespaced(client.clone(), ns)
         .get("movieverse")
@@ -100,18 +115,7 @@ async fn deploy_applies_everything_rolls_out_and_a_rerun_changes_nothing() {
     config(dir.path(), ns, "60s", "");
 
     // `plan --server-dry-run` before the namespace exists: everything would be created.
-    let r = mvd(
-        cluster,
-        dir.path(),
-        &[
-            "plan",
-            "--env",
-            "production-k8s",
-            "--image",
-            GOOD,
-            "--server-dry-run",
-        ],
-    );
+    let r = server_dry_run(cluster, dir.path(), GOOD);
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(
         r.stdout.contains("namespace mv-apply does not exist yet"),
@@ -152,18 +156,7 @@ async fn deploy_applies_everything_rolls_out_and_a_rerun_changes_nothing() {
     assert_eq!(versions(&client, ns).await, before);
 
     // The server's dry run agrees: nothing would change.
-    let r = mvd(
-        cluster,
-        dir.path(),
-        &[
-            "plan",
-            "--env",
-            "production-k8s",
-            "--image",
-            GOOD,
-            "--server-dry-run",
-        ],
-    );
+    let r = server_dry_run(cluster, dir.path(), GOOD);
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(
         r.stdout.contains("Deployment movieverse: unchanged"),
@@ -172,18 +165,7 @@ async fn deploy_applies_everything_rolls_out_and_a_rerun_changes_nothing() {
     );
     assert!(!r.stdout.contains("would change"), "{}", r.dump());
     // ... and shows the change a new image makes, as a diff.
-    let r = mvd(
-        cluster,
-        dir.path(),
-        &[
-            "plan",
-            "--env",
-            "production-k8s",
-            "--image",
-            GOOD2,
-            "--server-dry-run",
-        ],
-    );
+    let r = server_dry_run(cluster, dir.path(), GOOD2);
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(
         r.stdout.contains("Deployment movieverse: would change"),

@@ -5,10 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-
 use base64::Engine as _;
 use common::moto::Moto;
 use common::{Run, SHA};
@@ -30,51 +26,6 @@ fn jwt() -> String {
             "aud": "sts.amazonaws.com",
         }))
     )
-}
-
-/// An HTTP server on loopback answering every request with `status` and `body`; returns its
-/// URL and the request lines and authorization headers it saw.
-fn fake(
-    status: &'static str,
-    content_type: &'static str,
-    body: String,
-) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(50) {
-            let Ok(mut s) = stream else { continue };
-            let mut reader = BufReader::new(s.try_clone().unwrap());
-            let mut length = 0usize;
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            log.lock().unwrap().push(line.trim_end().to_owned());
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                if h.trim_end().is_empty() {
-                    break;
-                }
-                let lower = h.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                if lower.starts_with("authorization:") {
-                    log.lock().unwrap().push(h.trim_end().to_owned());
-                }
-            }
-            let mut b = vec![0; length];
-            let _ = reader.read_exact(&mut b);
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (url, seen)
 }
 
 fn status_with_role(moto: &Moto, dir: &std::path::Path, extra: &[(&str, &str)]) -> Run {
@@ -112,7 +63,7 @@ async fn the_oidc_token_is_exchanged_for_the_role() {
     let Some(moto) = Moto::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     moto.staging_config(dir.path());
-    let (token_url, seen) = fake(
+    let (token_url, seen) = common::answer_all(
         "200 OK",
         "application/json",
         serde_json::json!({"value": jwt()}).to_string(),
@@ -173,12 +124,12 @@ async fn a_trust_policy_mismatch_shows_the_claims_not_the_token() {
     let Some(moto) = Moto::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     moto.staging_config(dir.path());
-    let (token_url, _) = fake(
+    let (token_url, _) = common::answer_all(
         "200 OK",
         "application/json",
         serde_json::json!({"value": jwt()}).to_string(),
     );
-    let (sts_url, _) = fake(
+    let (sts_url, _) = common::answer_all(
         "403 Forbidden",
         "text/xml",
         "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message></Error><RequestId>r1</RequestId></ErrorResponse>".to_owned(),

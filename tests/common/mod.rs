@@ -136,3 +136,49 @@ impl Running {
         (status.code(), self.seen)
     }
 }
+
+/// An HTTP server on loopback answering every request with `status` and `body`; returns its
+/// URL and the request lines and authorization headers it saw.
+pub fn answer_all(
+    status: &'static str,
+    content_type: &'static str,
+    body: String,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        use std::io::{BufRead as _, Read as _, Write as _};
+        for stream in listener.incoming().take(200) {
+            let Ok(mut s) = stream else { continue };
+            let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+            let mut length = 0usize;
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            log.lock().unwrap().push(line.trim_end().to_owned());
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim_end().is_empty() {
+                    break;
+                }
+                let lower = h.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("authorization:") {
+                    log.lock().unwrap().push(h.trim_end().to_owned());
+                }
+            }
+            let mut b = vec![0; length];
+            let _ = reader.read_exact(&mut b);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, seen)
+}
