@@ -20,11 +20,19 @@ Examples:
 
 Set NO_COLOR=1 to turn colours off.";
 
+/// The version and the commit the binary was built from (`build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MVD_BUILD_COMMIT"),
+    ")"
+);
+
 /// Takes a `MovieVerse` release from commit to traffic: build and push the image, render ECS
 /// task definitions and Kubernetes manifests, run a rolling, blue-green or canary rollout, and
 /// report back to the pull request.
 #[derive(Debug, Parser)]
-#[command(name = "movieverse-deploy", version, about, after_help = AFTER_HELP)]
+#[command(name = "movieverse-deploy", version = VERSION, about, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The deploy.yml to use.
     #[arg(
@@ -61,7 +69,7 @@ pub enum Command {
     /// Render every artifact of an environment (task definition, service, `AppSpec`, scaling,
     /// Kubernetes manifests), validated.
     #[command(
-        after_help = "Examples:\n  movieverse-deploy render --env staging\n  movieverse-deploy render --env all --out build/\n\nWith --out, writes DIR/ENV/task-definition.json, service.json, appspec.yaml,\nscaling.json and k8s/<kind>-<name>.yaml, as apply to the environment."
+        after_help = "Examples:\n  movieverse-deploy render --env staging\n  movieverse-deploy render --env all --out build/\n  movieverse-deploy render --env production-k8s --output yaml \\\n      | kubectl apply -f -\n\nWith --out, writes DIR/ENV/task-definition.json, service.json, appspec.yaml,\nscaling.json and k8s/<kind>-<name>.yaml, as apply to the environment."
     )]
     Render(RenderArgs),
 
@@ -77,7 +85,7 @@ pub enum Command {
     /// service, apply auto scaling; on Kubernetes, server-side apply the manifests; then wait
     /// for this deployment to complete or fail.
     #[command(
-        after_help = "Examples:\n  movieverse-deploy deploy --env staging\n  movieverse-deploy deploy --env staging --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:…\n  movieverse-deploy deploy --env staging --no-wait\n\nA rerun with the same input registers nothing and starts no deployment.\nOn SIGINT/SIGTERM the service is put back on its previous revision\n(strategy `on_cancel: rollback`, the default) and the exit code is 130."
+        after_help = "Examples:\n  movieverse-deploy deploy --env staging\n  movieverse-deploy deploy --env staging \\\n      --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:…\n  movieverse-deploy deploy --env staging --no-wait\n\nA rerun with the same input registers nothing and starts no deployment.\nOn SIGINT/SIGTERM the service is put back on its previous revision\n(strategy `on_cancel: rollback`, the default) and the exit code is 130."
     )]
     Deploy(DeployArgs),
 
@@ -91,7 +99,7 @@ pub enum Command {
     /// Point new tags at an existing image, or copy it to another repository or registry,
     /// by digest and without rebuilding.
     #[command(
-        after_help = "Examples:\n  movieverse-deploy promote --image movieverse:sha-4f2b9c1 --to-tag production\n  movieverse-deploy promote --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:… \\\n      --to-repository movieverse-prod --to-tag v1.4.0\n\nWithin a repository no layer moves (one manifest read and write per tag). To another\nrepository of the same registry, blobs are mounted; to another registry, the missing\nones are uploaded, several at once. Image indexes are copied with every platform."
+        after_help = "Examples:\n  movieverse-deploy promote --image movieverse:sha-4f2b9c1 \\\n      --to-tag production\n  movieverse-deploy promote \\\n      --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:… \\\n      --to-repository movieverse-prod --to-tag v1.4.0\n\nWithin a repository no layer moves (one manifest read and write per tag). To another\nrepository of the same registry, blobs are mounted; to another registry, the missing\nones are uploaded, several at once. Image indexes are copied with every platform."
     )]
     Promote(PromoteArgs),
 
@@ -112,7 +120,7 @@ pub enum Command {
 
     /// Print a shell completion script.
     #[command(
-        after_help = "Example:\n  movieverse-deploy completions bash > ~/.local/share/bash-completion/completions/movieverse-deploy"
+        after_help = "Example:\n  movieverse-deploy completions bash \\\n      > ~/.local/share/bash-completion/completions/movieverse-deploy"
     )]
     Completions {
         #[arg(value_enum)]
@@ -137,9 +145,21 @@ pub struct RenderArgs {
     #[command(flatten)]
     pub selection: Selection,
 
-    /// Write the artifacts under DIR/ENV/ instead of printing them.
-    #[arg(long, value_name = "DIR")]
+    /// Write the artifacts under DIR/ENV/ instead of printing them; DIR/ENV then holds
+    /// exactly what was rendered (files from an earlier render are removed).
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
     pub out: Option<PathBuf>,
+
+    /// How to print: `text`, each artifact under a `==> ENV/FILE <==` header; `yaml`, the
+    /// Kubernetes manifests as one `---`-separated stream, for `kubectl apply -f -`.
+    #[arg(long, value_enum, default_value_t = RenderFormat::Text)]
+    pub output: RenderFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenderFormat {
+    Text,
+    Yaml,
 }
 
 #[derive(Debug, Args)]
@@ -204,9 +224,16 @@ pub struct DeployArgs {
     pub report: Option<PathBuf>,
 }
 
+/// Durations on the command line follow deploy.yml's rules (`90s`, `5m`, `1h`, or a number
+/// of seconds), and a wait of zero is refused as deploy.yml refuses a zero interval.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write for example 90s, 5m or 1h"))
+    let d = crate::config::parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "`{s}` is zero; give a duration above zero, for example 5s"
+        ));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

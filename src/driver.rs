@@ -40,11 +40,65 @@ pub struct Unit {
     pub machine: Rolling,
 }
 
+/// What ends a wait early: a cancellation the loop has not acted on yet, and the deploy's
+/// time limit. Both bound every wait, the back-off between retries included.
+#[derive(Clone, Copy)]
+struct Stop<'a> {
+    cancel: Option<&'a CancellationToken>,
+    deadline: Option<Instant>,
+}
+
+impl Stop<'_> {
+    /// Completes when the cancellation fires or the deadline passes; never, with neither.
+    async fn reached(self) {
+        let cancel = async {
+            match self.cancel {
+                Some(c) => c.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let deadline = async {
+            match self.deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = cancel => {}
+            () = deadline => {}
+        }
+    }
+}
+
+/// A retry about to happen, for the reporter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub error: PlatformError,
+    pub delay: Duration,
+    /// This retry's number, from 1, of `of`.
+    pub attempt: u32,
+    pub of: u32,
+}
+
+/// Why an effect did not finish: the cancellation or the time limit came first.
+#[derive(Debug)]
+struct Interrupted;
+
 /// Runs an effect, retrying throttled and transient errors with exponential back-off
-/// (1 s, 2 s, 4 s, … capped at 16 s). An effect may make several API calls: the budget of
-/// `retries` is per failing call, and starts again when a later call fails (the earlier ones
-/// went through, so the effect made progress).
-async fn with_retries<T, F, Fut>(retries: u32, mut f: F) -> Result<T, PlatformError>
+/// (1 s, 2 s, 4 s, … capped at 16 s), announcing each retry. An effect may make several API
+/// calls: the budget of `retries` is per failing call, and starts again when a later call
+/// fails (the earlier ones went through, so the effect made progress).
+///
+/// `stop` interrupts the back-off at once, and the call itself when `abandon` says that is
+/// safe (a read: nothing was changed if it is dropped half-way). A write in flight is let
+/// finish, bounded by the client's own timeouts, so the machine knows what it did.
+async fn with_retries<T, F, Fut>(
+    retries: u32,
+    stop: Stop<'_>,
+    abandon: bool,
+    on_retry: &(dyn Fn(&Retry) + Sync),
+    mut f: F,
+) -> Result<Result<T, PlatformError>, Interrupted>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, PlatformError>>,
@@ -52,19 +106,37 @@ where
     let mut attempt = 0;
     let mut failing: Option<String> = None;
     loop {
-        match f().await {
+        let result = if abandon {
+            tokio::select! {
+                r = f() => r,
+                () = stop.reached() => return Err(Interrupted),
+            }
+        } else {
+            f().await
+        };
+        match result {
             Err(e) if e.kind.retryable() => {
                 if failing.as_deref() != Some(e.operation.as_str()) {
                     failing = Some(e.operation.clone());
                     attempt = 0;
                 }
                 if attempt >= retries {
-                    return Err(e);
+                    return Ok(Err(e));
                 }
-                tokio::time::sleep(Duration::from_secs(1 << attempt.min(4))).await;
+                let delay = Duration::from_secs(1 << attempt.min(4));
                 attempt += 1;
+                on_retry(&Retry {
+                    error: e,
+                    delay,
+                    attempt,
+                    of: retries,
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.reached() => return Err(Interrupted),
+                }
             }
-            other => return other,
+            other => return Ok(other),
         }
     }
 }
@@ -74,38 +146,62 @@ async fn execute<P: Platform>(
     spec: &ServiceSpec,
     command: &Command,
     retries: u32,
-) -> Input {
+    stop: Stop<'_>,
+    on_retry: &(dyn Fn(&Retry) + Sync),
+) -> Option<Input> {
     let result = match command {
-        Command::Prepare => with_retries(retries, || platform.prepare(spec))
+        Command::Prepare => with_retries(retries, stop, true, on_retry, || platform.prepare(spec))
             .await
-            .map(|p| Input::Prepared {
-                service: p.service,
-                definition_changed: p.definition_changed,
-                settings_changed: p.settings_changed,
+            .map(|r| {
+                r.map(|p| Input::Prepared {
+                    service: p.service,
+                    definition_changed: p.definition_changed,
+                    settings_changed: p.settings_changed,
+                })
             }),
-        Command::Register => with_retries(retries, || platform.register(spec))
-            .await
-            .map(|revision| Input::Registered { revision }),
-        Command::Update { revision } => with_retries(retries, || platform.update(spec, revision))
-            .await
-            .map(|deployment| Input::Updated { deployment }),
-        Command::ApplyScaling => with_retries(retries, || platform.apply_scaling(spec))
-            .await
-            .map(|()| Input::ScalingApplied),
-        Command::Diagnose { deployment } => {
-            with_retries(retries, || platform.diagnose(spec, deployment))
+        Command::Register => {
+            with_retries(retries, stop, false, on_retry, || platform.register(spec))
                 .await
-                .map(|stopped| Input::Diagnosed { stopped })
+                .map(|r| r.map(|revision| Input::Registered { revision }))
         }
-        Command::CleanUp { keep } => with_retries(retries, || platform.clean_up(spec, *keep))
-            .await
-            .map(|deregistered| Input::CleanedUp { deregistered }),
-        Command::Revert { revision } => with_retries(retries, || platform.revert(spec, revision))
-            .await
-            .map(|()| Input::Updated { deployment: None }),
+        Command::Update { revision } => with_retries(retries, stop, false, on_retry, || {
+            platform.update(spec, revision)
+        })
+        .await
+        .map(|r| r.map(|deployment| Input::Updated { deployment })),
+        Command::ApplyScaling => with_retries(retries, stop, false, on_retry, || {
+            platform.apply_scaling(spec)
+        })
+        .await
+        .map(|r| r.map(|()| Input::ScalingApplied)),
+        Command::Diagnose { deployment } => with_retries(retries, stop, true, on_retry, || {
+            platform.diagnose(spec, deployment)
+        })
+        .await
+        .map(|r| r.map(|stopped| Input::Diagnosed { stopped })),
+        Command::CleanUp { keep } => with_retries(retries, stop, false, on_retry, || {
+            platform.clean_up(spec, *keep)
+        })
+        .await
+        .map(|r| r.map(|deregistered| Input::CleanedUp { deregistered })),
+        Command::Revert { revision } => with_retries(retries, stop, false, on_retry, || {
+            platform.revert(spec, revision)
+        })
+        .await
+        .map(|r| r.map(|()| Input::Updated { deployment: None })),
         Command::Observe => unreachable!("observations are batched by the loop"),
     };
-    result.unwrap_or_else(Input::CommandFailed)
+    result.ok().map(|r| r.unwrap_or_else(Input::CommandFailed))
+}
+
+fn retry_event(r: &Retry) -> Event {
+    Event::Retrying {
+        operation: r.error.operation.clone(),
+        message: r.error.message.clone(),
+        delay_secs: r.delay.as_secs(),
+        attempt: r.attempt,
+        of: r.of,
+    }
 }
 
 /// Drives every unit to an outcome. `on_event` receives each event with the service name and
@@ -119,7 +215,15 @@ pub async fn drive<P: Platform>(
 ) -> Vec<Outcome> {
     let start = Instant::now();
     let mut queue: Vec<(usize, Command)> = Vec::new();
-    let mut feed =
+    // Shared by the loop and the retry notices of effects running side by side (one task).
+    let on_event = std::sync::Mutex::new(on_event);
+    let emit = |service: &str, at: Duration, e: &Event| {
+        let mut f = on_event
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (*f)(service, at, e);
+    };
+    let feed =
         |units: &mut [Unit], i: usize, input: Option<Input>, queue: &mut Vec<(usize, Command)>| {
             let now = start.elapsed();
             let step = match input {
@@ -127,7 +231,7 @@ pub async fn drive<P: Platform>(
                 None => units[i].machine.start(),
             };
             for e in &step.events {
-                on_event(&units[i].spec.name, now, e);
+                emit(&units[i].spec.name, now, e);
             }
             queue.extend(step.commands.into_iter().map(|c| (i, c)));
         };
@@ -157,22 +261,43 @@ pub async fn drive<P: Platform>(
             }
             continue;
         }
+        let stop = Stop {
+            cancel: (!cancelled).then_some(cancel),
+            deadline: options
+                .timeout
+                .filter(|_| !cancelled && !timed_out)
+                .map(|t| start + t),
+        };
         let (observe, act): (Vec<_>, Vec<_>) =
             queue.drain(..).partition(|(_, c)| *c == Command::Observe);
         if !act.is_empty() {
             let shared: &[Unit] = units;
-            let results: Vec<(usize, Input)> =
+            let emit = &emit;
+            let results: Vec<(usize, Command, Option<Input>)> =
                 futures_util::stream::iter(act.into_iter().map(|(i, c)| async move {
-                    (
-                        i,
-                        execute(platform, &shared[i].spec, &c, options.retries).await,
+                    let name = &shared[i].spec.name;
+                    let on_retry = |r: &Retry| emit(name, start.elapsed(), &retry_event(r));
+                    let input = execute(
+                        platform,
+                        &shared[i].spec,
+                        &c,
+                        options.retries,
+                        stop,
+                        &on_retry,
                     )
+                    .await;
+                    (i, c, input)
                 }))
                 .buffer_unordered(options.parallelism.max(1))
                 .collect()
                 .await;
-            for (i, input) in results {
-                feed(units, i, Some(input), &mut queue);
+            // An interrupted effect has no result: it stays queued, and the stop at the top of
+            // the loop replaces it (its machine gets the cancellation or the time limit).
+            for (i, c, input) in results {
+                match input {
+                    Some(input) => feed(units, i, Some(input), &mut queue),
+                    None => queue.push((i, c)),
+                }
             }
             queue.extend(observe);
             continue;
@@ -194,7 +319,20 @@ pub async fn drive<P: Platform>(
             continue;
         }
         let specs: Vec<&ServiceSpec> = observe.iter().map(|(i, _)| &units[*i].spec).collect();
-        let result = with_retries(options.retries, || platform.observe(&specs)).await;
+        let names = specs
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let on_retry = |r: &Retry| emit(&names, start.elapsed(), &retry_event(r));
+        let Ok(result) = with_retries(options.retries, stop, true, &on_retry, || {
+            platform.observe(&specs)
+        })
+        .await
+        else {
+            queue.extend(observe);
+            continue;
+        };
         for (i, _) in observe {
             let input = match &result {
                 Ok(views) => match views.iter().find(|v| v.name == units[i].spec.name) {

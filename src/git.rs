@@ -1,5 +1,6 @@
 //! What commit is being released: from the GitHub Actions environment, or from the local
-//! repository on a laptop. Reads files only; runs no `git` process and makes no network call.
+//! repository on a laptop. Reads files (and runs `git status` only to count uncommitted
+//! changes, [`uncommitted`]); makes no network call.
 
 use std::path::{Path, PathBuf};
 
@@ -151,6 +152,25 @@ fn tag_pointing_at(git_dir: &Path, sha: &str) -> Option<String> {
     }
     tags.sort();
     tags.into_iter().next()
+}
+
+/// How many files differ from the commit in the repository holding `dir` (tracked changes
+/// and untracked files, as `git status --porcelain` lists them); `None` when git is not
+/// installed or `dir` is not in a work tree. The one place that runs a `git` process: a
+/// working tree's state cannot be read from `.git` files alone without reimplementing the
+/// index.
+pub fn uncommitted(dir: &Path) -> Option<usize> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["status", "--porcelain"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).lines().count())
 }
 
 #[cfg(test)]

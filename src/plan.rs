@@ -19,6 +19,9 @@ pub struct Plan {
     pub commit: GitInfo,
     pub image: ImagePlan,
     pub environments: Vec<EnvPlan>,
+    /// What the plan noticed that a deploy would trip on, or should not do (a dirty tree, a
+    /// missing Containerfile, a strategy `deploy` does not drive yet).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,7 +90,26 @@ pub fn build(config: &Config, git: &GitInfo, image: &str, rendered: &[Rendered])
             platforms: config.image.platforms.clone(),
         },
         environments,
+        warnings: strategy_warnings(config, rendered),
     }
+}
+
+/// Environments whose strategy `deploy` does not drive yet: the plan says so up front.
+fn strategy_warnings(config: &Config, rendered: &[Rendered]) -> Vec<String> {
+    rendered
+        .iter()
+        .filter_map(|r| {
+            let env = &config.environments[&r.env];
+            match &env.strategy {
+                crate::config::Strategy::Rolling(_) => None,
+                other => Some(format!(
+                    "environment {}: `deploy` does not drive the {} strategy yet (it refuses before changing anything); `plan`, `render`, `status` and `rollback` work",
+                    r.env,
+                    other.name()
+                )),
+            }
+        })
+        .collect()
 }
 
 /// `1h 2m 5s` style, `0s` for zero.
@@ -164,6 +186,13 @@ pub fn to_text(plan: &Plan, style: Style) -> String {
             "Nothing is changed by a plan; no network call was made.\n"
         }
     );
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(o, "{}", style.bold("Warnings"));
+        for w in &plan.warnings {
+            let _ = writeln!(o, "  - {w}");
+        }
+        let _ = writeln!(o);
+    }
     let _ = writeln!(o, "{}", style.bold("Image"));
     let _ = writeln!(
         o,
@@ -238,6 +267,18 @@ pub fn to_text(plan: &Plan, style: Style) -> String {
         }
     }
     o
+}
+
+/// The plan's text as Markdown for a pull request or a job summary: a heading and the text in
+/// a fenced block (its columns stay aligned). A fence longer than any backtick run inside
+/// keeps a rendered template's backticks from closing it.
+pub fn to_markdown(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!(
+        "### movieverse-deploy plan\n\n{fence}text\n{}\n{fence}\n",
+        text.trim_end()
+    )
 }
 
 #[cfg(test)]

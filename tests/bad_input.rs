@@ -54,6 +54,45 @@ fn cases() -> Vec<Case> {
             "`branch` tags move to each new commit",
         ),
         case(
+            "canary_deadline_shorter_than_its_schedule",
+            &[("        deadline: 60m\n", "        deadline: 5m\n")],
+            "deploy.yml:151:19",
+            "deadline 5m is shorter than the canary's schedule: the earliest promotion is at 6m",
+        ),
+        case(
+            "strategy_named_without_its_settings",
+            &[(
+                STAGING_ROLLING,
+                "    strategy: blue-green\n    env:\n      LOG_LEVEL: info",
+            )],
+            "deploy.yml:",
+            "`strategy: blue-green` names the strategy without its settings",
+        ),
+        case(
+            "account_id_as_a_number",
+            &[("account_id: \"123456789012\"", "account_id: 123456789012")],
+            "deploy.yml:7:13",
+            "quote it: `\"123456789012\"`",
+        ),
+        case(
+            "duplicate_key",
+            &[(
+                "region: us-east-1\n",
+                "region: us-east-1\nregion: us-east-2\n",
+            )],
+            "deploy.yml:",
+            "the key `region` appears twice in the same mapping",
+        ),
+        case(
+            "yaml_bomb",
+            &[(
+                "region: us-east-1\n",
+                "region: us-east-1\nx0: &a0 [x, x, x, x, x, x, x, x, x, x]\nx1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\nx2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\nx3: &a3 [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]\nx4: &a4 [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]\nx5: &a5 [*a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4]\nx6: &a6 [*a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5]\n",
+            )],
+            "deploy.yml:",
+            "the document is too large for a config",
+        ),
+        case(
             "yaml_syntax_unclosed_bracket",
             &[("region: us-east-1", "region: [us-east-1")],
             "deploy.yml:",
@@ -365,6 +404,9 @@ fn template_cases() -> Vec<(Case, String)> {
     vec![
         (Case { name: "template_syntax_error", edits: &[], files: &[], args: &[], location: "td.json.j2:", message: "template syntax error" }, td.replacen("{% if container.command %}", "{% if container.command %%}", 1)),
         (Case { name: "template_undefined_variable", edits: &[], files: &[], args: &[], location: "td.json.j2:", message: "undefined variable `vars.missing_thing`" }, td.replacen("\"family\": {{ ecs.family | tojson }}", "\"family\": {{ vars.missing_thing | tojson }}", 1)),
+        (Case { name: "template_undefined_bare_variable", edits: &[], files: &[], args: &[], location: "td.json.j2:", message: "undefined variable `nope`" }, td.replacen("\"family\": {{ ecs.family | tojson }}", "\"family\": {{ nope }}", 1)),
+        (Case { name: "template_undefined_vars_member", edits: &[], files: &[], args: &[], location: "td.json.j2:", message: "undefined variable `vars.nope`" }, td.replacen("\"family\": {{ ecs.family | tojson }}", "\"family\": {{ vars.nope }}", 1)),
+        (Case { name: "template_undefined_in_a_filter_chain", edits: &[], files: &[], args: &[], location: "td.json.j2:", message: "undefined variable `vars.nope`" }, td.replacen("\"family\": {{ ecs.family | tojson }}", "\"family\": {{ vars.nope | upper | tojson }}", 1)),
         (Case { name: "no_essential_container", edits: &[], files: &[], args: &[], location: "td.json.j2", message: "no container is essential" }, td.replacen("\"essential\": true", "\"essential\": false", 1)),
         (Case { name: "rendered_invalid_json", edits: &[], files: &[], args: &[], location: "td.json.j2", message: "rendered invalid output" }, td.replacen("\"networkMode\": \"awsvpc\",", "\"networkMode\": \"awsvpc\"", 1)),
         (Case { name: "awsvpc_host_port_mismatch", edits: &[], files: &[], args: &[], location: "td.json.j2", message: "hostPort 80 differs from containerPort 5000" }, td.replacen("\"containerPort\": {{ container.port }},", "\"containerPort\": {{ container.port }}, \"hostPort\": 80,", 1)),
@@ -450,6 +492,44 @@ fn assert_case(c: &Case, r: &Run, _dir: &Path) {
         r.stdout.is_empty(),
         "case {}: nothing goes to stdout on invalid input\n{}",
         c.name,
+        r.dump()
+    );
+    // Messages speak the file's language: no library type, option or variant names.
+    for word in [
+        "Options",
+        "Policy",
+        "budget breached",
+        "newtype variant",
+        "unit variant",
+        "Nodes {",
+    ] {
+        assert!(
+            !r.stderr.contains(word),
+            "case {}: a library's word `{word}` in the message\n{}",
+            c.name,
+            r.dump()
+        );
+    }
+}
+
+#[test]
+fn a_file_that_is_not_utf8_gets_a_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(common::example()).unwrap();
+    let at = bytes
+        .windows(b"region: us-east-1".len())
+        .position(|w| w == b"region: us-east-1")
+        .unwrap();
+    bytes[at + 8] = 0xff;
+    std::fs::write(dir.path().join("deploy.yml"), bytes).unwrap();
+    let r = run(&["plan", "--env", "all"], dir.path());
+    assert_eq!(r.code, 2, "{}", r.dump());
+    assert!(
+        r.stderr.contains("deploy.yml:6:9")
+            && r.stderr
+                .contains("byte 0xff at line 6, column 9 is not valid UTF-8")
+            && r.stderr.contains("help: save the file as UTF-8"),
+        "{}",
         r.dump()
     );
 }

@@ -380,3 +380,51 @@ async fn several_services_of_an_environment_deploy_together() {
         r.dump()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_every_environment_rolling_and_blue_green() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &moto);
+    let world: serde_json::Value = serde_json::from_str(&moto.world(&["bluegreen"])).unwrap();
+    let blue = world["task_definition"].as_str().unwrap();
+
+    // One blue-green environment: its task set is shown (it was refused before).
+    let r = mvd(&moto, dir.path(), &["status", "--env", "production"]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stdout.contains("production: ecs blue-green")
+            && r.stdout
+                .contains(&format!("production/movieverse-app: runs {blue}"))
+            && r.stdout.contains("(primary)")
+            && r.stdout.contains("CodeDeploy deployment d-BLUE12345"),
+        "{}",
+        r.dump()
+    );
+
+    // Every environment: both ECS ones are read; the Kubernetes one has no cluster here, is
+    // reported, and makes the exit code, without hiding the others.
+    let mut cmd = common::bin();
+    cmd.current_dir(dir.path())
+        .env("CI", "true")
+        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"));
+    for (k, v) in moto.env() {
+        cmd.env(k, v);
+    }
+    let r = Run::from(&cmd.args(["status", "--env", "all"]).output().unwrap());
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stdout.contains("staging: ecs rolling")
+            && r.stdout.contains("staging/movieverse-app: runs ")
+            && r.stdout.contains("production: ecs blue-green")
+            && r.stdout
+                .contains("production-k8s: kubernetes canary\n  cannot be read"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.stderr.contains("some environments could not be read"),
+        "{}",
+        r.dump()
+    );
+}

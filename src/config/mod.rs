@@ -94,9 +94,16 @@ pub enum LoadError {
 
 /// Reads, parses and validates deploy.yml.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        LoadError::Invalid(Diagnostics::single(not_utf8(
+            display_path(path),
+            e.as_bytes(),
+            e.utf8_error().valid_up_to(),
+        )))
     })?;
     let dir = path
         .parent()
@@ -104,6 +111,61 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
     load_str(display_path(path), dir, text)
+}
+
+/// A file that is not UTF-8, pointed at its first bad byte.
+fn not_utf8(file: PathBuf, bytes: &[u8], at: usize) -> Diagnostic {
+    let before = &bytes[..at];
+    let line = String::from_utf8_lossy(before).lines().count().max(1)
+        + usize::from(before.ends_with(b"\n"));
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&bytes[line_start..at])
+        .chars()
+        .count()
+        + 1;
+    Diagnostic::new(
+        file,
+        format!(
+            "the file is not UTF-8 text: byte 0x{:02x} at line {line}, column {column} is not valid UTF-8",
+            bytes[at]
+        ),
+    )
+    .at(Some(Position { line, column }))
+    .help("save the file as UTF-8 (YAML files are UTF-8); an editor's \"encoding\" setting or `iconv -f LATIN1 -t UTF-8` converts it")
+}
+
+/// A YAML parser message in the file's terms: no parser type or option names.
+fn yaml_message(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("budget breached: ") {
+        let (name, figure) = rest.split_once(' ').unwrap_or((rest, ""));
+        let figure: String = figure.chars().filter(char::is_ascii_digit).collect();
+        let what = match name {
+            "Events" => "parser events",
+            "Aliases" => "alias uses (`*name`)",
+            "Anchors" => "anchors (`&name`)",
+            "Depth" => "nesting depth",
+            "Nodes" => "values, counting each alias expansion",
+            "ScalarBytes" => "bytes of text",
+            "Documents" => "documents",
+            _ => "its size",
+        };
+        return format!(
+            "the document is too large for a config: it reached {} {what}, past the safety limit (aliases that expand into one another, a \"YAML bomb\", do this)",
+            if figure.is_empty() {
+                "the limit of".to_owned()
+            } else {
+                figure
+            }
+        );
+    }
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest).trim();
+        return format!("the key `{key}` appears twice in the same mapping");
+    }
+    message.to_owned()
 }
 
 /// Parses and validates deploy.yml text. `file` names it in messages; `dir` resolves relative
@@ -140,10 +202,17 @@ fn parse_tree(file: &Path, text: &str) -> Result<Node, Diagnostics> {
         if let Some(i) = message.find(" at line ") {
             message.truncate(i);
         }
+        let help = if message.starts_with("duplicate mapping key") {
+            "keep one of the two: YAML would silently drop one, so both are refused"
+        } else if message.starts_with("budget breached") {
+            "write the values out, or use fewer nested aliases"
+        } else {
+            "fix the YAML syntax here or on the line above: indentation, a missing `:`, an unclosed `[`, `{` or quote"
+        };
         Diagnostics::single(
-            Diagnostic::new(file, format!("invalid YAML: {message}"))
+            Diagnostic::new(file, format!("invalid YAML: {}", yaml_message(&message)))
                 .at(position)
-                .help("fix the YAML syntax here or on the line above: indentation, a missing `:`, an unclosed `[`, `{` or quote")
+                .help(help)
                 .with_source(text),
         )
     })
@@ -165,17 +234,24 @@ fn deserialize(source: &Source) -> Result<Config, Diagnostics> {
                 .help("start from examples/movieverse/deploy.yml"),
         ));
     }
+    short_forms(&mut value);
+    let schema = json_schema();
     let mut problems = Vec::new();
     let mut cut: HashSet<Vec<Seg>> = HashSet::new();
     for _ in 0..MAX_ROUNDS {
         let err = match serde_path_to_error::deserialize::<_, Config>(&value) {
-            Ok(config) if problems.is_empty() => return Ok(config),
+            Ok(config) if problems.is_empty() => return Ok(fill_defaults(config)),
             Ok(_) => break,
             Err(err) => err,
         };
         let path = convert_path(err.path());
         let message = err.inner().to_string();
-        let (diagnostic, remove) = describe(source, &path, &message);
+        let (diagnostic, remove) = if message.starts_with("missing field") {
+            // Every required key missing from this mapping at once, not one per run.
+            describe_missing(source, &schema, &value, &path, &message)
+        } else {
+            describe(source, &path, &message)
+        };
         let missing_after_cut = message.starts_with("missing field")
             && cut
                 .iter()
@@ -199,7 +275,7 @@ fn deserialize(source: &Source) -> Result<Config, Diagnostics> {
     // semantic checks run too, so the user sees those problems in the same run. Problems about
     // a cut value, inside it, or about an object that contains it are left out: the cut value
     // is already reported, and its absence would cause false ones ("no canary schedule").
-    if let Ok(partial) = serde_json::from_value::<Config>(value) {
+    if let Ok(partial) = serde_json::from_value::<Config>(value).map(fill_defaults) {
         let paths: Vec<String> = cut.iter().map(|c| path_string(c)).collect();
         let related = |a: &str, b: &str| {
             a == b
@@ -217,6 +293,158 @@ fn deserialize(source: &Source) -> Result<Config, Diagnostics> {
         );
     }
     Err(Diagnostics(problems).sorted())
+}
+
+/// Defaults that depend on other keys: the container is named after the app.
+fn fill_defaults(mut config: Config) -> Config {
+    if config.container.name.is_empty() {
+        config.container.name.clone_from(&config.app);
+    }
+    config
+}
+
+/// Short forms accepted for readability: `strategy: rolling` is `strategy: {rolling: {}}`
+/// (rolling is the only strategy whose every setting has a default).
+fn short_forms(value: &mut serde_json::Value) {
+    let Some(envs) = value
+        .get_mut("environments")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for env in envs.values_mut() {
+        if let Some(strategy) = env.get_mut("strategy")
+            && strategy.as_str() == Some("rolling")
+        {
+            *strategy = serde_json::json!({"rolling": {}});
+        }
+    }
+}
+
+/// The schema of the value at `path`, through references, options and variants.
+fn schema_at<'a>(
+    root: &'a serde_json::Value,
+    mut node: &'a serde_json::Value,
+    path: &[Seg],
+) -> Option<&'a serde_json::Value> {
+    fn resolve<'a>(
+        root: &'a serde_json::Value,
+        mut n: &'a serde_json::Value,
+    ) -> &'a serde_json::Value {
+        for _ in 0..32 {
+            match n.get("$ref").and_then(serde_json::Value::as_str) {
+                Some(r) => match r
+                    .strip_prefix("#/$defs/")
+                    .and_then(|d| root["$defs"].get(d))
+                {
+                    Some(next) => n = next,
+                    None => break,
+                },
+                None => break,
+            }
+        }
+        n
+    }
+    fn step<'a>(
+        root: &'a serde_json::Value,
+        n: &'a serde_json::Value,
+        seg: &Seg,
+        depth: usize,
+    ) -> Option<&'a serde_json::Value> {
+        let n = resolve(root, n);
+        if depth > 8 {
+            return None;
+        }
+        let direct = match seg {
+            Seg::Key(k) => n
+                .get("properties")
+                .and_then(|p| p.get(k))
+                .or_else(|| n.get("additionalProperties").filter(|a| a.is_object())),
+            Seg::Index(_) => n.get("items"),
+        };
+        if direct.is_some() {
+            return direct;
+        }
+        ["anyOf", "oneOf", "allOf"]
+            .iter()
+            .filter_map(|k| n.get(*k).and_then(serde_json::Value::as_array))
+            .flatten()
+            .find_map(|alt| step(root, alt, seg, depth + 1))
+    }
+    for seg in path {
+        node = step(root, node, seg, 0)?;
+    }
+    Some(resolve(root, node))
+}
+
+/// The required keys of an object schema (or of the object alternative of an option).
+fn required_keys(root: &serde_json::Value, schema: &serde_json::Value) -> Vec<String> {
+    let direct: Vec<String> = schema
+        .get("required")
+        .and_then(serde_json::Value::as_array)
+        .map(|r| {
+            r.iter()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !direct.is_empty() {
+        return direct;
+    }
+    ["anyOf", "oneOf"]
+        .iter()
+        .filter_map(|k| schema.get(*k).and_then(serde_json::Value::as_array))
+        .flatten()
+        .filter_map(|alt| schema_at(root, alt, &[]))
+        .map(|alt| required_keys(root, alt))
+        .find(|r| !r.is_empty())
+        .unwrap_or_default()
+}
+
+/// A missing-key error, widened to every required key this mapping lacks.
+fn describe_missing(
+    source: &Source,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    path: &[Seg],
+    message: &str,
+) -> (Diagnostic, Vec<Seg>) {
+    let first = between_backticks(message).unwrap_or_default();
+    let mut here = value;
+    for seg in path {
+        here = match seg {
+            Seg::Key(k) => &here[k.as_str()],
+            Seg::Index(i) => &here[*i],
+        };
+    }
+    let mut missing: Vec<String> = schema_at(schema, schema, path)
+        .map(|s| required_keys(schema, s))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|k| here.get(k).is_none())
+        .collect();
+    if !missing.contains(&first) {
+        missing.insert(0, first);
+    }
+    if missing.len() == 1 {
+        return describe(source, path, message);
+    }
+    let list = missing
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let d = source
+        .diag(path, format!("missing required keys {list}"))
+        .help(format!(
+            "add {} here; `movieverse-deploy schema` describes every key",
+            missing
+                .iter()
+                .map(|k| format!("`{k}:`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    (d, path.to_vec())
 }
 
 fn convert_path(path: &serde_path_to_error::Path) -> Vec<Seg> {
@@ -305,6 +533,16 @@ fn describe(source: &Source, path: &[Seg], message: &str) -> (Diagnostic, Vec<Se
             ));
         return (d, path.to_vec());
     }
+    if message.contains("unit variant")
+        && let Some(Seg::Key(variant)) = path.last()
+    {
+        let d = source
+            .diag(path, format!("`strategy: {variant}` names the strategy without its settings"))
+            .help(format!(
+                "write it as a mapping: `strategy: {{{variant}: {{…}}}}` with its keys (`movieverse-deploy schema` lists them); only `strategy: rolling` works alone"
+            ));
+        return (d, path.to_vec());
+    }
     let d = source
         .diag(path, describe_type_error(message))
         .help(type_help(message));
@@ -324,7 +562,12 @@ fn describe_type_error(message: &str) -> String {
 }
 
 fn type_help(message: &str) -> String {
-    if message.contains("expected a sequence") {
+    if (message.contains("type: integer") || message.contains("type: floating point"))
+        && message.contains("expected a string")
+    {
+        let number = between_backticks(message).unwrap_or_default();
+        format!("quote it: `\"{number}\"` (as a number, YAML would drop leading zeros)")
+    } else if message.contains("expected a sequence") {
         "write a list, for example `[a, b]` or one `- item` per line".into()
     } else if message.contains("expected struct") || message.contains("expected a map") {
         "write a mapping of keys here".into()

@@ -104,8 +104,9 @@ pub enum TagMutability {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Container {
-    /// The container name (and the Kubernetes container name).
-    #[serde(default = "defaults::container_name")]
+    /// The container name (and the Kubernetes container name, and the ECS log stream
+    /// prefix). Defaults to `app`.
+    #[serde(default)]
     pub name: String,
     /// The port the application listens on.
     #[serde(default = "defaults::port")]
@@ -121,7 +122,7 @@ pub struct Container {
 impl Default for Container {
     fn default() -> Self {
         Self {
-            name: defaults::container_name(),
+            name: String::new(),
             port: defaults::port(),
             health_check: HealthCheck::default(),
             command: Vec::new(),
@@ -178,10 +179,12 @@ pub struct Datadog {
     pub site: String,
 }
 
+/// With no `datadog:` section there is no sidecar; a `datadog:` section turns it on unless
+/// it says `enabled: false`.
 impl Default for Datadog {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: false,
             image: defaults::datadog_image(),
             api_key_secret: None,
             site: defaults::datadog_site(),
@@ -427,10 +430,12 @@ pub struct Scaling {
     pub scale_out_cooldown: Duration,
 }
 
+/// With no `scaling:` section, auto scaling is off (the desired count or replicas stay as
+/// written); a `scaling:` section turns it on unless it says `enabled: false`.
 impl Default for Scaling {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: false,
             min: defaults::min_capacity(),
             max: defaults::max_capacity(),
             cpu_target: defaults::cpu_target(),
@@ -468,6 +473,22 @@ pub struct Kubernetes {
     /// Non-secret application configuration, mounted as a `ConfigMap`.
     #[serde(default)]
     pub config: IndexMap<String, String>,
+    /// Which Secrets the app's `ServiceAccount` may read. `referenced` (the default): `get` on
+    /// the Secrets this environment references (`secrets:` and the Datadog key), by name;
+    /// `none`: no Secret at all (pods still receive their `secretKeyRef` values, which the
+    /// kubelet reads, not the app); `all`: get/list/watch on every Secret in the namespace, an
+    /// explicit choice.
+    #[serde(default)]
+    pub secret_access: SecretAccess,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretAccess {
+    None,
+    #[default]
+    Referenced,
+    All,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -815,6 +836,21 @@ impl Serialize for Duration {
     }
 }
 
+/// A duration as deploy.yml and the command line both take it: `90s`, `1m`, `10m 30s`, or a
+/// whole number of seconds (`90`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| format!("`{text}` is too large a number of seconds"));
+    }
+    humantime::parse_duration(t).map_err(|e| {
+        format!("`{text}` is not a duration ({e}); write for example \"90s\", \"1m\" or \"10m 30s\", or a number of seconds")
+    })
+}
+
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -834,11 +870,7 @@ impl<'de> Deserialize<'de> for Duration {
                     .map_err(|_| E::custom(format!("a duration cannot be negative ({v})")))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-                humantime::parse_duration(v).map(Duration).map_err(|e| {
-                    E::custom(format!(
-                        "`{v}` is not a duration ({e}); write for example \"90s\", \"1m\" or \"10m 30s\""
-                    ))
-                })
+                parse_duration(v).map(Duration).map_err(E::custom)
             }
         }
         d.deserialize_any(V)
@@ -863,9 +895,6 @@ pub mod defaults {
     }
     pub fn tags() -> Vec<TagRule> {
         vec![TagRule::Sha, TagRule::Branch, TagRule::Semver, TagRule::Pr]
-    }
-    pub fn container_name() -> String {
-        "movieverse-app".into()
     }
     pub fn port() -> u16 {
         5000

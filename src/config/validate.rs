@@ -780,6 +780,23 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
                 );
             }
             canary_settings(c, config, canary, &p);
+            let weights = canary.weights();
+            if !weights.is_empty() && canary.analysis.interval.as_secs() > 0 {
+                let (promote, healthy, delay, n, interval) =
+                    crate::strategy::timeline::earliest_promotion(config, canary);
+                let deadline = canary.deadline.as_secs();
+                let f = crate::plan::fmt_secs;
+                if deadline < promote {
+                    c.err(
+                        &[p.clone(), path!["deadline"]].concat(),
+                        format!(
+                            "deadline {} is shorter than the canary's schedule: the earliest promotion is at {} (healthy after {} + initial delay {} + {} more step(s) of one {} interval each)",
+                            f(deadline), f(promote), f(healthy), f(delay), n.saturating_sub(1), f(interval)
+                        ),
+                        format!("set `deadline` to at least {} (with room for failed checks), or shorten the schedule", f(promote)),
+                    );
+                }
+            }
         }
     }
 }

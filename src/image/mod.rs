@@ -157,3 +157,46 @@ mod tests {
         assert!(semver_tags("release").is_empty());
     }
 }
+
+/// An image reference as a deploy takes it, checked against the distribution grammar
+/// (`[host[:port]/]name[:tag][@sha256:…]`, lowercase name). Returns whether it pins a digest.
+pub fn check_reference(text: &str) -> Result<bool, String> {
+    if text.trim() != text || text.is_empty() {
+        return Err("it is empty or has spaces around it".to_owned());
+    }
+    match oci_client::Reference::try_from(text) {
+        Ok(r) => Ok(r.digest().is_some()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::check_reference;
+
+    #[test]
+    fn image_references_parse_or_say_why() {
+        let d = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        let table: &[(&str, Option<bool>)] = &[
+            ("movieverse:sha-4f2b9c1", Some(false)),
+            (
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse:v1",
+                Some(false),
+            ),
+            (
+                &format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@{d}"),
+                Some(true),
+            ),
+            ("127.0.0.1:5000/team/app:1", Some(false)),
+            ("not a ref", None),
+            ("", None),
+            (" movieverse:1", None),
+            ("Movieverse:1", None),
+            ("movieverse@sha256:short", None),
+            ("movieverse:", None),
+        ];
+        for (text, want) in table {
+            assert_eq!(check_reference(text).ok(), *want, "{text:?}");
+        }
+    }
+}

@@ -638,7 +638,10 @@ fn classify(op: &str, e: &kube::Error) -> PlatformError {
             PlatformError::new(kind, op, format!("{message} (HTTP {})", s.code))
         }
         kube::Error::Auth(_) => PlatformError::new(ErrorKind::Permission, op, format!("{e:#}")),
-        _ => PlatformError::new(ErrorKind::Transient, op, crate::diag::error_chain(e)),
+        _ => match super::connection_failure(e) {
+            Some((kind, cause)) => PlatformError::new(kind, op, cause),
+            None => PlatformError::new(ErrorKind::Transient, op, crate::diag::error_chain(e)),
+        },
     }
 }
 

@@ -13,7 +13,65 @@ use std::future::Future;
 
 use serde_json::Value;
 
-use crate::strategy::rolling::{PlatformError, ServiceView, StoppedTask};
+use crate::strategy::rolling::{ErrorKind, PlatformError, ServiceView, StoppedTask};
+
+/// What a failed call's error chain says about the connection, when that is the cause: the
+/// kind (a refused connection or an unknown host is [`ErrorKind::Unreachable`], missing or
+/// unusable credentials [`ErrorKind::Permission`]) and one line of cause, taken from the
+/// innermost error (`Connection refused (os error 111)`), never a debug dump.
+pub fn connection_failure(e: &(dyn std::error::Error + 'static)) -> Option<(ErrorKind, String)> {
+    let mut chain: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+    while let Some(next) = chain.last().and_then(|e| e.source()) {
+        chain.push(next);
+    }
+    for e in &chain {
+        if let Some(c) = e.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+        {
+            use aws_credential_types::provider::error::CredentialsError as C;
+            let message = match c {
+                C::CredentialsNotLoaded(_) => "no AWS credentials were found".to_owned(),
+                other => format!(
+                    "the AWS credentials could not be loaded: {}",
+                    innermost(other)
+                ),
+            };
+            return Some((ErrorKind::Permission, message));
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
+            )
+        {
+            return Some((ErrorKind::Unreachable, "connection refused".to_owned()));
+        }
+    }
+    let inner = innermost(e);
+    let lower = inner.to_lowercase();
+    if lower.contains("failed to lookup address")
+        || lower.contains("dns error")
+        || lower.contains("name or service not known")
+        || lower.contains("no such host")
+    {
+        return Some((ErrorKind::Unreachable, format!("unknown host ({inner})")));
+    }
+    None
+}
+
+/// The innermost error's text, on one line.
+pub fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    let text = last.to_string();
+    let line = text.lines().next().unwrap_or_default().trim();
+    if line.chars().count() > 200 {
+        format!("{}…", line.chars().take(200).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}
 
 /// Everything rendered for one service, as the platform needs it.
 #[derive(Debug, Clone)]

@@ -137,6 +137,9 @@ impl<'a> Renderer<'a> {
     pub fn new(loaded: &'a Loaded) -> Result<Self, Diagnostics> {
         let mut jinja = Jinja::new();
         jinja.set_undefined_behavior(UndefinedBehavior::Strict);
+        // minijinja's debug mode follows the build profile (on in debug builds): fixed off, so
+        // errors carry the same information in the tests' debug build as in the release.
+        jinja.set_debug(false);
         jinja.set_auto_escape_callback(|_| AutoEscape::None);
         jinja.set_syntax(
             minijinja::syntax::SyntaxConfig::builder()
@@ -165,8 +168,8 @@ impl<'a> Renderer<'a> {
                 }
                 None => builtin.source.to_owned(),
             };
-            if let Err(e) = jinja.add_template_owned(builtin.id, source) {
-                problems.push(template_error(loaded, builtin.id, &e, None));
+            if let Err(e) = jinja.add_template_owned(builtin.id, source.clone()) {
+                problems.push(template_error(loaded, builtin.id, &source, &e, None));
             }
         }
         if problems.is_empty() {
@@ -214,7 +217,12 @@ impl<'a> Renderer<'a> {
                     }) {
                         Ok(text) => text,
                         Err(e) => {
-                            problems.push(template_error(self.loaded, id, &e, Some(ctx)));
+                            let source = self
+                                .jinja
+                                .get_template(id)
+                                .map(|t| t.source().to_owned())
+                                .unwrap_or_default();
+                            problems.push(template_error(self.loaded, id, &source, &e, Some(ctx)));
                             continue;
                         }
                     };
@@ -353,15 +361,20 @@ impl FileIfUnset for Diagnostic {
 
 /// A minijinja error as a diagnostic at the template's <file:line:column>, naming the undefined
 /// variable when that is the problem.
+///
+/// `source` is the template's text as we loaded it. minijinja keeps a copy in its errors only
+/// in debug mode (on by default in debug builds, off in release builds), so the error is read
+/// against our own copy: the message is the same in every build profile. A range that does
+/// not fit the source (which would be a minijinja bug) degrades to a line, never a panic.
 fn template_error(
     loaded: &Loaded,
     id: &str,
+    source: &str,
     e: &minijinja::Error,
     ctx: Option<&Value>,
 ) -> Diagnostic {
     let file = template_display(loaded, id);
-    let source = e.template_source().unwrap_or_default();
-    let mut range = e.range();
+    let mut range = e.range().filter(|r| source.get(r.clone()).is_some());
     // For an undefined value piped into a filter, minijinja points at the filter: point at
     // the value instead (`{{ vars.x | tojson }}` names `vars.x`).
     if let (minijinja::ErrorKind::UndefinedError, Some(r)) = (e.kind(), range.clone()) {
@@ -684,10 +697,30 @@ pub fn context(
                 "scaling": scaling_context(&k.scaling),
                 "pdb_max_unavailable": k.pdb_max_unavailable,
                 "config": k.config,
+                "secret_access": k.secret_access,
+                "secret_names": secret_names(config, env),
             }),
         );
     }
     ctx
+}
+
+/// The Secrets an environment references by `secret-name/key` (its `secrets:` and the
+/// Datadog key when the sidecar is on), each name once, in order.
+fn secret_names(config: &Config, env: &Environment) -> Vec<String> {
+    let datadog = config
+        .datadog
+        .enabled
+        .then(|| env.datadog_secret(config))
+        .flatten();
+    let mut names: Vec<String> = Vec::new();
+    for reference in env.secrets.values().map(String::as_str).chain(datadog) {
+        let name = reference.split_once('/').map_or(reference, |(n, _)| n);
+        if !name.is_empty() && !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    names
 }
 
 /// The `ecs` object of the template context, for one service of the environment.

@@ -140,6 +140,15 @@ impl Terminal {
                 format!("{stamp}: {text}")
             }
             Event::ServiceEvent { message } => format!("{stamp}: event: {message}"),
+            Event::Retrying {
+                operation,
+                message,
+                delay_secs,
+                attempt,
+                of,
+            } => format!(
+                "{stamp}: retrying in {delay_secs} s ({attempt}/{of}): {operation}: {message}"
+            ),
             Event::Finished { outcome } => {
                 if let Some(bar) = self.bar(service) {
                     bar.finish_and_clear();
@@ -187,6 +196,8 @@ pub fn outcome_text(o: &Outcome) -> String {
         Outcome::NoChange { revision } => format!("no change, still on {revision}"),
         Outcome::Succeeded { revision, waited: true } => format!("deployed {revision}"),
         Outcome::Succeeded { revision, waited: false } => format!("deployment of {revision} started (not waited for: --no-wait)"),
+        // The call's error, with where it went and advice, ends the run: said once, there.
+        Outcome::Failed { failure: Failure::Platform(e), .. } => format!("FAILED: {} failed (the error follows)", e.operation),
         Outcome::Failed { failure, .. } => format!("FAILED: {}", failure_text(failure)),
         Outcome::Cancelled { reverted_to: Some(r) } => format!("cancelled; the service was put back on {r}"),
         Outcome::Cancelled { reverted_to: None } => "cancelled; the service was not changed by this deploy, or was left as it was (on_cancel: leave)".into(),

@@ -10,6 +10,7 @@ use super::{Error, print_out, render_selection, select};
 use crate::cli::{DeployArgs, Selection, WaitArgs};
 use crate::config::{Loaded, Strategy, Target};
 use crate::driver::{DriveOptions, Unit, drive};
+use crate::git::GitInfo;
 use crate::platform::ecs::Ecs;
 use crate::platform::kubernetes::{Kubernetes, ObjectChange, ObjectDiff};
 use crate::platform::{Platform, ServiceSpec};
@@ -17,7 +18,20 @@ use crate::render::templates::{
     ECS_SCALING, ECS_SERVICE, ECS_TASK_DEFINITION, K8S_DEPLOYMENT, K8S_HPA,
 };
 use crate::report::terminal::{Terminal, Vocabulary, failure_text, outcome_text};
-use crate::strategy::rolling::{Failure, Outcome, Rolling, Settings};
+use crate::strategy::rolling::{ErrorKind, Failure, Outcome, PlatformError, Rolling, Settings};
+
+/// Why a deploy by tag goes ahead, and how to pin the digest instead.
+fn tag_note(image: &str, given: bool) -> String {
+    if given {
+        format!(
+            "note: deploying {image} by tag: the platform resolves a tag when each task or pod starts, so if the tag moves, new tasks run another image; pass REPOSITORY@sha256:DIGEST (the `image` output of `build`) to pin it"
+        )
+    } else {
+        format!(
+            "note: deploying {image}, this commit's tag (pushed by `build` for this commit); pass --image REPOSITORY@sha256:DIGEST (the `image` output of `build`) to pin the digest"
+        )
+    }
+}
 
 /// A runtime on this thread, for the commands that wait on one platform.
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -27,6 +41,33 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| {
             Error::Environment(anyhow::Error::new(e).context("cannot start the async runtime"))
         })
+}
+
+/// One named environment (not `all`) for a command that changes it.
+fn one_environment<'a>(loaded: &'a Loaded, env: &str, verb: &str) -> Result<&'a str, Error> {
+    if env == "all" {
+        return Err(Error::Usage {
+            message: format!("`--env all`: {verb} one environment at a time"),
+            help: format!(
+                "use one of: {}",
+                loaded
+                    .config
+                    .environments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    let name = select(loaded, env)?.remove(0);
+    Ok(loaded
+        .config
+        .environments
+        .get_key_value(&name)
+        .expect("selected")
+        .0
+        .as_str())
 }
 
 /// The environment must be one ECS or Kubernetes environment with the rolling strategy: the
@@ -42,38 +83,24 @@ fn single_rolling<'a>(
     ),
     Error,
 > {
-    if env == "all" {
-        return Err(Error::Usage {
-            message: "`--env all` deploys nothing: deploy one environment at a time".into(),
-            help: format!(
-                "use one of: {}",
-                loaded
-                    .config
-                    .environments
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        });
-    }
-    let name = select(loaded, env)?.remove(0);
-    let (name, e) = loaded
-        .config
-        .environments
-        .get_key_value(&name)
-        .expect("selected");
+    let name = one_environment(loaded, env, "deploys")?;
+    let e = &loaded.config.environments[name];
     match &e.strategy {
-        Strategy::Rolling(r) => Ok((name.as_str(), e, r)),
+        Strategy::Rolling(r) => Ok((name, e, r)),
         strategy => Err(Error::Usage {
             message: format!("environment `{name}` is {} with the {} strategy, which `deploy` does not drive yet", e.target, strategy.name()),
-            help: "this release deploys ECS and Kubernetes environments with the rolling strategy; `plan` and `render` work for every environment".into(),
+            help: "this release deploys ECS and Kubernetes environments with the rolling strategy; `plan`, `render`, `status` and `rollback` work for every environment".into(),
         }),
     }
 }
 
-/// A platform error outside a rollout, as the command's error (its exit code as a rollout's).
-fn platform_error(e: &crate::strategy::rolling::PlatformError, message: String) -> Error {
+/// A platform error outside a rollout, as the command's error (its exit code as a rollout's):
+/// `what` failed, then the call, where it went, the cause, and advice.
+fn platform_error(loaded: &Loaded, env: &str, e: &PlatformError, what: &str) -> Error {
+    let mut message = format!("error: {what}: {}", error_line(loaded, env, e));
+    if let Some(help) = error_help(loaded, env, e) {
+        let _ = write!(message, "\n  = help: {help}");
+    }
     Error::Deployment {
         code: Outcome::Failed {
             failure: Failure::Platform(e.clone()),
@@ -81,6 +108,64 @@ fn platform_error(e: &crate::strategy::rolling::PlatformError, message: String) 
         }
         .exit_code(),
         message,
+    }
+}
+
+/// Where an environment's calls go: the Kubernetes context, or the ECS endpoint and region
+/// as the SDK resolves them from the environment.
+fn endpoint_of(loaded: &Loaded, env: &str) -> String {
+    let e = &loaded.config.environments[env];
+    if let (Target::Kubernetes, Some(k)) = (&e.target, &e.kubernetes) {
+        return match &k.context {
+            Some(c) => format!("the Kubernetes API server of context `{c}`"),
+            None => "the Kubernetes API server of the current context".to_owned(),
+        };
+    }
+    let region = region_of(loaded);
+    let url = ["AWS_ENDPOINT_URL_ECS", "AWS_ENDPOINT_URL"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| format!("https://ecs.{region}.amazonaws.com"));
+    format!("ECS at {url}")
+}
+
+fn region_of(loaded: &Loaded) -> String {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| loaded.config.region.clone())
+}
+
+/// One line: the call, where it went when the connection is the problem, and the cause.
+fn error_line(loaded: &Loaded, env: &str, e: &PlatformError) -> String {
+    match e.kind {
+        ErrorKind::Unreachable | ErrorKind::Transient | ErrorKind::Permission => {
+            format!(
+                "{} ({}): {}",
+                e.operation,
+                endpoint_of(loaded, env),
+                e.message
+            )
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// What to check for an error that is about where calls go or who makes them.
+fn error_help(loaded: &Loaded, env: &str, e: &PlatformError) -> Option<String> {
+    let kubernetes = loaded.config.environments[env].target == Target::Kubernetes;
+    match (e.kind, kubernetes) {
+        (ErrorKind::Unreachable | ErrorKind::Transient, true) => Some(
+            "check that the API server answers, and the kubeconfig in use (KUBECONFIG, or `kubernetes.context` in deploy.yml)".to_owned(),
+        ),
+        (ErrorKind::Permission, true) => Some(
+            "the kubeconfig's user may not do this: check its RBAC (kubectl auth can-i), or the context (KUBECONFIG, `kubernetes.context` in deploy.yml)".to_owned(),
+        ),
+        (ErrorKind::Unreachable | ErrorKind::Transient | ErrorKind::Permission, false) => Some(format!(
+            "check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or --role-to-assume in GitHub Actions), the endpoint (AWS_ENDPOINT_URL) and the region ({}, from AWS_REGION or deploy.yml)",
+            region_of(loaded)
+        )),
+        _ => None,
     }
 }
 
@@ -123,30 +208,47 @@ fn rendered_specs(
     ];
     let environment = &loaded.config.environments[env];
     if let Some(k8s) = &environment.kubernetes {
-        let mut definition = None;
+        // Every Deployment is a spec of its own (a canary environment renders the stable one
+        // first, then the canary): the first carries the other manifests and the HPA.
+        let mut definitions = Vec::new();
         let mut scaling = None;
         let mut manifests = Vec::new();
         for a in r.artifacts {
             match a.template {
-                K8S_DEPLOYMENT => definition = Some(a.value),
+                K8S_DEPLOYMENT => definitions.push(a.value),
                 K8S_HPA => scaling = Some(a.value),
                 _ => manifests.push(a.value),
             }
         }
-        let definition = definition.expect("a Deployment is rendered for a Kubernetes environment");
-        let spec = ServiceSpec {
-            cluster: k8s.namespace.clone(),
-            name: definition["metadata"]["name"]
-                .as_str()
-                .unwrap_or(&loaded.config.app)
-                .to_owned(),
-            definition,
-            service: serde_json::Value::Null,
-            scaling,
-            tags,
-            manifests,
-        };
-        return Ok((git, r.image, vec![spec]));
+        assert!(
+            !definitions.is_empty(),
+            "a Deployment is rendered for a Kubernetes environment"
+        );
+        let mut extras = (scaling, manifests);
+        let specs = definitions
+            .into_iter()
+            .enumerate()
+            .map(|(i, definition)| {
+                let (scaling, manifests) = if i == 0 {
+                    std::mem::take(&mut extras)
+                } else {
+                    (None, Vec::new())
+                };
+                ServiceSpec {
+                    cluster: k8s.namespace.clone(),
+                    name: definition["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or(&loaded.config.app)
+                        .to_owned(),
+                    definition,
+                    service: serde_json::Value::Null,
+                    scaling,
+                    tags: tags.clone(),
+                    manifests,
+                }
+            })
+            .collect();
+        return Ok((git, r.image, specs));
     }
     let ecs = environment.ecs.as_ref().expect("an ECS environment");
     let specs = ecs
@@ -180,9 +282,12 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
-/// Cancels `token` on SIGINT or SIGTERM. The listeners are registered before this returns,
-/// so a signal that arrives at any later point is seen.
+/// Cancels `token` on SIGINT or SIGTERM; a second signal exits at once with 130. The
+/// listeners are registered before this returns, so a signal that arrives at any later point
+/// is seen.
 fn watch_signals(token: CancellationToken) {
+    const FIRST: &str = "cancelling: stopping the wait, then acting on the cancel policy (send the signal again to exit at once)";
+    const SECOND: &str = "cancelled again: exiting now; a change in flight is left as it is (run `status` to see where it stands)";
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -200,15 +305,24 @@ fn watch_signals(token: CancellationToken) {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
             }
-            eprintln!("cancelling: finishing the current call, then acting on the cancel policy");
+            eprintln!("{FIRST}");
             token.cancel();
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("{SECOND}");
+            std::process::exit(130);
         });
     }
     #[cfg(not(unix))]
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
-        eprintln!("cancelling: finishing the current call, then acting on the cancel policy");
+        eprintln!("{FIRST}");
         token.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("{SECOND}");
+        std::process::exit(130);
     });
 }
 
@@ -222,7 +336,7 @@ fn options(wait: &WaitArgs) -> DriveOptions {
 
 /// Maps the outcomes to the exit code: a cancellation wins, then the first failure; the
 /// failures' reasons form the error message (the reporter already printed each ending).
-fn conclude(env: &str, outcomes: &[(String, Outcome)]) -> Result<(), Error> {
+fn conclude(loaded: &Loaded, env: &str, outcomes: &[(String, Outcome)]) -> Result<(), Error> {
     if let Some((_, o)) = outcomes
         .iter()
         .find(|(_, o)| matches!(o, Outcome::Cancelled { .. }))
@@ -244,18 +358,28 @@ fn conclude(env: &str, outcomes: &[(String, Outcome)]) -> Result<(), Error> {
         return Ok(());
     };
     let mut message = String::new();
+    let mut help = None;
     for (service, outcome) in &failed {
         if let Outcome::Failed { failure, details } = outcome {
+            let text = match failure {
+                Failure::Platform(e) => {
+                    help = help.or_else(|| error_help(loaded, env, e));
+                    error_line(loaded, env, e)
+                }
+                other => failure_text(other),
+            };
             let _ = write!(
                 message,
-                "{}error: deploying {env}/{service} failed: {}",
+                "{}error: deploying {env}/{service} failed: {text}",
                 if message.is_empty() { "" } else { "\n" },
-                failure_text(failure)
             );
             for d in details {
                 let _ = write!(message, "\n  - {d}");
             }
         }
+    }
+    if let Some(help) = help {
+        let _ = write!(message, "\n  = help: {help}");
     }
     Err(Error::Deployment {
         code: first.exit_code(),
@@ -336,7 +460,19 @@ fn progress_deadline(loaded: &Loaded, env: &str, configured: Duration, poll: Dur
 
 pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
     let (name, _, rolling) = single_rolling(loaded, &args.wait.env.env)?;
+    if args.image.is_none() && GitInfo::discover(&loaded.source.dir).origin == "unknown" {
+        return Err(Error::Usage {
+            message: format!(
+                "no commit to deploy: {} is not in a git repository and GITHUB_SHA is not set, so the image would be `…:sha-unknown`",
+                crate::diag::display_path(&loaded.source.dir).display()
+            ),
+            help: "pass --image REGISTRY/REPOSITORY@sha256:DIGEST (the `image` output of `build`), or run from the repository's checkout".into(),
+        });
+    }
     let (git, image, specs) = rendered_specs(loaded, name, args.image.clone())?;
+    if !super::check_image_arg(&image)? {
+        eprintln!("{}", tag_note(&image, args.image.is_some()));
+    }
     let settings = Settings {
         progress_deadline: progress_deadline(
             loaded,
@@ -366,10 +502,11 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
             .await;
         Ok::<_, Error>(outcomes)
     })?;
-    conclude(name, &outcomes)
+    conclude(loaded, name, &outcomes)
 }
 
 async fn rollback_on<P: Platform>(
+    loaded: &Loaded,
     platform: &P,
     specs: Vec<ServiceSpec>,
     settings: &Settings,
@@ -391,13 +528,20 @@ async fn rollback_on<P: Platform>(
                     ),
                 });
             }
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                return Err(platform_error(
+                    loaded,
+                    name,
+                    &e,
+                    &format!("{name}/{}: cannot find the previous revision", spec.name),
+                ));
+            }
             Err(e) => {
                 return Err(platform_error(
+                    loaded,
+                    name,
                     &e,
-                    format!(
-                        "error: {name}/{}: cannot find the previous revision: {e}",
-                        spec.name
-                    ),
+                    &format!("{name}/{}: rollback", spec.name),
                 ));
             }
         };
@@ -411,45 +555,102 @@ async fn rollback_on<P: Platform>(
     Ok(run_machines(platform, units, name, args, words).await)
 }
 
+/// `rollback`: a rolling environment's services go back to their previous revision; on a
+/// canary environment, the stable Deployment goes back to its previous template (the canary
+/// Deployment takes no traffic outside a rollout, as rendered). Blue-green rolls back through
+/// `CodeDeploy`, which this release does not drive yet: the error says how to do it now.
 pub fn rollback(loaded: &Loaded, args: &WaitArgs) -> Result<(), Error> {
-    let (name, _, rolling) = single_rolling(loaded, &args.env.env)?;
-    let specs = specs(loaded, name, None)?;
+    let name = one_environment(loaded, &args.env.env, "rolls back")?;
+    let mut specs = specs(loaded, name, None)?;
+    let (deadline, on_cancel) = match &loaded.config.environments[name].strategy {
+        Strategy::Rolling(r) => (r.progress_deadline.0, r.on_cancel),
+        Strategy::Canary(_) => {
+            specs.truncate(1);
+            eprintln!(
+                "{name}: canary environment: rolling back the stable Deployment {}; the canary Deployment is left as it is",
+                specs[0].name
+            );
+            (
+                crate::config::defaults::progress_deadline().0,
+                crate::strategy::rolling::CancelPolicy::default(),
+            )
+        }
+        Strategy::BlueGreen(b) => {
+            return Err(Error::Usage {
+                message: format!(
+                    "environment `{name}` is blue-green through CodeDeploy (application `{}`, deployment group `{}`): its rollback is CodeDeploy's, which this release does not drive yet",
+                    b.application, b.deployment_group
+                ),
+                help: format!(
+                    "for a deployment in flight: `aws deploy stop-deployment --auto-rollback-enabled --deployment-id ID`; after one finished, redeploy the previous task definition through CodeDeploy. `movieverse-deploy status --env {name}` shows what runs"
+                ),
+            });
+        }
+    };
     let settings = Settings {
-        progress_deadline: progress_deadline(
-            loaded,
-            name,
-            rolling.progress_deadline.0,
-            args.poll_interval,
-        ),
+        progress_deadline: progress_deadline(loaded, name, deadline, args.poll_interval),
         keep_revisions: u32::MAX,
-        on_cancel: rolling.on_cancel,
+        on_cancel,
         no_wait: args.no_wait,
     };
     let rt = runtime()?;
     let outcomes = rt.block_on(async {
         let platform = platform(loaded, name).await?;
-        on_platform!(&platform, p => rollback_on(p, specs, &settings, name, args, words(loaded, name)).await)
+        on_platform!(&platform, p => rollback_on(loaded, p, specs, &settings, name, args, words(loaded, name)).await)
     })?;
-    conclude(name, &outcomes)
+    conclude(loaded, name, &outcomes)
 }
 
+/// `status`: read-only, for every kind of environment (rolling, blue-green, canary) and for
+/// `--env all`. Each environment is read on its own; one that cannot be read is reported and
+/// the others are still shown. The exit code is the first failure's.
 pub fn status(loaded: &Loaded, env: &crate::cli::EnvArgs) -> Result<(), Error> {
-    let (name, _, _) = single_rolling(loaded, &env.env)?;
-    let specs = specs(loaded, name, None)?;
+    let names = select(loaded, &env.env)?;
     let rt = runtime()?;
-    let views = rt.block_on(async {
-        let platform = platform(loaded, name).await?;
-        let refs = specs.iter().collect::<Vec<_>>();
-        Ok::<_, Error>(on_platform!(&platform, p => p.observe(&refs).await))
-    })?;
-    let views = views.map_err(|e| platform_error(&e, format!("error: {name}: {e}")))?;
+    let mut first_error = None;
+    for name in &names {
+        let specs = specs(loaded, name, None)?;
+        let e = &loaded.config.environments[name];
+        let header = format!("{name}: {} {}", e.target, e.strategy.name());
+        let views = rt.block_on(async {
+            let platform = platform(loaded, name).await?;
+            let refs = specs.iter().collect::<Vec<_>>();
+            on_platform!(&platform, p => p.observe(&refs).await)
+                .map_err(|e| platform_error(loaded, name, &e, &format!("{name}: status")))
+        });
+        match views {
+            Ok(views) => print_out(&format!("{header}\n{}", status_text(name, &views)))?,
+            Err(err) => {
+                print_out(&format!("{header}\n  cannot be read (below)\n"))?;
+                if names.len() == 1 {
+                    return Err(err);
+                }
+                eprintln!("{err}");
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    match first_error {
+        None => Ok(()),
+        Some(first) => Err(Error::Deployment {
+            code: first.exit_code(),
+            message: "error: some environments could not be read (above)".into(),
+        }),
+    }
+}
+
+fn status_text(name: &str, views: &[crate::strategy::rolling::ServiceView]) -> String {
     let mut out = String::new();
     for v in views {
-        if v.revision.is_empty() {
+        if v.revision.is_empty() && v.deployments.is_empty() {
             let _ = writeln!(out, "{name}/{}: not deployed yet", v.name);
             continue;
         }
-        let _ = writeln!(out, "{name}/{}: runs {}", v.name, v.revision);
+        if v.revision.is_empty() {
+            let _ = writeln!(out, "{name}/{}:", v.name);
+        } else {
+            let _ = writeln!(out, "{name}/{}: runs {}", v.name, v.revision);
+        }
         for d in &v.deployments {
             let _ = writeln!(
                 out,
@@ -472,7 +673,7 @@ pub fn status(loaded: &Loaded, env: &crate::cli::EnvArgs) -> Result<(), Error> {
             let _ = writeln!(out, "  event: {}", e.message);
         }
     }
-    print_out(&out)
+    out
 }
 
 /// One environment's server dry run.
@@ -507,8 +708,10 @@ pub fn server_dry_run(loaded: &Loaded, selection: &Selection) -> Result<Vec<Live
                     Ok(None) => all = None,
                     Err(e) => {
                         return Err(platform_error(
+                            loaded,
+                            &name,
                             &e,
-                            format!("error: {name}: the server dry run failed: {e}"),
+                            &format!("{name}: the server dry run failed"),
                         ));
                     }
                 }

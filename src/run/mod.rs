@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::path::Path;
 
-use crate::cli::{Cli, ColorChoice, Command, OutputFormat, Selection};
+use crate::cli::{Cli, ColorChoice, Command, OutputFormat, RenderFormat, Selection};
 use crate::config::{self, LoadError, Loaded};
 use crate::diag::{Diagnostics, display_path};
 use crate::git::GitInfo;
@@ -91,6 +91,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let (_, rendered) = render_selection(&loaded, &args.selection)?;
             if let Some(dir) = args.out {
                 write_out(&dir, &rendered)
+            } else if args.output == RenderFormat::Yaml {
+                print_out(&yaml_stream(&rendered, &args.selection.env)?)
             } else {
                 let mut text = String::new();
                 for r in &rendered {
@@ -138,11 +140,13 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 .unwrap_or_default();
             let mut plan = plan::build(&loaded.config, &git, &image, &rendered);
             plan.asked_server = args.server_dry_run;
+            plan.warnings.splice(0..0, local_warnings(&loaded, &git));
             let live = if args.server_dry_run {
                 Some(deploy::server_dry_run(&loaded, &args.selection)?)
             } else {
                 None
             };
+            publish_plan(&plan, live.as_deref())?;
             let text = match args.output {
                 OutputFormat::Text => {
                     let mut text = plan::to_text(&plan, style);
@@ -170,6 +174,70 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
+/// What the plan checks on this machine: uncommitted changes (the image is built from the
+/// working tree but tagged with the commit), and the Containerfile.
+fn local_warnings(loaded: &Loaded, git: &GitInfo) -> Vec<String> {
+    let mut out = Vec::new();
+    if git.origin == "git"
+        && let Some(changed) = crate::git::uncommitted(&loaded.source.dir)
+        && changed > 0
+    {
+        out.push(format!(
+            "the working tree has {changed} uncommitted change(s): `build` would tag what is on disk as sha-{}, which is not that commit; commit or stash them first",
+            git.sha7
+        ));
+    }
+    let image = &loaded.config.image;
+    let context = loaded.source.resolve(&image.context);
+    if !context.join(&image.containerfile).is_file() {
+        let path = crate::diag::display_path(&context.join(&image.containerfile));
+        let alternative = ["Containerfile", "Dockerfile"]
+            .into_iter()
+            .find(|f| *f != image.containerfile && context.join(f).is_file());
+        out.push(match alternative {
+            Some(f) => format!(
+                "{} does not exist, but a {f} is there: set `image.containerfile: {f}` in deploy.yml",
+                path.display()
+            ),
+            None => format!(
+                "{} does not exist: `build` will fail; set `image.containerfile` (relative to `image.context`)",
+                path.display()
+            ),
+        });
+    }
+    out
+}
+
+/// In GitHub Actions: the plan as Markdown in the `plan` step output and the job summary, so
+/// a pull request workflow can post it. Does nothing elsewhere.
+fn publish_plan(plan: &plan::Plan, live: Option<&[deploy::LiveDiff]>) -> Result<(), Error> {
+    use anyhow::Context as _;
+    let output = std::env::var_os("GITHUB_OUTPUT");
+    let summary = std::env::var_os("GITHUB_STEP_SUMMARY");
+    if output.is_none() && summary.is_none() {
+        return Ok(());
+    }
+    let mut text = plan::to_text(plan, Style { color: false });
+    if let Some(live) = live {
+        text.push_str(&deploy::server_dry_run_text(live));
+    }
+    let markdown = plan::to_markdown(&text);
+    crate::report::set_output("plan", &markdown)
+        .context("cannot write the `plan` output to $GITHUB_OUTPUT")
+        .map_err(Error::Environment)?;
+    if let Some(path) = summary {
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(format!("{markdown}\n").as_bytes()))
+            .context("cannot append the plan to $GITHUB_STEP_SUMMARY")
+            .map_err(Error::Environment)?;
+    }
+    Ok(())
+}
+
 /// With a role to assume, exchanges the job's OIDC token for its credentials before any AWS
 /// call. Input is validated first (the config is loaded), so a refusal changes nothing.
 fn aws_login(loaded: &Loaded, role: Option<&str>) -> Result<(), Error> {
@@ -193,6 +261,9 @@ pub(crate) fn render_selection(
     selection: &Selection,
 ) -> Result<(GitInfo, Vec<Rendered>), Error> {
     let names = select(loaded, &selection.env)?;
+    if let Some(image) = &selection.image {
+        check_image_arg(image)?;
+    }
     let git = GitInfo::discover(&loaded.source.dir);
     let image = selection
         .image
@@ -212,6 +283,14 @@ pub(crate) fn render_selection(
     } else {
         Err(Error::Invalid(Diagnostics(problems).sorted()))
     }
+}
+
+/// `--image` must be an image reference; the error says what is wrong and what to write.
+pub(crate) fn check_image_arg(image: &str) -> Result<bool, Error> {
+    crate::image::check_reference(image).map_err(|why| Error::Usage {
+        message: format!("--image `{image}` is not an image reference: {why}"),
+        help: "write REGISTRY/REPOSITORY@sha256:DIGEST (the `image` output of `build`), or REPOSITORY:TAG; names are lowercase".into(),
+    })
 }
 
 pub(crate) fn select(loaded: &Loaded, env: &str) -> Result<Vec<String>, Error> {
@@ -236,8 +315,107 @@ pub(crate) fn select(loaded: &Loaded, env: &str) -> Result<Vec<String>, Error> {
     })
 }
 
+/// The Kubernetes manifests as one YAML stream (`---` between documents, a `# Source:`
+/// comment naming each, as `helm template` prints), for `kubectl apply -f -`. ECS artifacts
+/// are JSON for the AWS API, not manifests: an ECS environment named alone is an error, and
+/// `--env all` streams the Kubernetes environments only (saying which were left out).
+fn yaml_stream(rendered: &[Rendered], selected: &str) -> Result<String, Error> {
+    let mut out = String::new();
+    let mut skipped = Vec::new();
+    for r in rendered {
+        let manifests: Vec<_> = r
+            .artifacts
+            .iter()
+            .filter(|a| a.template.starts_with("kubernetes/"))
+            .collect();
+        if manifests.is_empty() {
+            skipped.push(r.env.as_str());
+            continue;
+        }
+        for a in manifests {
+            let _ = write!(out, "---\n# Source: {}/{}\n{}", r.env, a.name, a.content);
+            if !a.content.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Usage {
+            message: format!(
+                "`--output yaml` prints Kubernetes manifests, and environment `{selected}` has none: it deploys to ECS, whose artifacts are JSON for the AWS API"
+            ),
+            help: "use `--out DIR` to write the ECS artifacts, or the default `--output text`"
+                .into(),
+        });
+    }
+    if !skipped.is_empty() {
+        eprintln!(
+            "note: left out of the YAML stream (ECS, no Kubernetes manifests): {}",
+            skipped.join(", ")
+        );
+    }
+    Ok(out)
+}
+
+/// Writes each environment's artifacts under `DIR/ENV/`, which then holds exactly what was
+/// rendered: a file left from an earlier render (an HPA after `scaling.enabled: false`) is
+/// removed, so `kubectl apply -f DIR/ENV/k8s` never applies a stale manifest. The folder is
+/// treated as ours only while it holds nothing but what `render` writes (`.json`, `.yaml`
+/// files, and folders of them); anything else there stops the command before a file changes.
 fn write_out(dir: &Path, rendered: &[Rendered]) -> Result<(), Error> {
     use anyhow::Context as _;
+    use std::collections::BTreeSet;
+    use std::path::PathBuf;
+
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                walk(&path, out)?;
+            } else {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    // Check every environment's folder before writing anything.
+    let mut stale = Vec::new();
+    for r in rendered {
+        let env_dir = dir.join(&r.env);
+        if !env_dir.is_dir() {
+            continue;
+        }
+        let wanted: BTreeSet<PathBuf> = r.artifacts.iter().map(|a| env_dir.join(&a.name)).collect();
+        let mut present = Vec::new();
+        walk(&env_dir, &mut present)
+            .with_context(|| format!("cannot read the directory {}", env_dir.display()))
+            .map_err(Error::Environment)?;
+        present.sort();
+        for path in present {
+            if wanted.contains(&path) {
+                continue;
+            }
+            let ours = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e, "json" | "yaml" | "yml"));
+            if !ours {
+                return Err(Error::Usage {
+                    message: format!(
+                        "{} holds {}, which `render` did not write; the folder of an environment must hold exactly what is rendered",
+                        env_dir.display(),
+                        path.display()
+                    ),
+                    help: format!(
+                        "pass an --out folder of its own (for example build/), or move that file out of {}",
+                        env_dir.display()
+                    ),
+                });
+            }
+            stale.push(path);
+        }
+    }
     let mut count = 0;
     for r in rendered {
         for a in &r.artifacts {
@@ -251,6 +429,18 @@ fn write_out(dir: &Path, rendered: &[Rendered]) -> Result<(), Error> {
                 .with_context(|| format!("cannot write {}", path.display()))
                 .map_err(Error::Environment)?;
             count += 1;
+        }
+    }
+    for path in &stale {
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale file {}", path.display()))
+            .map_err(Error::Environment)?;
+        eprintln!("removed {} (no longer rendered)", path.display());
+        // A folder the removal emptied goes too (k8s/ of an environment that became ECS).
+        if let Some(parent) = path.parent()
+            && std::fs::read_dir(parent).is_ok_and(|mut d| d.next().is_none())
+        {
+            let _ = std::fs::remove_dir(parent);
         }
     }
     eprintln!(

@@ -80,8 +80,11 @@ pub struct StoppedTask {
 pub enum ErrorKind {
     /// Rate limited: retry with back-off.
     Throttled,
-    /// A 5xx or a connection problem: retry.
+    /// A 5xx, a timeout or a dropped connection: retry.
     Transient,
+    /// The endpoint cannot be reached at all (connection refused, no such host): retrying
+    /// would only wait, so do not.
+    Unreachable,
     /// Access denied, expired credentials: do not retry.
     Permission,
     /// The cluster, service or revision does not exist.
@@ -288,6 +291,14 @@ pub enum Event {
     },
     ServiceEvent {
         message: String,
+    },
+    /// A call failed in a way worth another try; the driver tries again after `delay_secs`.
+    Retrying {
+        operation: String,
+        message: String,
+        delay_secs: u64,
+        attempt: u32,
+        of: u32,
     },
     Finished {
         outcome: Outcome,

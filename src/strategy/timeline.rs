@@ -52,6 +52,27 @@ fn phase(name: impl Into<String>, earliest: u64, latest: u64) -> Phase {
     }
 }
 
+/// The earliest a canary can be promoted, in seconds from the start: the canary is healthy
+/// (the healthy time), the first check waits the initial delay, and each later step takes one
+/// passing check (one interval). With the figures: (healthy, delay, steps, interval).
+pub fn earliest_promotion(
+    config: &Config,
+    canary: &crate::config::Canary,
+) -> (u64, u64, u64, u64, u64) {
+    let hc = &config.container.health_check;
+    let healthy = u64::from(hc.healthy_threshold) * hc.interval.as_secs();
+    let a = &canary.analysis;
+    let n = canary.weights().len() as u64;
+    let (delay, interval) = (a.initial_delay.as_secs(), a.interval.as_secs());
+    (
+        healthy + delay + n.saturating_sub(1) * interval,
+        healthy,
+        delay,
+        n,
+        interval,
+    )
+}
+
 pub fn timeline(config: &Config, env: &Environment) -> Timeline {
     let hc = &config.container.health_check;
     let healthy = u64::from(hc.healthy_threshold) * hc.interval.as_secs();
@@ -203,8 +224,7 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                     weight: Some(*w),
                 });
             }
-            let n = weights.len() as u64;
-            let promote = healthy + delay + n.saturating_sub(1) * interval;
+            let (promote, ..) = earliest_promotion(config, c);
             let (replicas, surge) = env.kubernetes.as_ref().map_or((1, 1), |k| (k.replicas, 1));
             let promotion = u64::from(replicas.div_ceil(surge)) * healthy;
             phases.push(phase(

@@ -22,8 +22,25 @@ pub fn example() -> PathBuf {
 
 /// The binary, with the environment a test controls: a fixed commit on `main`, no colours,
 /// and none of the runner's GitHub variables leaking in.
+///
+/// `MVD_TEST_BIN` names another build of the binary to test (the test command runs the CLI and
+/// bad-input suites a second time against the release build, so no difference between build
+/// profiles can hide).
 pub fn bin() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("movieverse-deploy").expect("the binary is built");
+    assert_cmd::Command::from_std(bin_std())
+}
+
+/// The path of the binary under test.
+pub fn bin_path() -> PathBuf {
+    std::env::var_os("MVD_TEST_BIN").map_or_else(
+        || PathBuf::from(assert_cmd::cargo::cargo_bin!("movieverse-deploy")),
+        PathBuf::from,
+    )
+}
+
+/// [`bin`] as a `std::process::Command` (for processes a test signals).
+pub fn bin_std() -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin_path());
     for (k, _) in std::env::vars() {
         if k.starts_with("GITHUB_") || k.starts_with("MVD_") || k == "RUNNER_OS" {
             cmd.env_remove(k);
@@ -124,21 +141,43 @@ pub fn run_until(cmd: &mut std::process::Command, marker: &str) -> Running {
 }
 
 impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads one more stderr line (kept in `seen` too); 0 at the end.
+    pub fn read_line(&mut self, line: &mut String) -> usize {
+        use std::io::BufRead as _;
+        let n = self.stderr.read_line(line).unwrap();
+        self.seen.push_str(line);
+        n
+    }
+
     /// Sends SIGINT and waits: the exit code and all of stderr.
-    pub fn interrupt(mut self) -> (Option<i32>, String) {
+    pub fn interrupt(self) -> (Option<i32>, String) {
+        let (code, seen, _) = self.signal("INT");
+        (code, seen)
+    }
+
+    /// Sends the signal (`INT`, `TERM`) and waits: the exit code, all of stderr, and how long
+    /// the process took to exit after the signal.
+    pub fn signal(mut self, name: &str) -> (Option<i32>, String, std::time::Duration) {
+        let sent = std::time::Instant::now();
         let killed = std::process::Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(killed.success());
         let status = self.child.wait().unwrap();
+        let took = sent.elapsed();
         std::io::Read::read_to_string(&mut self.stderr, &mut self.seen).unwrap();
-        (status.code(), self.seen)
+        (status.code(), self.seen, took)
     }
 }
 
 /// An HTTP server on loopback answering every request with `status` and `body`; returns its
-/// URL and the request lines and authorization headers it saw.
+/// URL and the request lines, authorization and `X-Amz-Target` (the AWS operation) headers
+/// it saw.
 pub fn answer_all(
     status: &'static str,
     content_type: &'static str,
@@ -167,7 +206,7 @@ pub fn answer_all(
                 if let Some(v) = lower.strip_prefix("content-length:") {
                     length = v.trim().parse().unwrap_or(0);
                 }
-                if lower.starts_with("authorization:") {
+                if lower.starts_with("authorization:") || lower.starts_with("x-amz-target:") {
                     log.lock().unwrap().push(h.trim_end().to_owned());
                 }
             }

@@ -7,7 +7,7 @@
 
 pub mod convert;
 
-use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{DesiredStatus, SortOrder, TaskDefinitionStatus};
 
 use super::{Platform, Prepared, ServiceSpec};
@@ -44,22 +44,29 @@ pub fn classify<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let kind = match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            ErrorKind::Transient
-        }
-        SdkError::ServiceError(e) => kind_of(
-            e.err().code().unwrap_or_default(),
-            e.raw().status().as_u16(),
-        ),
-        _ => ErrorKind::Invalid,
+    if let SdkError::ServiceError(e) = err {
+        let code = e.err().code().unwrap_or("Error");
+        return PlatformError::new(
+            kind_of(code, e.raw().status().as_u16()),
+            operation,
+            format!("{code}: {}", e.err().message().unwrap_or("no message")),
+        );
+    }
+    // Not an answer from the service: say the cause in one line (never the SDK's debug text).
+    if let Some((kind, cause)) = super::connection_failure(err) {
+        return PlatformError::new(kind, operation, cause);
+    }
+    let (kind, what) = match err {
+        SdkError::TimeoutError(_) => (ErrorKind::Transient, "timed out"),
+        SdkError::DispatchFailure(_) => (ErrorKind::Transient, "the request could not be sent"),
+        SdkError::ResponseError(_) => (ErrorKind::Transient, "the answer could not be read"),
+        _ => (ErrorKind::Invalid, "the request could not be built"),
     };
-    let message = match err {
-        SdkError::ServiceError(e) => {
-            let code = e.err().code().unwrap_or("Error");
-            format!("{code}: {}", e.err().message().unwrap_or("no message"))
-        }
-        other => DisplayErrorContext(other).to_string(),
+    let cause = super::innermost(err);
+    let message = if cause.is_empty() || cause == what {
+        what.to_owned()
+    } else {
+        format!("{what}: {cause}")
     };
     PlatformError::new(kind, operation, message)
 }
@@ -170,6 +177,12 @@ fn view(s: &aws_sdk_ecs::types::Service) -> ServiceView {
             failed: u32::try_from(d.failed_tasks()).unwrap_or(0),
         })
         .collect();
+    // A service under CodeDeploy (blue-green) has task sets instead of deployments.
+    let deployments = if s.deployments().is_empty() {
+        task_sets(s)
+    } else {
+        deployments
+    };
     ServiceView {
         name: s.service_name().unwrap_or_default().to_owned(),
         revision: s.task_definition().unwrap_or_default().to_owned(),
@@ -183,6 +196,35 @@ fn view(s: &aws_sdk_ecs::types::Service) -> ServiceView {
             })
             .collect(),
     }
+}
+
+/// The task sets of a service under an external controller (`CodeDeploy` blue-green), seen as
+/// deployments: the PRIMARY set serves production traffic.
+fn task_sets(s: &aws_sdk_ecs::types::Service) -> Vec<DeploymentView> {
+    s.task_sets()
+        .iter()
+        .map(|t| DeploymentView {
+            id: t.id().unwrap_or_default().to_owned(),
+            revision: t.task_definition().unwrap_or_default().to_owned(),
+            rollout: match t.stability_status() {
+                Some(aws_sdk_ecs::types::StabilityStatus::SteadyState) => Rollout::Completed,
+                _ => Rollout::InProgress,
+            },
+            reason: Some(match t.external_id() {
+                Some(d) => format!(
+                    "task set {}, CodeDeploy deployment {d}",
+                    t.status().unwrap_or("?")
+                ),
+                None => format!("task set {}", t.status().unwrap_or("?")),
+            }),
+            primary: t.status() == Some("PRIMARY"),
+            rolled_back: false,
+            desired: u32::try_from(t.computed_desired_count()).unwrap_or(0),
+            running: u32::try_from(t.running_count()).unwrap_or(0),
+            pending: u32::try_from(t.pending_count()).unwrap_or(0),
+            failed: 0,
+        })
+        .collect()
 }
 
 fn invalid(operation: &str, e: &convert::ConvertError) -> PlatformError {
