@@ -85,7 +85,7 @@ pub enum Command {
     /// service, apply auto scaling; on Kubernetes, server-side apply the manifests; then wait
     /// for this deployment to complete or fail.
     #[command(
-        after_help = "Examples:\n  movieverse-deploy deploy --env staging\n  movieverse-deploy deploy --env staging \\\n      --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:…\n  movieverse-deploy deploy --env staging --no-wait\n\nA rerun with the same input registers nothing and starts no deployment.\nOn SIGINT/SIGTERM the service is put back on its previous revision\n(strategy `on_cancel: rollback`, the default) and the exit code is 130."
+        after_help = "Examples:\n  movieverse-deploy deploy --env staging\n  movieverse-deploy deploy --env production-k8s --simulate --scenario failing\n  movieverse-deploy deploy --env staging \\\n      --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:…\n  movieverse-deploy deploy --env staging --no-wait\n\nA rerun with the same input registers nothing and starts no deployment.\nOn SIGINT/SIGTERM the service is put back on its previous revision\n(strategy `on_cancel: rollback`, the default) and the exit code is 130."
     )]
     Deploy(DeployArgs),
 
@@ -222,6 +222,26 @@ pub struct DeployArgs {
     /// would show, from a laptop.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+
+    /// Play the rollout on the simulator on virtual time instead of deploying: the real
+    /// engine, scripted metrics, nothing contacted. Prints each step, weight and check, then
+    /// the pull request comment the run would post.
+    #[arg(long)]
+    pub simulate: bool,
+
+    /// With --simulate: how the canary's metrics behave.
+    #[arg(long, value_enum, default_value_t = SimScenario::Healthy, requires = "simulate")]
+    pub scenario: SimScenario,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimScenario {
+    /// Every metric well within its bounds: promoted.
+    Healthy,
+    /// Every metric outside its bounds: rolled back at the threshold.
+    Failing,
+    /// No traffic reaches the canary: no data, judged as the metrics' policy says.
+    NoData,
 }
 
 /// Durations on the command line follow deploy.yml's rules (`90s`, `5m`, `1h`, or a number

@@ -11,5 +11,6 @@ pub mod plan;
 pub mod platform;
 pub mod render;
 pub mod report;
+pub mod rollout;
 pub mod run;
 pub mod strategy;

@@ -60,6 +60,15 @@ fn cases() -> Vec<Case> {
             "deadline 5m is shorter than the canary's schedule: the earliest promotion is at 6m",
         ),
         case(
+            "pause_before_promotion_neither_manual_nor_a_duration",
+            &[(
+                "        deadline: 60m\n",
+                "        deadline: 60m\n        pause_before_promotion: later\n",
+            )],
+            "deploy.yml:152:",
+            "`later` is not a duration",
+        ),
+        case(
             "strategy_named_without_its_settings",
             &[(
                 STAGING_ROLLING,

@@ -615,6 +615,10 @@ pub struct Canary {
     #[serde(default)]
     pub max_weight: Option<u8>,
     pub analysis: Analysis,
+    /// Wait before promotion: `manual` (until `rollout promote`; the deploy ends with
+    /// `result=paused`), or a duration (then promote on its own).
+    #[serde(default)]
+    pub pause_before_promotion: Option<PauseGate>,
     /// Roll back when the canary has not been promoted within this time.
     #[serde(default = "defaults::canary_deadline")]
     pub deadline: Duration,
@@ -633,6 +637,48 @@ impl Canary {
             return Vec::new();
         }
         (1..=max / step).map(|i| i * step).collect()
+    }
+}
+
+/// A gate: `manual`, or a duration such as `10m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseGate {
+    Manual,
+    Timed(Duration),
+}
+
+impl Serialize for PauseGate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PauseGate::Manual => s.serialize_str("manual"),
+            PauseGate::Timed(d) => d.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PauseGate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "manual" {
+            return Ok(PauseGate::Manual);
+        }
+        parse_duration(&text)
+            .map(|d| PauseGate::Timed(Duration(d)))
+            .map_err(|e| {
+                serde::de::Error::custom(format!("{e}; or `manual` to wait for `rollout promote`"))
+            })
+    }
+}
+
+impl JsonSchema for PauseGate {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PauseGate".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`manual` (wait for `rollout promote`) or a duration such as \"10m\".",
+            "type": "string"
+        })
     }
 }
 
@@ -667,7 +713,8 @@ pub struct Metric {
     /// The check passes when the value is at most this.
     #[serde(default)]
     pub max: Option<f64>,
-    /// What a query that errors or returns no data counts as.
+    /// What a query that returns no data (an empty result, NaN) counts as. A query that
+    /// errors is always a failed check.
     #[serde(default)]
     pub on_no_data: NoDataPolicy,
 }
@@ -696,10 +743,13 @@ pub enum NoDataPolicy {
     /// A failed check (the default: no data is not good news).
     #[default]
     Fail,
-    /// A passed check.
-    Pass,
-    /// Not judged: neither passes nor fails, the step waits.
+    /// This metric is left out of the check; the other metrics decide it (`pass` is accepted
+    /// as another name).
+    #[serde(alias = "pass")]
     Skip,
+    /// The check is inconclusive: it neither passes nor fails, and the step checks again
+    /// after an interval, until the canary's deadline.
+    Wait,
 }
 
 /// A count (`1`) or a percentage (`"25%"`).

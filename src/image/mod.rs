@@ -6,7 +6,7 @@ pub mod builder;
 pub mod ecr;
 pub mod registry;
 
-use crate::strategy::rolling::{ErrorKind, PlatformError};
+use crate::platform::observation::{ErrorKind, PlatformError};
 use registry::{RegistryError, RegistryErrorKind};
 
 /// Why `build` or `promote` failed, and so the exit code.

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::{Platform, Prepared, ServiceSpec};
-use crate::strategy::rolling::{
+use crate::platform::observation::{
     DeploymentView, ErrorKind, PlatformError, Rollout, ServiceEvent, ServiceView, StoppedTask,
 };
 

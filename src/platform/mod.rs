@@ -7,13 +7,14 @@
 
 pub mod ecs;
 pub mod kubernetes;
+pub mod observation;
 pub mod sim;
 
 use std::future::Future;
 
 use serde_json::Value;
 
-use crate::strategy::rolling::{ErrorKind, PlatformError, ServiceView, StoppedTask};
+use observation::{ErrorKind, PlatformError, ServiceView, StoppedTask};
 
 /// What a failed call's error chain says about the connection, when that is the cause: the
 /// kind (a refused connection or an unknown host is [`ErrorKind::Unreachable`], missing or

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Platform, Prepared, ServiceSpec};
-use crate::strategy::rolling::{
+use crate::platform::observation::{
     DeploymentView, ErrorKind, PlatformError, Rollout, ServiceEvent, ServiceView, StoppedTask,
 };
 

@@ -15,6 +15,7 @@ use crate::render::{self, Rendered, Renderer};
 mod deploy;
 mod github;
 mod image;
+mod simulate;
 
 /// Why a command failed, and so its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +106,18 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 }
                 print_out(&text)
             }
+        }
+        Command::Deploy(args) if args.simulate => {
+            let loaded = config::load(&cli.config)?;
+            let name = select(&loaded, &args.wait.env.env)?;
+            if name.len() != 1 {
+                return Err(Error::Usage {
+                    message: "`--env all` with --simulate: simulate one environment at a time"
+                        .into(),
+                    help: "name the environment, for example `--env production-k8s`".into(),
+                });
+            }
+            simulate::simulate(&loaded, &name[0], &args)
         }
         Command::Deploy(args) => {
             let loaded = config::load(&cli.config)?;

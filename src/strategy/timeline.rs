@@ -205,40 +205,77 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
             let a = &c.analysis;
             let (delay, interval) = (a.initial_delay.as_secs(), a.interval.as_secs());
             let slack = u64::from(a.threshold.saturating_sub(1)) * interval;
-            let mut phases = vec![phase(
-                "apply the manifests; start the canary Deployment and wait until ready",
-                0,
-                0,
-            )];
-            for (i, w) in weights.iter().enumerate() {
-                let earliest = if i == 0 {
-                    healthy
-                } else {
-                    healthy + delay + (i as u64 - 1) * interval
-                };
-                let latest = if i == 0 { healthy } else { earliest + slack };
-                phases.push(Phase {
-                    name: format!("canary weight {w}%"),
-                    earliest_start: earliest,
-                    latest_start: latest,
-                    weight: Some(*w),
-                });
-            }
-            let (promote, ..) = earliest_promotion(config, c);
+            // Walk the script the engine plays: each step's earliest start (every check passes
+            // at once) and latest (the failed checks the threshold allows come first).
+            let script = crate::rollout::script::canary(c);
             let (replicas, surge) = env.kubernetes.as_ref().map_or((1, 1), |k| (k.replicas, 1));
             let promotion = u64::from(replicas.div_ceil(surge)) * healthy;
-            phases.push(phase(
-                "promote: roll the stable Deployment to the new version",
-                promote,
-                promote + slack,
-            ));
-            phases.push(phase(
-                "route all traffic to stable (canary weight 0) and scale the canary down",
-                promote + promotion,
-                promote + promotion + slack,
-            ));
+            let mut phases = Vec::new();
+            let (mut at, mut analysed, mut promote) = (0, false, 0);
+            let mut manual_gate = false;
+            for step in &script.steps {
+                use crate::rollout::script::{Gate, Step, Track};
+                let latest = |at: u64| if analysed { at + slack } else { at };
+                match *step {
+                    Step::Deploy(Track::Canary) => {
+                        phases.push(phase(
+                            "apply the manifests; start the canary Deployment and wait until ready",
+                            at,
+                            at,
+                        ));
+                        at += healthy;
+                    }
+                    Step::SetWeight(0) => phases.push(phase(
+                        "route all traffic to stable (canary weight 0) and scale the canary down",
+                        at,
+                        latest(at),
+                    )),
+                    Step::SetWeight(w) => phases.push(Phase {
+                        name: format!("canary weight {w}%"),
+                        earliest_start: at,
+                        latest_start: latest(at),
+                        weight: Some(w),
+                    }),
+                    Step::Analyse => {
+                        at += if analysed { interval } else { delay };
+                        analysed = true;
+                    }
+                    Step::Pause(Gate::Manual) => {
+                        manual_gate = true;
+                        phases.push(phase(
+                            "wait at the gate for `rollout promote` (the deploy ends with result=paused)",
+                            at,
+                            latest(at),
+                        ));
+                    }
+                    Step::Pause(Gate::Timed(secs)) => {
+                        phases.push(phase(
+                            format!("wait {} before promotion", crate::plan::fmt_secs(secs)),
+                            at,
+                            latest(at),
+                        ));
+                        at += secs;
+                    }
+                    Step::Deploy(Track::Stable) => {
+                        promote = at;
+                        phases.push(phase(
+                            "promote: roll the stable Deployment to the new version",
+                            at,
+                            latest(at),
+                        ));
+                        at += promotion;
+                    }
+                    Step::ScaleDown(_) => {}
+                }
+            }
             let first_rollback = healthy + delay + slack;
             let mut notes = Vec::new();
+            if manual_gate {
+                notes.push(
+                    "a manual gate waits for `rollout promote`: the totals leave that wait out"
+                        .into(),
+                );
+            }
             if let (Some(&100), Some(k)) = (weights.last(), env.kubernetes.as_ref())
                 && k.canary_replicas < k.replicas
             {
@@ -274,7 +311,7 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
-                    "a query that errors or returns no data counts as failed, unless the metric's on_no_data says pass or skip".into(),
+                    "a query that errors is a failed check; one that returns no data is too, unless the metric's on_no_data says skip (left out) or wait (checked again)".into(),
                     format!("not promoted within {}: rolled back", c.deadline),
                 ],
                 assumptions: vec![

@@ -11,7 +11,7 @@ use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{DesiredStatus, SortOrder, TaskDefinitionStatus};
 
 use super::{Platform, Prepared, ServiceSpec};
-use crate::strategy::rolling::{
+use crate::platform::observation::{
     DeploymentView, ErrorKind, PlatformError, Rollout, ServiceEvent, ServiceView, StoppedTask,
 };
 

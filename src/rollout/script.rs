@@ -1,0 +1,149 @@
+//! A strategy compiled to a script of steps. One engine ([`super::engine`]) plays any script;
+//! the plan's timeline ([`crate::strategy::timeline`]) walks the same script.
+//!
+//! - rolling: `Deploy(stable)`: the rolling machine ([`crate::strategy::rolling`]) is the
+//!   workload step, on ECS and Kubernetes alike;
+//! - canary: `Deploy(canary)`, then per weight `SetWeight(w)` and `Analyse`, then
+//!   `Deploy(stable)` (promotion), `SetWeight(0)`, `ScaleDown(canary)`. Abort and cancel play
+//!   [`Script::on_abort`]: `SetWeight(0)` first, then `ScaleDown(canary)`.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::config::{Canary, Environment, Strategy};
+
+/// Which workload a step acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Track {
+    Stable,
+    Canary,
+}
+
+impl std::fmt::Display for Track {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Track::Stable => "stable",
+            Track::Canary => "canary",
+        })
+    }
+}
+
+/// Where a rollout may wait for someone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Gate {
+    /// Until `rollout promote`.
+    Manual,
+    /// This many seconds (or `rollout promote`, whichever comes first).
+    Timed(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Roll the track's workload to the new revision and wait until it is ready. On the
+    /// stable track this is the promotion (or, alone, a rolling deploy).
+    Deploy(Track),
+    /// Send this percentage of traffic to the canary.
+    SetWeight(u8),
+    /// Judge the canary on the metrics: the first check after the initial delay (on the
+    /// first analysis) or one interval after the weight changed, then one every interval,
+    /// until a check passes (next step) or the failed checks reach the threshold (abort).
+    Analyse,
+    /// Wait at a gate.
+    Pause(Gate),
+    /// Scale the track's workload to zero.
+    ScaleDown(Track),
+}
+
+/// How checks are timed and counted (the analysis settings of deploy.yml, in seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    pub initial_delay: u64,
+    pub interval: u64,
+    pub threshold: u32,
+    /// Roll back when not promoted within this many seconds of the start (0: no limit).
+    pub deadline: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Script {
+    pub strategy: String,
+    pub steps: Vec<Step>,
+    /// What abort and cancel play, in order (traffic first).
+    pub on_abort: Vec<Step>,
+    pub timing: Timing,
+}
+
+impl Script {
+    /// A short hash of the steps and timing: a saved rollout resumes only on the same script.
+    pub fn hash(&self) -> String {
+        let text = serde_json::to_string(self).expect("a script serializes");
+        let digest = Sha256::digest(text.as_bytes());
+        digest[..6].iter().fold(String::new(), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+
+    /// The index of the promotion step (`Deploy(stable)`), if the script has one.
+    pub fn promotion(&self) -> Option<usize> {
+        self.steps
+            .iter()
+            .position(|s| *s == Step::Deploy(Track::Stable))
+    }
+}
+
+/// The script of an environment's strategy; `None` for blue-green, which the platform plays
+/// (`CodeDeploy`) and which this engine does not drive yet.
+pub fn compile(env: &Environment) -> Option<Script> {
+    match &env.strategy {
+        Strategy::Rolling(_) => Some(Script {
+            strategy: "rolling".into(),
+            steps: vec![Step::Deploy(Track::Stable)],
+            on_abort: vec![],
+            timing: Timing {
+                initial_delay: 0,
+                interval: 0,
+                threshold: 0,
+                deadline: 0,
+            },
+        }),
+        Strategy::Canary(c) => Some(canary(c)),
+        Strategy::BlueGreen(_) => None,
+    }
+}
+
+/// The canary script: Flagger's and Argo Rollouts' shape.
+pub fn canary(c: &Canary) -> Script {
+    let mut steps = vec![Step::Deploy(Track::Canary)];
+    for w in c.weights() {
+        steps.push(Step::SetWeight(w));
+        steps.push(Step::Analyse);
+    }
+    if let Some(gate) = &c.pause_before_promotion {
+        steps.push(Step::Pause(match gate {
+            crate::config::PauseGate::Manual => Gate::Manual,
+            crate::config::PauseGate::Timed(d) => Gate::Timed(d.as_secs()),
+        }));
+    }
+    steps.extend([
+        Step::Deploy(Track::Stable),
+        Step::SetWeight(0),
+        Step::ScaleDown(Track::Canary),
+    ]);
+    let a = &c.analysis;
+    Script {
+        strategy: "canary".into(),
+        steps,
+        on_abort: vec![Step::SetWeight(0), Step::ScaleDown(Track::Canary)],
+        timing: Timing {
+            initial_delay: a.initial_delay.as_secs(),
+            interval: a.interval.as_secs(),
+            threshold: a.threshold,
+            deadline: c.deadline.as_secs(),
+        },
+    }
+}
