@@ -54,8 +54,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let moto = Moto::start().expect("moto (scripts/install-tools)");
-    let registry = LocalRegistry::start(CREDS).expect("docker-registry (scripts/install-tools)");
+    let moto = Moto::start();
+    let registry = LocalRegistry::start(CREDS);
     let dir = tempfile::tempdir().unwrap();
     // Five layers of 40 MiB of random bytes.
     let mut containerfile = String::from("FROM scratch\n");
@@ -121,7 +121,7 @@ fn main() {
     let mut theirs = Vec::new();
     for round in 0..ROUNDS {
         let run_ours = || {
-            let target = LocalRegistry::start(None).unwrap();
+            let target = LocalRegistry::start(None);
             let t = Instant::now();
             let out = mvd(
                 dir.path(),
@@ -142,7 +142,7 @@ fn main() {
             s
         };
         let run_skopeo = || {
-            let target = LocalRegistry::start(None).unwrap();
+            let target = LocalRegistry::start(None);
             let t = Instant::now();
             let ok = Command::new("skopeo")
                 .args([

@@ -35,10 +35,7 @@ fn complete(d: &Deployment) -> bool {
 
 fn main() {
     let started = Instant::now();
-    let Some(cluster) = common::k8s::cluster() else {
-        eprintln!("the control plane could not be started; see above");
-        std::process::exit(1);
-    };
+    let cluster = common::k8s::cluster();
     println!(
         "control plane: started (build check + start) in {:.1} s; the script's own start-up figure is in its line above",
         started.elapsed().as_secs_f64()

@@ -7,6 +7,7 @@ pub mod diag;
 pub mod driver;
 pub mod git;
 pub mod image;
+pub mod metrics;
 pub mod plan;
 pub mod platform;
 pub mod render;

@@ -64,7 +64,7 @@ const REV: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/movieverse
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_registers_updates_scales_skips_identical_and_rolls_back() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     config(dir.path(), &moto);
     let (ecs, aas) = clients(&moto).await;
@@ -227,7 +227,7 @@ async fn deploy_registers_updates_scales_skips_identical_and_rolls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_service_is_an_environment_error_and_invalid_input_calls_nothing() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     config(dir.path(), &moto);
     let (ecs, _) = clients(&moto).await;
@@ -284,7 +284,7 @@ async fn a_missing_service_is_an_environment_error_and_invalid_input_calls_nothi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_while_waiting_puts_the_service_back_and_exits_130() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     config(dir.path(), &moto);
     let (ecs, _) = clients(&moto).await;
@@ -321,7 +321,7 @@ const WORKER: &str = "    ecs:\n      cluster: movieverse-staging\n      service
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_services_of_an_environment_deploy_together() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     config(dir.path(), &moto);
     let text = std::fs::read_to_string(dir.path().join("deploy.yml")).unwrap();
@@ -383,7 +383,7 @@ async fn several_services_of_an_environment_deploy_together() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reads_every_environment_rolling_and_blue_green() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     config(dir.path(), &moto);
     let world: serde_json::Value = serde_json::from_str(&moto.world(&["bluegreen"])).unwrap();

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::moto::Moto;
 use common::registry::LocalRegistry;
 use common::{Run, SHA};
@@ -24,9 +22,9 @@ struct Bed {
 
 /// The example's deploy.yml in a directory with a Containerfile, with `image:` lines changed
 /// by `edit`.
-fn bed(edit: &dyn Fn(String) -> String) -> Option<Bed> {
-    let moto = Moto::start()?;
-    let registry = LocalRegistry::start(CREDS)?;
+fn bed(edit: &dyn Fn(String) -> String) -> Bed {
+    let moto = Moto::start();
+    let registry = LocalRegistry::start(CREDS);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hello.txt"), "hello from movieverse\n").unwrap();
     std::fs::write(
@@ -36,11 +34,11 @@ fn bed(edit: &dyn Fn(String) -> String) -> Option<Bed> {
     .unwrap();
     let text = std::fs::read_to_string(common::example()).unwrap();
     std::fs::write(dir.path().join("deploy.yml"), edit(text)).unwrap();
-    Some(Bed {
+    Bed {
         moto,
         registry,
         dir,
-    })
+    }
 }
 
 fn mvd(bed: &Bed, sha: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
@@ -83,7 +81,7 @@ const THIRD_SHA: &str = "1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_pushes_a_rerun_skips_and_an_immutable_tag_conflict_uploads_nothing() {
-    let Some(bed) = bed(&|t| t) else { return };
+    let bed = bed(&|t| t);
 
     let r = mvd(&bed, SHA, &["build"], &[]);
     assert_eq!(r.code, 0, "{}", r.dump());
@@ -166,7 +164,7 @@ async fn build_pushes_a_rerun_skips_and_an_immutable_tag_conflict_uploads_nothin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_retags_in_place_mounts_within_a_registry_and_copies_across() {
-    let Some(bed) = bed(&|t| t) else { return };
+    let bed = bed(&|t| t);
     let r = mvd(&bed, SHA, &["build"], &[]);
     assert_eq!(r.code, 0, "{}", r.dump());
     let digest = output(&r, "digest");
@@ -235,7 +233,7 @@ async fn promote_retags_in_place_mounts_within_a_registry_and_copies_across() {
     );
 
     // Another registry: uploaded, the same digest.
-    let mirror = LocalRegistry::start(None).unwrap();
+    let mirror = LocalRegistry::start(None);
     let r = mvd(
         &bed,
         SHA,
@@ -300,14 +298,12 @@ async fn promote_retags_in_place_mounts_within_a_registry_and_copies_across() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_platform_index_is_built_and_copied_with_every_platform() {
-    let Some(bed) = bed(&|t| {
+    let bed = bed(&|t| {
         t.replace(
             "  platforms: [linux/amd64]\n",
             "  platforms: [linux/amd64, linux/arm64]\n",
         )
-    }) else {
-        return;
-    };
+    });
     let r = mvd(&bed, SHA, &["build"], &[]);
     assert_eq!(r.code, 0, "{}", r.dump());
     let digest = output(&r, "digest");
@@ -324,7 +320,7 @@ async fn a_multi_platform_index_is_built_and_copied_with_every_platform() {
     platforms.sort();
     assert_eq!(platforms, ["amd64", "arm64"], "{raw}");
 
-    let mirror = LocalRegistry::start(None).unwrap();
+    let mirror = LocalRegistry::start(None);
     let r = mvd(
         &bed,
         SHA,
@@ -355,9 +351,9 @@ async fn a_multi_platform_index_is_built_and_copied_with_every_platform() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_refusals_missing_images_and_outages_are_reported() {
-    let Some(bed) = bed(&|t| t) else { return };
+    let bed = bed(&|t| t);
     // 401: a registry whose password is not the ECR token.
-    let strict = LocalRegistry::start(Some((USER, "another-password"))).unwrap();
+    let strict = LocalRegistry::start(Some((USER, "another-password")));
     let r = mvd(
         &bed,
         SHA,
@@ -452,7 +448,7 @@ fn no_builder_says_which_were_tried_and_why() {
 
 #[test]
 fn build_without_push_needs_no_cloud() {
-    if Path::new("/usr/bin/buildah").exists() || std::env::var_os("CI").is_some() {
+    {
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(common::example(), dir.path().join("deploy.yml")).unwrap();
         std::fs::write(dir.path().join("hello.txt"), "hi\n").unwrap();

@@ -106,9 +106,7 @@ async fn versions(client: &kube::Client, ns: &str) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_applies_everything_rolls_out_and_a_rerun_changes_nothing() {
-    let Some(cluster) = k8s::cluster() else {
-        return;
-    };
+    let cluster = k8s::cluster();
     let client = k8s::client(&cluster.kubeconfig).await;
     let dir = tempfile::tempdir().unwrap();
     let ns = "mv-apply";
@@ -203,9 +201,7 @@ async fn deploy_applies_everything_rolls_out_and_a_rerun_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_that_never_become_ready_fail_the_deploy_with_the_reason_then_rollback() {
-    let Some(cluster) = k8s::cluster() else {
-        return;
-    };
+    let cluster = k8s::cluster();
     let client = k8s::client(&cluster.kubeconfig).await;
     let dir = tempfile::tempdir().unwrap();
     let ns = "mv-crash";
@@ -248,9 +244,7 @@ async fn pods_that_never_become_ready_fail_the_deploy_with_the_reason_then_rollb
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_the_api_server_rejects_exits_2_and_applies_nothing() {
-    let Some(cluster) = k8s::cluster() else {
-        return;
-    };
+    let cluster = k8s::cluster();
     let client = k8s::client(&cluster.kubeconfig).await;
     let dir = tempfile::tempdir().unwrap();
     let ns = "mv-reject";
@@ -292,9 +286,7 @@ async fn a_manifest_the_api_server_rejects_exits_2_and_applies_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_namespace_without_create_namespace_is_an_environment_error() {
-    let Some(cluster) = k8s::cluster() else {
-        return;
-    };
+    let cluster = k8s::cluster();
     let dir = tempfile::tempdir().unwrap();
     config(dir.path(), "mv-missing", "60s", "");
     let text = std::fs::read_to_string(dir.path().join("deploy.yml"))
@@ -313,9 +305,7 @@ async fn a_missing_namespace_without_create_namespace_is_an_environment_error() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_during_a_rollout_puts_the_previous_template_back() {
-    let Some(cluster) = k8s::cluster() else {
-        return;
-    };
+    let cluster = k8s::cluster();
     let client = k8s::client(&cluster.kubeconfig).await;
     let dir = tempfile::tempdir().unwrap();
     let ns = "mv-cancel";

@@ -60,7 +60,7 @@ fn assert_never_printed(r: &Run) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_oidc_token_is_exchanged_for_the_role() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     moto.staging_config(dir.path());
     let (token_url, seen) = common::answer_all(
@@ -107,7 +107,7 @@ async fn the_oidc_token_is_exchanged_for_the_role() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_without_id_token_permission_is_told_so() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     moto.staging_config(dir.path());
     let r = status_with_role(&moto, dir.path(), &[]);
@@ -121,7 +121,7 @@ async fn a_job_without_id_token_permission_is_told_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trust_policy_mismatch_shows_the_claims_not_the_token() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     moto.staging_config(dir.path());
     let (token_url, _) = common::answer_all(

@@ -901,6 +901,12 @@ fn canary_settings(c: &mut Checker<'_>, config: &Config, canary: &Canary, base: 
                 format!("metric `{}` has an empty query", m.name),
                 "write the provider's query",
             );
+        } else if let Err(e) = crate::metrics::check_query(&m.query) {
+            c.err(
+                &[mp.clone(), path!["query"]].concat(),
+                format!("metric `{}`: {e}", m.name),
+                "fix the variable's name, or write the value itself",
+            );
         }
         let configured = match m.provider {
             ProviderKind::Prometheus => config.providers.prometheus.is_some(),

@@ -5,6 +5,7 @@
 pub mod github;
 pub mod k8s;
 pub mod moto;
+pub mod prometheus;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
