@@ -103,6 +103,13 @@ pub enum Command {
     )]
     Promote(PromoteArgs),
 
+    /// A progressive rollout (canary) that outlives one process: where it stands, and
+    /// promote, abort or resume it, from a laptop or a later `workflow_dispatch` run.
+    #[command(
+        after_help = "Examples:\n  movieverse-deploy rollout status --env production-k8s\n  movieverse-deploy rollout promote --env production-k8s\n  movieverse-deploy rollout promote --env production-k8s --full\n  movieverse-deploy rollout abort --env production-k8s\n  movieverse-deploy rollout resume --env production-k8s\n\n`promote` continues a paused rollout (or passes the current analysis); with --full it\nskips every step left before promotion. `abort` takes traffic back to stable, then\nscales the canary down. Each is accepted in every state and may be repeated."
+    )]
+    Rollout(RolloutArgs),
+
     /// Show an environment's services: revision, deployments and their rollout state.
     #[command(after_help = "Example:\n  movieverse-deploy status --env staging")]
     Status(EnvArgs),
@@ -254,6 +261,30 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         ));
     }
     Ok(d)
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    pub action: RolloutAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutAction {
+    /// Where the rollout stands: step, weight, failed checks, a gate and how to continue.
+    Status(EnvArgs),
+    /// Continue a paused rollout, or pass the current analysis; --full skips to promotion.
+    Promote {
+        #[command(flatten)]
+        wait: WaitArgs,
+        /// Skip every step left before promotion.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Take traffic back to stable and scale the canary down.
+    Abort(WaitArgs),
+    /// Carry a rollout on from where it stands (after a killed runner).
+    Resume(WaitArgs),
 }
 
 #[derive(Debug, Args)]

@@ -619,6 +619,117 @@ impl Platform for Kubernetes {
     }
 }
 
+/// The field manager that owns what the router sets (the canary weight): a re-apply of the
+/// rendered manifests by [`FIELD_MANAGER`] never resets it.
+pub const ROUTER_MANAGER: &str = "movieverse-deploy-router";
+/// The annotation on the stable Deployment that holds the rollout's state.
+pub const ROLLOUT_ANNOTATION: &str = "movieverse.dev/rollout";
+const CANARY_WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
+
+impl Kubernetes {
+    /// NGINX ingress: the canary Ingress' weight, written by server-side apply under
+    /// [`ROUTER_MANAGER`] (forced: the router owns the weight). Idempotent.
+    pub async fn set_canary_weight(&self, ingress: &str, weight: u8) -> Result<(), PlatformError> {
+        let body = json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                "name": ingress,
+                "namespace": self.namespace,
+                "annotations": {CANARY_WEIGHT: weight.to_string()},
+            },
+        });
+        self.api::<k8s_openapi::api::networking::v1::Ingress>()
+            .patch(
+                ingress,
+                &PatchParams::apply(ROUTER_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .map_err(|e| classify(&format!("set the canary weight on Ingress {ingress}"), &e))?;
+        Ok(())
+    }
+
+    /// The canary Ingress' weight as NGINX reads it (no annotation: 0).
+    pub async fn canary_weight(&self, ingress: &str) -> Result<Option<u8>, PlatformError> {
+        let got = self
+            .api::<k8s_openapi::api::networking::v1::Ingress>()
+            .get_opt(ingress)
+            .await
+            .map_err(|e| classify(&format!("read Ingress {ingress}"), &e))?;
+        Ok(got.map(|i| {
+            i.metadata
+                .annotations
+                .and_then(|a| a.get(CANARY_WEIGHT).and_then(|w| w.parse().ok()))
+                .unwrap_or(0)
+        }))
+    }
+
+    /// Scales a Deployment (the canary to zero). Idempotent; a missing one is left missing.
+    pub async fn scale(&self, deployment: &str, replicas: i32) -> Result<(), PlatformError> {
+        match self
+            .api::<Deployment>()
+            .patch_scale(
+                deployment,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": {"replicas": replicas}})),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(classify(&format!("scale Deployment {deployment}"), &e)),
+        }
+    }
+
+    /// The saved rollout state on the stable Deployment (the annotation's text) and the
+    /// Deployment's resourceVersion; `None` when the Deployment does not exist.
+    pub async fn read_rollout(
+        &self,
+        stable: &str,
+    ) -> Result<Option<(Option<String>, String)>, PlatformError> {
+        Ok(self.deployment(stable).await?.map(|d| {
+            (
+                d.metadata
+                    .annotations
+                    .and_then(|a| a.get(ROLLOUT_ANNOTATION).cloned()),
+                d.metadata.resource_version.unwrap_or_default(),
+            )
+        }))
+    }
+
+    /// Writes the rollout state, only if the stable Deployment is still at
+    /// `resource_version`: of two writers, one wins and the other gets a
+    /// [`ErrorKind::Conflict`]. Returns the new resourceVersion.
+    pub async fn write_rollout(
+        &self,
+        stable: &str,
+        state: &str,
+        resource_version: &str,
+    ) -> Result<String, PlatformError> {
+        let patch = json!({"metadata": {
+            "resourceVersion": resource_version,
+            "annotations": {ROLLOUT_ANNOTATION: state},
+        }});
+        match self
+            .api::<Deployment>()
+            .patch(stable, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(d) => Ok(d.metadata.resource_version.unwrap_or_default()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Err(PlatformError::new(
+                ErrorKind::Conflict,
+                format!("save the rollout state on Deployment {stable}"),
+                "another process changed the rollout since this one read it (a `rollout promote` or `abort`, or a second deploy)",
+            )),
+            Err(e) => Err(classify(
+                &format!("save the rollout state on Deployment {stable}"),
+                &e,
+            )),
+        }
+    }
+}
+
 /// Maps a kube error to the kind the driver acts on.
 fn classify(op: &str, e: &kube::Error) -> PlatformError {
     match e {

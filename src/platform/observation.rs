@@ -80,6 +80,9 @@ pub enum ErrorKind {
     NotFound,
     /// The platform rejected the request as invalid.
     Invalid,
+    /// Someone else changed the object since it was read (an optimistic-concurrency check
+    /// failed): read it again, do not retry blindly.
+    Conflict,
 }
 
 impl ErrorKind {

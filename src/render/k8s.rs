@@ -467,12 +467,14 @@ pub fn summarize(v: &Value) -> String {
             let canary = ann["nginx.ingress.kubernetes.io/canary"] == "true";
             let host = spec["rules"][0]["host"].as_str().unwrap_or("?");
             if canary {
-                format!(
-                    "{host}, NGINX canary weight {}",
-                    ann["nginx.ingress.kubernetes.io/canary-weight"]
-                        .as_str()
-                        .unwrap_or("?")
-                )
+                match ann["nginx.ingress.kubernetes.io/canary-weight"].as_str() {
+                    Some(w) => format!(
+                        "{host}, NGINX canary weight {w} (set in the template: a re-apply resets it)"
+                    ),
+                    None => format!(
+                        "{host}, NGINX canary (the weight is the rollout's, never re-applied)"
+                    ),
+                }
             } else {
                 format!(
                     "{host} -> {}",

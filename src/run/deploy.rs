@@ -44,7 +44,11 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 }
 
 /// One named environment (not `all`) for a command that changes it.
-fn one_environment<'a>(loaded: &'a Loaded, env: &str, verb: &str) -> Result<&'a str, Error> {
+pub(super) fn one_environment<'a>(
+    loaded: &'a Loaded,
+    env: &str,
+    verb: &str,
+) -> Result<&'a str, Error> {
     if env == "all" {
         return Err(Error::Usage {
             message: format!("`--env all`: {verb} one environment at a time"),
@@ -96,7 +100,7 @@ fn single_rolling<'a>(
 
 /// A platform error outside a rollout, as the command's error (its exit code as a rollout's):
 /// `what` failed, then the call, where it went, the cause, and advice.
-fn platform_error(loaded: &Loaded, env: &str, e: &PlatformError, what: &str) -> Error {
+pub(super) fn platform_error(loaded: &Loaded, env: &str, e: &PlatformError, what: &str) -> Error {
     let mut message = format!("error: {what}: {}", error_line(loaded, env, e));
     if let Some(help) = error_help(loaded, env, e) {
         let _ = write!(message, "\n  = help: {help}");
@@ -186,7 +190,7 @@ fn specs(loaded: &Loaded, env: &str, image: Option<String>) -> Result<Vec<Servic
 }
 
 /// [`specs`], with the commit and the image reference they were rendered for.
-fn rendered_specs(
+pub(super) fn rendered_specs(
     loaded: &Loaded,
     env: &str,
     image: Option<String>,
@@ -276,7 +280,7 @@ fn rendered_specs(
     Ok((git, r.image, specs))
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
@@ -285,7 +289,7 @@ fn unix_now() -> i64 {
 /// Cancels `token` on SIGINT or SIGTERM; a second signal exits at once with 130. The
 /// listeners are registered before this returns, so a signal that arrives at any later point
 /// is seen.
-fn watch_signals(token: CancellationToken) {
+pub(super) fn watch_signals(token: CancellationToken) {
     const FIRST: &str = "cancelling: stopping the wait, then acting on the cancel policy (send the signal again to exit at once)";
     const SECOND: &str = "cancelled again: exiting now; a change in flight is left as it is (run `status` to see where it stands)";
     #[cfg(unix)]
@@ -396,12 +400,24 @@ async fn run_machines<P: Platform>(
 ) -> Vec<(String, Outcome)> {
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
+    run_machines_with(platform, units, env, wait, words, &cancel).await
+}
+
+/// [`run_machines`] under a cancellation the caller owns (a rollout that runs several).
+pub(super) async fn run_machines_with<P: Platform>(
+    platform: &P,
+    units: Vec<Unit>,
+    env: &str,
+    wait: &WaitArgs,
+    words: Vocabulary,
+    cancel: &CancellationToken,
+) -> Vec<(String, Outcome)> {
     let mut terminal = Terminal::new(env, words);
     let mut units = units;
     let mut on_event = |service: &str, at: Duration, e: &crate::strategy::rolling::Event| {
         terminal.event(service, at, e);
     };
-    let outcomes = drive(platform, &mut units, &options(wait), &cancel, &mut on_event).await;
+    let outcomes = drive(platform, &mut units, &options(wait), cancel, &mut on_event).await;
     units
         .into_iter()
         .map(|u| u.spec.name)
@@ -459,7 +475,16 @@ fn progress_deadline(loaded: &Loaded, env: &str, configured: Duration, poll: Dur
 }
 
 pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
-    let (name, _, rolling) = single_rolling(loaded, &args.wait.env.env)?;
+    let name = one_environment(loaded, &args.wait.env.env, "deploys")?;
+    let env = &loaded.config.environments[name];
+    let canary_on_k8s =
+        matches!(env.strategy, Strategy::Canary(_)) && env.target == Target::Kubernetes;
+    let (name, rolling) = if canary_on_k8s {
+        (name, None)
+    } else {
+        let (name, _, rolling) = single_rolling(loaded, name)?;
+        (name, Some(rolling))
+    };
     if args.image.is_none() && GitInfo::discover(&loaded.source.dir).origin == "unknown" {
         return Err(Error::Usage {
             message: format!(
@@ -469,6 +494,9 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
             help: "pass --image REGISTRY/REPOSITORY@sha256:DIGEST (the `image` output of `build`), or run from the repository's checkout".into(),
         });
     }
+    let Some(rolling) = rolling else {
+        return super::rollout::deploy(loaded, name, args);
+    };
     let (git, image, specs) = rendered_specs(loaded, name, args.image.clone())?;
     if !super::check_image_arg(&image)? {
         eprintln!("{}", tag_note(&image, args.image.is_some()));

@@ -15,6 +15,7 @@ use crate::render::{self, Rendered, Renderer};
 mod deploy;
 mod github;
 mod image;
+mod rollout;
 mod simulate;
 
 /// Why a command failed, and so its exit code.
@@ -133,6 +134,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let loaded = config::load(&cli.config)?;
             aws_login(&loaded, cli.role_to_assume.as_deref())?;
             image::promote(&loaded, &args)
+        }
+        Command::Rollout(args) => {
+            let loaded = config::load(&cli.config)?;
+            rollout::rollout(&loaded, &args)
         }
         Command::Status(args) => {
             let loaded = config::load(&cli.config)?;

@@ -1,0 +1,705 @@
+//! The canary on Kubernetes: the edge that plays the rollout engine's effects.
+//!
+//! - `Deploy(canary)` / `Deploy(stable)`: the rolling machine on that Deployment (the shared
+//!   manifests are applied with the canary's);
+//! - `SetWeight`: the NGINX canary Ingress' weight, under the router's own field manager;
+//! - `Measure`: Prometheus instant queries over the window since the weight changed;
+//! - `ScaleDown`: the canary Deployment to zero.
+//!
+//! The engine's state is saved on the stable Deployment (an annotation written against its
+//! resourceVersion) before every effect, so `rollout status|promote|abort|resume` and a
+//! later `deploy` read it back: the same revision resumes where it stood, a new one first
+//! takes traffic back to stable.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::deploy::{
+    one_environment, platform_error, rendered_specs, run_machines_with, watch_signals,
+};
+use super::{Error, print_out};
+use crate::cli::{DeployArgs, RolloutAction, RolloutArgs, WaitArgs};
+use crate::config::{Loaded, Strategy};
+use crate::driver::Unit;
+use crate::metrics::prometheus::Prometheus;
+use crate::metrics::{QueryVars, promql_window, render_query};
+use crate::platform::ServiceSpec;
+use crate::platform::kubernetes::Kubernetes;
+use crate::platform::observation::PlatformError;
+use crate::report::terminal::Vocabulary;
+use crate::rollout::analysis::{MetricOutcome, MetricSpec, Sample, Verdict, fmt_value};
+use crate::rollout::engine::{
+    Analysis, Effect, Engine, Event, Input, Millis, Outcome, State, Status,
+};
+use crate::rollout::script::{Gate, Script, Step, Track, canary};
+use crate::strategy::rolling::{Outcome as RollingOutcome, Rolling, Settings};
+
+/// Milliseconds as the fractional seconds Prometheus takes.
+fn secs(ms: Millis) -> f64 {
+    f64::from(u32::try_from(ms / 1000).unwrap_or(u32::MAX))
+        + f64::from(u32::try_from(ms % 1000).unwrap_or(0)) / 1000.0
+}
+
+fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Everything a canary rollout of one environment needs, read and validated up front.
+struct Rollout<'a> {
+    loaded: &'a Loaded,
+    name: &'a str,
+    k8s: Kubernetes,
+    script: Script,
+    analysis: Analysis,
+    /// The metrics' query templates, in the analysis' order.
+    queries: Vec<String>,
+    prometheus: Option<Prometheus>,
+    stable: ServiceSpec,
+    canary: ServiceSpec,
+    ingress: String,
+    image: String,
+    wait: WaitArgs,
+    /// The stable Deployment's resourceVersion after our last write (or read).
+    version: String,
+    /// The state's text as we last read or wrote it.
+    last: Option<String>,
+    cancel: CancellationToken,
+}
+
+/// How a drive ended.
+enum Ended {
+    Done(Outcome),
+    Paused,
+}
+
+impl<'a> Rollout<'a> {
+    async fn new(
+        loaded: &'a Loaded,
+        name: &'a str,
+        image: Option<String>,
+        wait: &WaitArgs,
+    ) -> Result<Self, Error> {
+        let env = &loaded.config.environments[name];
+        let (Strategy::Canary(c), Some(k)) = (&env.strategy, &env.kubernetes) else {
+            return Err(Error::Usage {
+                message: format!(
+                    "environment `{name}` is not a canary on Kubernetes: `rollout` drives Kubernetes canaries"
+                ),
+                help: "use `status` and `rollback` for the other environments".into(),
+            });
+        };
+        let (_, image, mut specs) = rendered_specs(loaded, name, image)?;
+        if specs.len() != 2 {
+            return Err(Error::Usage {
+                message: format!(
+                    "environment `{name}` renders {} Deployment(s); a canary needs the stable and the canary one",
+                    specs.len()
+                ),
+                help: "check templates.kubernetes/deployment.yaml: it must render both tracks for a canary strategy".into(),
+            });
+        }
+        let mut canary_spec = specs.pop().expect("two specs");
+        let mut stable = specs.pop().expect("two specs");
+        // The shared objects (Services, Ingresses, RBAC, ConfigMap, PDB) go with the canary,
+        // before it; the HPA with the stable Deployment.
+        canary_spec.manifests = std::mem::take(&mut stable.manifests);
+        let k8s = Kubernetes::connect(k.context.as_deref(), &k.namespace, k.create_namespace)
+            .await
+            .map_err(Error::Environment)?;
+        let prometheus = loaded
+            .config
+            .providers
+            .prometheus
+            .as_ref()
+            .map(|p| Prometheus::new(&p.address, Duration::from_secs(10)));
+        Ok(Self {
+            loaded,
+            name,
+            k8s,
+            script: canary(c),
+            analysis: Analysis {
+                metrics: c
+                    .analysis
+                    .metrics
+                    .iter()
+                    .map(MetricSpec::from_config)
+                    .collect(),
+                min_requests: c.analysis.min_requests,
+            },
+            queries: c.analysis.metrics.iter().map(|m| m.query.clone()).collect(),
+            prometheus,
+            ingress: format!("{}-canary", loaded.config.app),
+            stable,
+            canary: canary_spec,
+            image,
+            wait: WaitArgs {
+                env: crate::cli::EnvArgs {
+                    env: name.to_owned(),
+                },
+                timeout: None,
+                poll_interval: wait.poll_interval,
+                no_wait: false,
+            },
+            version: String::new(),
+            last: None,
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    fn vars(&self, window_secs: u64) -> QueryVars {
+        let k = self.loaded.config.environments[self.name]
+            .kubernetes
+            .as_ref()
+            .expect("a Kubernetes environment");
+        QueryVars {
+            app: self.loaded.config.app.clone(),
+            env: self.name.to_owned(),
+            namespace: k.namespace.clone(),
+            canary_service: format!("{}-canary", self.loaded.config.app),
+            stable_service: self.loaded.config.app.clone(),
+            window: promql_window(window_secs),
+        }
+    }
+
+    fn err(&self, e: &PlatformError, what: &str) -> Error {
+        platform_error(self.loaded, self.name, e, what)
+    }
+
+    /// Before anything changes: Prometheus answers and every query runs once.
+    async fn preflight(&self) -> Result<(), Error> {
+        let Some(p) = &self.prometheus else {
+            return Err(Error::Usage {
+                message: "the canary's metrics use Prometheus, and `providers.prometheus` is not configured".into(),
+                help: "add `providers: {prometheus: {address: http://…:9090}}` to deploy.yml".into(),
+            });
+        };
+        p.ready().await.map_err(|e| Error::Deployment {
+            code: 3,
+            message: format!("error: {}: the metric provider cannot be used: {e}\n  = help: check `providers.prometheus.address` in deploy.yml, and that this runner can reach it", self.name),
+        })?;
+        let at = secs(now_ms());
+        for (m, q) in self.analysis.metrics.iter().zip(&self.queries) {
+            let promql = render_query(q, &self.vars(60)).map_err(|e| Error::Usage {
+                message: format!("metric `{}`: {e}", m.name),
+                help: "fix the query in deploy.yml".into(),
+            })?;
+            if let Sample::Error(e) = p.query(&promql, at).await {
+                return Err(Error::Deployment {
+                    code: 2,
+                    message: format!(
+                        "error: {}: metric `{}`: the query does not run: {e}\n  = help: fix the query in deploy.yml (it ran once before anything changed; nothing was changed)",
+                        self.name, m.name
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The saved state (if any) and the stable Deployment's resourceVersion; `None` when the
+    /// stable Deployment does not exist yet.
+    async fn load(&mut self) -> Result<Option<Option<State>>, Error> {
+        let read = self
+            .k8s
+            .read_rollout(&self.stable.name)
+            .await
+            .map_err(|e| self.err(&e, &format!("{}: read the rollout", self.name)))?;
+        let Some((text, version)) = read else {
+            return Ok(None);
+        };
+        self.version = version;
+        self.last.clone_from(&text);
+        Ok(Some(text.and_then(|t| serde_json::from_str(&t).ok())))
+    }
+
+    /// Writes the state against the stable Deployment's resourceVersion. The controller bumps
+    /// that version with every status update: on a conflict the Deployment is read again,
+    /// and the write is retried only if the rollout state on it is still the one this
+    /// process last read or wrote. Otherwise another process moved the rollout: this one
+    /// stops, and says so.
+    async fn save(&mut self, state: &State) -> Result<(), Error> {
+        let text = serde_json::to_string(state).expect("a state serializes");
+        for _ in 0..10 {
+            match self
+                .k8s
+                .write_rollout(&self.stable.name, &text, &self.version)
+                .await
+            {
+                Ok(version) => {
+                    self.version = version;
+                    self.last = Some(text);
+                    return Ok(());
+                }
+                Err(e) if e.kind == crate::platform::observation::ErrorKind::Conflict => {
+                    let read = self
+                        .k8s
+                        .read_rollout(&self.stable.name)
+                        .await
+                        .map_err(|e| self.err(&e, &format!("{}: read the rollout", self.name)))?;
+                    match read {
+                        Some((current, version)) if current == self.last => self.version = version,
+                        _ => return Err(self.err(&e, &format!("{}: save the rollout", self.name))),
+                    }
+                }
+                Err(e) => return Err(self.err(&e, &format!("{}: save the rollout", self.name))),
+            }
+        }
+        Err(Error::Deployment {
+            code: 3,
+            message: format!(
+                "error: {}: the stable Deployment kept changing; the rollout state could not be saved",
+                self.name
+            ),
+        })
+    }
+
+    /// Rolls one track's Deployment with the rolling machine; the result as the engine's input.
+    async fn roll(&self, track: Track) -> Input {
+        let spec = match track {
+            Track::Stable => self.stable.clone(),
+            Track::Canary => self.canary.clone(),
+        };
+        let settings = Settings {
+            progress_deadline: crate::config::defaults::progress_deadline().0
+                + (2 * self.wait.poll_interval).max(Duration::from_secs(30)),
+            keep_revisions: u32::MAX,
+            on_cancel: crate::strategy::rolling::CancelPolicy::Leave,
+            no_wait: false,
+        };
+        let units = vec![Unit {
+            machine: Rolling::new(spec.name.clone(), settings, super::deploy::unix_now()),
+            spec,
+        }];
+        let outcomes = run_machines_with(
+            &self.k8s,
+            units,
+            self.name,
+            &self.wait,
+            Vocabulary::Kubernetes,
+            &self.cancel,
+        )
+        .await;
+        match outcomes.first().map(|(_, o)| o) {
+            Some(RollingOutcome::Succeeded { .. } | RollingOutcome::NoChange { .. }) => {
+                Input::Done(Ok(()))
+            }
+            Some(RollingOutcome::Cancelled { .. }) => Input::Cancel,
+            Some(RollingOutcome::Failed { failure, details }) => {
+                let mut text = crate::report::terminal::failure_text(failure);
+                for d in details.iter().take(5) {
+                    let _ = write!(text, "; {d}");
+                }
+                Input::Done(Err(text))
+            }
+            None => Input::Done(Err("no outcome".into())),
+        }
+    }
+
+    async fn measure(&self, since: Millis) -> Input {
+        let now = now_ms();
+        let window = (now.saturating_sub(since) / 1000).max(1);
+        let vars = self.vars(window);
+        let Some(p) = &self.prometheus else {
+            return Input::Measured {
+                samples: vec![Sample::Error("no Prometheus configured".into()); self.queries.len()],
+                requests: None,
+            };
+        };
+        let at = secs(now);
+        let mut samples = Vec::new();
+        for q in &self.queries {
+            samples.push(match render_query(q, &vars) {
+                Ok(promql) => p.query(&promql, at).await,
+                Err(e) => Sample::Error(e),
+            });
+        }
+        Input::Measured {
+            samples,
+            requests: None,
+        }
+    }
+
+    async fn run(&self, effect: Effect) -> Input {
+        let result = match effect {
+            Effect::Deploy(track) => return self.roll(track).await,
+            Effect::Measure { since } => return self.measure(since).await,
+            Effect::SetWeight(w) => self.k8s.set_canary_weight(&self.ingress, w).await,
+            Effect::ScaleDown(Track::Canary) => self.k8s.scale(&self.canary.name, 0).await,
+            Effect::ScaleDown(Track::Stable) => self.k8s.scale(&self.stable.name, 0).await,
+        };
+        Input::Done(result.map_err(|e| e.to_string()))
+    }
+
+    /// Plays the engine from `first` until the rollout ends or waits at a manual gate.
+    async fn drive(&mut self, state: &mut State, first: Input) -> Result<Ended, Error> {
+        let script = self.script.clone();
+        let analysis = self.analysis.clone();
+        let engine = Engine {
+            script: &script,
+            analysis: &analysis,
+        };
+        let mut input = first;
+        loop {
+            let d = engine.step(state, input, now_ms());
+            if let Some(saved) = &d.save {
+                self.save(saved).await?;
+            }
+            for e in &d.events {
+                eprintln!("{}", event_line(self.name, &script, state, e));
+            }
+            if let Some(o) = state.outcome() {
+                return Ok(Ended::Done(o.clone()));
+            }
+            if d.paused {
+                return Ok(Ended::Paused);
+            }
+            if let Some(effect) = d.effects.first().copied() {
+                let answer = self.run(effect).await;
+                input = if self.cancel.is_cancelled()
+                    && !matches!(state.status, Status::Aborting { .. })
+                {
+                    Input::Cancel
+                } else {
+                    answer
+                };
+                continue;
+            }
+            let Some(wake) = d.wake_at else {
+                return Err(Error::Deployment {
+                    code: 1,
+                    message: format!(
+                        "error: {}: the rollout has nothing to do and nothing to wait for at step {}",
+                        self.name,
+                        state.index + 1
+                    ),
+                });
+            };
+            let wait = Duration::from_millis(wake.saturating_sub(now_ms()));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => input = Input::Tick,
+                () = self.cancel.cancelled(), if !matches!(state.status, Status::Aborting { .. }) => input = Input::Cancel,
+            }
+        }
+    }
+}
+
+/// One line per engine event, for the log.
+fn event_line(env: &str, script: &Script, state: &State, e: &Event) -> String {
+    let total = script.steps.len();
+    match e {
+        Event::Step { index, step } => {
+            format!("{env}: step {}/{total}: {}", index + 1, step_text(*step))
+        }
+        Event::Weight { weight } => format!("{env}: canary weight {weight}%"),
+        Event::Check(c) => {
+            let metrics: Vec<String> = c
+                .metrics
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} {} ({}){}",
+                        m.name,
+                        m.value.map_or_else(|| "no data".to_owned(), fmt_value),
+                        m.bound,
+                        match m.outcome {
+                            MetricOutcome::Pass => " ok",
+                            MetricOutcome::Skipped => " skipped",
+                            MetricOutcome::Waiting => " waiting",
+                            MetricOutcome::Error(_) => " query failed",
+                            _ => " FAILED",
+                        }
+                    )
+                })
+                .collect();
+            let verdict = match &c.verdict {
+                Verdict::Pass => "pass".to_owned(),
+                Verdict::Fail(r) => format!(
+                    "FAIL ({} of {} failed checks: {})",
+                    state.failed_checks,
+                    script.timing.threshold,
+                    r.join("; ")
+                ),
+                Verdict::Inconclusive(r) => format!("not judged: {r}"),
+            };
+            format!(
+                "{env}: check at {}%: {} -> {verdict}",
+                c.weight,
+                metrics.join(", ")
+            )
+        }
+        Event::Paused { gate: Gate::Manual } => format!(
+            "{env}: paused before promotion at weight {}%: continue with `movieverse-deploy rollout promote --env {env}` (or `rollout abort`)",
+            state.weight
+        ),
+        Event::Paused {
+            gate: Gate::Timed(s),
+        } => format!(
+            "{env}: waiting {} before going on",
+            crate::plan::fmt_secs(*s)
+        ),
+        Event::Continued => format!("{env}: continuing"),
+        Event::Aborting { reason, .. } => {
+            format!("{env}: rolling back, traffic to stable first: {reason}")
+        }
+        Event::Reverting { step } => format!("{env}: {}", step_text(*step)),
+        Event::Finished { outcome } => format!("{env}: {}", super::simulate::outcome_text(outcome)),
+    }
+}
+
+fn step_text(step: Step) -> String {
+    match step {
+        Step::Deploy(Track::Canary) => {
+            "deploy the canary Deployment and wait until it is ready".into()
+        }
+        Step::Deploy(Track::Stable) => {
+            "promote: roll the stable Deployment to the new revision".into()
+        }
+        Step::SetWeight(0) => "route all traffic to stable (canary weight 0)".into(),
+        Step::SetWeight(w) => format!("send {w}% of traffic to the canary"),
+        Step::Analyse => "analyse the canary".into(),
+        Step::Pause(Gate::Manual) => "wait for `rollout promote`".into(),
+        Step::Pause(Gate::Timed(s)) => format!("wait {}", crate::plan::fmt_secs(s)),
+        Step::ScaleDown(t) => format!("scale the {t} Deployment to zero"),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    super::deploy::runtime()
+}
+
+/// The result of a drive as the command's result, with the `result` step output.
+fn conclude(name: &str, ended: Ended) -> Result<(), Error> {
+    let (word, result) = match ended {
+        Ended::Paused => ("paused", Ok(())),
+        Ended::Done(Outcome::Promoted) => ("succeeded", Ok(())),
+        Ended::Done(Outcome::Cancelled) => (
+            "cancelled",
+            Err(Error::Deployment {
+                code: 130,
+                message: format!("{name}: cancelled; traffic is back on stable"),
+            }),
+        ),
+        Ended::Done(o @ Outcome::RolledBack { .. }) => (
+            "rolled-back",
+            Err(Error::Deployment {
+                code: 1,
+                message: format!("error: {name}: {}", super::simulate::outcome_text(&o)),
+            }),
+        ),
+        Ended::Done(o @ Outcome::Failed { .. }) => (
+            "failed",
+            Err(Error::Deployment {
+                code: 1,
+                message: format!("error: {name}: {}", super::simulate::outcome_text(&o)),
+            }),
+        ),
+    };
+    let _ = crate::report::set_output("result", word);
+    if word == "paused" {
+        let _ = print_out(&format!(
+            "result=paused\n{name}: the rollout waits at its gate. Continue with `movieverse-deploy rollout promote --env {name}` (the Action: command `rollout`, rollout `promote`), or go back with `rollout abort`.\n"
+        ));
+    }
+    result
+}
+
+/// `deploy` of a canary environment on Kubernetes.
+pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Error> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut c = Rollout::new(loaded, name, args.image.clone(), &args.wait).await?;
+        c.preflight().await?;
+        watch_signals(c.cancel.clone());
+        let revision = c.image.clone();
+        let Some(saved) = c.load().await? else {
+            // A first deploy: there is no stable version to compare with, so the new one
+            // becomes stable directly (Argo Rollouts and Flagger do the same).
+            eprintln!("{name}: no stable Deployment yet: a first deploy rolls the stable Deployment out directly");
+            let mut stable = c.stable.clone();
+            stable.manifests = c.canary.manifests.clone();
+            c.stable = stable;
+            let input = c.roll(Track::Stable).await;
+            if let Input::Done(Err(e)) = input {
+                return Err(Error::Deployment { code: 1, message: format!("error: deploying {name} failed: {e}") });
+            }
+            if input == Input::Cancel {
+                return Err(Error::Deployment { code: 130, message: format!("{name}: cancelled") });
+            }
+            c.load().await?;
+            let mut state = State::new(&c.script, &revision, now_ms());
+            state.index = c.script.steps.len();
+            state.promoted = true;
+            state.status = Status::Done(Outcome::Promoted);
+            c.save(&state).await?;
+            return conclude(name, Ended::Done(Outcome::Promoted));
+        };
+        let hash = c.script.hash();
+        let (mut state, first) = match saved {
+            Some(s) if s.revision == revision && s.script == hash => match s.outcome() {
+                Some(Outcome::Promoted) => {
+                    eprintln!("{name}: no change: the rollout of {revision} finished, promoted; nothing applied");
+                    return conclude(name, Ended::Done(Outcome::Promoted));
+                }
+                Some(o) => {
+                    return Err(Error::Deployment {
+                        code: 1,
+                        message: format!("error: {name}: the rollout of {revision} ended: {}\n  = help: deploy a new revision; this one is not tried again", super::simulate::outcome_text(o)),
+                    });
+                }
+                None => {
+                    eprintln!("{name}: resuming the rollout of {revision} at step {}/{} (weight {}%)", s.index + 1, c.script.steps.len(), s.weight);
+                    (s, Input::Resume)
+                }
+            },
+            Some(old) if !old.is_done() => {
+                eprintln!(
+                    "{name}: a rollout of {} stands at step {}/{} (weight {}%): taking traffic back to stable first, then starting the rollout of {revision}",
+                    old.revision, old.index + 1, c.script.steps.len(), old.weight
+                );
+                c.k8s.set_canary_weight(&c.ingress, 0).await.map_err(|e| c.err(&e, &format!("{name}: weight 0")))?;
+                c.k8s.scale(&c.canary.name, 0).await.map_err(|e| c.err(&e, &format!("{name}: scale the canary down")))?;
+                let mut old = old;
+                old.pending = None;
+                old.status = Status::Done(Outcome::RolledBack {
+                    reason: format!("superseded by the rollout of {revision}"),
+                    failures: vec![],
+                });
+                c.save(&old).await?;
+                (State::new(&c.script, &revision, now_ms()), Input::Start)
+            }
+            _ => (State::new(&c.script, &revision, now_ms()), Input::Start),
+        };
+        let ended = c.drive(&mut state, first).await?;
+        conclude(name, ended)
+    })
+}
+
+/// `rollout status|promote|abort|resume`.
+pub fn rollout(loaded: &Loaded, args: &RolloutArgs) -> Result<(), Error> {
+    let (env, wait, input) = match &args.action {
+        RolloutAction::Status(e) => (&e.env, None, None),
+        RolloutAction::Promote { wait, full } => (
+            &wait.env.env,
+            Some(wait),
+            Some(Input::Promote { full: *full }),
+        ),
+        RolloutAction::Abort(wait) => (
+            &wait.env.env,
+            Some(wait),
+            Some(Input::Abort {
+                reason: "rollout abort".into(),
+            }),
+        ),
+        RolloutAction::Resume(wait) => (&wait.env.env, Some(wait), Some(Input::Resume)),
+    };
+    let name = one_environment(loaded, env, "a rollout runs in")?;
+    let default_wait = WaitArgs {
+        env: crate::cli::EnvArgs {
+            env: name.to_owned(),
+        },
+        timeout: None,
+        poll_interval: Duration::from_secs(5),
+        no_wait: false,
+    };
+    let wait = wait.unwrap_or(&default_wait);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut c = Rollout::new(loaded, name, None, wait).await?;
+        let Some(Some(recorded)) = c.load().await? else {
+                return Err(Error::Deployment {
+                    code: 1,
+                    message: format!("error: {name}: no rollout is recorded on Deployment {} (namespace {})\n  = help: `movieverse-deploy deploy --env {name}` starts one", c.stable.name, c.k8s_namespace()),
+                });
+        };
+        // The recorded revision is what rolls on (promotion rolls the stable Deployment to
+        // it), whatever this checkout's commit renders.
+        let mut c = Rollout::new(loaded, name, Some(recorded.revision.clone()), wait).await?;
+        let state = c.load().await?.flatten().unwrap_or(recorded);
+        if state.script != c.script.hash() {
+            eprintln!("{name}: note: deploy.yml's canary settings changed since this rollout started; it goes on with the current ones");
+            let mut s = state.clone();
+            s.script = c.script.hash();
+            return drive_from(&mut c, s, input, name).await;
+        }
+        drive_from(&mut c, state, input, name).await
+    })
+}
+
+async fn drive_from(
+    c: &mut Rollout<'_>,
+    mut state: State,
+    input: Option<Input>,
+    name: &str,
+) -> Result<(), Error> {
+    let Some(input) = input else {
+        return print_out(&status_text(name, &c.script, &state));
+    };
+    if let Some(o) = state.outcome() {
+        eprintln!(
+            "{name}: the rollout of {} has ended: {}; nothing to do",
+            state.revision,
+            super::simulate::outcome_text(o)
+        );
+        return Ok(());
+    }
+    watch_signals(c.cancel.clone());
+    let ended = c.drive(&mut state, input).await?;
+    conclude(name, ended)
+}
+
+impl Rollout<'_> {
+    fn k8s_namespace(&self) -> String {
+        self.stable.cluster.clone()
+    }
+}
+
+fn status_text(name: &str, script: &Script, s: &State) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "{name}: rollout of {}", s.revision);
+    let step = script.steps.get(s.index).copied();
+    let _ = match &s.status {
+        Status::Done(outcome) => writeln!(o, "  ended: {}", super::simulate::outcome_text(outcome)),
+        Status::Paused { .. } => writeln!(
+            o,
+            "  paused at step {}/{} ({}), weight {}%: continue with `movieverse-deploy rollout promote --env {name}`, or `rollout abort`",
+            s.index + 1,
+            script.steps.len(),
+            step.map(step_text).unwrap_or_default(),
+            s.weight
+        ),
+        Status::Aborting { reason, .. } => writeln!(
+            o,
+            "  rolling back ({reason}); `rollout resume --env {name}` carries it on"
+        ),
+        Status::Running => writeln!(
+            o,
+            "  at step {}/{} ({}), weight {}%",
+            s.index + 1,
+            script.steps.len(),
+            step.map(step_text).unwrap_or_default(),
+            s.weight
+        ),
+    };
+    let _ = writeln!(
+        o,
+        "  failed checks: {} of {}",
+        s.failed_checks, script.timing.threshold
+    );
+    if let Some(c) = s.checks.last() {
+        let _ = writeln!(
+            o,
+            "  last check at {}%: {}",
+            c.weight,
+            match &c.verdict {
+                Verdict::Pass => "pass".to_owned(),
+                Verdict::Fail(r) => format!("fail: {}", r.join("; ")),
+                Verdict::Inconclusive(r) => format!("not judged: {r}"),
+            }
+        );
+    }
+    o
+}

@@ -1,0 +1,396 @@
+//! The canary on the real control plane (tests/common/k8s.rs, pods made Ready by the fake
+//! kubelet), judged by a real Prometheus scraping a test exporter whose canary traffic each
+//! test sets. The real binary deploys; a second process promotes or aborts; a killed run is
+//! resumed. Each test works in a namespace of its own.
+
+mod common;
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use common::Run;
+use common::k8s::{self, Cluster};
+use common::prometheus::{Prom, Traffic};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+
+const GOOD: &str = "registry.test/movieverse@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const GOOD2: &str = "registry.test/movieverse@sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+const HEALTHY: Traffic = Traffic {
+    ok_per_sec: 200.0,
+    errors_per_sec: 0.0,
+    p99_ms: 120.0,
+};
+const FIVE_PERCENT_ERRORS: Traffic = Traffic {
+    ok_per_sec: 190.0,
+    errors_per_sec: 10.0,
+    p99_ms: 120.0,
+};
+
+/// The example's canary environment in `namespace`, judged by `prom` on the test exporter's
+/// series, with second-scale timings.
+fn config(dir: &Path, namespace: &str, prom: &Prom, extra: &str) {
+    let text = std::fs::read_to_string(common::example()).unwrap();
+    let at = text.find("    strategy:\n      canary:").unwrap();
+    let end = text[at..].find("    env:\n").unwrap() + at;
+    let rate = |codes: &str| {
+        format!(
+            "100 * sum(rate(http_requests_total{{service=\\\"{{{{ canary_service }}}}\\\"{codes}}}[4s])) / sum(rate(http_requests_total{{service=\\\"{{{{ canary_service }}}}\\\"}}[4s]))"
+        )
+    };
+    let strategy = format!(
+        "    strategy:\n      canary:\n        steps: [20, 50]\n        deadline: 10m\n{extra}        analysis:\n          initial_delay: 2s\n          interval: 2s\n          threshold: 2\n          min_requests: 0\n          metrics:\n            - name: success-rate\n              provider: prometheus\n              query: \"{}\"\n              min: 99\n            - name: error-rate\n              provider: prometheus\n              query: \"{}\"\n              max: 1\n",
+        rate(",code!~\\\"5..\\\""),
+        rate(",code=~\\\"5..\\\""),
+    );
+    let text = format!("{}{strategy}{}", &text[..at], &text[end..])
+        .replace(
+            "      namespace: movieverse\n",
+            &format!("      namespace: {namespace}\n      create_namespace: true\n"),
+        )
+        .replace(
+            "    address: http://prometheus.monitoring.svc:9090\n",
+            &format!("    address: {}\n", prom.url),
+        );
+    std::fs::write(dir.join("deploy.yml"), text).unwrap();
+}
+
+fn mvd(cluster: &Cluster, dir: &Path, args: &[&str]) -> Run {
+    let mut cmd = common::bin();
+    cmd.current_dir(dir)
+        .env("CI", "true")
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .args(args);
+    Run::from(&cmd.output().unwrap())
+}
+
+fn deploy(cluster: &Cluster, dir: &Path, image: &str) -> Run {
+    mvd(
+        cluster,
+        dir,
+        &[
+            "deploy",
+            "--env",
+            "production-k8s",
+            "--image",
+            image,
+            "--poll-interval",
+            "1s",
+        ],
+    )
+}
+
+fn rollout(cluster: &Cluster, dir: &Path, action: &str) -> Run {
+    mvd(
+        cluster,
+        dir,
+        &[
+            "rollout",
+            action,
+            "--env",
+            "production-k8s",
+            "--poll-interval",
+            "1s",
+        ],
+    )
+}
+
+async fn image_of(client: &kube::Client, ns: &str, name: &str) -> String {
+    let d = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap();
+    d.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap()
+}
+
+async fn replicas_of(client: &kube::Client, ns: &str, name: &str) -> i32 {
+    let d = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap();
+    d.spec.unwrap().replicas.unwrap_or(1)
+}
+
+async fn weight(client: &kube::Client, ns: &str) -> Option<String> {
+    let i = Api::<Ingress>::namespaced(client.clone(), ns)
+        .get("movieverse-canary")
+        .await
+        .unwrap();
+    i.metadata
+        .annotations
+        .and_then(|a| a.get("nginx.ingress.kubernetes.io/canary-weight").cloned())
+}
+
+async fn saved_state(client: &kube::Client, ns: &str) -> serde_json::Value {
+    let d = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get("movieverse")
+        .await
+        .unwrap();
+    let text = d.metadata.annotations.unwrap()["movieverse.dev/rollout"].clone();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The first deploy makes the stable version; Prometheus has two scrapes of `traffic`.
+fn first_deploy(cluster: &Cluster, dir: &Path, prom: &Prom, traffic: Traffic) {
+    let r = deploy(cluster, dir, GOOD);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("a first deploy rolls the stable Deployment out directly"),
+        "{}",
+        r.dump()
+    );
+    prom.set_traffic("movieverse-canary", traffic);
+    prom.wait_scrapes("http_requests_total", SystemTime::now(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_goes_through_every_weight_and_is_promoted_and_a_rerun_changes_nothing() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let prom = Prom::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-canary-ok";
+    config(dir.path(), ns, &prom, "");
+    first_deploy(cluster, dir.path(), &prom, HEALTHY);
+
+    let r = deploy(cluster, dir.path(), GOOD2);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    for line in [
+        "step 1/8: deploy the canary Deployment",
+        "canary weight 20%",
+        "check at 20%: success-rate 100 (>= 99) ok, error-rate 0 (<= 1) ok -> pass",
+        "canary weight 50%",
+        "check at 50%",
+        "promote: roll the stable Deployment to the new revision",
+        "canary weight 0%",
+        "scale the canary Deployment to zero",
+        "promoted",
+    ] {
+        assert!(r.stderr.contains(line), "`{line}` missing:\n{}", r.dump());
+    }
+    assert_eq!(image_of(&client, ns, "movieverse").await, GOOD2);
+    assert_eq!(weight(&client, ns).await.as_deref(), Some("0"));
+    assert_eq!(replicas_of(&client, ns, "movieverse-canary").await, 0);
+    assert_eq!(
+        saved_state(&client, ns).await["status"]["result"],
+        "promoted"
+    );
+
+    // A rerun of the finished rollout reads the state and changes nothing.
+    let before = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get("movieverse")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    let r = deploy(cluster, dir.path(), GOOD2);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr.contains("no change: the rollout of"),
+        "{}",
+        r.dump()
+    );
+    let after = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get("movieverse")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    assert_eq!(before, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_with_five_percent_errors_is_rolled_back_at_the_threshold_with_the_values() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let prom = Prom::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-canary-bad";
+    config(dir.path(), ns, &prom, "");
+    first_deploy(cluster, dir.path(), &prom, FIVE_PERCENT_ERRORS);
+
+    let r = deploy(cluster, dir.path(), GOOD2);
+    assert_eq!(r.code, 1, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("2 failed checks reached the threshold of 2 at weight 20%"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.stderr
+            .contains("error-rate = 5 (bound <= 1) at step 1 (weight 20%)"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.stderr.contains("success-rate = 95 (bound >= 99)"),
+        "{}",
+        r.dump()
+    );
+    // Traffic went back first, then the canary was scaled down; stable never changed.
+    let back = r.stderr.find("canary weight 0%").expect("weight 0");
+    let down = r
+        .stderr
+        .find("scale the canary Deployment to zero")
+        .expect("scale down");
+    assert!(back < down, "{}", r.dump());
+    assert_eq!(weight(&client, ns).await.as_deref(), Some("0"));
+    assert_eq!(replicas_of(&client, ns, "movieverse-canary").await, 0);
+    assert_eq!(image_of(&client, ns, "movieverse").await, GOOD);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_canary_keeps_its_weight_through_a_re_apply_and_is_promoted_or_aborted_from_a_second_process()
+ {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let prom = Prom::start();
+    for (ns, action) in [
+        ("mv-canary-promote", "promote"),
+        ("mv-canary-abort", "abort"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        config(
+            dir.path(),
+            ns,
+            &prom,
+            "        pause_before_promotion: manual\n",
+        );
+        first_deploy(cluster, dir.path(), &prom, HEALTHY);
+
+        let r = deploy(cluster, dir.path(), GOOD2);
+        assert_eq!(r.code, 0, "{}", r.dump());
+        assert!(r.stdout.contains("result=paused"), "{}", r.dump());
+        assert!(
+            r.stdout.contains("rollout promote --env production-k8s"),
+            "{}",
+            r.dump()
+        );
+        assert_eq!(weight(&client, ns).await.as_deref(), Some("50"));
+
+        // The rendered manifests applied again (by our own field manager, forced): the weight
+        // belongs to the router and stays.
+        let ingresses: Api<Ingress> = Api::namespaced(client.clone(), ns);
+        let mut live =
+            serde_json::to_value(ingresses.get("movieverse-canary").await.unwrap()).unwrap();
+        let obj = live.as_object_mut().unwrap();
+        obj.remove("status");
+        let meta = obj["metadata"].as_object_mut().unwrap();
+        for k in [
+            "managedFields",
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "generation",
+        ] {
+            meta.remove(k);
+        }
+        meta["annotations"]
+            .as_object_mut()
+            .unwrap()
+            .remove("nginx.ingress.kubernetes.io/canary-weight");
+        ingresses
+            .patch(
+                "movieverse-canary",
+                &PatchParams::apply("movieverse-deploy").force(),
+                &Patch::Apply(&live),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            weight(&client, ns).await.as_deref(),
+            Some("50"),
+            "a re-apply reset the weight"
+        );
+
+        let s = mvd(
+            cluster,
+            dir.path(),
+            &["rollout", "status", "--env", "production-k8s"],
+        );
+        assert_eq!(s.code, 0, "{}", s.dump());
+        assert!(s.stdout.contains("paused at step 6/9"), "{}", s.dump());
+
+        let r = rollout(cluster, dir.path(), action);
+        assert_eq!(
+            weight(&client, ns).await.as_deref(),
+            Some("0"),
+            "{}",
+            r.dump()
+        );
+        assert_eq!(replicas_of(&client, ns, "movieverse-canary").await, 0);
+        if action == "promote" {
+            assert_eq!(r.code, 0, "{}", r.dump());
+            assert_eq!(image_of(&client, ns, "movieverse").await, GOOD2);
+        } else {
+            assert_eq!(r.code, 1, "{}", r.dump());
+            assert!(
+                r.stderr.contains("ROLLED BACK: rollout abort"),
+                "{}",
+                r.dump()
+            );
+            assert_eq!(image_of(&client, ns, "movieverse").await, GOOD);
+            // Again: accepted, and nothing more to do.
+            let again = rollout(cluster, dir.path(), "abort");
+            assert_eq!(again.code, 0, "{}", again.dump());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_canary_then_deploy_again_resumes_at_the_same_step() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let prom = Prom::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-canary-kill";
+    config(dir.path(), ns, &prom, "");
+    first_deploy(cluster, dir.path(), &prom, HEALTHY);
+
+    let mut cmd = common::bin_std();
+    cmd.current_dir(dir.path())
+        .env("CI", "true")
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .args([
+            "deploy",
+            "--env",
+            "production-k8s",
+            "--image",
+            GOOD2,
+            "--poll-interval",
+            "1s",
+        ]);
+    let running = common::run_until(&mut cmd, "canary weight 20%");
+    let (code, seen, _) = running.signal("KILL");
+    assert_eq!(code, None, "killed: {seen}");
+    let state = saved_state(&client, ns).await;
+    assert_eq!(state["weight"], 20, "{state}");
+    let step = state["index"].as_u64().unwrap();
+    assert_eq!(weight(&client, ns).await.as_deref(), Some("20"));
+
+    let r = deploy(cluster, dir.path(), GOOD2);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr.contains(&format!(
+            "resuming the rollout of {GOOD2} at step {}/8 (weight 20%)",
+            step + 1
+        )),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        !r.stderr.contains("step 1/8: deploy the canary"),
+        "not started over:\n{}",
+        r.dump()
+    );
+    assert_eq!(image_of(&client, ns, "movieverse").await, GOOD2);
+    assert_eq!(weight(&client, ns).await.as_deref(), Some("0"));
+}
