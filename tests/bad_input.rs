@@ -69,6 +69,15 @@ fn cases() -> Vec<Case> {
             "`later` is not a duration",
         ),
         case(
+            "metric_query_with_an_undefined_variable",
+            &[(
+                "service=\"movieverse-canary\",status!~\"5..\"",
+                "service=\"{{ canary }}\",status!~\"5..\"",
+            )],
+            "deploy.yml:",
+            "metric `success-rate`: undefined variable `canary` in the query",
+        ),
+        case(
             "strategy_named_without_its_settings",
             &[(
                 STAGING_ROLLING,

@@ -18,6 +18,7 @@ use kube::api::{Patch, PatchParams};
 
 const GOOD: &str = "registry.test/movieverse@sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const GOOD2: &str = "registry.test/movieverse@sha256:2222222222222222222222222222222222222222222222222222222222222222";
+const GOOD3: &str = "registry.test/movieverse@sha256:3333333333333333333333333333333333333333333333333333333333333333";
 
 const HEALTHY: Traffic = Traffic {
     ok_per_sec: 200.0,
@@ -392,5 +393,65 @@ async fn kill_9_mid_canary_then_deploy_again_resumes_at_the_same_step() {
         r.dump()
     );
     assert_eq!(image_of(&client, ns, "movieverse").await, GOOD2);
+    assert_eq!(weight(&client, ns).await.as_deref(), Some("0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_puts_traffic_back_first_and_a_new_revision_over_a_killed_run_goes_back_first() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let prom = Prom::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-canary-cancel";
+    config(dir.path(), ns, &prom, "");
+    first_deploy(cluster, dir.path(), &prom, HEALTHY);
+    let start = |image: &str| {
+        let mut cmd = common::bin_std();
+        cmd.current_dir(dir.path())
+            .env("CI", "true")
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .args([
+                "deploy",
+                "--env",
+                "production-k8s",
+                "--image",
+                image,
+                "--poll-interval",
+                "1s",
+            ]);
+        common::run_until(&mut cmd, "canary weight 20%")
+    };
+
+    // SIGINT mid-canary: traffic back to stable first, then the canary down; exit 130.
+    let (code, seen, _) = start(GOOD2).signal("INT");
+    assert_eq!(code, Some(130), "{seen}");
+    let back = seen.find("canary weight 0%").expect("weight 0");
+    let down = seen
+        .find("scale the canary Deployment to zero")
+        .expect("scale down");
+    assert!(back < down, "{seen}");
+    assert_eq!(weight(&client, ns).await.as_deref(), Some("0"));
+    assert_eq!(replicas_of(&client, ns, "movieverse-canary").await, 0);
+    assert_eq!(image_of(&client, ns, "movieverse").await, GOOD);
+
+    // Killed at weight 20, then a new revision: the old canary's traffic goes back first.
+    let (code, seen, _) = start(GOOD2).signal("KILL");
+    assert_eq!(code, None, "{seen}");
+    assert_eq!(weight(&client, ns).await.as_deref(), Some("20"));
+    let r = deploy(cluster, dir.path(), GOOD3);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let said = format!("a rollout of {GOOD2} stands at step");
+    let first_weight = r.stderr.find("canary weight 20%").expect("the new canary");
+    assert!(
+        r.stderr.find(&said).is_some_and(|i| i < first_weight),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.stderr.contains("taking traffic back to stable first"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(image_of(&client, ns, "movieverse").await, GOOD3);
     assert_eq!(weight(&client, ns).await.as_deref(), Some("0"));
 }

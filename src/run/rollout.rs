@@ -544,6 +544,10 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
                     eprintln!("{name}: no change: the rollout of {revision} finished, promoted; nothing applied");
                     return conclude(name, Ended::Done(Outcome::Promoted));
                 }
+                Some(Outcome::Cancelled) => {
+                    eprintln!("{name}: the last rollout of {revision} was cancelled: starting it again");
+                    (State::new(&c.script, &revision, now_ms()), Input::Start)
+                }
                 Some(o) => {
                     return Err(Error::Deployment {
                         code: 1,
