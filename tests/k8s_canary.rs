@@ -267,9 +267,39 @@ async fn a_paused_canary_keeps_its_weight_through_a_re_apply_and_is_promoted_or_
         );
         first_deploy(cluster, dir.path(), &prom, HEALTHY);
 
-        let r = deploy(cluster, dir.path(), GOOD2);
+        let outputs = dir.path().join("github_output");
+        let mut cmd = common::bin();
+        cmd.current_dir(dir.path())
+            .env("CI", "true")
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("GITHUB_OUTPUT", &outputs)
+            .args([
+                "deploy",
+                "--env",
+                "production-k8s",
+                "--image",
+                GOOD2,
+                "--poll-interval",
+                "1s",
+            ])
+            .args(["--report", "report.md"]);
+        let r = Run::from(&cmd.output().unwrap());
         assert_eq!(r.code, 0, "{}", r.dump());
         assert!(r.stdout.contains("result=paused"), "{}", r.dump());
+        let out = std::fs::read_to_string(&outputs).unwrap();
+        assert!(
+            out.contains("result<<") && out.contains("\npaused\n"),
+            "{out}"
+        );
+        // The pull request report says where it waits and how to continue.
+        let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+        assert!(
+            report.contains("paused at weight 50%")
+                && report.contains("environment `production-k8s`, action `continue`")
+                && report.contains("| 1 | 20 % | 100 ✅ | 0 ✅ |")
+                && report.contains("| 2 | 50 % |"),
+            "{report}"
+        );
         assert!(
             r.stdout.contains("rollout promote --env production-k8s"),
             "{}",

@@ -79,8 +79,6 @@ impl Reporting {
         outcomes: &[(String, Outcome)],
         report_file: Option<&Path>,
     ) {
-        let config = &loaded.config;
-        let e = &config.environments[&self.env];
         let row = env_report(
             loaded,
             &self.env,
@@ -88,6 +86,26 @@ impl Reporting {
             outcomes,
             self.started.elapsed().as_secs(),
         );
+        self.finish_row(loaded, image, row, None, report_file).await;
+    }
+
+    /// How long since [`Reporting::begin`].
+    pub fn elapsed_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Reports a row built by the caller (a canary's steps); `result` overrides the `result`
+    /// output (`paused`).
+    pub async fn finish_row(
+        self,
+        loaded: &Loaded,
+        image: &str,
+        row: github::EnvReport,
+        result: Option<&str>,
+        report_file: Option<&Path>,
+    ) {
+        let config = &loaded.config;
+        let e = &config.environments[&self.env];
         let state = row.state;
         let run_url = self.gh.as_ref().and_then(|g| g.target.run_url.clone());
         let report = Report {
@@ -101,7 +119,9 @@ impl Reporting {
             let (status, words) = match state {
                 State::Succeeded | State::NoChange => ("success", "deployed"),
                 State::Cancelled => ("error", "cancelled"),
-                State::RolledBack | State::Failed | State::InProgress => ("failure", "failed"),
+                // A rollout that waits at its gate goes on later: still in progress.
+                State::InProgress => ("in_progress", "waiting at the gate"),
+                State::RolledBack | State::Failed => ("failure", "failed"),
             };
             if let Err(err) = gh
                 .deployment_status(id, status, e.url.as_deref(), words)
@@ -147,7 +167,7 @@ impl Reporting {
                 warn(&format!("cannot write the job summary: {err}"));
             }
         }
-        let result = crate::report::result_word(state);
+        let result = result.unwrap_or_else(|| crate::report::result_word(state));
         for (k, v) in [("result", result), ("image", image)] {
             if let Err(err) = crate::report::set_output(k, v) {
                 warn(&format!("cannot write $GITHUB_OUTPUT: {err}"));

@@ -62,6 +62,7 @@ struct Rollout<'a> {
     canary: ServiceSpec,
     ingress: String,
     image: String,
+    git: crate::git::GitInfo,
     wait: WaitArgs,
     /// The stable Deployment's resourceVersion after our last write (or read).
     version: String,
@@ -92,7 +93,7 @@ impl<'a> Rollout<'a> {
                 help: "use `status` and `rollback` for the other environments".into(),
             });
         };
-        let (_, image, mut specs) = rendered_specs(loaded, name, image)?;
+        let (git, image, mut specs) = rendered_specs(loaded, name, image)?;
         if specs.len() != 2 {
             return Err(Error::Usage {
                 message: format!(
@@ -136,6 +137,7 @@ impl<'a> Rollout<'a> {
             stable,
             canary: canary_spec,
             image,
+            git,
             wait: WaitArgs {
                 env: crate::cli::EnvArgs {
                     env: name.to_owned(),
@@ -387,6 +389,39 @@ impl<'a> Rollout<'a> {
     }
 }
 
+impl Rollout<'_> {
+    /// GitHub's side at the start (a deployment in progress), when running in Actions.
+    async fn begin_report(&self) -> super::github::Reporting {
+        super::github::Reporting::begin(self.loaded, self.name, &self.git.sha, self.git.pr).await
+    }
+
+    /// The pull request comment, the job summary and the outputs: the canary's checks per
+    /// step, and where it waits and how to continue when it is paused.
+    async fn report(
+        &self,
+        reporting: super::github::Reporting,
+        state: &State,
+        ended: &Ended,
+        report_file: Option<&std::path::Path>,
+    ) {
+        let env = &self.loaded.config.environments[self.name];
+        let secs = reporting.elapsed_secs();
+        let paused = matches!(ended, Ended::Paused);
+        let mut row =
+            super::simulate::env_report(self.name, env, &state.revision, state, secs, paused);
+        row.revision = Some(state.revision.clone());
+        reporting
+            .finish_row(
+                self.loaded,
+                &state.revision,
+                row,
+                paused.then_some("paused"),
+                report_file,
+            )
+            .await;
+    }
+}
+
 /// One line per engine event, for the log.
 fn event_line(env: &str, script: &Script, state: &State, e: &Event) -> String {
     let total = script.steps.len();
@@ -498,7 +533,6 @@ fn conclude(name: &str, ended: Ended) -> Result<(), Error> {
             }),
         ),
     };
-    let _ = crate::report::set_output("result", word);
     if word == "paused" {
         let _ = print_out(&format!(
             "result=paused\n{name}: the rollout waits at its gate. Continue with `movieverse-deploy rollout promote --env {name}` (the Action: command `rollout`, rollout `promote`), or go back with `rollout abort`.\n"
@@ -577,7 +611,9 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
             }
             _ => (State::new(&c.script, &revision, now_ms()), Input::Start),
         };
+        let reporting = c.begin_report().await;
         let ended = c.drive(&mut state, first).await?;
+        c.report(reporting, &state, &ended, args.report.as_deref()).await;
         conclude(name, ended)
     })
 }
@@ -651,7 +687,9 @@ async fn drive_from(
         return Ok(());
     }
     watch_signals(c.cancel.clone());
+    let reporting = c.begin_report().await;
     let ended = c.drive(&mut state, input).await?;
+    c.report(reporting, &state, &ended, None).await;
     conclude(name, ended)
 }
 

@@ -256,7 +256,7 @@ pub(crate) fn outcome_text(o: &Outcome) -> String {
     }
 }
 
-fn env_report(
+pub(crate) fn env_report(
     name: &str,
     env: &crate::config::Environment,
     image: &str,
@@ -282,7 +282,7 @@ fn env_report(
         None if paused => (
             ReportState::InProgress,
             format!(
-                "paused at weight {}%: run `movieverse-deploy rollout promote --env {name}`",
+                "⏸️ paused at weight {}%: to continue, run the promote workflow (workflow_dispatch inputs: environment `{name}`, action `continue`; or `abort`), or `movieverse-deploy rollout promote --env {name}`",
                 state.weight
             ),
             None,
