@@ -78,6 +78,33 @@ fn cases() -> Vec<Case> {
             "metric `success-rate`: undefined variable `canary` in the query",
         ),
         case(
+            "unknown_router",
+            &[(
+                "      pdb_max_unavailable: 1\n",
+                "      pdb_max_unavailable: 1\n      router: traefik\n",
+            )],
+            "deploy.yml:",
+            "unknown value `traefik`",
+        ),
+        case(
+            "gateway_api_router_without_a_gateway",
+            &[(
+                "      pdb_max_unavailable: 1\n",
+                "      pdb_max_unavailable: 1\n      router: gateway-api\n",
+            )],
+            "deploy.yml:",
+            "`router: gateway-api` needs the Gateway the HTTPRoute attaches to",
+        ),
+        case(
+            "gateway_with_the_nginx_router",
+            &[(
+                "      pdb_max_unavailable: 1\n",
+                "      pdb_max_unavailable: 1\n      gateway: {name: shop}\n",
+            )],
+            "deploy.yml:",
+            "`gateway` is set, but the router is NGINX",
+        ),
+        case(
             "strategy_named_without_its_settings",
             &[(
                 STAGING_ROLLING,

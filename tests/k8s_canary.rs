@@ -485,3 +485,164 @@ async fn sigint_puts_traffic_back_first_and_a_new_revision_over_a_killed_run_goe
     assert_eq!(image_of(&client, ns, "movieverse").await, GOOD3);
     assert_eq!(weight(&client, ns).await.as_deref(), Some("0"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_weights_are_the_routers_and_accepted_by_the_api_server() {
+    use kube::api::{DynamicObject, PostParams};
+    use kube::core::{ApiResource, GroupVersionKind};
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    k8s::install_gateway_api(&client).await;
+    let prom = Prom::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-canary-gateway";
+    config(
+        dir.path(),
+        ns,
+        &prom,
+        "        pause_before_promotion: manual\n",
+    );
+    let text = std::fs::read_to_string(dir.path().join("deploy.yml")).unwrap().replacen(
+        "      pdb_max_unavailable: 1\n",
+        "      pdb_max_unavailable: 1\n      router: gateway-api\n      gateway:\n        name: shop-gateway\n",
+        1,
+    );
+    std::fs::write(dir.path().join("deploy.yml"), text).unwrap();
+    let weights = |client: kube::Client| async move {
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "gateway.networking.k8s.io",
+            "v1",
+            "HTTPRoute",
+        ));
+        let route = Api::<DynamicObject>::namespaced_with(client, ns, &ar)
+            .get("movieverse")
+            .await
+            .unwrap();
+        route.data["spec"]["rules"][0]["backendRefs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["name"].as_str().unwrap().to_owned(),
+                    b["weight"].as_i64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // No Gateway yet: refused before anything is applied.
+    let r = deploy(cluster, dir.path(), GOOD);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("the Gateway `shop-gateway` (namespace mv-canary-gateway) does not exist"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        Api::<Deployment>::namespaced(client.clone(), ns)
+            .get_opt("movieverse")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    let gw = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "gateway.networking.k8s.io",
+        "v1",
+        "Gateway",
+    ));
+    let gateway: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "shop-gateway", "namespace": ns},
+        "spec": {"gatewayClassName": "test", "listeners": [{"name": "http", "protocol": "HTTP", "port": 80}]},
+    }))
+    .unwrap();
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &gw)
+        .create(&PostParams::default(), &gateway)
+        .await
+        .unwrap();
+
+    first_deploy(cluster, dir.path(), &prom, HEALTHY);
+    assert_eq!(
+        weights(client.clone()).await,
+        [
+            ("movieverse".to_owned(), 100),
+            ("movieverse-canary".to_owned(), 0)
+        ]
+    );
+
+    let r = deploy(cluster, dir.path(), GOOD2);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stdout.contains("result=paused"), "{}", r.dump());
+    assert_eq!(
+        weights(client.clone()).await,
+        [
+            ("movieverse".to_owned(), 50),
+            ("movieverse-canary".to_owned(), 50)
+        ]
+    );
+
+    // A re-apply of the rendered HTTPRoute (no rules: they are the router's) keeps them.
+    let out = mvd(
+        cluster,
+        dir.path(),
+        &[
+            "render",
+            "--env",
+            "production-k8s",
+            "--image",
+            GOOD2,
+            "--out",
+            "out",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let rendered: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(
+            dir.path()
+                .join("out/production-k8s/k8s/httproute-movieverse.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(rendered["spec"]["rules"].is_null(), "{rendered}");
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "gateway.networking.k8s.io",
+        "v1",
+        "HTTPRoute",
+    ));
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+        .patch(
+            "movieverse",
+            &PatchParams::apply("movieverse-deploy").force(),
+            &Patch::Apply(&rendered),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        weights(client.clone()).await,
+        [
+            ("movieverse".to_owned(), 50),
+            ("movieverse-canary".to_owned(), 50)
+        ]
+    );
+
+    let r = rollout(cluster, dir.path(), "promote");
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert_eq!(
+        weights(client.clone()).await,
+        [
+            ("movieverse".to_owned(), 100),
+            ("movieverse-canary".to_owned(), 0)
+        ]
+    );
+    assert_eq!(image_of(&client, ns, "movieverse").await, GOOD2);
+}

@@ -480,6 +480,35 @@ pub struct Kubernetes {
     /// explicit choice.
     #[serde(default)]
     pub secret_access: SecretAccess,
+    /// How traffic reaches the app, and so how a canary's share is set: `nginx` (an Ingress;
+    /// for a canary, the NGINX canary Ingress and its weight annotation) or `gateway-api` (an
+    /// `HTTPRoute` attached to `gateway`; for a canary, the weights of its two backends).
+    #[serde(default)]
+    pub router: Router,
+    /// With `router: gateway-api`: the Gateway the `HTTPRoute` attaches to.
+    #[serde(default)]
+    pub gateway: Option<GatewayRef>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Router {
+    #[default]
+    Nginx,
+    GatewayApi,
+}
+
+/// A Gateway (Gateway API) by name.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayRef {
+    pub name: String,
+    /// Its namespace, when it is not the app's.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// One listener of the Gateway (`sectionName`), when the route attaches to one only.
+    #[serde(default)]
+    pub section_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -653,6 +653,35 @@ fn kubernetes_settings(c: &mut Checker<'_>, base: &[Seg], k: &Kubernetes) {
             "use lowercase letters, digits, `-` and `.`",
         );
     }
+    match (k.router, &k.gateway) {
+        (crate::config::Router::GatewayApi, None) => c.err(
+            &at(&["router"]),
+            "`router: gateway-api` needs the Gateway the HTTPRoute attaches to, and no `gateway` is named",
+            "add `gateway: {name: NAME, namespace: NS}` beside `router` (the Gateway of your Gateway API implementation)",
+        ),
+        (crate::config::Router::Nginx, Some(_)) => c.err(
+            &at(&["gateway"]),
+            "`gateway` is set, but the router is NGINX (the default), which does not use it",
+            "add `router: gateway-api` to route through the Gateway with an HTTPRoute, or remove `gateway`",
+        ),
+        (_, Some(g)) => {
+            c.check(
+                is_dns_subdomain(&g.name),
+                &at(&["gateway", "name"]),
+                || format!("`{}` is not a valid Gateway name", g.name),
+                "use lowercase letters, digits, `-` and `.`",
+            );
+            if let Some(ns) = &g.namespace {
+                c.check(
+                    is_dns_label(ns, 63),
+                    &at(&["gateway", "namespace"]),
+                    || format!("`{ns}` is not a valid namespace name"),
+                    "use at most 63 lowercase letters, digits and `-`",
+                );
+            }
+        }
+        (crate::config::Router::Nginx, None) => {}
+    }
     scaling(c, &at(&["scaling"]), &k.scaling);
     for key in k.config.keys() {
         c.check(

@@ -665,6 +665,80 @@ impl Kubernetes {
         }))
     }
 
+    /// Gateway API: the `HTTPRoute`'s one rule (the path, and the stable and canary Services
+    /// with their weights), written by server-side apply under [`ROUTER_MANAGER`]. The rules
+    /// list is atomic in the CRD, so the router owns all of it. Idempotent.
+    pub async fn set_route_weight(
+        &self,
+        route: &str,
+        path: &str,
+        stable: &str,
+        canary: &str,
+        weight: u8,
+    ) -> Result<(), PlatformError> {
+        let body = json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": route, "namespace": self.namespace},
+            "spec": {"rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                "backendRefs": [
+                    {"name": stable, "port": 80, "weight": 100 - i32::from(weight.min(100))},
+                    {"name": canary, "port": 80, "weight": i32::from(weight.min(100))},
+                ],
+            }]},
+        });
+        let (api, name) = self.dynamic(&body).await?;
+        api.patch(
+            &name,
+            &PatchParams::apply(ROUTER_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|e| classify(&format!("set the canary weight on HTTPRoute {route}"), &e))?;
+        Ok(())
+    }
+
+    /// The `HTTPRoute`'s backend weights, by Service name.
+    pub async fn route_weights(&self, route: &str) -> Result<Vec<(String, i64)>, PlatformError> {
+        let probe = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": route}});
+        let live = self.live(&probe).await?.unwrap_or_default();
+        Ok(live["spec"]["rules"][0]["backendRefs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                (
+                    b["name"].as_str().unwrap_or_default().to_owned(),
+                    b["weight"].as_i64().unwrap_or(1),
+                )
+            })
+            .collect())
+    }
+
+    /// Whether the Gateway exists (in `namespace`, or the app's).
+    pub async fn gateway_exists(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Result<bool, PlatformError> {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "gateway.networking.k8s.io",
+            "v1",
+            "Gateway",
+        ));
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            namespace.unwrap_or(&self.namespace),
+            &resource,
+        );
+        Ok(api
+            .get_opt(name)
+            .await
+            .map_err(|e| classify(&format!("read Gateway {name}"), &e))?
+            .is_some())
+    }
+
     /// Scales a Deployment (the canary to zero). Idempotent; a missing one is left missing.
     pub async fn scale(&self, deployment: &str, replicas: i32) -> Result<(), PlatformError> {
         match self

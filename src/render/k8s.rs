@@ -31,6 +31,8 @@ pub enum Object {
     Role(Box<Role>),
     RoleBinding(Box<RoleBinding>),
     Namespace(Box<Namespace>),
+    /// Gateway API: no typed object here; its CRD's schema is the API server's to check.
+    HttpRoute(Box<Value>),
 }
 
 /// The kinds a template may render (apiVersion, kind).
@@ -45,6 +47,7 @@ pub const KINDS: &[(&str, &str)] = &[
     ("rbac.authorization.k8s.io/v1", "Role"),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"),
     ("v1", "Namespace"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
 ];
 
 /// Deserializes `value` as `T` and reports fields the typed object dropped (unknown fields).
@@ -115,6 +118,18 @@ pub fn parse(value: &Value) -> Result<Object, (String, String)> {
         "ServiceAccount" => Object::ServiceAccount(Box::new(typed(value)?)),
         "Role" => Object::Role(Box::new(typed(value)?)),
         "RoleBinding" => Object::RoleBinding(Box::new(typed(value)?)),
+        "HTTPRoute" => {
+            if value["spec"]["parentRefs"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+            {
+                return Err((
+                    "spec.parentRefs".into(),
+                    "the HTTPRoute attaches to no Gateway (`spec.parentRefs` is empty)".into(),
+                ));
+            }
+            Object::HttpRoute(Box::new(value.clone()))
+        }
         _ => Object::Namespace(Box::new(typed(value)?)),
     })
 }
@@ -529,6 +544,19 @@ pub fn summarize(v: &Value) -> String {
             v["roleRef"]["name"].as_str().unwrap_or("?"),
             v["subjects"][0]["name"].as_str().unwrap_or("?")
         ),
+        "HTTPRoute" => {
+            let parent = &spec["parentRefs"][0];
+            let gateway = match parent["namespace"].as_str() {
+                Some(ns) => format!("{ns}/{}", parent["name"].as_str().unwrap_or("?")),
+                None => parent["name"].as_str().unwrap_or("?").to_owned(),
+            };
+            let host = spec["hostnames"][0].as_str().unwrap_or("*");
+            if spec["rules"].is_null() {
+                format!("{host} via Gateway {gateway}, backends and weights set by the rollout")
+            } else {
+                format!("{host} via Gateway {gateway}")
+            }
+        }
         _ => String::new(),
     };
     if detail.is_empty() {

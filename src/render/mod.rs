@@ -19,7 +19,7 @@ use crate::diag::{Diagnostic, Diagnostics, Position, position_of_offset};
 use crate::git::GitInfo;
 use templates::{
     ECS_APPSPEC, ECS_SCALING, ECS_SERVICE, ECS_TASK_DEFINITION, K8S_CONFIGMAP, K8S_DEPLOYMENT,
-    K8S_HPA, K8S_INGRESS, K8S_PDB, K8S_RBAC, K8S_SERVICE,
+    K8S_HPA, K8S_HTTPROUTE, K8S_INGRESS, K8S_PDB, K8S_RBAC, K8S_SERVICE,
 };
 
 /// One rendered, validated file.
@@ -84,12 +84,16 @@ pub fn template_ids(env: &Environment) -> Vec<&'static str> {
             env.ecs.as_ref().is_some_and(|e| e.scaling.enabled),
         ),
         Target::Kubernetes => {
+            let gateway = env
+                .kubernetes
+                .as_ref()
+                .is_some_and(|k| k.router == crate::config::Router::GatewayApi);
             let mut ids = vec![
                 K8S_RBAC,
                 K8S_CONFIGMAP,
                 K8S_DEPLOYMENT,
                 K8S_SERVICE,
-                K8S_INGRESS,
+                if gateway { K8S_HTTPROUTE } else { K8S_INGRESS },
             ];
             if env.kubernetes.as_ref().is_some_and(|k| k.scaling.enabled) {
                 ids.push(K8S_HPA);
@@ -699,6 +703,8 @@ pub fn context(
                 "config": k.config,
                 "secret_access": k.secret_access,
                 "secret_names": secret_names(config, env),
+                "router": k.router,
+                "gateway": k.gateway,
             }),
         );
     }

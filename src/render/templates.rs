@@ -28,6 +28,7 @@ pub const K8S_CONFIGMAP: &str = "kubernetes/configmap.yaml";
 pub const K8S_DEPLOYMENT: &str = "kubernetes/deployment.yaml";
 pub const K8S_SERVICE: &str = "kubernetes/service.yaml";
 pub const K8S_INGRESS: &str = "kubernetes/ingress.yaml";
+pub const K8S_HTTPROUTE: &str = "kubernetes/httproute.yaml";
 pub const K8S_HPA: &str = "kubernetes/hpa.yaml";
 pub const K8S_PDB: &str = "kubernetes/pdb.yaml";
 
@@ -41,6 +42,7 @@ pub const BUILTINS: &[Builtin] = &[
     builtin!("kubernetes/deployment.yaml"),
     builtin!("kubernetes/service.yaml"),
     builtin!("kubernetes/ingress.yaml"),
+    builtin!("kubernetes/httproute.yaml"),
     builtin!("kubernetes/hpa.yaml"),
     builtin!("kubernetes/pdb.yaml"),
 ];
@@ -56,6 +58,7 @@ pub const TEMPLATE_IDS: &[&str] = &[
     K8S_DEPLOYMENT,
     K8S_SERVICE,
     K8S_INGRESS,
+    K8S_HTTPROUTE,
     K8S_HPA,
     K8S_PDB,
 ];

@@ -60,7 +60,7 @@ struct Rollout<'a> {
     prometheus: Option<Prometheus>,
     stable: ServiceSpec,
     canary: ServiceSpec,
-    ingress: String,
+    router: Router,
     image: String,
     git: crate::git::GitInfo,
     wait: WaitArgs,
@@ -69,6 +69,18 @@ struct Rollout<'a> {
     /// The state's text as we last read or wrote it.
     last: Option<String>,
     cancel: CancellationToken,
+}
+
+/// Who sets the canary's share of traffic.
+enum Router {
+    /// The NGINX canary Ingress' weight annotation.
+    Nginx { ingress: String },
+    /// The `HTTPRoute`'s backend weights.
+    Gateway {
+        route: String,
+        path: String,
+        gateway: crate::config::GatewayRef,
+    },
 }
 
 /// How a drive ended.
@@ -133,7 +145,16 @@ impl<'a> Rollout<'a> {
             },
             queries: c.analysis.metrics.iter().map(|m| m.query.clone()).collect(),
             prometheus,
-            ingress: format!("{}-canary", loaded.config.app),
+            router: match (k.router, &k.gateway) {
+                (crate::config::Router::GatewayApi, Some(g)) => Router::Gateway {
+                    route: loaded.config.app.clone(),
+                    path: k.ingress.path.clone(),
+                    gateway: g.clone(),
+                },
+                _ => Router::Nginx {
+                    ingress: format!("{}-canary", loaded.config.app),
+                },
+            },
             stable,
             canary: canary_spec,
             image,
@@ -173,6 +194,27 @@ impl<'a> Rollout<'a> {
 
     /// Before anything changes: Prometheus answers and every query runs once.
     async fn preflight(&self) -> Result<(), Error> {
+        if let Router::Gateway { gateway, .. } = &self.router {
+            let found = self
+                .k8s
+                .gateway_exists(&gateway.name, gateway.namespace.as_deref())
+                .await
+                .map_err(|e| self.err(&e, &format!("{}: read the Gateway", self.name)))?;
+            if !found {
+                return Err(Error::Deployment {
+                    code: 3,
+                    message: format!(
+                        "error: {}: the Gateway `{}` (namespace {}) does not exist, so the HTTPRoute would carry no traffic; nothing was changed\n  = help: create it with your Gateway API implementation, or fix `kubernetes.gateway` in deploy.yml",
+                        self.name,
+                        gateway.name,
+                        gateway
+                            .namespace
+                            .clone()
+                            .unwrap_or_else(|| self.k8s_namespace())
+                    ),
+                });
+            }
+        }
         let Some(p) = &self.prometheus else {
             return Err(Error::Usage {
                 message: "the canary's metrics use Prometheus, and `providers.prometheus` is not configured".into(),
@@ -325,11 +367,22 @@ impl<'a> Rollout<'a> {
         }
     }
 
+    async fn set_weight(&self, weight: u8) -> Result<(), PlatformError> {
+        match &self.router {
+            Router::Nginx { ingress } => self.k8s.set_canary_weight(ingress, weight).await,
+            Router::Gateway { route, path, .. } => {
+                self.k8s
+                    .set_route_weight(route, path, &self.stable.name, &self.canary.name, weight)
+                    .await
+            }
+        }
+    }
+
     async fn run(&self, effect: Effect) -> Input {
         let result = match effect {
             Effect::Deploy(track) => return self.roll(track).await,
             Effect::Measure { since } => return self.measure(since).await,
-            Effect::SetWeight(w) => self.k8s.set_canary_weight(&self.ingress, w).await,
+            Effect::SetWeight(w) => self.set_weight(w).await,
             Effect::ScaleDown(Track::Canary) => self.k8s.scale(&self.canary.name, 0).await,
             Effect::ScaleDown(Track::Stable) => self.k8s.scale(&self.stable.name, 0).await,
         };
@@ -563,6 +616,8 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
             if input == Input::Cancel {
                 return Err(Error::Deployment { code: 130, message: format!("{name}: cancelled") });
             }
+            // Every request to stable (with Gateway API the route has no backends before this).
+            c.set_weight(0).await.map_err(|e| c.err(&e, &format!("{name}: route traffic to stable")))?;
             c.load().await?;
             let mut state = State::new(&c.script, &revision, now_ms());
             state.index = c.script.steps.len();
@@ -598,7 +653,7 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
                     "{name}: a rollout of {} stands at step {}/{} (weight {}%): taking traffic back to stable first, then starting the rollout of {revision}",
                     old.revision, old.index + 1, c.script.steps.len(), old.weight
                 );
-                c.k8s.set_canary_weight(&c.ingress, 0).await.map_err(|e| c.err(&e, &format!("{name}: weight 0")))?;
+                c.set_weight(0).await.map_err(|e| c.err(&e, &format!("{name}: weight 0")))?;
                 c.k8s.scale(&c.canary.name, 0).await.map_err(|e| c.err(&e, &format!("{name}: scale the canary down")))?;
                 let mut old = old;
                 old.pending = None;

@@ -208,3 +208,43 @@ fn pod_status(spec: &k8s_openapi::api::core::v1::PodSpec, image: &str) -> serde_
         }
     })
 }
+
+/// Installs the Gateway API CRDs (v1.6.1, `tests/fixtures/gateway-api/`: Gateway and
+/// `HTTPRoute`, as the project publishes them) and waits until they are established.
+/// Idempotent (server-side apply).
+pub async fn install_gateway_api(client: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for file in ["gateways.yaml", "httproutes.yaml"] {
+        let text =
+            std::fs::read_to_string(super::root().join("tests/fixtures/gateway-api").join(file))
+                .unwrap();
+        let crd: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let name = crd["metadata"]["name"].as_str().unwrap().to_owned();
+        api.patch(
+            &name,
+            &PatchParams::apply("movieverse-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("install {name}: {e}"));
+        let deadline = std::time::Instant::now() + Duration::from_mins(1);
+        loop {
+            let got = api.get(&name).await.unwrap();
+            let established = got
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} not established in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
