@@ -105,6 +105,24 @@ fn cases() -> Vec<Case> {
             "`gateway` is set, but the router is NGINX",
         ),
         case(
+            "pause_before_the_first_weight",
+            &[(STEPS, "steps: [{pause: manual}, 10, 25, 50, 75, 100]")],
+            "deploy.yml:150:17",
+            "a pause before the first weight",
+        ),
+        case(
+            "two_pauses_in_a_row",
+            &[(STEPS, "steps: [10, {pause: 5m}, {pause: manual}, 50]")],
+            "deploy.yml:150:",
+            "two pauses in a row",
+        ),
+        case(
+            "canary_step_neither_weight_nor_pause",
+            &[(STEPS, "steps: [10, {wait: 5m}, 50]")],
+            "deploy.yml:150:",
+            "a canary step is a weight (a number from 1 to 100) or a pause",
+        ),
+        case(
             "strategy_named_without_its_settings",
             &[(
                 STAGING_ROLLING,
@@ -219,7 +237,7 @@ fn cases() -> Vec<Case> {
             "weight_not_a_byte",
             &[(STEPS, "steps: [10, 25, 50, 75, 300]")],
             "deploy.yml:150:33",
-            "expected a whole number from 0 to 255",
+            "a canary step is a weight (a number from 1 to 100)",
         ),
         case(
             "step_weight_without_max",

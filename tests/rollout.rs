@@ -171,6 +171,20 @@ fn rows() -> Vec<Row> {
             reason: "",
         },
         Row {
+            name: "a manual gate between two weights: promote continues to the next weight",
+            script: {
+                let mut s = canary_script(&[10, 50], None, 2, 60);
+                s.steps.insert(3, Step::Pause(Gate::Manual));
+                s
+            },
+            analysis: metrics(NoDataPolicy::Fail),
+            scenario: Healthy,
+            then: vec![Input::Promote { full: false }],
+            outcome: "promoted",
+            effects: "0m deploy canary, 1m weight 10, 2m measure, 2m weight 50, 3m measure, 3m deploy stable, 8m weight 0, 8m scale down canary",
+            reason: "",
+        },
+        Row {
             name: "a timed gate waits, then goes on by itself",
             script: canary_script(&[10], Some(Gate::Timed(600)), 2, 60),
             analysis: metrics(NoDataPolicy::Fail),

@@ -550,6 +550,9 @@ fn describe(source: &Source, path: &[Seg], message: &str) -> (Diagnostic, Vec<Se
 }
 
 fn describe_type_error(message: &str) -> String {
+    if message.contains("untagged enum CanaryStep") {
+        return "a canary step is a weight (a number from 1 to 100) or a pause (`{pause: manual}`, or `{pause: 10m}` with a duration)".to_owned();
+    }
     // serde says "invalid type: string \"x\", expected u32"; say it in the file's terms.
     message
         .replace("invalid type: ", "wrong type: found ")
@@ -562,6 +565,9 @@ fn describe_type_error(message: &str) -> String {
 }
 
 fn type_help(message: &str) -> String {
+    if message.contains("untagged enum CanaryStep") {
+        return "write for example `steps: [10, 25, {pause: manual}, 50, 75, 100]`".into();
+    }
     if (message.contains("type: integer") || message.contains("type: floating point"))
         && message.contains("expected a string")
     {

@@ -636,7 +636,7 @@ pub struct Canary {
     /// Explicit traffic weights, rising strictly, each within 1..=100. The last step is
     /// followed by promotion. Mutually exclusive with `step_weight`/`max_weight`.
     #[serde(default)]
-    pub steps: Option<Vec<u8>>,
+    pub steps: Option<Vec<CanaryStep>>,
     /// Add this weight after each passed check… (Flagger's `stepWeight`).
     #[serde(default)]
     pub step_weight: Option<u8>,
@@ -653,11 +653,38 @@ pub struct Canary {
     pub deadline: Duration,
 }
 
+/// One explicit canary step: a weight (then analysed), or a pause after the step before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CanaryStep {
+    /// The percentage of traffic sent to the canary, 1 to 100; the canary is analysed at it.
+    Weight(u8),
+    /// `{pause: manual}` (until `rollout promote`; the deploy ends with `result=paused`) or
+    /// `{pause: 10m}`.
+    Pause { pause: PauseGate },
+}
+
 impl Canary {
-    /// The weight schedule, whichever form was configured. Assumes a validated config.
+    /// The schedule as steps, whichever form was configured (`step_weight`/`max_weight`
+    /// gives weights only). Assumes a validated config.
+    pub fn schedule(&self) -> Vec<CanaryStep> {
+        match &self.steps {
+            Some(steps) => steps.clone(),
+            None => self.weights().into_iter().map(CanaryStep::Weight).collect(),
+        }
+    }
+
+    /// The weights of the schedule, whichever form was configured. Assumes a validated
+    /// config.
     pub fn weights(&self) -> Vec<u8> {
         if let Some(steps) = &self.steps {
-            return steps.clone();
+            return steps
+                .iter()
+                .filter_map(|s| match s {
+                    CanaryStep::Weight(w) => Some(*w),
+                    CanaryStep::Pause { .. } => None,
+                })
+                .collect();
         }
         let (Some(step), Some(max)) = (self.step_weight, self.max_weight) else {
             return Vec::new();

@@ -850,16 +850,38 @@ fn canary_settings(c: &mut Checker<'_>, config: &Config, canary: &Canary, base: 
             if steps.is_empty() {
                 c.err(&at(&path!["steps"]), "the canary has no steps", "list rising weights, for example [10, 25, 50, 75, 100]");
             }
-            for (i, w) in steps.iter().enumerate() {
-                if !(1..=100).contains(w) {
+            let mut previous: Option<u8> = None;
+            let mut paused = false;
+            for (i, step) in steps.iter().enumerate() {
+                let w = match step {
+                    crate::config::CanaryStep::Pause { .. } => {
+                        if i == 0 {
+                            c.err(&at(&path!["steps", i]), "a pause before the first weight: the canary takes no traffic yet, there is nothing to wait on", "put the pause after a weight, for example [10, {pause: manual}, 50]");
+                        } else if paused {
+                            c.err(&at(&path!["steps", i]), "two pauses in a row", "keep one pause between two weights");
+                        }
+                        paused = true;
+                        continue;
+                    }
+                    crate::config::CanaryStep::Weight(w) => *w,
+                };
+                paused = false;
+                if !(1..=100).contains(&w) {
                     c.err(&at(&path!["steps", i]), format!("weight {w} is outside 1..=100"), "each step is the percentage of traffic sent to the canary, from 1 to 100");
-                } else if i > 0 && *w <= steps[i - 1] {
+                } else if let Some(p) = previous.filter(|p| w <= *p) {
                     c.err(
                         &at(&path!["steps", i]),
-                        format!("weight {w} does not rise after {}", steps[i - 1]),
+                        format!("weight {w} does not rise after {p}"),
                         "weights must rise strictly, for example [10, 25, 50, 75, 100]",
                     );
                 }
+                previous = Some(w);
+            }
+            if paused && canary.pause_before_promotion.is_some() {
+                c.err(&at(&path!["steps", steps.len() - 1]), "the last step is a pause, and `pause_before_promotion` pauses again at the same place", "keep one of the two");
+            }
+            if steps.iter().all(|s| matches!(s, crate::config::CanaryStep::Pause { .. })) && !steps.is_empty() {
+                c.err(&at(&path!["steps"]), "the canary has no weight, only pauses", "list rising weights, for example [10, 25, 50, 75, 100]");
             }
         }
         (None, Some(step), Some(max)) => {

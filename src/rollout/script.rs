@@ -118,16 +118,22 @@ pub fn compile(env: &Environment) -> Option<Script> {
 
 /// The canary script: Flagger's and Argo Rollouts' shape.
 pub fn canary(c: &Canary) -> Script {
+    let gate = |g: &crate::config::PauseGate| match g {
+        crate::config::PauseGate::Manual => Gate::Manual,
+        crate::config::PauseGate::Timed(d) => Gate::Timed(d.as_secs()),
+    };
     let mut steps = vec![Step::Deploy(Track::Canary)];
-    for w in c.weights() {
-        steps.push(Step::SetWeight(w));
-        steps.push(Step::Analyse);
+    for s in c.schedule() {
+        match s {
+            crate::config::CanaryStep::Weight(w) => {
+                steps.push(Step::SetWeight(w));
+                steps.push(Step::Analyse);
+            }
+            crate::config::CanaryStep::Pause { pause } => steps.push(Step::Pause(gate(&pause))),
+        }
     }
-    if let Some(gate) = &c.pause_before_promotion {
-        steps.push(Step::Pause(match gate {
-            crate::config::PauseGate::Manual => Gate::Manual,
-            crate::config::PauseGate::Timed(d) => Gate::Timed(d.as_secs()),
-        }));
+    if let Some(g) = &c.pause_before_promotion {
+        steps.push(Step::Pause(gate(g)));
     }
     steps.extend([
         Step::Deploy(Track::Stable),

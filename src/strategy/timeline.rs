@@ -64,8 +64,17 @@ pub fn earliest_promotion(
     let a = &canary.analysis;
     let n = canary.weights().len() as u64;
     let (delay, interval) = (a.initial_delay.as_secs(), a.interval.as_secs());
+    // Timed pauses before promotion add their time (a manual one waits for someone).
+    let paused: u64 = crate::rollout::script::canary(canary)
+        .steps
+        .iter()
+        .map(|s| match s {
+            crate::rollout::script::Step::Pause(crate::rollout::script::Gate::Timed(t)) => *t,
+            _ => 0,
+        })
+        .sum();
     (
-        healthy + delay + n.saturating_sub(1) * interval,
+        healthy + delay + n.saturating_sub(1) * interval + paused,
         healthy,
         delay,
         n,
