@@ -169,7 +169,6 @@ async fn main() {
 /// The example's canary through the rollout engine on virtual time (what `deploy --simulate`
 /// plays), in-process and through the release binary.
 fn simulated_canary() {
-    use movieverse_deploy::rollout::analysis::MetricSpec;
     use movieverse_deploy::rollout::engine::{Analysis, Engine, Input, State};
     use movieverse_deploy::rollout::simulate::{Scenario, World, play};
     let loaded = movieverse_deploy::config::load(std::path::Path::new(concat!(
@@ -182,15 +181,7 @@ fn simulated_canary() {
         unreachable!("the example's production-k8s is a canary")
     };
     let script = movieverse_deploy::rollout::script::canary(c);
-    let analysis = Analysis {
-        metrics: c
-            .analysis
-            .metrics
-            .iter()
-            .map(MetricSpec::from_config)
-            .collect(),
-        min_requests: c.analysis.min_requests,
-    };
+    let analysis = Analysis::from_canary(c);
     let engine = Engine {
         script: &script,
         analysis: &analysis,

@@ -219,6 +219,21 @@ pub struct Analysis {
     pub min_requests: u64,
 }
 
+impl Analysis {
+    /// A canary's analysis settings from deploy.yml.
+    pub fn from_canary(c: &crate::config::Canary) -> Self {
+        Self {
+            metrics: c
+                .analysis
+                .metrics
+                .iter()
+                .map(MetricSpec::from_config)
+                .collect(),
+            min_requests: c.analysis.min_requests,
+        }
+    }
+}
+
 pub struct Engine<'a> {
     pub script: &'a Script,
     pub analysis: &'a Analysis,

@@ -29,11 +29,11 @@ use crate::platform::ServiceSpec;
 use crate::platform::kubernetes::Kubernetes;
 use crate::platform::observation::PlatformError;
 use crate::report::terminal::Vocabulary;
-use crate::rollout::analysis::{MetricOutcome, MetricSpec, Sample, Verdict, fmt_value};
+use crate::rollout::analysis::{Sample, Verdict};
 use crate::rollout::engine::{
     Analysis, Effect, Engine, Event, Input, Millis, Outcome, State, Status,
 };
-use crate::rollout::script::{Gate, Script, Step, Track, canary};
+use crate::rollout::script::{Gate, Script, Track, canary};
 use crate::strategy::rolling::{Outcome as RollingOutcome, Rolling, Settings};
 
 /// Milliseconds as the fractional seconds Prometheus takes.
@@ -134,15 +134,7 @@ impl<'a> Rollout<'a> {
             name,
             k8s,
             script: canary(c),
-            analysis: Analysis {
-                metrics: c
-                    .analysis
-                    .metrics
-                    .iter()
-                    .map(MetricSpec::from_config)
-                    .collect(),
-                min_requests: c.analysis.min_requests,
-            },
+            analysis: Analysis::from_canary(c),
             queries: c.analysis.metrics.iter().map(|m| m.query.clone()).collect(),
             prometheus,
             router: match (k.router, &k.gateway) {
@@ -480,29 +472,15 @@ fn event_line(env: &str, script: &Script, state: &State, e: &Event) -> String {
     let total = script.steps.len();
     match e {
         Event::Step { index, step } => {
-            format!("{env}: step {}/{total}: {}", index + 1, step_text(*step))
+            format!(
+                "{env}: step {}/{total}: {}",
+                index + 1,
+                super::simulate::step_text(*step, "Deployment")
+            )
         }
         Event::Weight { weight } => format!("{env}: canary weight {weight}%"),
         Event::Check(c) => {
-            let metrics: Vec<String> = c
-                .metrics
-                .iter()
-                .map(|m| {
-                    format!(
-                        "{} {} ({}){}",
-                        m.name,
-                        m.value.map_or_else(|| "no data".to_owned(), fmt_value),
-                        m.bound,
-                        match m.outcome {
-                            MetricOutcome::Pass => " ok",
-                            MetricOutcome::Skipped => " skipped",
-                            MetricOutcome::Waiting => " waiting",
-                            MetricOutcome::Error(_) => " query failed",
-                            _ => " FAILED",
-                        }
-                    )
-                })
-                .collect();
+            let metrics = super::simulate::metrics_text(c);
             let verdict = match &c.verdict {
                 Verdict::Pass => "pass".to_owned(),
                 Verdict::Fail(r) => format!(
@@ -513,11 +491,7 @@ fn event_line(env: &str, script: &Script, state: &State, e: &Event) -> String {
                 ),
                 Verdict::Inconclusive(r) => format!("not judged: {r}"),
             };
-            format!(
-                "{env}: check at {}%: {} -> {verdict}",
-                c.weight,
-                metrics.join(", ")
-            )
+            format!("{env}: check at {}%: {metrics} -> {verdict}", c.weight)
         }
         Event::Paused { gate: Gate::Manual } => format!(
             "{env}: paused before promotion at weight {}%: continue with `movieverse-deploy rollout promote --env {env}` (or `rollout abort`)",
@@ -533,25 +507,10 @@ fn event_line(env: &str, script: &Script, state: &State, e: &Event) -> String {
         Event::Aborting { reason, .. } => {
             format!("{env}: rolling back, traffic to stable first: {reason}")
         }
-        Event::Reverting { step } => format!("{env}: {}", step_text(*step)),
+        Event::Reverting { step } => {
+            format!("{env}: {}", super::simulate::step_text(*step, "Deployment"))
+        }
         Event::Finished { outcome } => format!("{env}: {}", super::simulate::outcome_text(outcome)),
-    }
-}
-
-fn step_text(step: Step) -> String {
-    match step {
-        Step::Deploy(Track::Canary) => {
-            "deploy the canary Deployment and wait until it is ready".into()
-        }
-        Step::Deploy(Track::Stable) => {
-            "promote: roll the stable Deployment to the new revision".into()
-        }
-        Step::SetWeight(0) => "route all traffic to stable (canary weight 0)".into(),
-        Step::SetWeight(w) => format!("send {w}% of traffic to the canary"),
-        Step::Analyse => "analyse the canary".into(),
-        Step::Pause(Gate::Manual) => "wait for `rollout promote`".into(),
-        Step::Pause(Gate::Timed(s)) => format!("wait {}", crate::plan::fmt_secs(s)),
-        Step::ScaleDown(t) => format!("scale the {t} Deployment to zero"),
     }
 }
 
@@ -765,7 +724,8 @@ fn status_text(name: &str, script: &Script, s: &State) -> String {
             "  paused at step {}/{} ({}), weight {}%: continue with `movieverse-deploy rollout promote --env {name}`, or `rollout abort`",
             s.index + 1,
             script.steps.len(),
-            step.map(step_text).unwrap_or_default(),
+            step.map(|s| super::simulate::step_text(s, "Deployment"))
+                .unwrap_or_default(),
             s.weight
         ),
         Status::Aborting { reason, .. } => writeln!(
@@ -777,7 +737,8 @@ fn status_text(name: &str, script: &Script, s: &State) -> String {
             "  at step {}/{} ({}), weight {}%",
             s.index + 1,
             script.steps.len(),
-            step.map(step_text).unwrap_or_default(),
+            step.map(|s| super::simulate::step_text(s, "Deployment"))
+                .unwrap_or_default(),
             s.weight
         ),
     };

@@ -8,7 +8,7 @@ use super::{Error, print_out, render_selection};
 use crate::cli::{DeployArgs, Selection, SimScenario};
 use crate::config::{Loaded, Strategy};
 use crate::report::github::{CanaryStep, EnvReport, Report, State as ReportState};
-use crate::rollout::analysis::{MetricOutcome, MetricSpec, Verdict, fmt_value};
+use crate::rollout::analysis::{MetricOutcome, Verdict, fmt_value};
 use crate::rollout::engine::{Analysis, Engine, Event, Input, Outcome, State};
 use crate::rollout::script::{Gate, Step, Track, compile};
 use crate::rollout::simulate::{Scenario, World, play};
@@ -40,15 +40,7 @@ pub fn simulate(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Er
         .map(|r| r.image.clone())
         .unwrap_or_default();
     let analysis = match &env.strategy {
-        Strategy::Canary(c) => Analysis {
-            metrics: c
-                .analysis
-                .metrics
-                .iter()
-                .map(MetricSpec::from_config)
-                .collect(),
-            min_requests: c.analysis.min_requests,
-        },
+        Strategy::Canary(c) => Analysis::from_canary(c),
         _ => Analysis {
             metrics: vec![],
             min_requests: 0,
@@ -114,32 +106,15 @@ pub fn simulate(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Er
         let stamp = format!("[{:>8}]", crate::plan::fmt_secs((at - START) / 1000));
         let line = match event {
             Event::Step { index, step } => {
-                format!("{stamp} step {}/{total}: {}", index + 1, step_text(*step))
+                format!(
+                    "{stamp} step {}/{total}: {}",
+                    index + 1,
+                    step_text(*step, "workload")
+                )
             }
             Event::Weight { weight } => format!("{stamp}   canary weight {weight}%"),
             Event::Check(c) => {
-                let metrics: Vec<String> = c
-                    .metrics
-                    .iter()
-                    .map(|m| {
-                        let mark = match m.outcome {
-                            MetricOutcome::Pass => "ok",
-                            MetricOutcome::Skipped => "skipped",
-                            MetricOutcome::Waiting => "waiting",
-                            MetricOutcome::NoDataFail if !matches!(c.verdict, Verdict::Fail(_)) => {
-                                ""
-                            }
-                            _ => "FAILED",
-                        };
-                        format!(
-                            "{} {} ({}){}{mark}",
-                            m.name,
-                            m.value.map_or_else(|| "no data".to_owned(), fmt_value),
-                            m.bound,
-                            if mark.is_empty() { "" } else { " " }
-                        )
-                    })
-                    .collect();
+                let metrics = metrics_text(c);
                 let verdict = match &c.verdict {
                     Verdict::Pass => "pass".to_owned(),
                     Verdict::Fail(_) => format!(
@@ -152,11 +127,7 @@ pub fn simulate(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Er
                     ),
                     Verdict::Inconclusive(r) => format!("not judged: {r}"),
                 };
-                format!(
-                    "{stamp}   check at {}%: {} -> {verdict}",
-                    c.weight,
-                    metrics.join(", ")
-                )
+                format!("{stamp}   check at {}%: {metrics} -> {verdict}", c.weight)
             }
             Event::Paused { gate } => match gate {
                 Gate::Manual => format!(
@@ -171,7 +142,7 @@ pub fn simulate(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Er
             Event::Aborting { reason, .. } => {
                 format!("{stamp} rolling back, traffic to stable first: {reason}")
             }
-            Event::Reverting { step } => format!("{stamp}   {}", step_text(*step)),
+            Event::Reverting { step } => format!("{stamp}   {}", step_text(*step, "workload")),
             Event::Finished { outcome } => {
                 format!("{stamp} {}", outcome_text(outcome))
             }
@@ -226,19 +197,46 @@ fn scenario_name(s: Scenario) -> &'static str {
     }
 }
 
-fn step_text(step: Step) -> String {
+/// A step in words; `workload` names what a track is (`workload`, `Deployment`).
+pub(crate) fn step_text(step: Step, workload: &str) -> String {
     match step {
-        Step::Deploy(Track::Canary) => "deploy the canary and wait until it is ready".into(),
+        Step::Deploy(Track::Canary) => {
+            format!("deploy the canary {workload} and wait until it is ready")
+        }
         Step::Deploy(Track::Stable) => {
-            "promote: roll the stable workload to the new revision and wait".into()
+            format!("promote: roll the stable {workload} to the new revision and wait")
         }
         Step::SetWeight(0) => "route all traffic to stable (canary weight 0)".into(),
         Step::SetWeight(w) => format!("send {w}% of traffic to the canary"),
         Step::Analyse => "analyse the canary".into(),
         Step::Pause(Gate::Manual) => "wait for `rollout promote`".into(),
         Step::Pause(Gate::Timed(s)) => format!("wait {}", crate::plan::fmt_secs(s)),
-        Step::ScaleDown(t) => format!("scale the {t} workload to zero"),
+        Step::ScaleDown(t) => format!("scale the {t} {workload} to zero"),
     }
+}
+
+/// A check's metrics in one line: name, value, bound, and how each did.
+pub(crate) fn metrics_text(c: &crate::rollout::engine::CheckRecord) -> String {
+    c.metrics
+        .iter()
+        .map(|m| {
+            let mark = match &m.outcome {
+                MetricOutcome::Pass => " ok",
+                MetricOutcome::Skipped => " skipped",
+                MetricOutcome::Waiting => " waiting",
+                MetricOutcome::Error(_) => " query failed",
+                MetricOutcome::NoDataFail if !matches!(c.verdict, Verdict::Fail(_)) => "",
+                _ => " FAILED",
+            };
+            format!(
+                "{} {} ({}){mark}",
+                m.name,
+                m.value.map_or_else(|| "no data".to_owned(), fmt_value),
+                m.bound,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(crate) fn outcome_text(o: &Outcome) -> String {
@@ -326,7 +324,8 @@ pub(crate) fn env_report(
                     .map(|m| {
                         (
                             m.name.clone(),
-                            m.value,
+                            // As people read it: 100, not 99.99999999999999.
+                            m.value.map(|v| (v * 100.0).round() / 100.0),
                             matches!(m.outcome, MetricOutcome::Pass | MetricOutcome::Skipped),
                         )
                     })
