@@ -646,3 +646,53 @@ async fn gateway_api_weights_are_the_routers_and_accepted_by_the_api_server() {
     );
     assert_eq!(image_of(&client, ns, "movieverse").await, GOOD2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_data_canary_behaves_as_its_policy_says() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let prom = Prom::start();
+    // Only the stable track has traffic: the canary's queries find no series.
+    let cases = [
+        (
+            "mv-canary-nodata",
+            "",
+            "success-rate: no data (bound >= 99) at step 1 (weight 20%)",
+        ),
+        (
+            "mv-canary-wait",
+            "              on_no_data: wait\n",
+            "not promoted within the deadline (15s); the last check was inconclusive: success-rate: no data yet (on_no_data: wait)",
+        ),
+    ];
+    for (ns, policy, said) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), ns, &prom, "");
+        // Seconds-scale health checks, so a 15 s deadline fits the schedule.
+        let text = std::fs::read_to_string(dir.path().join("deploy.yml"))
+            .unwrap()
+            .replacen("    interval: 30s\n", "    interval: 2s\n", 1)
+            .replacen("    timeout: 5s\n", "    timeout: 1s\n", 1)
+            .replacen("        deadline: 10m\n", "        deadline: 15s\n", 1)
+            .replace(
+                "              min: 99\n",
+                &format!("              min: 99\n{policy}"),
+            )
+            .replace(
+                "              max: 1\n",
+                &format!("              max: 1\n{policy}"),
+            );
+        std::fs::write(dir.path().join("deploy.yml"), text).unwrap();
+        let r = deploy(cluster, dir.path(), GOOD);
+        assert_eq!(r.code, 0, "{}", r.dump());
+        prom.set_traffic("movieverse", HEALTHY);
+        prom.wait_scrapes("http_requests_total", SystemTime::now(), 2);
+
+        let r = deploy(cluster, dir.path(), GOOD2);
+        assert_eq!(r.code, 1, "{ns}: {}", r.dump());
+        assert!(r.stderr.contains(said), "{ns}: {}", r.dump());
+        assert_eq!(weight(&client, ns).await.as_deref(), Some("0"));
+        assert_eq!(replicas_of(&client, ns, "movieverse-canary").await, 0);
+        assert_eq!(image_of(&client, ns, "movieverse").await, GOOD);
+    }
+}
