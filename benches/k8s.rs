@@ -50,12 +50,13 @@ fn main() {
         .unwrap();
     let client = rt.block_on(common::k8s::client(&cluster.kubeconfig));
     let api: Api<Deployment> = Api::namespaced(client, "bench");
-    let mut latencies = Vec::new();
+    let mut latencies: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     println!(
-        "method: {RUNS} deploys of a new image (5 replicas, max surge 1, pods Ready {} ms after creation), poll 5 s; Deployment watched every 20 ms",
+        "method: {RUNS} deploys of a new image each way, alternating (5 replicas, max surge 1, pods Ready {} ms after creation), poll 5 s; the Deployment watched by this harness every 20 ms",
         common::k8s::START_DELAY.as_millis()
     );
-    for i in 0..RUNS {
+    for i in 0..RUNS * 2 {
+        let watch = i % 2 == 0;
         let image = format!("registry.test/movieverse:bench-{i}");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_movieverse-deploy"))
             .current_dir(dir.path())
@@ -63,6 +64,7 @@ fn main() {
             .env("CI", "true")
             .env("GITHUB_SHA", common::SHA)
             .env("GITHUB_REF", "refs/heads/main")
+            .env("MVD_K8S_WATCH", if watch { "1" } else { "0" })
             .args(["deploy", "--env", "production-k8s", "--image", &image])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -92,16 +94,20 @@ fn main() {
         let done = done_at.expect("the rollout was seen complete before the deploy exited");
         let latency = exit.0.duration_since(done);
         println!(
-            "run {i}: rollout complete after {:5.2} s, deploy exited {:5.2} s later",
+            "run {i} ({}): rollout complete after {:5.2} s, deploy exited {:5.2} s later",
+            if watch { "watch + poll" } else { "poll only" },
             done.duration_since(t0).as_secs_f64(),
             latency.as_secs_f64()
         );
-        latencies.push(latency);
+        latencies[usize::from(!watch)].push(latency);
     }
-    latencies.sort();
-    println!(
-        "detection latency: median {:.2} s, max {:.2} s (poll interval 5 s; target: at most one poll)",
-        latencies[RUNS / 2].as_secs_f64(),
-        latencies[RUNS - 1].as_secs_f64()
-    );
+    for (name, mut l) in ["watch + poll", "poll only"].into_iter().zip(latencies) {
+        l.sort();
+        println!(
+            "detection latency, {name}: median {:.2} s, max {:.2} s",
+            l[RUNS / 2].as_secs_f64(),
+            l[RUNS - 1].as_secs_f64()
+        );
+    }
+    println!("(poll interval 5 s; target with the watch: under 1 s)");
 }

@@ -302,13 +302,16 @@ pub async fn drive<P: Platform>(
             queue.extend(observe);
             continue;
         }
-        // Everything left is waiting: one interval, then one batched observation.
+        // Everything left is waiting: one interval (or less, when the platform reports a
+        // change first), then one batched observation.
         let wait = options.timeout.map_or(options.poll, |t| {
             options.poll.min(t.saturating_sub(start.elapsed()))
         });
         if !cancelled {
+            let waiting: Vec<&ServiceSpec> = observe.iter().map(|(i, _)| &units[*i].spec).collect();
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
+                () = platform.changed(&waiting) => {}
                 () = cancel.cancelled() => {}
             }
         }

@@ -58,6 +58,8 @@ pub struct Kubernetes {
     kinds: Mutex<HashMap<String, (ApiResource, Scope)>>,
     /// The rendered revision of each Deployment, from the dry run in `prepare`/`register`.
     rendered: Mutex<HashMap<String, String>>,
+    /// The resourceVersion of each Deployment as last observed: a watch starts there.
+    seen: Mutex<HashMap<String, String>>,
 }
 
 impl Kubernetes {
@@ -68,6 +70,7 @@ impl Kubernetes {
             create_namespace,
             kinds: Mutex::new(HashMap::new()),
             rendered: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -286,6 +289,15 @@ impl Kubernetes {
         spec: &ServiceSpec,
         live: Option<Deployment>,
     ) -> Result<ServiceView, PlatformError> {
+        if let Some(rv) = live
+            .as_ref()
+            .and_then(|d| d.metadata.resource_version.clone())
+        {
+            self.seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(spec.name.clone(), rv);
+        }
         let Some(d) = live else {
             return Ok(ServiceView {
                 name: spec.name.clone(),
@@ -544,6 +556,58 @@ impl Platform for Kubernetes {
             self.apply(hpa, false).await?;
         }
         Ok(())
+    }
+
+    /// A watch on each Deployment from the version last observed: the first event (the
+    /// controller moved the rollout on) wakes the driver at once, so a finished rollout is
+    /// seen within the watch's latency instead of up to one poll later. A Deployment not
+    /// observed yet, or a watch that cannot start, leaves the poll to do the work.
+    ///
+    /// `MVD_K8S_WATCH=0` turns the watch off (polls only), for a proxy that does not pass
+    /// watches, and for comparing the two.
+    fn changed(&self, specs: &[&ServiceSpec]) -> impl Future<Output = ()> + Send {
+        let off = std::env::var("MVD_K8S_WATCH").is_ok_and(|v| v == "0");
+        let starts: Vec<(String, Option<String>)> = {
+            let seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            specs
+                .iter()
+                .map(|s| (s.name.clone(), seen.get(&s.name).cloned()))
+                .collect()
+        };
+        let api = self.api::<Deployment>();
+        async move {
+            if off {
+                return std::future::pending::<()>().await;
+            }
+            let watches = starts.into_iter().map(|(name, rv)| {
+                let api = api.clone();
+                Box::pin(async move {
+                    let Some(rv) = rv else {
+                        return std::future::pending::<()>().await;
+                    };
+                    let params = kube::api::WatchParams::default()
+                        .fields(&format!("metadata.name={name}"))
+                        .timeout(290);
+                    match api.watch(&params, &rv).await {
+                        Ok(stream) => {
+                            let mut stream = std::pin::pin!(stream);
+                            if futures_util::StreamExt::next(&mut stream).await.is_none() {
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                        Err(_) => std::future::pending::<()>().await,
+                    }
+                })
+            });
+            let all: Vec<_> = watches.collect();
+            if all.is_empty() {
+                return std::future::pending::<()>().await;
+            }
+            futures_util::future::select_all(all).await;
+        }
     }
 
     async fn observe(&self, specs: &[&ServiceSpec]) -> Result<Vec<ServiceView>, PlatformError> {

@@ -125,6 +125,13 @@ pub trait Platform: Send + Sync {
         &self,
         spec: &ServiceSpec,
     ) -> impl Future<Output = Result<(), PlatformError>> + Send;
+    /// Resolves when something about these services has changed (a watch), to wake the
+    /// driver before its next poll; the default never resolves (polls only). A spurious
+    /// wake-up costs one observation, never a wrong decision.
+    fn changed(&self, specs: &[&ServiceSpec]) -> impl Future<Output = ()> + Send {
+        let _ = specs;
+        std::future::pending()
+    }
     /// Observes several services at once (ECS: `DescribeServices`, 10 a call).
     fn observe(
         &self,
