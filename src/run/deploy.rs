@@ -425,6 +425,68 @@ pub(super) async fn run_machines_with<P: Platform>(
         .collect()
 }
 
+/// A rolling deploy as the engine plays it: the script's one step, `Deploy(stable)`, is the
+/// rolling machine on every service of the environment (ECS services side by side, or the
+/// Deployment). It keeps no state between processes: a rerun compares with the live service.
+struct RollingEffects<'a, P: Platform> {
+    platform: &'a P,
+    units: std::cell::RefCell<Vec<Unit>>,
+    outcomes: std::cell::RefCell<Vec<(String, Outcome)>>,
+    name: &'a str,
+    wait: &'a WaitArgs,
+    words: Vocabulary,
+    cancel: CancellationToken,
+}
+
+impl<P: Platform> super::rollout::Effects for RollingEffects<'_, P> {
+    async fn run(&self, effect: crate::rollout::engine::Effect) -> crate::rollout::engine::Input {
+        use crate::rollout::engine::{Effect, Input};
+        if effect != Effect::Deploy(crate::rollout::script::Track::Stable) {
+            return Input::Done(Err(format!("a rolling deploy has no {effect:?} step")));
+        }
+        let units = std::mem::take(&mut *self.units.borrow_mut());
+        let outcomes =
+            run_machines_with(self.platform, units, self.name, self.wait, self.words, &self.cancel)
+                .await;
+        let input = if outcomes
+            .iter()
+            .any(|(_, o)| matches!(o, Outcome::Cancelled { .. }))
+        {
+            Input::Cancel
+        } else if let Some((service, o)) = outcomes
+            .iter()
+            .find(|(_, o)| matches!(o, Outcome::Failed { .. }))
+        {
+            Input::Done(Err(format!("{service}: {}", outcome_text(o))))
+        } else {
+            Input::Done(Ok(()))
+        };
+        *self.outcomes.borrow_mut() = outcomes;
+        input
+    }
+
+    async fn save(&mut self, _: &crate::rollout::engine::State) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn cancel(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    fn say(
+        &self,
+        _: &crate::rollout::script::Script,
+        _: &crate::rollout::engine::State,
+        _: &crate::rollout::engine::Event,
+    ) {
+        // The rolling machine's terminal reporter already tells every phase.
+    }
+
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
 /// The platform of an environment: ECS through the AWS SDK, or Kubernetes through kube-rs.
 enum AnyPlatform {
     Ecs(Ecs),
@@ -524,7 +586,30 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
                 spec,
             })
             .collect();
-        let outcomes = on_platform!(&platform, p => run_machines(p, units, name, &args.wait, words(loaded, name)).await);
+        // The engine plays the rolling script, `[Deploy(stable)]`: its one step is the rolling
+        // machine on every service of the environment.
+        let script = crate::rollout::script::compile(&loaded.config.environments[name])
+            .expect("a rolling strategy compiles to a script");
+        let analysis = crate::rollout::engine::Analysis {
+            metrics: vec![],
+            min_requests: 0,
+        };
+        let cancel = CancellationToken::new();
+        watch_signals(cancel.clone());
+        let outcomes = on_platform!(&platform, p => {
+            let mut fx = RollingEffects {
+                platform: p,
+                units: std::cell::RefCell::new(units),
+                outcomes: std::cell::RefCell::new(Vec::new()),
+                name,
+                wait: &args.wait,
+                words: words(loaded, name),
+                cancel: cancel.clone(),
+            };
+            let mut state = crate::rollout::engine::State::new(&script, &image, super::rollout::now_ms());
+            super::rollout::play(&mut fx, &script, &analysis, &mut state, crate::rollout::engine::Input::Start).await?;
+            fx.outcomes.into_inner()
+        });
         reporting
             .finish(loaded, &image, &outcomes, args.report.as_deref())
             .await;

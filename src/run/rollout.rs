@@ -42,7 +42,7 @@ fn secs(ms: Millis) -> f64 {
         + f64::from(u32::try_from(ms % 1000).unwrap_or(0)) / 1000.0
 }
 
-fn now_ms() -> Millis {
+pub(super) fn now_ms() -> Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -84,7 +84,7 @@ enum Router {
 }
 
 /// How a drive ended.
-enum Ended {
+pub(super) enum Ended {
     Done(Outcome),
     Paused,
 }
@@ -385,51 +385,94 @@ impl<'a> Rollout<'a> {
     async fn drive(&mut self, state: &mut State, first: Input) -> Result<Ended, Error> {
         let script = self.script.clone();
         let analysis = self.analysis.clone();
-        let engine = Engine {
-            script: &script,
-            analysis: &analysis,
-        };
-        let mut input = first;
-        loop {
-            let d = engine.step(state, input, now_ms());
-            if let Some(saved) = &d.save {
-                self.save(saved).await?;
-            }
-            for e in &d.events {
-                eprintln!("{}", event_line(self.name, &script, state, e));
-            }
-            if let Some(o) = state.outcome() {
-                return Ok(Ended::Done(o.clone()));
-            }
-            if d.paused {
-                return Ok(Ended::Paused);
-            }
-            if let Some(effect) = d.effects.first().copied() {
-                let answer = self.run(effect).await;
-                input = if self.cancel.is_cancelled()
-                    && !matches!(state.status, Status::Aborting { .. })
-                {
-                    Input::Cancel
-                } else {
-                    answer
-                };
-                continue;
-            }
-            let Some(wake) = d.wake_at else {
-                return Err(Error::Deployment {
-                    code: 1,
-                    message: format!(
-                        "error: {}: the rollout has nothing to do and nothing to wait for at step {}",
-                        self.name,
-                        state.index + 1
-                    ),
-                });
+        play(self, &script, &analysis, state, first).await
+    }
+}
+
+impl Effects for Rollout<'_> {
+    async fn run(&self, effect: Effect) -> Input {
+        Rollout::run(self, effect).await
+    }
+
+    async fn save(&mut self, state: &State) -> Result<(), Error> {
+        Rollout::save(self, state).await
+    }
+
+    fn cancel(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    fn say(&self, script: &Script, state: &State, event: &Event) {
+        eprintln!("{}", event_line(self.name, script, state, event));
+    }
+
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+/// The edge that runs a script's effects for one platform and strategy, and keeps its state.
+pub(super) trait Effects {
+    /// Runs one effect; its result as the engine's input.
+    async fn run(&self, effect: Effect) -> Input;
+    /// Keeps the state where a later process finds it (before the effects run).
+    async fn save(&mut self, state: &State) -> Result<(), Error>;
+    fn cancel(&self) -> &CancellationToken;
+    /// Shows an engine event.
+    fn say(&self, script: &Script, state: &State, event: &Event);
+    fn name(&self) -> &str;
+}
+
+/// The one loop every strategy's deploy runs: the engine decides, `fx` acts, the clock and
+/// signals feed it back. Until the rollout ends or waits at a manual gate.
+pub(super) async fn play<E: Effects>(
+    fx: &mut E,
+    script: &Script,
+    analysis: &Analysis,
+    state: &mut State,
+    first: Input,
+) -> Result<Ended, Error> {
+    let engine = Engine { script, analysis };
+    let mut input = first;
+    loop {
+        let d = engine.step(state, input, now_ms());
+        if let Some(saved) = &d.save {
+            fx.save(saved).await?;
+        }
+        for e in &d.events {
+            fx.say(script, state, e);
+        }
+        if let Some(o) = state.outcome() {
+            return Ok(Ended::Done(o.clone()));
+        }
+        if d.paused {
+            return Ok(Ended::Paused);
+        }
+        let aborting = matches!(state.status, Status::Aborting { .. });
+        if let Some(effect) = d.effects.first().copied() {
+            let answer = fx.run(effect).await;
+            input = if fx.cancel().is_cancelled() && !aborting {
+                Input::Cancel
+            } else {
+                answer
             };
-            let wait = Duration::from_millis(wake.saturating_sub(now_ms()));
-            tokio::select! {
-                () = tokio::time::sleep(wait) => input = Input::Tick,
-                () = self.cancel.cancelled(), if !matches!(state.status, Status::Aborting { .. }) => input = Input::Cancel,
-            }
+            continue;
+        }
+        let Some(wake) = d.wake_at else {
+            return Err(Error::Deployment {
+                code: 1,
+                message: format!(
+                    "error: {}: the rollout has nothing to do and nothing to wait for at step {}",
+                    fx.name(),
+                    state.index + 1
+                ),
+            });
+        };
+        let wait = Duration::from_millis(wake.saturating_sub(now_ms()));
+        let cancel = fx.cancel().clone();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => input = Input::Tick,
+            () = cancel.cancelled(), if !aborting => input = Input::Cancel,
         }
     }
 }
