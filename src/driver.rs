@@ -40,6 +40,9 @@ pub struct Unit {
     pub machine: Rolling,
 }
 
+/// With a platform that watches, the poll is only the fallback: at least this long.
+const WATCH_FALLBACK: Duration = Duration::from_secs(30);
+
 /// What ends a wait early: a cancellation the loop has not acted on yet, and the deploy's
 /// time limit. Both bound every wait, the back-off between retries included.
 #[derive(Clone, Copy)]
@@ -240,6 +243,7 @@ pub async fn drive<P: Platform>(
     }
     let mut cancelled = false;
     let mut timed_out = false;
+    let mut last_observed: Option<Instant> = None;
     while !queue.is_empty() {
         // A cancellation or the time limit replaces whatever was queued.
         let stop = if !cancelled && cancel.is_cancelled() {
@@ -302,16 +306,31 @@ pub async fn drive<P: Platform>(
             queue.extend(observe);
             continue;
         }
-        // Everything left is waiting: one interval (or less, when the platform reports a
-        // change first), then one batched observation.
-        let wait = options.timeout.map_or(options.poll, |t| {
-            options.poll.min(t.saturating_sub(start.elapsed()))
-        });
+        // Everything left is waiting: one interval, then one batched observation. Where the
+        // platform watches, a change wakes the wait early (no sooner than a second after the
+        // last observation, so a burst of status updates costs one), and the interval is only
+        // the fallback: at least 30 s.
+        let watching = platform.watches();
+        let poll = if watching {
+            options.poll.max(WATCH_FALLBACK)
+        } else {
+            options.poll
+        };
+        let wait = options
+            .timeout
+            .map_or(poll, |t| poll.min(t.saturating_sub(start.elapsed())));
         if !cancelled {
             let waiting: Vec<&ServiceSpec> = observe.iter().map(|(i, _)| &units[*i].spec).collect();
+            let early = async {
+                platform.changed(&waiting).await;
+                let gap = options.poll.min(Duration::from_secs(1));
+                if let Some(last) = last_observed {
+                    tokio::time::sleep_until(last + gap).await;
+                }
+            };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = platform.changed(&waiting) => {}
+                () = early, if watching => {}
                 () = cancel.cancelled() => {}
             }
         }
@@ -328,6 +347,7 @@ pub async fn drive<P: Platform>(
             .collect::<Vec<_>>()
             .join(",");
         let on_retry = |r: &Retry| emit(&names, start.elapsed(), &retry_event(r));
+        last_observed = Some(Instant::now());
         let Ok(result) = with_retries(options.retries, stop, true, &on_retry, || {
             platform.observe(&specs)
         })

@@ -561,12 +561,13 @@ impl Platform for Kubernetes {
     /// A watch on each Deployment from the version last observed: the first event (the
     /// controller moved the rollout on) wakes the driver at once, so a finished rollout is
     /// seen within the watch's latency instead of up to one poll later. A Deployment not
-    /// observed yet, or a watch that cannot start, leaves the poll to do the work.
+    /// observed yet wakes the driver at once (to observe it); a watch that cannot start
+    /// leaves the fallback poll to do the work.
     ///
     /// `MVD_K8S_WATCH=0` turns the watch off (polls only), for a proxy that does not pass
     /// watches, and for comparing the two.
     fn changed(&self, specs: &[&ServiceSpec]) -> impl Future<Output = ()> + Send {
-        let off = std::env::var("MVD_K8S_WATCH").is_ok_and(|v| v == "0");
+        let off = !self.watches();
         let starts: Vec<(String, Option<String>)> = {
             let seen = self
                 .seen
@@ -585,8 +586,10 @@ impl Platform for Kubernetes {
             let watches = starts.into_iter().map(|(name, rv)| {
                 let api = api.clone();
                 Box::pin(async move {
+                    // Not observed yet (created by this deploy): look now, the watch
+                    // starts from what that observation sees.
                     let Some(rv) = rv else {
-                        return std::future::pending::<()>().await;
+                        return;
                     };
                     let params = kube::api::WatchParams::default()
                         .fields(&format!("metadata.name={name}"))
@@ -608,6 +611,10 @@ impl Platform for Kubernetes {
             }
             futures_util::future::select_all(all).await;
         }
+    }
+
+    fn watches(&self) -> bool {
+        !std::env::var("MVD_K8S_WATCH").is_ok_and(|v| v == "0")
     }
 
     async fn observe(&self, specs: &[&ServiceSpec]) -> Result<Vec<ServiceView>, PlatformError> {

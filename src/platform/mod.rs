@@ -132,6 +132,10 @@ pub trait Platform: Send + Sync {
         let _ = specs;
         std::future::pending()
     }
+    /// Whether [`Platform::changed`] reports changes (then the poll is only a fallback).
+    fn watches(&self) -> bool {
+        false
+    }
     /// Observes several services at once (ECS: `DescribeServices`, 10 a call).
     fn observe(
         &self,

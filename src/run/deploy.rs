@@ -445,9 +445,15 @@ impl<P: Platform> super::rollout::Effects for RollingEffects<'_, P> {
             return Input::Done(Err(format!("a rolling deploy has no {effect:?} step")));
         }
         let units = std::mem::take(&mut *self.units.borrow_mut());
-        let outcomes =
-            run_machines_with(self.platform, units, self.name, self.wait, self.words, &self.cancel)
-                .await;
+        let outcomes = run_machines_with(
+            self.platform,
+            units,
+            self.name,
+            self.wait,
+            self.words,
+            &self.cancel,
+        )
+        .await;
         let input = if outcomes
             .iter()
             .any(|(_, o)| matches!(o, Outcome::Cancelled { .. }))

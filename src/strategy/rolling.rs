@@ -620,6 +620,23 @@ impl Rolling {
             None => d.revision == revision && d.primary,
         });
         let Some(mine) = mine else {
+            if deployment.is_none()
+                && service.revision == revision
+                && now.saturating_sub(last_change) < self.settings.progress_deadline
+            {
+                // The service is set to our revision and the platform has not started the
+                // deployment yet (a Kubernetes controller creates the ReplicaSet just after
+                // the apply): look again; the progress deadline still bounds the wait.
+                let (state, mut step) = Self::observe(State::Waiting {
+                    previous,
+                    revision,
+                    deployment,
+                    last_change,
+                    last_seen,
+                });
+                step.events.splice(0..0, events);
+                return (state, step);
+            }
             let by = service
                 .deployments
                 .iter()
