@@ -810,3 +810,24 @@ fn plan_warns_about_a_dirty_tree_and_strategies_deploy_does_not_drive() {
         r.dump()
     );
 }
+
+// A canary is played step by step by the process: --no-wait and --timeout are refused with
+// what bounds it instead, before anything is contacted.
+#[test]
+fn a_canary_deploy_says_why_no_wait_and_timeout_do_not_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    example_in(dir.path());
+    for flag in [&["--no-wait"][..], &["--timeout", "5m"][..]] {
+        let mut args = vec!["deploy", "--env", "production-k8s"];
+        args.extend_from_slice(flag);
+        let r = run(&args, dir.path());
+        assert_eq!(r.code, 2, "{flag:?}: {}", r.dump());
+        assert!(
+            r.stderr
+                .contains("is a canary: this process plays it step by step")
+                && r.stderr.contains("`deadline`"),
+            "{flag:?}: {}",
+            r.dump()
+        );
+    }
+}

@@ -598,6 +598,15 @@ fn conclude(name: &str, ended: Ended) -> Result<(), Error> {
 
 /// `deploy` of a canary environment on Kubernetes.
 pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Error> {
+    if args.wait.no_wait || args.wait.timeout.is_some() {
+        return Err(Error::Usage {
+            message: format!(
+                "environment `{name}` is a canary: this process plays it step by step, so `{}` does not apply",
+                if args.wait.no_wait { "--no-wait" } else { "--timeout" }
+            ),
+            help: "the canary's `deadline` in deploy.yml bounds it; to end the run early, pause it (`pause_before_promotion: manual`, or `{pause: manual}` in `steps`) and continue later with `rollout promote`".into(),
+        });
+    }
     let rt = runtime()?;
     rt.block_on(async {
         let mut c = Rollout::new(loaded, name, args.image.clone(), &args.wait).await?;
