@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::k8s::{self, Cluster};
+use common::k8s::{self, Cluster, deploy, mvd};
 use common::{Run, SHA};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -24,31 +24,6 @@ const CRASH: &str = "registry.test/movieverse:crashloop";
 
 fn config(dir: &Path, namespace: &str, deadline: &str, extra: &str) {
     k8s::rolling_config(dir, namespace, deadline, extra);
-}
-
-fn mvd(cluster: &Cluster, dir: &Path, args: &[&str]) -> Run {
-    let mut cmd = common::bin();
-    cmd.current_dir(dir)
-        .env("CI", "true")
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .args(args);
-    Run::from(&cmd.output().unwrap())
-}
-
-fn deploy(cluster: &Cluster, dir: &Path, image: &str) -> Run {
-    mvd(
-        cluster,
-        dir,
-        &[
-            "deploy",
-            "--env",
-            "production-k8s",
-            "--image",
-            image,
-            "--poll-interval",
-            "1s",
-        ],
-    )
 }
 
 fn server_dry_run(cluster: &Cluster, dir: &Path, image: &str) -> Run {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use common::Run;
-use common::k8s::{self, Cluster};
+use common::k8s::{self, Cluster, deploy, mvd};
 use common::prometheus::{Prom, Traffic};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -57,31 +57,6 @@ fn config(dir: &Path, namespace: &str, prom: &Prom, extra: &str) {
             &format!("    address: {}\n", prom.url),
         );
     std::fs::write(dir.join("deploy.yml"), text).unwrap();
-}
-
-fn mvd(cluster: &Cluster, dir: &Path, args: &[&str]) -> Run {
-    let mut cmd = common::bin();
-    cmd.current_dir(dir)
-        .env("CI", "true")
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .args(args);
-    Run::from(&cmd.output().unwrap())
-}
-
-fn deploy(cluster: &Cluster, dir: &Path, image: &str) -> Run {
-    mvd(
-        cluster,
-        dir,
-        &[
-            "deploy",
-            "--env",
-            "production-k8s",
-            "--image",
-            image,
-            "--poll-interval",
-            "1s",
-        ],
-    )
 }
 
 fn rollout(cluster: &Cluster, dir: &Path, action: &str) -> Run {

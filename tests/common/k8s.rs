@@ -248,3 +248,30 @@ pub async fn install_gateway_api(client: &kube::Client) {
         }
     }
 }
+
+/// The binary against `cluster`, in `dir`, with plain CI output.
+pub fn mvd(cluster: &Cluster, dir: &Path, args: &[&str]) -> super::Run {
+    let mut cmd = super::bin();
+    cmd.current_dir(dir)
+        .env("CI", "true")
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .args(args);
+    super::Run::from(&cmd.output().unwrap())
+}
+
+/// `deploy` of the Kubernetes environment with `image`, polling every second.
+pub fn deploy(cluster: &Cluster, dir: &Path, image: &str) -> super::Run {
+    mvd(
+        cluster,
+        dir,
+        &[
+            "deploy",
+            "--env",
+            "production-k8s",
+            "--image",
+            image,
+            "--poll-interval",
+            "1s",
+        ],
+    )
+}
