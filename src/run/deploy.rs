@@ -93,7 +93,7 @@ fn single_rolling<'a>(
         Strategy::Rolling(r) => Ok((name, e, r)),
         strategy => Err(Error::Usage {
             message: format!("environment `{name}` is {} with the {} strategy, which `deploy` does not drive yet", e.target, strategy.name()),
-            help: "this release deploys ECS and Kubernetes environments with the rolling strategy; `plan`, `render`, `status` and `rollback` work for every environment".into(),
+            help: "this release deploys rolling environments (ECS, Kubernetes) and canaries on Kubernetes; `plan`, `render` and `status` work for every environment".into(),
         }),
     }
 }
