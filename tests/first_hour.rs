@@ -34,21 +34,6 @@ fn closed_port() -> u16 {
         .port()
 }
 
-/// The variables that point AWS at `endpoint`, with test credentials and no credentials
-/// file or instance metadata (nothing leaves loopback).
-fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("CI", "true".into()),
-        ("AWS_ENDPOINT_URL", endpoint.into()),
-        ("AWS_ACCESS_KEY_ID", "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ("AWS_CONFIG_FILE", "/dev/null".into()),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-    ]
-}
-
 /// The binary with AWS pointed at `endpoint`.
 fn aws_cmd(dir: &Path, endpoint: &str) -> assert_cmd::Command {
     assert_cmd::Command::from_std(std_cmd(dir, endpoint))
@@ -57,8 +42,10 @@ fn aws_cmd(dir: &Path, endpoint: &str) -> assert_cmd::Command {
 /// [`aws_cmd`] as a `std::process::Command`, for a process the test signals.
 fn std_cmd(dir: &Path, endpoint: &str) -> std::process::Command {
     let mut cmd = common::bin_std();
-    cmd.current_dir(dir).stdin(std::process::Stdio::null());
-    for (k, v) in aws_env(endpoint) {
+    cmd.current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .env("CI", "true");
+    for (k, v) in common::aws_env(endpoint) {
         cmd.env(k, v);
     }
     cmd

@@ -361,19 +361,7 @@ async fn kill_9_mid_canary_then_deploy_again_resumes_at_the_same_step() {
     config(dir.path(), ns, &prom, "");
     first_deploy(cluster, dir.path(), &prom, HEALTHY);
 
-    let mut cmd = common::bin_std();
-    cmd.current_dir(dir.path())
-        .env("CI", "true")
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .args([
-            "deploy",
-            "--env",
-            "production-k8s",
-            "--image",
-            GOOD2,
-            "--poll-interval",
-            "1s",
-        ]);
+    let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(GOOD2));
     let running = common::run_until(&mut cmd, "canary weight 20%");
     let (code, seen, _) = running.signal("KILL");
     assert_eq!(code, None, "killed: {seen}");
@@ -411,19 +399,7 @@ async fn sigint_puts_traffic_back_first_and_a_new_revision_over_a_killed_run_goe
     config(dir.path(), ns, &prom, "");
     first_deploy(cluster, dir.path(), &prom, HEALTHY);
     let start = |image: &str| {
-        let mut cmd = common::bin_std();
-        cmd.current_dir(dir.path())
-            .env("CI", "true")
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .args([
-                "deploy",
-                "--env",
-                "production-k8s",
-                "--image",
-                image,
-                "--poll-interval",
-                "1s",
-            ]);
+        let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(image));
         common::run_until(&mut cmd, "canary weight 20%")
     };
 

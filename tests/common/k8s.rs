@@ -249,29 +249,41 @@ pub async fn install_gateway_api(client: &kube::Client) {
     }
 }
 
-/// The binary against `cluster`, in `dir`, with plain CI output.
-pub fn mvd(cluster: &Cluster, dir: &Path, args: &[&str]) -> super::Run {
-    let mut cmd = super::bin();
+/// The binary against `cluster`, in `dir`, with plain CI output, as a command to run or
+/// signal.
+pub fn mvd_cmd(cluster: &Cluster, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = super::bin_std();
     cmd.current_dir(dir)
         .env("CI", "true")
         .env("KUBECONFIG", &cluster.kubeconfig)
         .args(args);
-    super::Run::from(&cmd.output().unwrap())
+    cmd
+}
+
+/// [`mvd_cmd`], run to its end.
+pub fn mvd(cluster: &Cluster, dir: &Path, args: &[&str]) -> super::Run {
+    super::Run::from(
+        &assert_cmd::Command::from_std(mvd_cmd(cluster, dir, args))
+            .output()
+            .unwrap(),
+    )
+}
+
+/// The arguments of a `deploy` of the Kubernetes environment with `image`, polling every
+/// second.
+pub fn deploy_args(image: &str) -> [&str; 7] {
+    [
+        "deploy",
+        "--env",
+        "production-k8s",
+        "--image",
+        image,
+        "--poll-interval",
+        "1s",
+    ]
 }
 
 /// `deploy` of the Kubernetes environment with `image`, polling every second.
 pub fn deploy(cluster: &Cluster, dir: &Path, image: &str) -> super::Run {
-    mvd(
-        cluster,
-        dir,
-        &[
-            "deploy",
-            "--env",
-            "production-k8s",
-            "--image",
-            image,
-            "--poll-interval",
-            "1s",
-        ],
-    )
+    mvd(cluster, dir, &deploy_args(image))
 }

@@ -105,6 +105,20 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The variables that point the AWS SDK (ours and the binary's) at `endpoint`, with test
+/// credentials and no credentials file or instance metadata: nothing leaves loopback.
+pub fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", "/dev/null".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+    ]
+}
+
 /// A running binary whose stderr is read line by line.
 pub struct Running {
     child: std::process::Child,
