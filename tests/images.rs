@@ -18,6 +18,35 @@ struct Bed {
     moto: Moto,
     registry: LocalRegistry,
     dir: tempfile::TempDir,
+    storage: Store,
+}
+
+/// A test's own containers/storage (buildah's images and layers). Tests run in parallel: in
+/// a shared store, buildah reuses a layer another test's image holds, and that test's `rmi`
+/// can delete it between the reuse and the commit ("layer not known").
+struct Store(tempfile::TempDir);
+
+impl Store {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/graph\"\nrunroot = \"{0}/run\"\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        Self(dir)
+    }
+
+    /// The environment variable that points buildah at this store.
+    fn env(&self) -> (&'static str, std::path::PathBuf) {
+        (
+            "CONTAINERS_STORAGE_CONF",
+            self.0.path().join("storage.conf"),
+        )
+    }
 }
 
 /// The example's deploy.yml in a directory with a Containerfile, with `image:` lines changed
@@ -34,10 +63,12 @@ fn bed(edit: &dyn Fn(String) -> String) -> Bed {
     .unwrap();
     let text = std::fs::read_to_string(common::example()).unwrap();
     std::fs::write(dir.path().join("deploy.yml"), edit(text)).unwrap();
+    let storage = Store::new();
     Bed {
         moto,
         registry,
         dir,
+        storage,
     }
 }
 
@@ -49,7 +80,8 @@ fn mvd(bed: &Bed, sha: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
         .env(
             "MVD_ECR_REGISTRY_ENDPOINT",
             format!("http://{}", bed.registry.host),
-        );
+        )
+        .envs([bed.storage.env()]);
     for (k, v) in bed.moto.env() {
         cmd.env(k, v);
     }
@@ -448,6 +480,17 @@ fn no_builder_says_which_were_tried_and_why() {
 
 #[test]
 fn build_without_push_needs_no_cloud() {
+    let store = Store::new();
+    let build_locally = |dir: &std::path::Path| {
+        Run::from(
+            &common::bin()
+                .current_dir(dir)
+                .envs([store.env()])
+                .args(["build", "--no-push", "--builder", "buildah"])
+                .output()
+                .unwrap(),
+        )
+    };
     {
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(common::example(), dir.path().join("deploy.yml")).unwrap();
@@ -457,7 +500,7 @@ fn build_without_push_needs_no_cloud() {
             "FROM scratch\nCOPY hello.txt /\n",
         )
         .unwrap();
-        let r = common::run(&["build", "--no-push", "--builder", "buildah"], dir.path());
+        let r = build_locally(dir.path());
         assert_eq!(r.code, 0, "{}", r.dump());
         assert!(
             r.stdout
@@ -465,13 +508,17 @@ fn build_without_push_needs_no_cloud() {
             "{}",
             r.dump()
         );
+        assert!(
+            store.0.path().join("graph/vfs-images").is_dir(),
+            "the image went to the test's own store"
+        );
         // A Containerfile that does not build: exit 1, with the builder's own words.
         std::fs::write(
             dir.path().join("Containerfile"),
             "FROM scratch\nCOPY missing.txt /\n",
         )
         .unwrap();
-        let r = common::run(&["build", "--no-push", "--builder", "buildah"], dir.path());
+        let r = build_locally(dir.path());
         assert_eq!(r.code, 1, "{}", r.dump());
         assert!(
             r.stderr.contains("the build failed: buildah build exited")
