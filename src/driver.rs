@@ -7,7 +7,7 @@ use futures_util::StreamExt as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::platform::{Platform, ServiceSpec};
+use crate::platform::{Platform, ServiceSpec, Wake};
 use crate::strategy::rolling::{Command, Event, Input, Outcome, PlatformError, Rolling};
 
 #[derive(Debug, Clone)]
@@ -95,6 +95,13 @@ struct Interrupted;
 /// `stop` interrupts the back-off at once, and the call itself when `abandon` says that is
 /// safe (a read: nothing was changed if it is dropped half-way). A write in flight is let
 /// finish, bounded by the client's own timeouts, so the machine knows what it did.
+/// Sleeps until `at`; no time at all without one.
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 async fn with_retries<T, F, Fut>(
     retries: u32,
     stop: Stop<'_>,
@@ -307,9 +314,11 @@ pub async fn drive<P: Platform>(
             continue;
         }
         // Everything left is waiting: one interval, then one batched observation. Where the
-        // platform watches, a change wakes the wait early (no sooner than a second after the
-        // last observation, so a burst of status updates costs one), and the interval is only
-        // the fallback: at least 30 s.
+        // platform watches, the interval is only the fallback (at least 30 s): a change that
+        // may settle the rollout wakes the wait at once (no sooner than a second after the
+        // last observation, so a burst of status updates costs one), and progress wakes it no
+        // sooner than one poll interval after the last observation. A wait with no change
+        // costs no call.
         let watching = platform.watches();
         let poll = if watching {
             options.poll.max(WATCH_FALLBACK)
@@ -322,10 +331,21 @@ pub async fn drive<P: Platform>(
         if !cancelled {
             let waiting: Vec<&ServiceSpec> = observe.iter().map(|(i, _)| &units[*i].spec).collect();
             let early = async {
-                platform.changed(&waiting).await;
-                let gap = options.poll.min(Duration::from_secs(1));
-                if let Some(last) = last_observed {
-                    tokio::time::sleep_until(last + gap).await;
+                let mut progressed = false;
+                let after = |gap: Duration| last_observed.map(|last| last + gap);
+                let progress_at = after(options.poll);
+                loop {
+                    let wake = tokio::select! {
+                        wake = platform.changed(&waiting) => wake,
+                        () = sleep_until(progress_at), if progressed => return,
+                    };
+                    match wake {
+                        Wake::Settled => {
+                            sleep_until(after(options.poll.min(Duration::from_secs(1)))).await;
+                            return;
+                        }
+                        Wake::Progress => progressed = true,
+                    }
                 }
             };
             tokio::select! {

@@ -27,9 +27,8 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Scope;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
-use super::{Platform, Prepared, ServiceSpec};
+use super::{Platform, Prepared, ServiceSpec, Wake};
 use crate::platform::observation::{
     DeploymentView, ErrorKind, PlatformError, Rollout, ServiceEvent, ServiceView, StoppedTask,
 };
@@ -60,6 +59,92 @@ pub struct Kubernetes {
     rendered: Mutex<HashMap<String, String>>,
     /// The resourceVersion of each Deployment as last observed: a watch starts there.
     seen: Mutex<HashMap<String, String>>,
+    /// The open watches, kept across waits (one request per Deployment per deploy, not one
+    /// per wake-up), and what they delivered.
+    watching: tokio::sync::Mutex<Watching>,
+}
+
+type DeploymentEvents = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<Item = Result<kube::api::WatchEvent<Deployment>, kube::Error>>
+            + Send,
+    >,
+>;
+
+#[derive(Default)]
+struct Watching {
+    streams: HashMap<String, DeploymentEvents>,
+    /// The newest Deployment each watch delivered: the next observation uses it instead of a
+    /// GET when a watch event woke it.
+    latest: HashMap<String, Deployment>,
+    /// Deployments whose watch woke the driver since their last observation.
+    woken: std::collections::HashSet<String>,
+    /// The resourceVersion of our last write to each Deployment (its template): an object
+    /// older than that is not the Deployment as it stands, whatever the watch replays first.
+    floor: HashMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    Object,
+    Nothing,
+    Gone,
+}
+
+impl Watching {
+    /// Takes in what the watch of `name` delivered.
+    fn take(
+        &mut self,
+        name: &str,
+        event: Option<Result<kube::api::WatchEvent<Deployment>, kube::Error>>,
+    ) -> Taken {
+        match event {
+            Some(Ok(kube::api::WatchEvent::Added(d) | kube::api::WatchEvent::Modified(d))) => {
+                self.latest.insert(name.to_owned(), d);
+                Taken::Object
+            }
+            Some(Ok(kube::api::WatchEvent::Bookmark(_))) => Taken::Nothing,
+            // Deleted, an error (a 410 Gone: the version is too old) or the end of the
+            // stream (its timeout): drop it; the next observation reads the Deployment and
+            // a new watch starts from there.
+            _ => {
+                self.streams.remove(name);
+                self.latest.remove(name);
+                Taken::Gone
+            }
+        }
+    }
+
+    /// The newest object the watch of `name` delivered, unless it is older than our last
+    /// write to it.
+    fn fresh(&self, name: &str) -> Option<&Deployment> {
+        let d = self.latest.get(name)?;
+        let rv = d
+            .metadata
+            .resource_version
+            .as_deref()?
+            .parse::<u64>()
+            .ok()?;
+        (rv >= self.floor.get(name).copied().unwrap_or(0)).then_some(d)
+    }
+
+    /// Takes in every event already received (without waiting), so the newest object is
+    /// the one an observation uses.
+    fn drain(&mut self, name: &str) {
+        loop {
+            let Some(stream) = self.streams.get_mut(name) else {
+                return;
+            };
+            let Some(event) =
+                futures_util::FutureExt::now_or_never(futures_util::StreamExt::next(stream))
+            else {
+                return;
+            };
+            if self.take(name, event) == Taken::Gone {
+                return;
+            }
+        }
+    }
 }
 
 impl Kubernetes {
@@ -71,6 +156,7 @@ impl Kubernetes {
             kinds: Mutex::new(HashMap::new()),
             rendered: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
+            watching: tokio::sync::Mutex::new(Watching::default()),
         }
     }
 
@@ -279,7 +365,21 @@ impl Kubernetes {
 
     /// Observes one Deployment.
     async fn view(&self, spec: &ServiceSpec) -> Result<ServiceView, PlatformError> {
-        let live = self.deployment(&spec.name).await?;
+        // Woken by its watch: the watch's newest object is the Deployment as it stands (every
+        // event received is taken in first). Otherwise (a fallback poll, no watch) a GET.
+        let watched = {
+            let mut w = self.watching.lock().await;
+            if w.woken.remove(&spec.name) {
+                w.drain(&spec.name);
+                w.fresh(&spec.name).cloned()
+            } else {
+                None
+            }
+        };
+        let live = match watched {
+            Some(d) => Some(d),
+            None => self.deployment(&spec.name).await?,
+        };
         self.view_of(spec, live).await
     }
 
@@ -307,7 +407,17 @@ impl Kubernetes {
             });
         };
         let sets = self.replica_sets(&d).await?;
-        let pods = self.pods(&d).await?;
+        // Pods are read for the count of failing ones. When every active pod is available
+        // none is failing: the list would say nothing new.
+        let all_available = d
+            .status
+            .as_ref()
+            .is_some_and(|st| st.replicas.unwrap_or(0) == st.available_replicas.unwrap_or(0));
+        let pods = if all_available {
+            Vec::new()
+        } else {
+            self.pods(&d).await?
+        };
         let events = self.events("Deployment", Some(&spec.name), false).await?;
         Ok(service_view(&d, &sets, &pods, &events))
     }
@@ -397,7 +507,8 @@ impl Kubernetes {
             {"op": "replace", "path": "/spec/template", "value": template}
         ]))
         .expect("a JSON patch");
-        self.api::<Deployment>()
+        let reversed = self
+            .api::<Deployment>()
             .patch(
                 &spec.name,
                 &PatchParams {
@@ -408,7 +519,16 @@ impl Kubernetes {
             )
             .await
             .map_err(|e| classify(&op, &e))?;
+        self.wrote(&spec.name, reversed.metadata.resource_version.as_deref())
+            .await;
         Ok(())
+    }
+
+    /// Records a write of ours to a Deployment: an observation older than it is stale.
+    async fn wrote(&self, name: &str, resource_version: Option<&str>) {
+        if let Some(rv) = resource_version.and_then(|v| v.parse::<u64>().ok()) {
+            self.watching.lock().await.floor.insert(name.to_owned(), rv);
+        }
     }
 }
 
@@ -546,8 +666,11 @@ impl Platform for Kubernetes {
             self.apply(m, false).await?;
         }
         let live = self.deployment(&spec.name).await?;
-        self.apply(&Self::deployment_body(spec, live.as_ref()), false)
+        let applied = self
+            .apply(&Self::deployment_body(spec, live.as_ref()), false)
             .await?;
+        self.wrote(&spec.name, applied["metadata"]["resourceVersion"].as_str())
+            .await;
         Ok(None)
     }
 
@@ -558,15 +681,16 @@ impl Platform for Kubernetes {
         Ok(())
     }
 
-    /// A watch on each Deployment from the version last observed: the first event (the
-    /// controller moved the rollout on) wakes the driver at once, so a finished rollout is
-    /// seen within the watch's latency instead of up to one poll later. A Deployment not
-    /// observed yet wakes the driver at once (to observe it); a watch that cannot start
-    /// leaves the fallback poll to do the work.
+    /// A watch on each Deployment, opened once from the version last observed and kept open
+    /// across waits. A change that settles the rollout (complete, or failed) wakes the driver
+    /// at once; any other change wakes it as progress, which the driver observes no more
+    /// often than its poll interval. The observation then uses the watch's newest object
+    /// instead of a GET. A Deployment not observed yet wakes the driver at once (to observe
+    /// it); a watch that cannot start or ends leaves the work to the fallback poll.
     ///
     /// `MVD_K8S_WATCH=0` turns the watch off (polls only), for a proxy that does not pass
     /// watches, and for comparing the two.
-    fn changed(&self, specs: &[&ServiceSpec]) -> impl Future<Output = ()> + Send {
+    fn changed(&self, specs: &[&ServiceSpec]) -> impl Future<Output = Wake> + Send {
         let off = !self.watches();
         let starts: Vec<(String, Option<String>)> = {
             let seen = self
@@ -581,35 +705,62 @@ impl Platform for Kubernetes {
         let api = self.api::<Deployment>();
         async move {
             if off {
-                return std::future::pending::<()>().await;
+                return std::future::pending().await;
             }
-            let watches = starts.into_iter().map(|(name, rv)| {
-                let api = api.clone();
-                Box::pin(async move {
-                    // Not observed yet (created by this deploy): look now, the watch
-                    // starts from what that observation sees.
-                    let Some(rv) = rv else {
-                        return;
-                    };
-                    let params = kube::api::WatchParams::default()
-                        .fields(&format!("metadata.name={name}"))
-                        .timeout(290);
-                    match api.watch(&params, &rv).await {
-                        Ok(stream) => {
-                            let mut stream = std::pin::pin!(stream);
-                            if futures_util::StreamExt::next(&mut stream).await.is_none() {
-                                std::future::pending::<()>().await;
-                            }
-                        }
-                        Err(_) => std::future::pending::<()>().await,
+            let mut w = self.watching.lock().await;
+            for (name, rv) in &starts {
+                if w.streams.contains_key(name) {
+                    continue;
+                }
+                // Not observed yet (created by this deploy): look now, the watch starts
+                // from what that observation sees.
+                let Some(rv) = rv else {
+                    return Wake::Settled;
+                };
+                let params = kube::api::WatchParams::default()
+                    .fields(&format!("metadata.name={name}"))
+                    .timeout(290);
+                if let Ok(stream) = api.watch(&params, rv).await {
+                    w.streams.insert(name.clone(), Box::pin(stream));
+                }
+            }
+            let names: Vec<&String> = starts
+                .iter()
+                .map(|(n, _)| n)
+                .filter(|n| w.streams.contains_key(*n))
+                .collect();
+            if names.is_empty() {
+                return std::future::pending().await;
+            }
+            loop {
+                let (name, event) = {
+                    let next = w.streams.iter_mut().filter(|(n, _)| names.contains(n)).map(
+                        |(n, stream)| {
+                            Box::pin(async move {
+                                (n.clone(), futures_util::StreamExt::next(stream).await)
+                            })
+                        },
+                    );
+                    futures_util::future::select_all(next).await.0
+                };
+                match w.take(&name, event) {
+                    Taken::Nothing => {}
+                    Taken::Gone => return Wake::Settled,
+                    // An object from before our last write (a watch replaying what
+                    // happened since an older observation) says nothing new.
+                    Taken::Object => {
+                        let Some(d) = w.fresh(&name) else { continue };
+                        let settled =
+                            matches!(rollout_of(d).0, Rollout::Completed | Rollout::Failed);
+                        w.woken.insert(name.clone());
+                        return if settled {
+                            Wake::Settled
+                        } else {
+                            Wake::Progress
+                        };
                     }
-                })
-            });
-            let all: Vec<_> = watches.collect();
-            if all.is_empty() {
-                return std::future::pending::<()>().await;
+                }
             }
-            futures_util::future::select_all(all).await;
         }
     }
 
@@ -966,12 +1117,7 @@ pub fn revision_of(name: &str, template: &Value) -> String {
     without_hash_label(&mut t);
     let mut text = String::new();
     canonical(&t, &mut text);
-    let digest = Sha256::digest(text.as_bytes());
-    let hex = digest.iter().take(6).fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    });
-    format!("{name}@{hex}")
+    format!("{name}@{}", &crate::sha256_hex(text.as_bytes())[..12])
 }
 
 fn canonical(v: &Value, out: &mut String) {

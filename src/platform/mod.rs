@@ -100,6 +100,15 @@ pub struct Prepared {
     pub settings_changed: bool,
 }
 
+/// What a watch saw change (see [`Platform::changed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// The rollout may have ended (complete or failed): observe at once.
+    Settled,
+    /// It moved on: worth an observation, no sooner than the poll interval after the last.
+    Progress,
+}
+
 /// What the rolling strategy needs from a platform. Implementations map their errors to
 /// [`PlatformError`] kinds; the driver retries the retryable ones.
 pub trait Platform: Send + Sync {
@@ -126,9 +135,10 @@ pub trait Platform: Send + Sync {
         spec: &ServiceSpec,
     ) -> impl Future<Output = Result<(), PlatformError>> + Send;
     /// Resolves when something about these services has changed (a watch), to wake the
-    /// driver before its next poll; the default never resolves (polls only). A spurious
-    /// wake-up costs one observation, never a wrong decision.
-    fn changed(&self, specs: &[&ServiceSpec]) -> impl Future<Output = ()> + Send {
+    /// driver before its next poll, saying whether the change may settle the rollout; the
+    /// default never resolves (polls only). A spurious wake-up costs one observation, never a
+    /// wrong decision.
+    fn changed(&self, specs: &[&ServiceSpec]) -> impl Future<Output = Wake> + Send {
         let _ = specs;
         std::future::pending()
     }

@@ -8,7 +8,6 @@
 //!   [`Script::on_abort`]: `SetWeight(0)` first, then `ScaleDown(canary)`.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use crate::config::{Canary, Environment, Strategy};
 
@@ -80,12 +79,7 @@ impl Script {
     /// A short hash of the steps and timing: a saved rollout resumes only on the same script.
     pub fn hash(&self) -> String {
         let text = serde_json::to_string(self).expect("a script serializes");
-        let digest = Sha256::digest(text.as_bytes());
-        digest[..6].iter().fold(String::new(), |mut s, b| {
-            use std::fmt::Write as _;
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+        crate::sha256_hex(text.as_bytes())[..12].to_owned()
     }
 
     /// The index of the promotion step (`Deploy(stable)`), if the script has one.

@@ -7,7 +7,8 @@
 //! - a tag containing `crashloop`: the container keeps crashing (`CrashLoopBackOff`, last exit
 //!   code 1), never Ready;
 //! - a tag containing `badpull`: the image cannot be pulled (`ImagePullBackOff`);
-//! - anything else: Running and Ready after [`START_DELAY`].
+//! - anything else: Running and Ready after [`START_DELAY`], or after N seconds for a tag
+//!   containing `start<N>s` (a slower start, as real pods have).
 #![allow(dead_code)]
 
 use std::collections::HashSet;
@@ -107,6 +108,15 @@ pub async fn client(kubeconfig: &PathBuf) -> kube::Client {
     kube::Client::try_from(config).unwrap()
 }
 
+/// How long a healthy pod of `image` takes to become Ready: N seconds for a tag containing
+/// `start<N>s`, otherwise [`START_DELAY`].
+fn start_delay(image: &str) -> Duration {
+    image
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .find_map(|w| w.strip_prefix("start")?.strip_suffix('s')?.parse().ok())
+        .map_or(START_DELAY, Duration::from_secs)
+}
+
 /// Polls every pod in the cluster and writes the status a kubelet would.
 async fn fake_kubelet(kubeconfig: PathBuf) {
     let client = client(&kubeconfig).await;
@@ -140,7 +150,7 @@ async fn fake_kubelet(kubeconfig: PathBuf) {
                 .and_then(|c| c.image.clone())
                 .unwrap_or_default();
             let healthy = !image.contains("crashloop") && !image.contains("badpull");
-            if healthy && seen.elapsed() < START_DELAY {
+            if healthy && seen.elapsed() < start_delay(&image) {
                 continue;
             }
             let status = pod_status(&spec, &image);
