@@ -116,7 +116,9 @@ pub enum Command {
 
     /// Put an environment's services back on the previous task definition revision (or the
     /// Deployment on the previous `ReplicaSet`'s template) and wait.
-    #[command(after_help = "Example:\n  movieverse-deploy rollback --env staging")]
+    #[command(
+        after_help = "Examples:\n  movieverse-deploy rollback --env staging\n  movieverse-deploy rollback --env production --no-wait\n\nRolling: the previous revision. Canary: the stable Deployment's previous template.\nBlue-green: through CodeDeploy; a deployment in flight is stopped with rollback,\notherwise the previous task definition is deployed through the deployment group."
+    )]
     Rollback(WaitArgs),
 
     /// Print the JSON Schema of deploy.yml (for editors and linters).

@@ -577,6 +577,20 @@ fn status_and_rollback_accept_every_environment() {
         "{}",
         r.dump()
     );
+    // rollback of the blue-green environment goes through CodeDeploy (tests/bluegreen.rs);
+    // an unreachable endpoint is reported as such, before anything is changed.
+    let r = Run::from(
+        &aws_cmd(dir.path(), &endpoint)
+            .args(["rollback", "--env", "production"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr.contains("ListDeployments") && r.stderr.contains("connection refused"),
+        "{}",
+        r.dump()
+    );
 }
 
 // 11. Least privilege for the app's ServiceAccount.

@@ -115,9 +115,9 @@ pub(super) fn platform_error(loaded: &Loaded, env: &str, e: &PlatformError, what
     }
 }
 
-/// Where an environment's calls go: the Kubernetes context, or the ECS endpoint and region
-/// as the SDK resolves them from the environment.
-fn endpoint_of(loaded: &Loaded, env: &str) -> String {
+/// Where an environment's call `operation` goes: the Kubernetes context, or the AWS service's
+/// endpoint and region as the SDK resolves them from the environment.
+fn endpoint_of(loaded: &Loaded, env: &str, operation: &str) -> String {
     let e = &loaded.config.environments[env];
     if let (Target::Kubernetes, Some(k)) = (&e.target, &e.kubernetes) {
         return match &k.context {
@@ -126,11 +126,17 @@ fn endpoint_of(loaded: &Loaded, env: &str) -> String {
         };
     }
     let region = region_of(loaded);
-    let url = ["AWS_ENDPOINT_URL_ECS", "AWS_ENDPOINT_URL"]
+    let (service, variable, host) =
+        if crate::platform::ecs::codedeploy::OPERATIONS.contains(&operation) {
+            ("CodeDeploy", "AWS_ENDPOINT_URL_CODEDEPLOY", "codedeploy")
+        } else {
+            ("ECS", "AWS_ENDPOINT_URL_ECS", "ecs")
+        };
+    let url = [variable, "AWS_ENDPOINT_URL"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| format!("https://ecs.{region}.amazonaws.com"));
-    format!("ECS at {url}")
+        .unwrap_or_else(|| format!("https://{host}.{region}.amazonaws.com"));
+    format!("{service} at {url}")
 }
 
 fn region_of(loaded: &Loaded) -> String {
@@ -147,7 +153,7 @@ fn error_line(loaded: &Loaded, env: &str, e: &PlatformError) -> String {
             format!(
                 "{} ({}): {}",
                 e.operation,
-                endpoint_of(loaded, env),
+                endpoint_of(loaded, env, &e.operation),
                 e.message
             )
         }
@@ -185,7 +191,11 @@ fn deployment_id() -> String {
 
 /// One spec per service of the environment: per ECS service, the main one first; on
 /// Kubernetes, the Deployment with the HPA as its scaling and every other manifest beside it.
-fn specs(loaded: &Loaded, env: &str, image: Option<String>) -> Result<Vec<ServiceSpec>, Error> {
+pub(super) fn specs(
+    loaded: &Loaded,
+    env: &str,
+    image: Option<String>,
+) -> Result<Vec<ServiceSpec>, Error> {
     Ok(rendered_specs(loaded, env, image)?.2)
 }
 
@@ -677,7 +687,7 @@ async fn rollback_on<P: Platform>(
 /// `rollback`: a rolling environment's services go back to their previous revision; on a
 /// canary environment, the stable Deployment goes back to its previous template (the canary
 /// Deployment takes no traffic outside a rollout, as rendered). Blue-green rolls back through
-/// `CodeDeploy`, which this release does not drive yet: the error says how to do it now.
+/// `CodeDeploy` (see `bluegreen`).
 pub fn rollback(loaded: &Loaded, args: &WaitArgs) -> Result<(), Error> {
     let name = one_environment(loaded, &args.env.env, "rolls back")?;
     let mut specs = specs(loaded, name, None)?;
@@ -694,17 +704,7 @@ pub fn rollback(loaded: &Loaded, args: &WaitArgs) -> Result<(), Error> {
                 crate::strategy::rolling::CancelPolicy::default(),
             )
         }
-        Strategy::BlueGreen(b) => {
-            return Err(Error::Usage {
-                message: format!(
-                    "environment `{name}` is blue-green through CodeDeploy (application `{}`, deployment group `{}`): its rollback is CodeDeploy's, which this release does not drive yet",
-                    b.application, b.deployment_group
-                ),
-                help: format!(
-                    "for a deployment in flight: `aws deploy stop-deployment --auto-rollback-enabled --deployment-id ID`; after one finished, redeploy the previous task definition through CodeDeploy. `movieverse-deploy status --env {name}` shows what runs"
-                ),
-            });
-        }
+        Strategy::BlueGreen(b) => return super::bluegreen::rollback(loaded, name, b, args),
     };
     let settings = Settings {
         progress_deadline: progress_deadline(loaded, name, deadline, args.poll_interval),

@@ -12,6 +12,7 @@ use crate::git::GitInfo;
 use crate::plan::{self, Style};
 use crate::render::{self, Rendered, Renderer};
 
+mod bluegreen;
 mod deploy;
 mod github;
 mod image;

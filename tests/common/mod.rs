@@ -2,6 +2,7 @@
 //! failure.
 #![allow(dead_code)]
 
+pub mod codedeploy;
 pub mod github;
 pub mod k8s;
 pub mod moto;

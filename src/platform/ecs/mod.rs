@@ -5,6 +5,7 @@
 //! The SDK's own retries are off: the driver retries throttled and transient errors on its
 //! own schedule, the same in production and in the simulator.
 
+pub mod codedeploy;
 pub mod convert;
 
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
@@ -87,7 +88,10 @@ fn kind_of(code: &str, status: u16) -> ErrorKind {
         "ClusterNotFoundException"
         | "ServiceNotFoundException"
         | "ServiceNotActiveException"
-        | "ObjectNotFoundException" => ErrorKind::NotFound,
+        | "ObjectNotFoundException"
+        | "ApplicationDoesNotExistException"
+        | "DeploymentGroupDoesNotExistException"
+        | "DeploymentDoesNotExistException" => ErrorKind::NotFound,
         "ServerException"
         | "InternalFailure"
         | "ServiceUnavailable"
@@ -506,9 +510,16 @@ impl Platform for Ecs {
         let service = self
             .describe(&spec.cluster, std::slice::from_ref(&spec.name))
             .await?;
+        // Under CodeDeploy, what runs is the PRIMARY task set's.
         let current = service
             .first()
-            .and_then(|s| s.task_definition())
+            .and_then(|s| {
+                s.task_sets()
+                    .iter()
+                    .find(|t| t.status() == Some("PRIMARY"))
+                    .and_then(|t| t.task_definition())
+                    .or(s.task_definition())
+            })
             .unwrap_or_default()
             .to_owned();
         let Some(family) = family_of(&current) else {

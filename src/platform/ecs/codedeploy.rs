@@ -1,0 +1,360 @@
+//! `CodeDeploy`'s ECS blue/green deployments: the `AppSpec` for a task definition, creating a
+//! deployment, reading it, stopping it (with or without rollback) and continuing it past its
+//! Ready wait.
+//!
+//! The reading is split in two: [`CodeDeploy::get`] turns the API's answer into an
+//! [`Observed`], and [`judge`] (pure) says what it means for whoever waits on it.
+
+use aws_sdk_codedeploy::types::{
+    AppSpecContent, DeploymentStatus, DeploymentWaitType, RevisionLocation, RevisionLocationType,
+};
+use serde_json::Value;
+
+use super::classify;
+use crate::platform::observation::{ErrorKind, PlatformError};
+
+pub struct CodeDeploy {
+    client: aws_sdk_codedeploy::Client,
+}
+
+/// The `CodeDeploy` operations this module calls (errors name them).
+pub const OPERATIONS: [&str; 5] = [
+    "ListDeployments",
+    "CreateDeployment",
+    "GetDeployment",
+    "StopDeployment",
+    "ContinueDeployment",
+];
+
+/// A deployment's status, as `CodeDeploy` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Queued,
+    InProgress,
+    Baking,
+    /// Green is up and takes test traffic; production waits for `ContinueDeployment`.
+    Ready,
+    Succeeded,
+    Failed,
+    Stopped,
+    /// A status this release does not know.
+    Unknown,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Created => "Created",
+            Status::Queued => "Queued",
+            Status::InProgress => "InProgress",
+            Status::Baking => "Baking",
+            Status::Ready => "Ready",
+            Status::Succeeded => "Succeeded",
+            Status::Failed => "Failed",
+            Status::Stopped => "Stopped",
+            Status::Unknown => "unknown",
+        }
+    }
+
+    /// The statuses of a deployment still in flight (`ListDeployments`' filter).
+    pub const IN_FLIGHT: [Status; 5] = [
+        Status::Created,
+        Status::Queued,
+        Status::InProgress,
+        Status::Baking,
+        Status::Ready,
+    ];
+
+    fn sdk(self) -> DeploymentStatus {
+        DeploymentStatus::from(self.name())
+    }
+}
+
+/// One deployment as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub id: String,
+    pub status: Status,
+    /// `errorInformation`: its code and message.
+    pub error: Option<(String, String)>,
+    /// The deployment `CodeDeploy` started to roll this one back, when it did.
+    pub rolled_back_by: Option<String>,
+    /// `rollbackInfo.rollbackMessage`.
+    pub rollback_message: Option<String>,
+}
+
+/// What an observed deployment means for whoever waits on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Still moving: the status, to show.
+    Waiting(Status),
+    /// Waiting for `ContinueDeployment` (the gate).
+    Ready,
+    Succeeded,
+    /// Failed or stopped: what `CodeDeploy` says, and the deployment that rolls it back.
+    Ended {
+        status: Status,
+        reason: String,
+        rolled_back_by: Option<String>,
+    },
+}
+
+/// What `o` means (pure).
+pub fn judge(o: &Observed) -> Verdict {
+    match o.status {
+        Status::Succeeded => Verdict::Succeeded,
+        Status::Ready => Verdict::Ready,
+        s @ (Status::Failed | Status::Stopped) => {
+            let mut reason = match &o.error {
+                Some((code, message)) => format!("{code}: {message}"),
+                None => format!("the deployment is {}", s.name()),
+            };
+            if let Some(m) = &o.rollback_message {
+                reason = format!("{reason} ({m})");
+            }
+            Verdict::Ended {
+                status: s,
+                reason,
+                rolled_back_by: o.rolled_back_by.clone(),
+            }
+        }
+        s => Verdict::Waiting(s),
+    }
+}
+
+/// The `AppSpec` for `task_definition`: the rendered one (`appspec.yaml`) with its
+/// `TaskDefinition` set, as JSON, and its SHA-256 (hex) as `CreateDeployment` wants it.
+///
+/// # Errors
+/// The rendered `AppSpec` has no `Resources[0].TargetService.Properties`.
+pub fn appspec(rendered: &Value, task_definition: &str) -> Result<(String, String), String> {
+    let mut spec = rendered.clone();
+    let properties = spec
+        .pointer_mut("/Resources/0/TargetService/Properties")
+        .and_then(Value::as_object_mut)
+        .ok_or("the rendered appspec.yaml has no Resources[0].TargetService.Properties")?;
+    properties.insert("TaskDefinition".into(), Value::from(task_definition));
+    let content = serde_json::to_string(&spec).expect("JSON serializes");
+    let sha = crate::sha256_hex(content.as_bytes());
+    Ok((content, sha))
+}
+
+impl CodeDeploy {
+    /// A client from the standard AWS configuration (the SDK's retries off, as for ECS).
+    pub async fn from_env(region: &str) -> Self {
+        let shared = crate::aws::sdk_config(region, false).await;
+        Self {
+            client: aws_sdk_codedeploy::Client::new(&shared),
+        }
+    }
+
+    /// The group's deployments still in flight, newest first as `CodeDeploy` lists them.
+    pub async fn in_flight(
+        &self,
+        application: &str,
+        group: &str,
+    ) -> Result<Vec<String>, PlatformError> {
+        let mut request = self
+            .client
+            .list_deployments()
+            .application_name(application)
+            .deployment_group_name(group);
+        for s in Status::IN_FLIGHT {
+            request = request.include_only_statuses(s.sdk());
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| classify("ListDeployments", &e))?;
+        Ok(out.deployments().to_vec())
+    }
+
+    /// Creates a deployment of `appspec` (content and SHA-256 from [`appspec`]); its id.
+    pub async fn create(
+        &self,
+        application: &str,
+        group: &str,
+        config: &str,
+        appspec: (&str, &str),
+        description: &str,
+    ) -> Result<String, PlatformError> {
+        let content = AppSpecContent::builder()
+            .content(appspec.0)
+            .sha256(appspec.1)
+            .build();
+        let revision = RevisionLocation::builder()
+            .revision_type(RevisionLocationType::AppSpecContent)
+            .app_spec_content(content)
+            .build();
+        let out = self
+            .client
+            .create_deployment()
+            .application_name(application)
+            .deployment_group_name(group)
+            .deployment_config_name(config)
+            .revision(revision)
+            .description(description)
+            .send()
+            .await
+            .map_err(|e| classify("CreateDeployment", &e))?;
+        out.deployment_id().map(str::to_owned).ok_or_else(|| {
+            PlatformError::new(
+                ErrorKind::Transient,
+                "CreateDeployment",
+                "the answer has no deployment id",
+            )
+        })
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Observed, PlatformError> {
+        let out = self
+            .client
+            .get_deployment()
+            .deployment_id(id)
+            .send()
+            .await
+            .map_err(|e| classify("GetDeployment", &e))?;
+        let Some(info) = out.deployment_info() else {
+            return Err(PlatformError::new(
+                ErrorKind::NotFound,
+                "GetDeployment",
+                format!("no deployment {id}"),
+            ));
+        };
+        let status = match info.status() {
+            Some(DeploymentStatus::Created) => Status::Created,
+            Some(DeploymentStatus::Queued) => Status::Queued,
+            Some(DeploymentStatus::InProgress) => Status::InProgress,
+            Some(DeploymentStatus::Baking) => Status::Baking,
+            Some(DeploymentStatus::Ready) => Status::Ready,
+            Some(DeploymentStatus::Succeeded) => Status::Succeeded,
+            Some(DeploymentStatus::Failed) => Status::Failed,
+            Some(DeploymentStatus::Stopped) => Status::Stopped,
+            _ => Status::Unknown,
+        };
+        let rollback = info.rollback_info();
+        Ok(Observed {
+            id: id.to_owned(),
+            status,
+            // An empty `errorInformation` (some answers carry `{}`) is no error.
+            error: info
+                .error_information()
+                .filter(|e| e.code().is_some() || e.message().is_some_and(|m| !m.is_empty()))
+                .map(|e| {
+                    (
+                        e.code()
+                            .map_or_else(|| "ERROR".into(), |c| c.as_str().to_owned()),
+                        e.message().unwrap_or_default().to_owned(),
+                    )
+                }),
+            rolled_back_by: rollback
+                .and_then(|r| r.rollback_deployment_id())
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned),
+            rollback_message: rollback
+                .and_then(|r| r.rollback_message())
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned),
+        })
+    }
+
+    /// `StopDeployment`; with `rollback`, `CodeDeploy` puts the previous task set back.
+    pub async fn stop(&self, id: &str, rollback: bool) -> Result<(), PlatformError> {
+        self.client
+            .stop_deployment()
+            .deployment_id(id)
+            .auto_rollback_enabled(rollback)
+            .send()
+            .await
+            .map_err(|e| classify("StopDeployment", &e))?;
+        Ok(())
+    }
+
+    /// `ContinueDeployment` (`READY_WAIT`): production traffic moves to green.
+    pub async fn continue_ready(&self, id: &str) -> Result<(), PlatformError> {
+        self.client
+            .continue_deployment()
+            .deployment_id(id)
+            .deployment_wait_type(DeploymentWaitType::ReadyWait)
+            .send()
+            .await
+            .map_err(|e| classify("ContinueDeployment", &e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed(status: Status) -> Observed {
+        Observed {
+            id: "d-1".into(),
+            status,
+            error: None,
+            rolled_back_by: None,
+            rollback_message: None,
+        }
+    }
+
+    #[test]
+    fn statuses_mean_what_the_waiter_does() {
+        for (status, verdict) in [
+            (Status::Created, Verdict::Waiting(Status::Created)),
+            (Status::Queued, Verdict::Waiting(Status::Queued)),
+            (Status::InProgress, Verdict::Waiting(Status::InProgress)),
+            (Status::Baking, Verdict::Waiting(Status::Baking)),
+            (Status::Unknown, Verdict::Waiting(Status::Unknown)),
+            (Status::Ready, Verdict::Ready),
+            (Status::Succeeded, Verdict::Succeeded),
+        ] {
+            assert_eq!(judge(&observed(status)), verdict, "{status:?}");
+        }
+        let mut failed = observed(Status::Failed);
+        failed.error = Some(("ALARM_ACTIVE".into(), "alarm movieverse-5xx fired".into()));
+        failed.rolled_back_by = Some("d-2".into());
+        failed.rollback_message = Some("rolled back by d-2".into());
+        assert_eq!(
+            judge(&failed),
+            Verdict::Ended {
+                status: Status::Failed,
+                reason: "ALARM_ACTIVE: alarm movieverse-5xx fired (rolled back by d-2)".into(),
+                rolled_back_by: Some("d-2".into()),
+            }
+        );
+        assert_eq!(
+            judge(&observed(Status::Stopped)),
+            Verdict::Ended {
+                status: Status::Stopped,
+                reason: "the deployment is Stopped".into(),
+                rolled_back_by: None,
+            }
+        );
+    }
+
+    #[test]
+    fn the_appspec_names_the_task_definition_and_its_digest() {
+        let rendered = serde_json::json!({
+            "version": 0.0,
+            "Resources": [{"TargetService": {"Type": "AWS::ECS::Service", "Properties": {
+                "TaskDefinition": "<TASK_DEFINITION>",
+                "LoadBalancerInfo": {"ContainerName": "app", "ContainerPort": 5000}
+            }}}],
+            "Hooks": []
+        });
+        let (content, sha) = appspec(&rendered, "arn:td/app:3").unwrap();
+        let back: Value = serde_json::from_str(&content).unwrap();
+        assert_eq!(
+            back["Resources"][0]["TargetService"]["Properties"]["TaskDefinition"],
+            "arn:td/app:3"
+        );
+        assert_eq!(
+            back["Resources"][0]["TargetService"]["Properties"]["LoadBalancerInfo"]["ContainerPort"],
+            5000
+        );
+        assert_eq!(sha.len(), 64);
+        assert_eq!(sha, crate::sha256_hex(content.as_bytes()));
+        assert!(appspec(&serde_json::json!({"Resources": []}), "x").is_err());
+    }
+}

@@ -1,0 +1,380 @@
+//! A scenario proxy in front of moto for `CodeDeploy`. moto creates, reads and lists
+//! deployments, but leaves each one `Created` and answers 500 to `StopDeployment` and
+//! `ContinueDeployment`. The proxy forwards every request to moto (ECS and the rest
+//! untouched). For `CodeDeploy` it moves each deployment's status over time by the [`Plan`]
+//! the test chose, answers Stop and Continue as `CodeDeploy` does, and serves the rollback
+//! deployments `CodeDeploy` would start (`<id>-rb`). The real binary talks to it over HTTP on
+//! loopback, as it would to AWS.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// How a deployment moves. Every plan starts `Created`, then `InProgress` after
+/// [`STEP`]; the plan says what comes after `2 × STEP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    Succeed,
+    /// `Failed` (green unhealthy), and `CodeDeploy` rolls it back.
+    Fail,
+    /// `Ready` until `ContinueDeployment`, then `Succeeded`.
+    Gate,
+    /// `InProgress` for ever (until stopped).
+    Hang,
+}
+
+pub const STEP: Duration = Duration::from_millis(300);
+
+struct Tracked {
+    plan: Plan,
+    since: Instant,
+    continued: Option<Instant>,
+    /// When it was stopped, and whether with rollback.
+    stopped: Option<(Instant, bool)>,
+}
+
+impl Tracked {
+    fn new(plan: Plan) -> Self {
+        Self {
+            plan,
+            since: Instant::now(),
+            continued: None,
+            stopped: None,
+        }
+    }
+
+    /// Status, errorInformation and rollbackInfo now.
+    fn state(&self, id: &str) -> (&'static str, Value, Value) {
+        let none = || (json!({}), json!({}));
+        if let Some((at, rollback)) = self.stopped
+            && at.elapsed() >= STEP
+        {
+            return (
+                "Stopped",
+                json!({"code": "MANUAL_STOP", "message": "The deployment was stopped by a user request."}),
+                if rollback {
+                    json!({"rollbackDeploymentId": format!("{id}-rb"), "rollbackMessage": format!("Deployment {id} was rolled back by {id}-rb")})
+                } else {
+                    json!({})
+                },
+            );
+        }
+        let t = self.since.elapsed();
+        let (status, (error, rollback)) = if t < STEP {
+            ("Created", none())
+        } else if t < 2 * STEP || self.stopped.is_some() {
+            ("InProgress", none())
+        } else {
+            match self.plan {
+                Plan::Succeed => ("Succeeded", none()),
+                Plan::Hang => ("InProgress", none()),
+                Plan::Fail => (
+                    "Failed",
+                    (
+                        json!({"code": "HEALTH_CONSTRAINTS", "message": "The ECS task set movieverse-green failed its target group health checks"}),
+                        json!({"rollbackDeploymentId": format!("{id}-rb"), "rollbackMessage": format!("Deployment {id} was rolled back by {id}-rb")}),
+                    ),
+                ),
+                Plan::Gate => match self.continued {
+                    None => ("Ready", none()),
+                    Some(c) if c.elapsed() < STEP => ("InProgress", none()),
+                    Some(_) => ("Succeeded", none()),
+                },
+            }
+        };
+        (status, error, rollback)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    plan: Option<Plan>,
+    tracked: HashMap<String, Tracked>,
+    /// Every `CodeDeploy` call: operation and request body.
+    calls: Vec<(String, Value)>,
+}
+
+impl State {
+    fn track(&mut self, id: &str) -> &mut Tracked {
+        let plan = self.plan.unwrap_or(Plan::Succeed);
+        if !self.tracked.contains_key(id)
+            && let Some(original) = id.strip_suffix("-rb")
+            && let Some(o) = self.tracked.get(original)
+        {
+            // A rollback deployment exists from the moment its original failed or stopped.
+            let mut rb = Tracked::new(Plan::Succeed);
+            rb.since = o.stopped.map_or(o.since + 2 * STEP, |(at, _)| at + STEP);
+            self.tracked.insert(id.to_owned(), rb);
+        }
+        self.tracked
+            .entry(id.to_owned())
+            .or_insert_with(|| Tracked::new(plan))
+    }
+}
+
+pub struct Proxy {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl Proxy {
+    /// Starts the proxy on a free loopback port in front of `moto` (its URL).
+    pub fn start(moto: &str, plan: Plan) -> Self {
+        let state = Arc::new(Mutex::new(State {
+            plan: Some(plan),
+            ..State::default()
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = moto.to_owned();
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (upstream, state) = (upstream.clone(), shared.clone());
+                std::thread::spawn(move || serve(stream, &upstream, &state));
+            }
+        });
+        Self { url, state }
+    }
+
+    /// The plan for deployments not seen yet.
+    pub fn set_plan(&self, plan: Plan) {
+        self.state.lock().unwrap().plan = Some(plan);
+    }
+
+    /// The request bodies of every `CodeDeploy` call `operation` seen so far.
+    pub fn calls(&self, operation: &str) -> Vec<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .iter()
+            .filter(|(op, _)| op == operation)
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
+
+    /// The variables that point the binary's AWS SDK at this proxy.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        super::aws_env(&self.url)
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn read_request(reader: &mut impl std::io::BufRead) -> Option<Request> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_owned();
+    let path = parts.next()?.to_owned();
+    let mut headers = Vec::new();
+    let mut length = 0;
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            headers.push((k.to_owned(), v.trim().to_owned()));
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut out = stream.try_clone().unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    while let Some(request) = read_request(&mut reader) {
+        let operation = request
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
+            .and_then(|(_, v)| v.strip_prefix("CodeDeploy_20141006."))
+            .map(str::to_owned);
+        let forward = |body: Vec<u8>| -> (u16, String, Vec<u8>) {
+            let mut r = client.request(
+                reqwest::Method::from_bytes(request.method.as_bytes()).unwrap(),
+                format!("{upstream}{}", request.path),
+            );
+            for (k, v) in &request.headers {
+                if !["host", "connection", "content-length"]
+                    .contains(&k.to_ascii_lowercase().as_str())
+                {
+                    r = r.header(k.as_str(), v.as_str());
+                }
+            }
+            rt.block_on(async {
+                let response = r.body(body).send().await.unwrap();
+                let status = response.status().as_u16();
+                let ct = response
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("application/x-amz-json-1.1")
+                    .to_owned();
+                (status, ct, response.bytes().await.unwrap().to_vec())
+            })
+        };
+        let (status, ct, body) = match operation {
+            None => forward(request.body.clone()),
+            Some(op) => {
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+                state.lock().unwrap().calls.push((op.clone(), body.clone()));
+                codedeploy(&op, &body, state, &forward)
+            }
+        };
+        let head = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+            if status < 400 { "OK" } else { "Error" },
+            body.len()
+        );
+        if out
+            .write_all(head.as_bytes())
+            .and_then(|()| out.write_all(&body))
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+const JSON: &str = "application/x-amz-json-1.1";
+
+fn answer(status: u16, body: &Value) -> (u16, String, Vec<u8>) {
+    (status, JSON.into(), body.to_string().into_bytes())
+}
+
+fn codedeploy(
+    op: &str,
+    body: &Value,
+    state: &Mutex<State>,
+    forward: &dyn Fn(Vec<u8>) -> (u16, String, Vec<u8>),
+) -> (u16, String, Vec<u8>) {
+    let id = body["deploymentId"].as_str().unwrap_or_default().to_owned();
+    match op {
+        "CreateDeployment" => {
+            let (status, ct, out) = forward(body.to_string().into_bytes());
+            if let Some(id) = serde_json::from_slice::<Value>(&out)
+                .ok()
+                .and_then(|v| v["deploymentId"].as_str().map(str::to_owned))
+            {
+                state.lock().unwrap().track(&id);
+            }
+            (status, ct, out)
+        }
+        "GetDeployment" => {
+            let mut s = state.lock().unwrap();
+            let synthetic =
+                id.ends_with("-rb") && s.tracked.contains_key(id.trim_end_matches("-rb"));
+            let (status_now, error, rollback) = s.track(&id).state(&id);
+            drop(s);
+            let mut info = if synthetic {
+                json!({"deploymentId": id, "applicationName": "movieverse", "deploymentGroupName": "movieverse-production", "computePlatform": "ECS", "creator": "autoRollback"})
+            } else {
+                let (code, _, out) = forward(body.to_string().into_bytes());
+                if code != 200 {
+                    return (code, JSON.into(), out);
+                }
+                serde_json::from_slice::<Value>(&out).unwrap()["deploymentInfo"].clone()
+            };
+            info["status"] = json!(status_now);
+            info["errorInformation"] = error;
+            info["rollbackInfo"] = rollback;
+            answer(200, &json!({"deploymentInfo": info}))
+        }
+        "ListDeployments" => {
+            let wanted: Vec<String> = body["includeOnlyStatuses"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut all = body.clone();
+            all.as_object_mut().unwrap().remove("includeOnlyStatuses");
+            let (code, _, out) = forward(all.to_string().into_bytes());
+            if code != 200 {
+                return (code, JSON.into(), out);
+            }
+            let listed: Value = serde_json::from_slice(&out).unwrap();
+            let mut ids: Vec<String> = listed["deployments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|d| d.as_str().map(str::to_owned))
+                .collect();
+            let mut s = state.lock().unwrap();
+            let rollbacks: Vec<String> = s
+                .tracked
+                .keys()
+                .filter(|k| k.ends_with("-rb"))
+                .cloned()
+                .collect();
+            ids.extend(rollbacks);
+            ids.retain(|d| wanted.is_empty() || wanted.iter().any(|w| w == s.track(d).state(d).0));
+            answer(200, &json!({"deployments": ids}))
+        }
+        "StopDeployment" => {
+            let rollback = body["autoRollbackEnabled"].as_bool().unwrap_or(false);
+            let mut s = state.lock().unwrap();
+            let t = s.track(&id);
+            let now = t.state(&id).0;
+            if ["Succeeded", "Failed", "Stopped"].contains(&now) {
+                return answer(
+                    400,
+                    &json!({"__type": "DeploymentAlreadyCompletedException", "message": format!("The deployment {id} has already completed")}),
+                );
+            }
+            t.stopped = Some((Instant::now(), rollback));
+            answer(
+                200,
+                &json!({"status": "Pending", "statusMessage": "Stopping Pending. Stopping to schedule commands in the deployment instances"}),
+            )
+        }
+        "ContinueDeployment" => {
+            let mut s = state.lock().unwrap();
+            let t = s.track(&id);
+            if t.state(&id).0 != "Ready" {
+                return answer(
+                    400,
+                    &json!({"__type": "DeploymentIsNotInReadyStateException", "message": format!("The deployment {id} is not in a ready state")}),
+                );
+            }
+            t.continued = Some(Instant::now());
+            answer(200, &json!({}))
+        }
+        _ => forward(body.to_string().into_bytes()),
+    }
+}
