@@ -94,8 +94,8 @@ pub fn build(config: &Config, git: &GitInfo, image: &str, rendered: &[Rendered])
     }
 }
 
-/// Environments whose strategy `deploy` does not drive yet (blue-green): the plan says so up
-/// front.
+/// Environments whose strategy `deploy` does not drive yet (a canary on ECS): the plan says
+/// so up front.
 fn strategy_warnings(config: &Config, rendered: &[Rendered]) -> Vec<String> {
     rendered
         .iter()
@@ -104,6 +104,7 @@ fn strategy_warnings(config: &Config, rendered: &[Rendered]) -> Vec<String> {
             match &env.strategy {
                 crate::config::Strategy::Rolling(_) => None,
                 crate::config::Strategy::Canary(_) if env.target == Target::Kubernetes => None,
+                crate::config::Strategy::BlueGreen(_) if env.target == Target::Ecs => None,
                 other => Some(format!(
                     "environment {}: `deploy` does not drive the {} strategy yet (it refuses before changing anything); `plan`, `render`, `status` and `rollback` work",
                     r.env,

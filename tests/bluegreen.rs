@@ -20,10 +20,30 @@ struct Bed {
 }
 
 fn bed(plan: Plan) -> Bed {
+    bed_with(plan, false, false)
+}
+
+/// The bed, with a group that stops at Ready (`group_gate`) and deploy.yml asking for a
+/// manual gate (`config_gate`).
+fn bed_with(plan: Plan, group_gate: bool, config_gate: bool) -> Bed {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     moto.staging_config(dir.path());
-    let world: serde_json::Value = serde_json::from_str(&moto.world(&["bluegreen"])).unwrap();
+    if config_gate {
+        let path = dir.path().join("deploy.yml");
+        let text = std::fs::read_to_string(&path).unwrap().replacen(
+            "        termination_wait: 5m\n",
+            "        termination_wait: 5m\n        gate: manual\n",
+            1,
+        );
+        std::fs::write(path, text).unwrap();
+    }
+    let world: serde_json::Value = serde_json::from_str(&moto.world(if group_gate {
+        &["bluegreen", "gate"]
+    } else {
+        &["bluegreen"]
+    }))
+    .unwrap();
     let proxy = Proxy::start(&moto.endpoint, plan);
     Bed {
         current: world["task_definition"].as_str().unwrap().to_owned(),
@@ -241,6 +261,186 @@ fn a_service_with_nothing_before_says_so_and_deploys_nothing() {
     assert!(
         r.stderr
             .contains("there is no earlier task definition revision to roll back to"),
+        "{}",
+        r.dump()
+    );
+    assert!(bed.proxy.calls("CreateDeployment").is_empty());
+}
+
+const DEPLOY: &[&str] = &["deploy", "--env", "production", "--poll-interval", "1s"];
+
+fn rollout(bed: &Bed, action: &str) -> Run {
+    let mut args = vec!["rollout", action, "--env", "production"];
+    if action != "status" {
+        args.extend(["--poll-interval", "1s"]);
+    }
+    mvd(bed, &args)
+}
+
+/// The task definition the deploy registered (the one after the world's two).
+const NEW_REVISION: &str =
+    "arn:aws:ecs:us-east-1:123456789012:task-definition/movieverse-production:3";
+
+#[test]
+fn deploy_creates_the_deployment_for_a_new_revision_and_follows_it_to_the_end() {
+    let bed = bed(Plan::Succeed);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let id = output(&r, "deployment");
+    let body = created(&bed);
+    let content = body["revision"]["appSpecContent"]["content"]
+        .as_str()
+        .unwrap();
+    let appspec: serde_json::Value = serde_json::from_str(content).unwrap();
+    assert_eq!(
+        appspec["Resources"][0]["TargetService"]["Properties"]["TaskDefinition"],
+        NEW_REVISION
+    );
+    for line in [
+        "production: step 1/3: deploy green",
+        &format!("production: registered {NEW_REVISION}"),
+        &format!("{id} Succeeded"),
+        "production: step 3/3: keep blue for the termination wait",
+        "production: promoted: green serves production, blue is terminated",
+    ] {
+        assert!(r.stderr.contains(line), "{line}\n{}", r.dump());
+    }
+    assert!(bed.proxy.calls("StopDeployment").is_empty());
+}
+
+#[test]
+fn a_manual_gate_pauses_and_rollout_promote_from_a_second_process_switches() {
+    let bed = bed_with(Plan::Gate, true, true);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stdout.contains("result=paused"), "{}", r.dump());
+    let id = output(&r, "deployment");
+    assert!(
+        r.stderr
+            .contains("green takes test traffic on port 8080; production stays on blue"),
+        "{}",
+        r.dump()
+    );
+    assert!(bed.proxy.calls("ContinueDeployment").is_empty());
+
+    let status = rollout(&bed, "status");
+    assert_eq!(status.code, 0, "{}", status.dump());
+    assert!(
+        status.stdout.contains(&format!(
+            "CodeDeploy deployment {id} of movieverse/movieverse-production: Ready"
+        )) && status.stdout.contains("rollout promote --env production"),
+        "{}",
+        status.dump()
+    );
+
+    let promoted = rollout(&bed, "promote");
+    assert_eq!(promoted.code, 0, "{}", promoted.dump());
+    let continued = bed.proxy.calls("ContinueDeployment");
+    assert_eq!(continued.len(), 1, "{}", promoted.dump());
+    assert_eq!(continued[0]["deploymentId"], id.as_str());
+    assert_eq!(continued[0]["deploymentWaitType"], "READY_WAIT");
+    assert!(
+        promoted.stderr.contains("production traffic is on green")
+            && promoted
+                .stderr
+                .contains("promoted: green serves production"),
+        "{}",
+        promoted.dump()
+    );
+    let status = rollout(&bed, "status");
+    assert!(
+        status.stdout.contains("no blue-green deployment"),
+        "{}",
+        status.dump()
+    );
+    assert_eq!(
+        created(&bed)["deploymentGroupName"],
+        "movieverse-production"
+    );
+}
+
+#[test]
+fn rollout_abort_at_the_gate_stops_with_rollback() {
+    let bed = bed_with(Plan::Gate, true, true);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let id = output(&r, "deployment");
+    let aborted = rollout(&bed, "abort");
+    assert_eq!(aborted.code, 1, "{}", aborted.dump());
+    let stops = bed.proxy.calls("StopDeployment");
+    assert_eq!(stops.len(), 1, "{}", aborted.dump());
+    assert_eq!(stops[0]["deploymentId"], id.as_str());
+    assert_eq!(stops[0]["autoRollbackEnabled"], true);
+    assert!(
+        aborted
+            .stderr
+            .contains("rolling back, traffic to blue: rollout abort")
+            && aborted.stderr.contains(&format!("{id}-rb Succeeded")),
+        "{}",
+        aborted.dump()
+    );
+    assert!(bed.proxy.calls("ContinueDeployment").is_empty());
+    // Idempotent: nothing is in flight any more.
+    let again = rollout(&bed, "abort");
+    assert_eq!(again.code, 1, "{}", again.dump());
+    assert!(
+        again.stderr.contains("no blue-green deployment"),
+        "{}",
+        again.dump()
+    );
+}
+
+#[test]
+fn green_that_fails_is_rolled_back_by_codedeploy_and_the_reason_shown() {
+    let bed = bed(Plan::Fail);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 1, "{}", r.dump());
+    let id = output(&r, "deployment");
+    assert!(
+        r.stderr.contains("HEALTH_CONSTRAINTS: The ECS task set movieverse-green failed its target group health checks")
+            && r.stderr.contains(&format!("{id}-rb Succeeded")),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        bed.proxy.calls("StopDeployment").is_empty(),
+        "a failed deployment is rolled back by CodeDeploy already"
+    );
+}
+
+#[test]
+fn sigint_while_green_deploys_stops_it_with_rollback() {
+    let bed = bed(Plan::Hang);
+    let running = common::run_until(&mut cmd(&bed, DEPLOY), "InProgress");
+    let (code, stderr, _) = running.signal("INT");
+    assert_eq!(code, Some(130), "{stderr}");
+    let stops = bed.proxy.calls("StopDeployment");
+    assert_eq!(stops.len(), 1, "{stderr}");
+    assert_eq!(stops[0]["autoRollbackEnabled"], true);
+    assert!(stderr.contains("production: cancelled"), "{stderr}");
+}
+
+#[test]
+fn a_gate_the_group_does_not_hold_and_a_deployment_in_flight_stop_the_deploy_before_any_change() {
+    let bed = bed_with(Plan::Succeed, false, true);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr.contains("does not stop at Ready") && r.stderr.contains("nothing was created"),
+        "{}",
+        r.dump()
+    );
+    assert!(bed.proxy.calls("CreateDeployment").is_empty());
+
+    let bed = self::bed(Plan::Hang);
+    let world: serde_json::Value = serde_json::from_str(&bed.moto.world(&["inflight"])).unwrap();
+    let in_flight = world["deployment"].as_str().unwrap();
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 1, "{}", r.dump());
+    assert!(
+        r.stderr.contains(&format!(
+            "CodeDeploy deployment {in_flight} of movieverse/movieverse-production is in progress"
+        )) && r.stderr.contains("rollout status --env production"),
         "{}",
         r.dump()
     );

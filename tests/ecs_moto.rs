@@ -270,15 +270,25 @@ async fn a_missing_service_is_an_environment_error_and_invalid_input_calls_nothi
     assert_eq!(r.code, 2, "{}", r.dump());
     assert_eq!(active_revisions(&ecs).await, before);
 
-    // Environments this release does not deploy say so (exit 2).
+    // A blue-green environment whose CodeDeploy group does not exist: the deploy reads the
+    // group first and stops there (exit 3), having registered nothing.
     std::fs::write(dir.path().join("deploy.yml"), &text).unwrap();
     let r = mvd(&moto, dir.path(), &["deploy", "--env", "production"]);
-    assert_eq!(r.code, 2, "{}", r.dump());
+    assert_eq!(r.code, 3, "{}", r.dump());
     assert!(
         r.stderr
-            .contains("blue-green strategy, which `deploy` does not drive yet"),
+            .contains("read the deployment group movieverse/movieverse-production"),
         "{}",
         r.dump()
+    );
+    assert!(
+        ecs.list_task_definitions()
+            .family_prefix("movieverse-production")
+            .send()
+            .await
+            .unwrap()
+            .task_definition_arns()
+            .is_empty()
     );
 }
 

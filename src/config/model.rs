@@ -628,6 +628,12 @@ pub struct BlueGreen {
     /// Fail when the deployment has not finished within this time.
     #[serde(default = "defaults::progress_deadline")]
     pub progress_deadline: Duration,
+    /// Hold at Ready (green up, test traffic on the test listener) before production traffic
+    /// moves: `manual` (until `rollout promote`; the deploy ends with `result=paused`) or a
+    /// duration (then go on by itself). The deployment group must stop at Ready
+    /// (`deploymentReadyOption.actionOnTimeout: STOP_DEPLOYMENT`); `deploy` checks it first.
+    #[serde(default)]
+    pub gate: Option<PauseGate>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -90,8 +90,7 @@ impl Script {
     }
 }
 
-/// The script of an environment's strategy; `None` for blue-green, which the platform plays
-/// (`CodeDeploy`) and which this engine does not drive yet.
+/// The script of an environment's strategy.
 pub fn compile(env: &Environment) -> Option<Script> {
     match &env.strategy {
         Strategy::Rolling(_) => Some(Script {
@@ -106,7 +105,39 @@ pub fn compile(env: &Environment) -> Option<Script> {
             },
         }),
         Strategy::Canary(c) => Some(canary(c)),
-        Strategy::BlueGreen(_) => None,
+        Strategy::BlueGreen(b) => Some(blue_green(b)),
+    }
+}
+
+/// The blue-green script through `CodeDeploy`, which shifts the traffic itself: the steps
+/// start and observe what the platform does (DESIGN §2b).
+/// - `Deploy(canary)`: green, until `CodeDeploy` holds it at Ready (test traffic on the test
+///   listener), or has finished on its own (a group without a Ready wait);
+/// - `Pause(gate)` when deploy.yml asks for one;
+/// - `SetWeight(100)`: `ContinueDeployment`, production traffic to green;
+/// - `ScaleDown(stable)`: blue is kept for the termination wait (an abort then switches back
+///   at once), then terminated: the deployment succeeds.
+///
+/// Abort and cancel play `SetWeight(0)`: `StopDeployment` with rollback, traffic on blue.
+pub fn blue_green(b: &crate::config::BlueGreen) -> Script {
+    let mut steps = vec![Step::Deploy(Track::Canary)];
+    if let Some(g) = &b.gate {
+        steps.push(Step::Pause(match g {
+            crate::config::PauseGate::Manual => Gate::Manual,
+            crate::config::PauseGate::Timed(d) => Gate::Timed(d.as_secs()),
+        }));
+    }
+    steps.extend([Step::SetWeight(100), Step::ScaleDown(Track::Stable)]);
+    Script {
+        strategy: "blue-green".into(),
+        steps,
+        on_abort: vec![Step::SetWeight(0)],
+        timing: Timing {
+            initial_delay: 0,
+            interval: 0,
+            threshold: 0,
+            deadline: 0,
+        },
     }
 }
 

@@ -1,5 +1,11 @@
-//! Blue-green through `CodeDeploy`, at the edge: `rollback` of a blue-green environment.
+//! Blue-green through `CodeDeploy`, at the edge: `deploy` (the engine plays
+//! [`crate::rollout::script::blue_green`]; `CodeDeploy` shifts the traffic, each step starts
+//! and observes what it does), `rollout status|promote|abort`, and `rollback`.
 //!
+//! The rollout's state is `CodeDeploy`'s: the group's deployment in flight and its status. A
+//! later process finds it there (`ListDeployments`), so nothing else is stored.
+//!
+//! `rollback`:
 //! - A deployment in flight is stopped with `CodeDeploy`'s rollback (blue takes the traffic
 //!   back), and the rollback it starts is followed to its end.
 //! - Otherwise the task definition that ran before the current one is deployed through the
@@ -11,19 +17,26 @@
 //! `progress_deadline`), and ends at SIGINT/SIGTERM: a rollback cancelled in flight is stopped
 //! with `CodeDeploy`'s own rollback, which leaves the service as it was before it.
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::Error;
-use super::deploy::{platform_error, runtime, specs, watch_signals};
-use crate::cli::{Selection, WaitArgs};
+use super::deploy::{platform_error, rendered_specs, runtime, specs, watch_signals};
+use super::rollout::{Effects, conclude, now_ms, play};
+use super::{Error, print_out};
+use crate::cli::{DeployArgs, RolloutAction, Selection, WaitArgs};
 use crate::config::{BlueGreen, Loaded};
 use crate::platform::Platform as _;
+use crate::platform::ServiceSpec;
 use crate::platform::ecs::Ecs;
-use crate::platform::ecs::codedeploy::{CodeDeploy, Verdict, appspec, judge};
+use crate::platform::ecs::codedeploy::{CodeDeploy, Status, Verdict, appspec, judge};
 use crate::platform::observation::PlatformError;
 use crate::render::templates::ECS_APPSPEC;
+use crate::rollout::engine::{
+    Analysis, Effect, Event, Input, Outcome, State, Status as EngineStatus,
+};
+use crate::rollout::script::{Gate, Script, Step, Track, blue_green};
 
 /// `rollback --env E` for a blue-green (`CodeDeploy`) environment.
 pub(super) fn rollback(
@@ -54,9 +67,15 @@ pub(super) fn rollback(
         let waiter = Waiter {
             codedeploy: &codedeploy,
             cancel: &cancel,
-            deadline: Instant::now() + limit,
             poll: args.poll_interval,
             env: name,
+        };
+        let deadline = Instant::now() + limit;
+        let to_the_end = Until {
+            statuses: &[Status::Succeeded],
+            continue_ready: true,
+            interruptible: true,
+            deadline,
         };
         if let Some(id) = in_flight.first() {
             eprintln!(
@@ -71,17 +90,24 @@ pub(super) fn rollback(
                 eprintln!("{name}: stop requested; not waiting (--no-wait)");
                 return Ok(());
             }
-            return match waiter.follow(id, false).await.map_err(|e| fail(&e, name))? {
+            let stopped = Until {
+                statuses: &[],
+                continue_ready: false,
+                interruptible: true,
+                deadline,
+            };
+            return match waiter.follow(id, &stopped).await.map_err(|e| fail(&e, name))? {
                 End::Ended {
                     rolled_back_by: Some(by),
                     ..
                 } => {
                     eprintln!("{name}: CodeDeploy rolls {id} back with deployment {by}");
                     println!("rollback_deployment={by}");
-                    finish(name, &by, waiter.follow(&by, true).await.map_err(|e| fail(&e, name))?)
+                    let end = waiter.follow(&by, &to_the_end).await.map_err(|e| fail(&e, name))?;
+                    finish(name, &by, end)
                 }
                 End::Ended { reason, .. } => {
-                    eprintln!("{name}: {id} stopped: {reason}");
+                    eprintln!("{name}: {id} ended: {reason}");
                     Ok(())
                 }
                 other => finish(name, id, other),
@@ -126,7 +152,17 @@ pub(super) fn rollback(
             );
             return Ok(());
         }
-        finish(name, &id, waiter.follow(&id, true).await.map_err(|e| fail(&e, name))?)
+        let end = waiter.follow(&id, &to_the_end).await.map_err(|e| fail(&e, name))?;
+        if let End::Interrupted = end {
+            eprintln!(
+                "{name}: cancelled: stopping {id} with CodeDeploy's rollback (the service goes back to what ran before it)"
+            );
+            codedeploy
+                .stop(&id, true)
+                .await
+                .map_err(|e| fail(&e, &format!("{name}: stop deployment {id}")))?;
+        }
+        finish(name, &id, end)
     })
 }
 
@@ -153,53 +189,65 @@ fn rendered_appspec(loaded: &Loaded, name: &str) -> Result<serde_json::Value, Er
 /// How a followed deployment ended for us.
 #[derive(Debug)]
 enum End {
-    Succeeded,
+    /// It reached one of the statuses waited for.
+    Reached,
     Ended {
         reason: String,
         rolled_back_by: Option<String>,
     },
     TimedOut(Duration),
-    /// Cancelled: the deployment was stopped with rollback.
-    Cancelled,
+    /// The run was cancelled (only for an interruptible wait): nothing was done about it.
+    Interrupted,
+}
+
+/// What to wait for.
+struct Until<'s> {
+    statuses: &'s [Status],
+    /// Continue a Ready wait on the way (`ContinueDeployment`).
+    continue_ready: bool,
+    /// A cancellation ends the wait (never for a wait that is itself the way back).
+    interruptible: bool,
+    deadline: Instant,
 }
 
 struct Waiter<'a> {
     codedeploy: &'a CodeDeploy,
     cancel: &'a CancellationToken,
-    deadline: Instant,
     poll: Duration,
     env: &'a str,
 }
 
 impl Waiter<'_> {
-    /// Polls `id` until it ends, the deadline passes or the run is cancelled; continues a
-    /// Ready wait when `continue_ready`.
-    async fn follow(&self, id: &str, continue_ready: bool) -> Result<End, PlatformError> {
+    /// Polls `id` until it reaches a status of `until`, ends otherwise, the deadline passes
+    /// or (when interruptible) the run is cancelled. Each change of status is shown.
+    async fn follow(&self, id: &str, until: &Until<'_>) -> Result<End, PlatformError> {
         let env = self.env;
         let started = Instant::now();
         let mut last = None;
+        let interrupted = || until.interruptible && self.cancel.is_cancelled();
         loop {
+            if interrupted() {
+                return Ok(End::Interrupted);
+            }
             let observed = tokio::select! {
                 o = self.codedeploy.get(id) => o?,
-                () = self.cancel.cancelled() => return self.cancelled(id).await,
+                () = self.cancel.cancelled(), if until.interruptible => return Ok(End::Interrupted),
             };
             let verdict = judge(&observed);
             if last.as_ref() != Some(&verdict) {
                 let elapsed = started.elapsed().as_secs();
-                match &verdict {
-                    Verdict::Waiting(s) => eprintln!("[{elapsed:>5}s] {env}: {id} {}", s.name()),
-                    Verdict::Ready => {
-                        eprintln!("[{elapsed:>5}s] {env}: {id} Ready (green takes test traffic)");
-                    }
-                    Verdict::Succeeded => eprintln!("[{elapsed:>5}s] {env}: {id} Succeeded"),
-                    Verdict::Ended { status, .. } => {
-                        eprintln!("[{elapsed:>5}s] {env}: {id} {}", status.name());
-                    }
-                }
+                let what = match &verdict {
+                    Verdict::Ready => "Ready (green takes test traffic)",
+                    Verdict::Succeeded => "Succeeded",
+                    Verdict::Waiting(s) | Verdict::Ended { status: s, .. } => s.name(),
+                };
+                eprintln!("[{elapsed:>5}s] {env}: {id} {what}");
                 last = Some(verdict.clone());
             }
+            if until.statuses.contains(&observed.status) {
+                return Ok(End::Reached);
+            }
             match verdict {
-                Verdict::Succeeded => return Ok(End::Succeeded),
                 Verdict::Ended {
                     reason,
                     rolled_back_by,
@@ -210,7 +258,13 @@ impl Waiter<'_> {
                         rolled_back_by,
                     });
                 }
-                Verdict::Ready if continue_ready => {
+                Verdict::Succeeded => {
+                    return Ok(End::Ended {
+                        reason: "the deployment succeeded".into(),
+                        rolled_back_by: None,
+                    });
+                }
+                Verdict::Ready if until.continue_ready => {
                     eprintln!(
                         "{env}: {id}: continuing past the Ready wait (a rollback does not wait for a promotion)"
                     );
@@ -219,30 +273,48 @@ impl Waiter<'_> {
                 Verdict::Ready | Verdict::Waiting(_) => {}
             }
             let now = Instant::now();
-            if now >= self.deadline {
+            if now >= until.deadline {
                 return Ok(End::TimedOut(started.elapsed()));
             }
-            let wake = (now + self.poll).min(self.deadline);
+            let wake = (now + self.poll).min(until.deadline);
             tokio::select! {
                 () = tokio::time::sleep_until(wake.into()) => {}
-                () = self.cancel.cancelled() => return self.cancelled(id).await,
+                () = self.cancel.cancelled(), if until.interruptible => return Ok(End::Interrupted),
             }
         }
     }
 
-    async fn cancelled(&self, id: &str) -> Result<End, PlatformError> {
-        eprintln!(
-            "{}: cancelled: stopping {id} with CodeDeploy's rollback (the service goes back to what ran before it)",
-            self.env
-        );
-        self.codedeploy.stop(id, true).await?;
-        Ok(End::Cancelled)
+    /// Follows a rollback to its end: `Ok` once it succeeded.
+    async fn rolled_back(&self, id: &str, deadline: Instant) -> Result<(), String> {
+        match self
+            .follow(
+                id,
+                &Until {
+                    statuses: &[Status::Succeeded],
+                    continue_ready: true,
+                    interruptible: false,
+                    deadline,
+                },
+            )
+            .await
+        {
+            Ok(End::Reached) => Ok(()),
+            Ok(End::Ended { reason, .. }) => {
+                Err(format!("the rollback {id} did not succeed: {reason}"))
+            }
+            Ok(End::TimedOut(after)) => Err(format!(
+                "the rollback {id} has not finished after {}s; CodeDeploy carries on with it",
+                after.as_secs()
+            )),
+            Ok(End::Interrupted) => Err("interrupted".into()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 
 fn finish(env: &str, id: &str, end: End) -> Result<(), Error> {
     match end {
-        End::Succeeded => {
+        End::Reached => {
             eprintln!("{env}: rolled back (CodeDeploy deployment {id} succeeded)");
             Ok(())
         }
@@ -265,11 +337,510 @@ fn finish(env: &str, id: &str, end: End) -> Result<(), Error> {
                 after.as_secs()
             ),
         }),
-        End::Cancelled => Err(Error::Deployment {
+        End::Interrupted => Err(Error::Deployment {
             code: 130,
             message: format!(
                 "{env}: cancelled; {id} was stopped with rollback (the service goes back to what ran before it)"
             ),
         }),
     }
+}
+
+/// The engine's effects through `CodeDeploy` (see [`crate::rollout::script::blue_green`]).
+struct Green<'a> {
+    name: &'a str,
+    b: &'a BlueGreen,
+    ecs: Ecs,
+    codedeploy: CodeDeploy,
+    spec: ServiceSpec,
+    appspec: serde_json::Value,
+    /// The deployment this rollout plays: created by `Deploy(green)`, or found in flight.
+    deployment: std::sync::Mutex<Option<String>>,
+    cancel: CancellationToken,
+    poll: Duration,
+}
+
+impl Green<'_> {
+    fn waiter(&self) -> Waiter<'_> {
+        Waiter {
+            codedeploy: &self.codedeploy,
+            cancel: &self.cancel,
+            poll: self.poll,
+            env: self.name,
+        }
+    }
+
+    fn id(&self) -> Option<String> {
+        self.deployment
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Follows the deployment until one of `statuses` (interruptible by cancellation).
+    async fn until(&self, statuses: &[Status], within: Duration) -> Result<(), String> {
+        let Some(id) = self.id() else {
+            return Err("no CodeDeploy deployment was created".into());
+        };
+        let until = Until {
+            statuses,
+            continue_ready: false,
+            interruptible: true,
+            deadline: Instant::now() + within,
+        };
+        match self.waiter().follow(&id, &until).await {
+            Ok(End::Reached) => Ok(()),
+            Ok(End::Ended {
+                reason,
+                rolled_back_by,
+            }) => Err(format!(
+                "CodeDeploy deployment {id}: {reason}{}",
+                rolled_back_by
+                    .map(|by| format!("; CodeDeploy rolled it back ({by})"))
+                    .unwrap_or_default()
+            )),
+            Ok(End::TimedOut(after)) => Err(format!(
+                "CodeDeploy deployment {id} did not get there within {}s (progress_deadline)",
+                after.as_secs()
+            )),
+            Ok(End::Interrupted) => Err("cancelled".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// `Deploy(green)`: registers the task definition and creates the deployment (unless one
+    /// is already being played), then waits until `CodeDeploy` holds it at Ready or has
+    /// finished on its own.
+    async fn deploy_green(&self) -> Result<(), String> {
+        if self.id().is_none() {
+            let revision = self
+                .ecs
+                .register(&self.spec)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("{}: registered {revision}", self.name);
+            let (content, sha) = appspec(&self.appspec, &revision)?;
+            let id = self
+                .codedeploy
+                .create(
+                    &self.b.application,
+                    &self.b.deployment_group,
+                    &self.b.deployment_config,
+                    (&content, &sha),
+                    &format!("movieverse-deploy: {} to {revision}", self.name),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "{}: CodeDeploy deployment {id} created ({}/{}, {})",
+                self.name, self.b.application, self.b.deployment_group, self.b.deployment_config
+            );
+            let _ = print_out(&format!("deployment={id}\n"));
+            *self
+                .deployment
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id);
+        }
+        self.until(
+            &[Status::Ready, Status::Succeeded],
+            self.b.progress_deadline.0,
+        )
+        .await
+    }
+
+    /// `SetWeight(100)`: production traffic to green (`ContinueDeployment` at Ready).
+    async fn switch(&self) -> Result<(), String> {
+        let Some(id) = self.id() else {
+            return Err("no CodeDeploy deployment was created".into());
+        };
+        let now = self.codedeploy.get(&id).await.map_err(|e| e.to_string())?;
+        if now.status == Status::Ready {
+            self.codedeploy
+                .continue_ready(&id)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.until(
+            &[Status::InProgress, Status::Baking, Status::Succeeded],
+            self.b.progress_deadline.0,
+        )
+        .await
+    }
+
+    /// `SetWeight(0)`, the way back: `StopDeployment` with rollback, followed to its end
+    /// (and the rollback deployment `CodeDeploy` starts, to its end). Idempotent: a
+    /// deployment that failed or stopped is back on blue already.
+    async fn back_to_blue(&self) -> Result<(), String> {
+        let Some(id) = self.id() else {
+            return Ok(());
+        };
+        let waiter = self.waiter();
+        let deadline = Instant::now() + self.b.progress_deadline.0;
+        let now = self.codedeploy.get(&id).await.map_err(|e| e.to_string())?;
+        match now.status {
+            Status::Failed | Status::Stopped => {}
+            Status::Succeeded => {
+                return Err(format!(
+                    "CodeDeploy deployment {id} has already succeeded: blue is gone; `movieverse-deploy rollback --env {}` deploys the previous task definition",
+                    self.name
+                ));
+            }
+            _ => self
+                .codedeploy
+                .stop(&id, true)
+                .await
+                .map_err(|e| e.to_string())?,
+        }
+        let ended = Until {
+            statuses: &[],
+            continue_ready: false,
+            interruptible: false,
+            deadline,
+        };
+        match waiter
+            .follow(&id, &ended)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            End::Ended {
+                rolled_back_by: Some(by),
+                ..
+            } => waiter.rolled_back(&by, deadline).await,
+            End::TimedOut(after) => Err(format!(
+                "CodeDeploy deployment {id} has not stopped after {}s",
+                after.as_secs()
+            )),
+            End::Ended { .. } | End::Reached | End::Interrupted => Ok(()),
+        }
+    }
+}
+
+impl Effects for Green<'_> {
+    async fn run(&self, effect: Effect) -> Input {
+        let result = match effect {
+            Effect::Deploy(Track::Canary) => self.deploy_green().await,
+            Effect::SetWeight(100) => self.switch().await,
+            Effect::SetWeight(0) => self.back_to_blue().await,
+            // The termination wait: blue is kept (an abort switches back at once), then
+            // terminated, and the deployment succeeds.
+            Effect::ScaleDown(Track::Stable) => {
+                self.until(
+                    &[Status::Succeeded],
+                    self.b.termination_wait.0 + self.b.progress_deadline.0,
+                )
+                .await
+            }
+            other => Err(format!("{other:?} is not a step of a blue-green rollout")),
+        };
+        Input::Done(result)
+    }
+
+    /// `CodeDeploy` keeps the state: the group's deployment in flight and its status.
+    async fn save(&mut self, _state: &State) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn cancel(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    fn say(&self, script: &Script, _state: &State, event: &Event) {
+        eprintln!("{}", event_line(self.name, self.b.test_port, script, event));
+    }
+
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+/// A step in blue-green words.
+fn step_text(step: Step) -> String {
+    match step {
+        Step::Deploy(_) => {
+            "deploy green: register the task definition, create the CodeDeploy deployment, wait until green takes test traffic (Ready)".into()
+        }
+        Step::Pause(Gate::Manual) => "wait at the gate for `rollout promote`".into(),
+        Step::Pause(Gate::Timed(s)) => format!("hold at Ready for {}", crate::plan::fmt_secs(s)),
+        Step::SetWeight(0) => "stop the deployment with rollback: traffic back on blue".into(),
+        Step::SetWeight(_) => "switch production traffic to green (ContinueDeployment)".into(),
+        Step::ScaleDown(_) => "keep blue for the termination wait, then terminate it".into(),
+        Step::Analyse => "check green".into(),
+    }
+}
+
+fn event_line(env: &str, test_port: u16, script: &Script, e: &Event) -> String {
+    let total = script.steps.len();
+    match e {
+        Event::Step { index, step } => {
+            format!("{env}: step {}/{total}: {}", index + 1, step_text(*step))
+        }
+        Event::Weight { weight: 100 } => format!("{env}: production traffic is on green"),
+        Event::Weight { .. } => format!("{env}: production traffic is on blue"),
+        Event::Paused { gate: Gate::Manual } => format!(
+            "{env}: green takes test traffic on port {test_port}; production stays on blue until `movieverse-deploy rollout promote --env {env}` (or `rollout abort`)"
+        ),
+        Event::Paused {
+            gate: Gate::Timed(s),
+        } => {
+            format!("{env}: holding at Ready for {}", crate::plan::fmt_secs(*s))
+        }
+        Event::Continued => format!("{env}: continuing"),
+        Event::Aborting { reason, .. } => format!("{env}: rolling back, traffic to blue: {reason}"),
+        Event::Reverting { step } => format!("{env}: {}", step_text(*step)),
+        Event::Check(_) => format!("{env}: check"),
+        Event::Finished { outcome } => match outcome {
+            Outcome::Promoted => {
+                format!("{env}: promoted: green serves production, blue is terminated")
+            }
+            o => format!("{env}: {}", super::simulate::outcome_text(o)),
+        },
+    }
+}
+
+impl<'a> Green<'a> {
+    async fn new(
+        loaded: &'a Loaded,
+        name: &'a str,
+        b: &'a BlueGreen,
+        spec: ServiceSpec,
+        appspec: serde_json::Value,
+        poll: Duration,
+    ) -> Self {
+        let region = &loaded.config.region;
+        Self {
+            name,
+            b,
+            ecs: Ecs::from_env(region).await,
+            codedeploy: CodeDeploy::from_env(region).await,
+            spec,
+            appspec,
+            deployment: std::sync::Mutex::new(None),
+            cancel: CancellationToken::new(),
+            poll,
+        }
+    }
+
+    fn group(&self) -> String {
+        format!("{}/{}", self.b.application, self.b.deployment_group)
+    }
+
+    /// The group's deployment in flight, with its status.
+    async fn in_flight(&self, loaded: &Loaded) -> Result<Option<(String, Status)>, Error> {
+        let name = self.name;
+        let fail = |e: &PlatformError, what: &str| platform_error(loaded, name, e, what);
+        let ids = self
+            .codedeploy
+            .in_flight(&self.b.application, &self.b.deployment_group)
+            .await
+            .map_err(|e| {
+                fail(
+                    &e,
+                    &format!("{name}: list the deployments of {}", self.group()),
+                )
+            })?;
+        let Some(id) = ids.into_iter().next() else {
+            return Ok(None);
+        };
+        let o = self
+            .codedeploy
+            .get(&id)
+            .await
+            .map_err(|e| fail(&e, &format!("{name}: read deployment {id}")))?;
+        Ok(Some((id, o.status)))
+    }
+
+    /// Before anything changes: the group exists, stops at Ready when deploy.yml asks for a
+    /// gate, and has no deployment in flight.
+    async fn preflight(&self, loaded: &Loaded) -> Result<(), Error> {
+        let name = self.name;
+        let group = self.group();
+        let stops = self
+            .codedeploy
+            .stops_at_ready(&self.b.application, &self.b.deployment_group)
+            .await
+            .map_err(|e| {
+                platform_error(
+                    loaded,
+                    name,
+                    &e,
+                    &format!("{name}: read the deployment group {group}"),
+                )
+            })?;
+        if self.b.gate.is_some() && !stops {
+            return Err(Error::Deployment {
+                code: 3,
+                message: format!(
+                    "error: {name}: deploy.yml asks for a gate (`gate:`), but the deployment group {group} does not stop at Ready: CodeDeploy would move production traffic without waiting; nothing was created\n  = help: set the group's blueGreenDeploymentConfiguration.deploymentReadyOption to {{actionOnTimeout: STOP_DEPLOYMENT, waitTimeInMinutes: …}}, or remove `gate:` from the strategy"
+                ),
+            });
+        }
+        if let Some((id, status)) = self.in_flight(loaded).await? {
+            return Err(Error::Deployment {
+                code: 1,
+                message: format!(
+                    "error: {name}: CodeDeploy deployment {id} of {group} is in progress ({}): a second blue-green does not start over it; nothing was changed\n  = help: `movieverse-deploy rollout status --env {name}` shows it; `rollout promote` or `rollout abort` ends it",
+                    status.name()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn no_analysis() -> Analysis {
+    Analysis {
+        metrics: vec![],
+        min_requests: 0,
+    }
+}
+
+/// What `deploy` and `rollout` need before any call: the service's spec (rendered for
+/// `image`) and the rendered `AppSpec`, checked for its shape.
+fn inputs(
+    loaded: &Loaded,
+    name: &str,
+    image: Option<String>,
+) -> Result<(String, ServiceSpec, serde_json::Value), Error> {
+    let (_, image, specs) = rendered_specs(loaded, name, image)?;
+    let spec = specs
+        .into_iter()
+        .next()
+        .expect("an ECS environment renders its service");
+    let rendered = rendered_appspec(loaded, name)?;
+    appspec(&rendered, "check").map_err(|why| Error::Usage {
+        message: format!("{name}: {why}"),
+        help: "the appspec template must keep the AppSpec's shape (Resources: - TargetService: Properties: …)".into(),
+    })?;
+    Ok((image, spec, rendered))
+}
+
+/// `deploy` of a blue-green environment through `CodeDeploy`.
+pub(super) fn deploy(
+    loaded: &Loaded,
+    name: &str,
+    b: &BlueGreen,
+    args: &DeployArgs,
+) -> Result<(), Error> {
+    if args.wait.no_wait || args.wait.timeout.is_some() {
+        return Err(Error::Usage {
+            message: format!(
+                "environment `{name}` is blue-green: this process plays it step by step, so `{}` does not apply",
+                if args.wait.no_wait { "--no-wait" } else { "--timeout" }
+            ),
+            help: "the strategy's `progress_deadline` bounds each wait; to end the run early, set `gate: manual` and continue later with `rollout promote`".into(),
+        });
+    }
+    let (image, spec, rendered) = inputs(loaded, name, args.image.clone())?;
+    if !super::check_image_arg(&image)? {
+        eprintln!("{}", super::deploy::tag_note(&image, args.image.is_some()));
+    }
+    let script = blue_green(b);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut green = Green::new(loaded, name, b, spec, rendered, args.wait.poll_interval).await;
+        green.preflight(loaded).await?;
+        watch_signals(green.cancel.clone());
+        let mut state = State::new(&script, &image, now_ms());
+        let ended = play(
+            &mut green,
+            &script,
+            &no_analysis(),
+            &mut state,
+            Input::Start,
+        )
+        .await?;
+        conclude(name, ended)
+    })
+}
+
+/// `rollout status|promote|abort|resume` of a blue-green environment: the rollout is the
+/// group's deployment in flight, picked up where `CodeDeploy` holds it.
+pub(super) fn rollout(
+    loaded: &Loaded,
+    name: &str,
+    b: &BlueGreen,
+    action: &RolloutAction,
+) -> Result<(), Error> {
+    let (wait, input) = match action {
+        RolloutAction::Status(_) => (None, None),
+        RolloutAction::Promote { wait, .. } => (Some(wait), Some(Input::Promote { full: false })),
+        RolloutAction::Abort(wait) => (
+            Some(wait),
+            Some(Input::Abort {
+                reason: "rollout abort".into(),
+            }),
+        ),
+        RolloutAction::Resume(wait) => (Some(wait), Some(Input::Resume)),
+    };
+    let (_, spec, rendered) = inputs(loaded, name, None)?;
+    let poll = wait.map_or(Duration::from_secs(5), |w| w.poll_interval);
+    let script = blue_green(b);
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut green = Green::new(loaded, name, b, spec, rendered, poll).await;
+        let group = green.group();
+        let Some((id, status)) = green.in_flight(loaded).await? else {
+            let text = format!("{name}: no blue-green deployment of {group} is in flight\n");
+            return match input {
+                None => print_out(&text),
+                Some(_) => Err(Error::Deployment {
+                    code: 1,
+                    message: format!(
+                        "error: {name}: no blue-green deployment of {group} is in flight: nothing to continue or abort\n  = help: `movieverse-deploy deploy --env {name}` starts one"
+                    ),
+                }),
+            };
+        };
+        let Some(mut input) = input else {
+            let mut text = format!("{name}: CodeDeploy deployment {id} of {group}: {}\n", status.name());
+            if status == Status::Ready {
+                let _ = writeln!(
+                    text,
+                    "  green takes test traffic on port {}; production is on blue: continue with `movieverse-deploy rollout promote --env {name}`, or `rollout abort`",
+                    b.test_port
+                );
+            }
+            return print_out(&text);
+        };
+        *green
+            .deployment
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.clone());
+        let mut state = State::new(&script, &id, now_ms());
+        let pause = script.steps.iter().position(|s| matches!(s, Step::Pause(_)));
+        let switch = script
+            .steps
+            .iter()
+            .position(|s| *s == Step::SetWeight(100))
+            .expect("a blue-green script switches");
+        match (status, pause) {
+            (Status::Ready, Some(p)) => {
+                state.index = p;
+                state.status = EngineStatus::Paused { since: now_ms() };
+            }
+            (Status::Ready, None) => {
+                state.index = switch;
+                state.pending = Some(Effect::SetWeight(100));
+                if matches!(input, Input::Promote { .. }) {
+                    input = Input::Resume;
+                }
+            }
+            (s, _) => {
+                if matches!(input, Input::Promote { .. }) {
+                    return Err(Error::Deployment {
+                        code: 1,
+                        message: format!(
+                            "error: {name}: deployment {id} is {}, not at its gate (Ready) yet: there is nothing to promote\n  = help: `movieverse-deploy rollout resume --env {name}` follows it; `rollout status` shows where it stands",
+                            s.name()
+                        ),
+                    });
+                }
+                state.pending = Some(Effect::Deploy(Track::Canary));
+            }
+        }
+        eprintln!("{name}: CodeDeploy deployment {id} ({})", status.name());
+        watch_signals(green.cancel.clone());
+        let ended = play(&mut green, &script, &no_analysis(), &mut state, input).await?;
+        conclude(name, ended)
+    })
 }

@@ -21,7 +21,7 @@ use crate::report::terminal::{Terminal, Vocabulary, failure_text, outcome_text};
 use crate::strategy::rolling::{ErrorKind, Failure, Outcome, PlatformError, Rolling, Settings};
 
 /// Why a deploy by tag goes ahead, and how to pin the digest instead.
-fn tag_note(image: &str, given: bool) -> String {
+pub(super) fn tag_note(image: &str, given: bool) -> String {
     if given {
         format!(
             "note: deploying {image} by tag: the platform resolves a tag when each task or pod starts, so if the tag moves, new tasks run another image; pass REPOSITORY@sha256:DIGEST (the `image` output of `build`) to pin it"
@@ -93,7 +93,7 @@ fn single_rolling<'a>(
         Strategy::Rolling(r) => Ok((name, e, r)),
         strategy => Err(Error::Usage {
             message: format!("environment `{name}` is {} with the {} strategy, which `deploy` does not drive yet", e.target, strategy.name()),
-            help: "this release deploys rolling environments (ECS, Kubernetes) and canaries on Kubernetes; `plan`, `render` and `status` work for every environment".into(),
+            help: "this release deploys rolling environments (ECS, Kubernetes), blue-green on ECS (CodeDeploy) and canaries on Kubernetes; `plan`, `render` and `status` work for every environment".into(),
         }),
     }
 }
@@ -557,7 +557,11 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
     let env = &loaded.config.environments[name];
     let canary_on_k8s =
         matches!(env.strategy, Strategy::Canary(_)) && env.target == Target::Kubernetes;
-    let (name, rolling) = if canary_on_k8s {
+    let blue_green = match &env.strategy {
+        Strategy::BlueGreen(b) if env.target == Target::Ecs => Some(b),
+        _ => None,
+    };
+    let (name, rolling) = if canary_on_k8s || blue_green.is_some() {
         (name, None)
     } else {
         let (name, _, rolling) = single_rolling(loaded, name)?;
@@ -571,6 +575,9 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
             ),
             help: "pass --image REGISTRY/REPOSITORY@sha256:DIGEST (the `image` output of `build`), or run from the repository's checkout".into(),
         });
+    }
+    if let Some(b) = blue_green {
+        return super::bluegreen::deploy(loaded, name, b, args);
     }
     let Some(rolling) = rolling else {
         return super::rollout::deploy(loaded, name, args);

@@ -562,7 +562,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 }
 
 /// The result of a drive as the command's result, with the `result` step output.
-fn conclude(name: &str, ended: Ended) -> Result<(), Error> {
+pub(super) fn conclude(name: &str, ended: Ended) -> Result<(), Error> {
     let (word, result) = match ended {
         Ended::Paused => ("paused", Ok(())),
         Ended::Done(Outcome::Promoted) => ("succeeded", Ok(())),
@@ -703,6 +703,9 @@ pub fn rollout(loaded: &Loaded, args: &RolloutArgs) -> Result<(), Error> {
         RolloutAction::Resume(wait) => (&wait.env.env, Some(wait), Some(Input::Resume)),
     };
     let name = one_environment(loaded, env, "a rollout runs in")?;
+    if let Strategy::BlueGreen(b) = &loaded.config.environments[name].strategy {
+        return super::bluegreen::rollout(loaded, name, b, &args.action);
+    }
     let default_wait = WaitArgs {
         env: crate::cli::EnvArgs {
             env: name.to_owned(),

@@ -18,7 +18,8 @@ const START: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 pub fn simulate(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Error> {
     let env = &loaded.config.environments[name];
-    let Some(script) = compile(env) else {
+    let Some(script) = compile(env).filter(|_| !matches!(env.strategy, Strategy::BlueGreen(_)))
+    else {
         return Err(Error::Usage {
             message: format!(
                 "environment `{name}` is blue-green: CodeDeploy plays it, and the simulator plays the engine's scripts (rolling, canary)"

@@ -18,7 +18,8 @@ pub struct CodeDeploy {
 }
 
 /// The `CodeDeploy` operations this module calls (errors name them).
-pub const OPERATIONS: [&str; 5] = [
+pub const OPERATIONS: [&str; 6] = [
+    "GetDeploymentGroup",
     "ListDeployments",
     "CreateDeployment",
     "GetDeployment",
@@ -168,6 +169,29 @@ impl CodeDeploy {
             .await
             .map_err(|e| classify("ListDeployments", &e))?;
         Ok(out.deployments().to_vec())
+    }
+
+    /// Whether the group holds a deployment at Ready until `ContinueDeployment`
+    /// (`deploymentReadyOption.actionOnTimeout: STOP_DEPLOYMENT`).
+    pub async fn stops_at_ready(
+        &self,
+        application: &str,
+        group: &str,
+    ) -> Result<bool, PlatformError> {
+        let out = self
+            .client
+            .get_deployment_group()
+            .application_name(application)
+            .deployment_group_name(group)
+            .send()
+            .await
+            .map_err(|e| classify("GetDeploymentGroup", &e))?;
+        Ok(out
+            .deployment_group_info()
+            .and_then(|g| g.blue_green_deployment_configuration())
+            .and_then(|c| c.deployment_ready_option())
+            .and_then(|r| r.action_on_timeout())
+            .is_some_and(|a| a.as_str() == "STOP_DEPLOYMENT"))
     }
 
     /// Creates a deployment of `appspec` (content and SHA-256 from [`appspec`]); its id.
