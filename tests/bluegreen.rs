@@ -446,3 +446,53 @@ fn a_gate_the_group_does_not_hold_and_a_deployment_in_flight_stop_the_deploy_bef
     );
     assert!(bed.proxy.calls("CreateDeployment").is_empty());
 }
+
+#[test]
+fn an_alarm_that_fires_rolls_back_and_is_named() {
+    let bed = bed(Plan::Alarm);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 1, "{}", r.dump());
+    let id = output(&r, "deployment");
+    assert!(
+        r.stderr.contains("ALARM_ACTIVE")
+            && r.stderr
+                .contains("Activated alarms: <movieverse-production-5xx>")
+            && r.stderr.contains(&format!("{id}-rb Succeeded")),
+        "{}",
+        r.dump()
+    );
+}
+
+// The termination wait keeps blue: a cancel (or `rollout abort`) then switches traffic back
+// at once, through CodeDeploy's rollback.
+#[test]
+fn sigint_during_the_termination_wait_switches_traffic_back_to_blue() {
+    let bed = bed_with(Plan::Bake, true, true);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let id = output(&r, "deployment");
+    let mut promote = cmd(
+        &bed,
+        &[
+            "rollout",
+            "promote",
+            "--env",
+            "production",
+            "--poll-interval",
+            "1s",
+        ],
+    );
+    let running = common::run_until(&mut promote, "keep blue for the termination wait");
+    let (code, stderr, _) = running.signal("INT");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert_eq!(bed.proxy.calls("ContinueDeployment").len(), 1, "{stderr}");
+    let stops = bed.proxy.calls("StopDeployment");
+    assert_eq!(stops.len(), 1, "{stderr}");
+    assert_eq!(stops[0]["deploymentId"], id.as_str());
+    assert_eq!(stops[0]["autoRollbackEnabled"], true);
+    assert!(
+        stderr.contains("stop the deployment with rollback: traffic back on blue")
+            && stderr.contains(&format!("{id}-rb Succeeded")),
+        "{stderr}"
+    );
+}

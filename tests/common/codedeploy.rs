@@ -25,6 +25,10 @@ pub enum Plan {
     Gate,
     /// `InProgress` for ever (until stopped).
     Hang,
+    /// `Failed` because a `CloudWatch` alarm of the group fired, and rolled back.
+    Alarm,
+    /// `Ready` until `ContinueDeployment`, then `InProgress` for ever: the termination wait.
+    Bake,
 }
 
 pub const STEP: Duration = Duration::from_millis(300);
@@ -84,6 +88,17 @@ impl Tracked {
                     Some(c) if c.elapsed() < STEP => ("InProgress", none()),
                     Some(_) => ("Succeeded", none()),
                 },
+                Plan::Bake => match self.continued {
+                    None => ("Ready", none()),
+                    Some(_) => ("InProgress", none()),
+                },
+                Plan::Alarm => (
+                    "Failed",
+                    (
+                        json!({"code": "ALARM_ACTIVE", "message": "One or more alarms have been activated according to the Amazon CloudWatch metric you selected, and the affected deployments have been stopped. Activated alarms: <movieverse-production-5xx>"}),
+                        json!({"rollbackDeploymentId": format!("{id}-rb"), "rollbackMessage": format!("Deployment {id} was rolled back by {id}-rb")}),
+                    ),
+                ),
             }
         };
         (status, error, rollback)

@@ -1,0 +1,168 @@
+//! Blue-green (`CodeDeploy`) figures.
+//!
+//! 1. Detection latency of a deployment's end (Succeeded, or Failed/Stopped for a rollback):
+//!    from the moment `CodeDeploy` reports it to the moment the wait returns, for end times from
+//!    30 s to 30 min. Ours: `GetDeployment` at once, then every poll interval (5 s by default),
+//!    as `run/bluegreen.rs` waits. The anchor: aws-actions' ECS deploy action waits for a
+//!    `CodeDeploy` deployment with the SDK waiter `waitUntilDeploymentSuccessful` (`minDelay`
+//!    15 s, `maxDelay` 120 s): a first check at once, then before attempt k a delay drawn
+//!    uniformly from [15 s, 15 s × 2^(k-1)] (smithy's `exponentialBackoffWithJitter`),
+//!    120 s once past the attempt ceiling. Both are simulated on virtual time (the delays are
+//!    exact; the waiter's jitter comes from a seeded generator, 2 000 draws per end time).
+//! 2. `GetDeployment` calls per minute while waiting, each way.
+//! 3. With the real binary against moto and the `CodeDeploy` scenario proxy
+//!    (tests/common/codedeploy.rs): the time from starting `rollout promote` on a deployment
+//!    held at Ready to the binary's line saying production traffic is on green.
+//!
+//! Run: `cargo bench --bench bluegreen` (or scripts/bench).
+
+// Figures in seconds: counts and draws become f64 and back, far inside their precision.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+/// Our wait: a check at once, then one every `poll`.
+fn ours(end: f64, poll: f64) -> (f64, u32) {
+    let checks = (end / poll).ceil();
+    (checks * poll - end, checks as u32 + 1)
+}
+
+/// A small deterministic generator (xorshift64*), for the waiter's jitter.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The SDK waiter (smithy `runPolling`): a check at once, then delays with jitter.
+fn waiter(end: f64, rng: &mut Rng) -> (f64, u32) {
+    let (min, max) = (15.0_f64, 120.0_f64);
+    let ceiling = (max / min).log2() + 1.0;
+    let mut t = 0.0;
+    let mut calls = 1;
+    let mut attempt = 1.0_f64;
+    loop {
+        let delay = if attempt > ceiling {
+            max
+        } else {
+            let upper = min * 2f64.powf(attempt - 1.0);
+            min + (upper - min) * rng.next()
+        };
+        t += delay;
+        calls += 1;
+        if t >= end {
+            return (t - end, calls);
+        }
+        attempt += 1.0;
+    }
+}
+
+fn main() {
+    let poll = 5.0;
+    println!(
+        "method: virtual time; ours = GetDeployment at once then every {poll} s; SDK waiter = waitUntilDeploymentSuccessful (15 s..120 s, smithy jitter, 2000 seeded draws per end time)"
+    );
+    println!();
+    println!("detection latency (CodeDeploy reports the end -> the wait returns)");
+    println!(
+        "{:>12}  {:>8}  {:>22}",
+        "ends at", "ours", "SDK waiter mean / p95"
+    );
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let (mut sum_ours, mut sum_waiter, mut n) = (0.0, 0.0, 0.0);
+    let (mut calls_ours, mut calls_waiter, mut waited) = (0.0, 0.0, 0.0);
+    let mut worst_ours = 0.0_f64;
+    for end in [30.0, 60.0, 90.0, 120.0, 300.0, 600.0, 900.0, 1800.0] {
+        let (l, c) = ours(end, poll);
+        let mut draws: Vec<(f64, u32)> = (0..2000).map(|_| waiter(end, &mut rng)).collect();
+        draws.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mean = draws.iter().map(|d| d.0).sum::<f64>() / draws.len() as f64;
+        let p95 = draws[draws.len() * 95 / 100].0;
+        let mean_calls = draws.iter().map(|d| f64::from(d.1)).sum::<f64>() / draws.len() as f64;
+        println!("{end:>11}s  {l:>7.1}s  {mean:>13.1}s / {p95:>5.1}s");
+        sum_ours += l;
+        sum_waiter += mean;
+        n += 1.0;
+        worst_ours = worst_ours.max(l);
+        calls_ours += f64::from(c);
+        calls_waiter += mean_calls;
+        waited += end;
+    }
+    println!(
+        "mean over these end times: ours {:.1} s (worst {:.1} s, at most one poll), SDK waiter {:.1} s (ratio {:.1}x)",
+        sum_ours / n,
+        worst_ours,
+        sum_waiter / n,
+        sum_waiter / sum_ours.max(f64::EPSILON)
+    );
+    println!();
+    println!(
+        "GetDeployment calls per minute while waiting: ours {:.1}, SDK waiter {:.1} (over the same waits)",
+        calls_ours / waited * 60.0,
+        calls_waiter / waited * 60.0
+    );
+    println!();
+    promote_to_green();
+}
+
+/// The real binary: `rollout promote` on a deployment held at Ready, until its line saying
+/// production traffic is on green.
+fn promote_to_green() {
+    use common::codedeploy::{Plan, Proxy};
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let moto = common::moto::Moto::start();
+        let dir = tempfile::tempdir().unwrap();
+        moto.staging_config(dir.path());
+        let path = dir.path().join("deploy.yml");
+        let text = std::fs::read_to_string(&path).unwrap().replacen(
+            "        termination_wait: 5m\n",
+            "        termination_wait: 5m\n        gate: manual\n",
+            1,
+        );
+        std::fs::write(path, text).unwrap();
+        moto.world(&["bluegreen", "gate"]);
+        let proxy = Proxy::start(&moto.endpoint, Plan::Bake);
+        let run = |args: &[&str]| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_movieverse-deploy"));
+            cmd.current_dir(dir.path())
+                .env("CI", "true")
+                .env("GITHUB_SHA", common::SHA)
+                .env("GITHUB_REF", "refs/heads/main")
+                .args(args);
+            for (k, v) in proxy.env() {
+                cmd.env(k, v);
+            }
+            cmd
+        };
+        let out = run(&["deploy", "--env", "production"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let started = Instant::now();
+        let mut promote = run(&["rollout", "promote", "--env", "production"]);
+        let running = common::run_until(&mut promote, "production traffic is on green");
+        times.push(started.elapsed());
+        let _ = running.signal("KILL");
+    }
+    times.sort();
+    println!(
+        "rollout promote -> production traffic on green (real binary, moto + CodeDeploy scenario proxy, 5 runs): median {:.2} s, max {:.2} s (process start, ListDeployments, GetDeployment, ContinueDeployment, one GetDeployment that sees the switch)",
+        times[2].as_secs_f64(),
+        times[4].as_secs_f64()
+    );
+}
