@@ -77,28 +77,39 @@ fn main() {
     println!();
     println!("detection latency (CodeDeploy reports the end -> the wait returns)");
     println!(
-        "{:>12}  {:>8}  {:>22}",
-        "ends at", "ours", "SDK waiter mean / p95"
+        "{:>12}  {:>13}  {:>22}",
+        "ends at", "ours mean/p95", "SDK waiter mean / p95"
     );
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (mut sum_ours, mut sum_waiter, mut n) = (0.0, 0.0, 0.0);
     let (mut calls_ours, mut calls_waiter, mut waited) = (0.0, 0.0, 0.0);
     let mut worst_ours = 0.0_f64;
-    for end in [30.0, 60.0, 90.0, 120.0, 300.0, 600.0, 900.0, 1800.0] {
-        let (l, c) = ours(end, poll);
-        let mut draws: Vec<(f64, u32)> = (0..2000).map(|_| waiter(end, &mut rng)).collect();
+    for base in [30.0, 60.0, 120.0, 300.0, 600.0, 1800.0] {
+        // The end falls anywhere in the minute after `base` (2 000 draws, the same for both).
+        let ends: Vec<f64> = (0..2000).map(|_| base + 60.0 * rng.next()).collect();
+        let mut mine: Vec<(f64, u32)> = ends.iter().map(|&e| ours(e, poll)).collect();
+        let mut draws: Vec<(f64, u32)> = ends.iter().map(|&e| waiter(e, &mut rng)).collect();
+        mine.sort_by(|a, b| a.0.total_cmp(&b.0));
         draws.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mean = draws.iter().map(|d| d.0).sum::<f64>() / draws.len() as f64;
-        let p95 = draws[draws.len() * 95 / 100].0;
-        let mean_calls = draws.iter().map(|d| f64::from(d.1)).sum::<f64>() / draws.len() as f64;
-        println!("{end:>11}s  {l:>7.1}s  {mean:>13.1}s / {p95:>5.1}s");
-        sum_ours += l;
-        sum_waiter += mean;
+        let mean = |v: &[(f64, u32)]| v.iter().map(|d| d.0).sum::<f64>() / v.len() as f64;
+        let calls =
+            |v: &[(f64, u32)]| v.iter().map(|d| f64::from(d.1)).sum::<f64>() / v.len() as f64;
+        let p95 = |v: &[(f64, u32)]| v[v.len() * 95 / 100].0;
+        println!(
+            "{:>11}s  {:>4.1}s / {:>4.1}s  {:>13.1}s / {:>5.1}s",
+            format!("{base}..{}", base + 60.0),
+            mean(&mine),
+            p95(&mine),
+            mean(&draws),
+            p95(&draws)
+        );
+        sum_ours += mean(&mine);
+        sum_waiter += mean(&draws);
         n += 1.0;
-        worst_ours = worst_ours.max(l);
-        calls_ours += f64::from(c);
-        calls_waiter += mean_calls;
-        waited += end;
+        worst_ours = worst_ours.max(mine.last().unwrap().0);
+        calls_ours += calls(&mine);
+        calls_waiter += calls(&draws);
+        waited += base + 30.0;
     }
     println!(
         "mean over these end times: ours {:.1} s (worst {:.1} s, at most one poll), SDK waiter {:.1} s (ratio {:.1}x)",
