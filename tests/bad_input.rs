@@ -105,6 +105,33 @@ fn cases() -> Vec<Case> {
             "`gateway` is set, but the router is NGINX",
         ),
         case(
+            "blue_green_termination_wait_beyond_codedeploys_range",
+            &[(
+                "        termination_wait: 5m\n",
+                "        termination_wait: 72h\n",
+            )],
+            "deploy.yml:108:27",
+            "termination_wait 3days is not a whole number of minutes from 0 to 48h",
+        ),
+        case(
+            "blue_green_green_target_group_is_the_blue_one",
+            &[(
+                "        green_target_group: movieverse-green\n",
+                "        green_target_group: movieverse-blue\n",
+            )],
+            "deploy.yml:103:29",
+            "the green target group `movieverse-blue` is the blue one",
+        ),
+        case(
+            "blue_green_gate_that_is_neither_manual_nor_a_duration",
+            &[(
+                "        termination_wait: 5m\n",
+                "        termination_wait: 5m\n        gate: later\n",
+            )],
+            "deploy.yml:109:15",
+            "or `manual` to wait for `rollout promote`",
+        ),
+        case(
             "pause_before_the_first_weight",
             &[(STEPS, "steps: [{pause: manual}, 10, 25, 50, 75, 100]")],
             "deploy.yml:150:17",

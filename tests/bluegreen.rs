@@ -496,3 +496,42 @@ fn sigint_during_the_termination_wait_switches_traffic_back_to_blue() {
         "{stderr}"
     );
 }
+
+// The plan shows the gate: a timed one holds everything after it back by its time, a manual
+// one says the run ends there.
+#[test]
+fn the_plan_shows_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(common::example()).unwrap();
+    let plan = |gate: &str| {
+        std::fs::write(
+            dir.path().join("deploy.yml"),
+            example.replacen(
+                "        termination_wait: 5m\n",
+                &format!("        termination_wait: 5m\n        gate: {gate}\n"),
+                1,
+            ),
+        )
+        .unwrap();
+        common::run(&["plan", "--env", "production"], dir.path())
+    };
+    let r = plan("10m");
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stdout
+            .contains("hold green at Ready for 10m (the gate), production on blue")
+            && r.stdout.contains("total: best 16m, worst 25m"),
+        "{}",
+        r.dump()
+    );
+    let r = plan("manual");
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stdout
+            .contains("wait at the gate (Ready): the deploy ends with `result=paused`")
+            && r.stdout
+                .contains("note: times after the gate count from `rollout promote`"),
+        "{}",
+        r.dump()
+    );
+}

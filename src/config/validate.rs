@@ -782,6 +782,43 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
                     "test traffic needs its own listener (port 8080 in the spec)",
                 );
             }
+            // CodeDeploy keeps blue for 0 to 2880 minutes
+            // (`terminateBlueInstancesOnDeploymentSuccess.terminationWaitTimeInMinutes`).
+            let wait = bg.termination_wait.as_secs();
+            c.check(
+                wait <= 2880 * 60 && wait % 60 == 0,
+                &[p.clone(), path!["termination_wait"]].concat(),
+                || {
+                    format!(
+                        "termination_wait {} is not a whole number of minutes from 0 to 48h (CodeDeploy's range)",
+                        bg.termination_wait
+                    )
+                },
+                "write minutes, for example 5m; at most 48h (2880 minutes)",
+            );
+            if let Some(blue) = env
+                .ecs
+                .as_ref()
+                .and_then(|e| e.load_balancer.as_ref())
+                .and_then(|lb| lb.target_group_arn.split('/').nth(1))
+                && blue == bg.green_target_group
+            {
+                c.err(
+                    &[p.clone(), path!["green_target_group"]].concat(),
+                    format!(
+                        "the green target group `{blue}` is the blue one (ecs.load_balancer.target_group_arn)"
+                    ),
+                    "green needs a target group of its own behind the same listeners, for example `movieverse-green`",
+                );
+            }
+            if let Some(crate::config::PauseGate::Timed(d)) = &bg.gate {
+                c.check(
+                    d.as_secs() > 0,
+                    &[p.clone(), path!["gate"]].concat(),
+                    || "gate is 0s".into(),
+                    "write `manual`, or how long to hold green at Ready, for example 10m",
+                );
+            }
             for hook in bg.hooks.keys() {
                 const EVENTS: [&str; 5] = [
                     "BeforeInstall",

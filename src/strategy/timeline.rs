@@ -147,7 +147,21 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
             let (shift, shift_text) = traffic_shift(&bg.deployment_config);
             let deadline = bg.progress_deadline.as_secs();
             let wait = bg.termination_wait.as_secs();
-            let phases = vec![
+            // A timed gate holds green at Ready that long; a manual one ends the run there.
+            let (hold, gate_phase, gate_note) = match &bg.gate {
+                None => (0, None, None),
+                Some(crate::config::PauseGate::Timed(d)) => (
+                    d.as_secs(),
+                    Some(format!("hold green at Ready for {d} (the gate), production on blue")),
+                    None,
+                ),
+                Some(crate::config::PauseGate::Manual) => (
+                    0,
+                    Some("wait at the gate (Ready): the deploy ends with `result=paused`; `rollout promote` continues, `rollout abort` stops with rollback".to_owned()),
+                    Some("times after the gate count from `rollout promote`".to_owned()),
+                ),
+            };
+            let mut phases = vec![
                 phase(
                     "register the task definition and create the CodeDeploy deployment",
                     0,
@@ -166,25 +180,30 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                     healthy,
                     deadline,
                 ),
+            ];
+            if let Some(g) = gate_phase {
+                phases.push(phase(g, healthy, deadline));
+            }
+            phases.extend([
                 phase(
                     format!("shift production traffic to green: {shift_text}"),
-                    healthy,
-                    deadline,
+                    healthy + hold,
+                    deadline + hold,
                 ),
                 phase(
                     format!(
                         "keep blue for {} (instant rollback possible)",
                         bg.termination_wait
                     ),
-                    healthy + shift,
-                    deadline + shift,
+                    healthy + hold + shift,
+                    deadline + hold + shift,
                 ),
                 phase(
                     "terminate the blue task set",
-                    healthy + shift + wait,
-                    deadline + shift + wait,
+                    healthy + hold + shift + wait,
+                    deadline + hold + shift + wait,
                 ),
-            ];
+            ]);
             let mut triggers = vec![
                 "the green tasks fail to become healthy, or a lifecycle hook fails: CodeDeploy rolls back automatically".into(),
                 format!("no traffic switch within {}: the deploy is stopped and rolled back", bg.progress_deadline),
@@ -202,11 +221,11 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
             Timeline {
                 strategy: "blue-green",
                 phases,
-                best_total: healthy + shift + wait,
-                worst_total: deadline + shift + wait,
+                best_total: healthy + hold + shift + wait,
+                worst_total: deadline + hold + shift + wait,
                 rollback_triggers: triggers,
                 assumptions: vec![health_assumption],
-                notes: Vec::new(),
+                notes: gate_note.into_iter().collect(),
             }
         }
         Strategy::Canary(c) => {
