@@ -311,9 +311,19 @@ fn deploy_creates_the_deployment_for_a_new_revision_and_follows_it_to_the_end() 
 #[test]
 fn a_manual_gate_pauses_and_rollout_promote_from_a_second_process_switches() {
     let bed = bed_with(Plan::Gate, true, true);
-    let r = mvd(&bed, DEPLOY);
+    let report = bed.dir.path().join("comment.md");
+    let mut args = DEPLOY.to_vec();
+    args.extend(["--report", report.to_str().unwrap()]);
+    let r = mvd(&bed, &args);
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(r.stdout.contains("result=paused"), "{}", r.dump());
+    // The pull request comment says where it waits and how to go on.
+    let comment = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        comment.contains("waiting for promotion: green takes test traffic on port 8080 (https://movie-verse.com:8080)")
+            && comment.contains("rollout promote --env production"),
+        "{comment}"
+    );
     let id = output(&r, "deployment");
     assert!(
         r.stderr

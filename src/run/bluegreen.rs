@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::deploy::{platform_error, rendered_specs, runtime, specs, watch_signals};
-use super::rollout::{Effects, conclude, now_ms, play};
+use super::rollout::{Effects, Ended, conclude, now_ms, play};
 use super::{Error, print_out};
 use crate::cli::{DeployArgs, RolloutAction, Selection, WaitArgs};
 use crate::config::{BlueGreen, Loaded};
+use crate::git::GitInfo;
 use crate::platform::Platform as _;
 use crate::platform::ServiceSpec;
 use crate::platform::ecs::Ecs;
@@ -700,8 +701,8 @@ fn inputs(
     loaded: &Loaded,
     name: &str,
     image: Option<String>,
-) -> Result<(String, ServiceSpec, serde_json::Value), Error> {
-    let (_, image, specs) = rendered_specs(loaded, name, image)?;
+) -> Result<(GitInfo, String, ServiceSpec, serde_json::Value), Error> {
+    let (git, image, specs) = rendered_specs(loaded, name, image)?;
     let spec = specs
         .into_iter()
         .next()
@@ -711,7 +712,67 @@ fn inputs(
         message: format!("{name}: {why}"),
         help: "the appspec template must keep the AppSpec's shape (Resources: - TargetService: Properties: …)".into(),
     })?;
-    Ok((image, spec, rendered))
+    Ok((git, image, spec, rendered))
+}
+
+/// The pull request comment, the job summary and the outputs of a blue-green rollout; at
+/// the gate, where it waits (the test listener) and how to continue.
+async fn report(
+    loaded: &Loaded,
+    name: &str,
+    b: &BlueGreen,
+    reporting: super::github::Reporting,
+    state: &State,
+    ended: &Ended,
+    report_file: Option<&std::path::Path>,
+) {
+    let env = &loaded.config.environments[name];
+    let paused = matches!(ended, Ended::Paused);
+    let mut row = super::simulate::env_report(
+        name,
+        env,
+        &state.revision,
+        state,
+        reporting.elapsed_secs(),
+        paused,
+    );
+    let test_url = env.url.as_deref().map(|u| test_url(u, b.test_port));
+    if paused {
+        row.phase = format!(
+            "⏸️ waiting for promotion: green takes test traffic on port {}{}; production stays on blue. To continue, run the promote workflow (workflow_dispatch inputs: environment `{name}`, action `continue`; or `abort`), or `movieverse-deploy rollout promote --env {name}`",
+            b.test_port,
+            test_url
+                .as_deref()
+                .map(|u| format!(" ({u})"))
+                .unwrap_or_default()
+        );
+    } else if state.outcome().is_none() {
+        row.phase = "in progress".into();
+    }
+    if let Some(u) = test_url {
+        row.links.push(("test traffic (green)".into(), u));
+    }
+    reporting
+        .finish_row(
+            loaded,
+            &state.revision,
+            row,
+            paused.then_some("paused"),
+            report_file,
+        )
+        .await;
+}
+
+/// The environment's URL on the test listener's port.
+fn test_url(url: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if path.is_empty() {
+        format!("{scheme}://{host}:{port}")
+    } else {
+        format!("{scheme}://{host}:{port}/{path}")
+    }
 }
 
 /// `deploy` of a blue-green environment through `CodeDeploy`.
@@ -730,7 +791,7 @@ pub(super) fn deploy(
             help: "the strategy's `progress_deadline` bounds each wait; to end the run early, set `gate: manual` and continue later with `rollout promote`".into(),
         });
     }
-    let (image, spec, rendered) = inputs(loaded, name, args.image.clone())?;
+    let (git, image, spec, rendered) = inputs(loaded, name, args.image.clone())?;
     if !super::check_image_arg(&image)? {
         eprintln!("{}", super::deploy::tag_note(&image, args.image.is_some()));
     }
@@ -740,6 +801,7 @@ pub(super) fn deploy(
         let mut green = Green::new(loaded, name, b, spec, rendered, args.wait.poll_interval).await;
         green.preflight(loaded).await?;
         watch_signals(green.cancel.clone());
+        let reporting = super::github::Reporting::begin(loaded, name, &git.sha, git.pr).await;
         let mut state = State::new(&script, &image, now_ms());
         let ended = play(
             &mut green,
@@ -749,6 +811,16 @@ pub(super) fn deploy(
             Input::Start,
         )
         .await?;
+        report(
+            loaded,
+            name,
+            b,
+            reporting,
+            &state,
+            &ended,
+            args.report.as_deref(),
+        )
+        .await;
         conclude(name, ended)
     })
 }
@@ -772,7 +844,7 @@ pub(super) fn rollout(
         ),
         RolloutAction::Resume(wait) => (Some(wait), Some(Input::Resume)),
     };
-    let (_, spec, rendered) = inputs(loaded, name, None)?;
+    let (git, _, spec, rendered) = inputs(loaded, name, None)?;
     let poll = wait.map_or(Duration::from_secs(5), |w| w.poll_interval);
     let script = blue_green(b);
     let rt = runtime()?;
@@ -840,7 +912,27 @@ pub(super) fn rollout(
         }
         eprintln!("{name}: CodeDeploy deployment {id} ({})", status.name());
         watch_signals(green.cancel.clone());
+        let reporting = super::github::Reporting::begin(loaded, name, &git.sha, git.pr).await;
         let ended = play(&mut green, &script, &no_analysis(), &mut state, input).await?;
+        report(loaded, name, b, reporting, &state, &ended, None).await;
         conclude(name, ended)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_test_url_is_the_environments_on_the_test_port() {
+        for (url, want) in [
+            ("https://movie-verse.com", "https://movie-verse.com:8080"),
+            ("https://movie-verse.com/", "https://movie-verse.com:8080"),
+            (
+                "https://movie-verse.com:443/app",
+                "https://movie-verse.com:8080/app",
+            ),
+            ("movie-verse.com", "https://movie-verse.com:8080"),
+        ] {
+            assert_eq!(super::test_url(url, 8080), want, "{url}");
+        }
+    }
 }
