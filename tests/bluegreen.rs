@@ -545,3 +545,22 @@ fn the_plan_shows_the_gate() {
         r.dump()
     );
 }
+
+// A throttled read while waiting is read again at the next poll, shown; the deployment goes
+// on as if nothing happened.
+#[test]
+fn throttled_reads_are_retried_at_the_next_poll() {
+    let bed = bed(Plan::Succeed);
+    bed.proxy.throttle_reads(2);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr.contains("retrying in 1s (1/5): GetDeployment")
+            && r.stderr.contains("retrying in 1s (2/5)")
+            && r.stderr.contains("Rate exceeded")
+            && r.stderr.contains("promoted"),
+        "{}",
+        r.dump()
+    );
+    assert!(bed.proxy.calls("StopDeployment").is_empty());
+}

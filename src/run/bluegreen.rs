@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::deploy::{platform_error, rendered_specs, runtime, specs, watch_signals};
+use super::deploy::{platform_error, rendered_specs, runtime, watch_signals};
 use super::rollout::{Effects, Ended, conclude, now_ms, play};
 use super::{Error, print_out};
 use crate::cli::{DeployArgs, RolloutAction, Selection, WaitArgs};
@@ -47,11 +47,7 @@ pub(super) fn rollback(
     args: &WaitArgs,
 ) -> Result<(), Error> {
     // Everything that can be wrong locally is found before the first call.
-    let spec = specs(loaded, name, None)?
-        .into_iter()
-        .next()
-        .expect("an ECS environment renders its service");
-    let rendered_appspec = rendered_appspec(loaded, name)?;
+    let (_, _, spec, rendered_appspec) = inputs(loaded, name, None)?;
     let limit = args.timeout.unwrap_or(b.progress_deadline.0);
     let rt = runtime()?;
     rt.block_on(async {
@@ -201,6 +197,9 @@ enum End {
     Interrupted,
 }
 
+/// Reads of a deployment that may fail in a row (throttled, 5xx) before the wait gives up.
+const MAX_FAILED_READS: u32 = 5;
+
 /// What to wait for.
 struct Until<'s> {
     statuses: &'s [Status],
@@ -225,14 +224,41 @@ impl Waiter<'_> {
         let env = self.env;
         let started = Instant::now();
         let mut last = None;
+        let mut failed_reads = 0;
         let interrupted = || until.interruptible && self.cancel.is_cancelled();
         loop {
             if interrupted() {
                 return Ok(End::Interrupted);
             }
-            let observed = tokio::select! {
-                o = self.codedeploy.get(id) => o?,
+            let read = tokio::select! {
+                o = self.codedeploy.get(id) => o,
                 () = self.cancel.cancelled(), if until.interruptible => return Ok(End::Interrupted),
+            };
+            // A throttled or failed read is read again at the next poll (shown), a few times
+            // in a row at most: a hiccup of the API must not end, let alone roll back, a
+            // deployment that goes well.
+            let observed = match read {
+                Ok(o) => {
+                    failed_reads = 0;
+                    o
+                }
+                Err(e) if e.kind.retryable() && failed_reads < MAX_FAILED_READS => {
+                    failed_reads += 1;
+                    eprintln!(
+                        "{env}: retrying in {}s ({failed_reads}/{MAX_FAILED_READS}): {e}",
+                        self.poll.as_secs()
+                    );
+                    let wake = (Instant::now() + self.poll).min(until.deadline);
+                    tokio::select! {
+                        () = tokio::time::sleep_until(wake.into()) => {}
+                        () = self.cancel.cancelled(), if until.interruptible => return Ok(End::Interrupted),
+                    }
+                    if Instant::now() >= until.deadline {
+                        return Ok(End::TimedOut(started.elapsed()));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             let verdict = judge(&observed);
             if last.as_ref() != Some(&verdict) {

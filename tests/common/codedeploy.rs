@@ -108,6 +108,8 @@ impl Tracked {
 #[derive(Default)]
 struct State {
     plan: Option<Plan>,
+    /// `GetDeployment` calls still to answer with a throttling error.
+    throttle_reads: u32,
     tracked: HashMap<String, Tracked>,
     /// Every `CodeDeploy` call: operation and request body.
     calls: Vec<(String, Value)>,
@@ -160,6 +162,11 @@ impl Proxy {
     /// The plan for deployments not seen yet.
     pub fn set_plan(&self, plan: Plan) {
         self.state.lock().unwrap().plan = Some(plan);
+    }
+
+    /// Answers the next `n` `GetDeployment` calls with `ThrottlingException` (400).
+    pub fn throttle_reads(&self, n: u32) {
+        self.state.lock().unwrap().throttle_reads = n;
     }
 
     /// The request bodies of every `CodeDeploy` call `operation` seen so far.
@@ -318,6 +325,13 @@ fn codedeploy(
         }
         "GetDeployment" => {
             let mut s = state.lock().unwrap();
+            if s.throttle_reads > 0 {
+                s.throttle_reads -= 1;
+                return answer(
+                    400,
+                    &json!({"__type": "ThrottlingException", "message": "Rate exceeded"}),
+                );
+            }
             let synthetic =
                 id.ends_with("-rb") && s.tracked.contains_key(id.trim_end_matches("-rb"));
             let (status_now, error, rollback) = s.track(&id).state(&id);
