@@ -49,7 +49,7 @@ fn counting_proxy(
     seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) -> String {
     use std::fmt::Write as _;
-    use std::io::{BufRead as _, Read as _, Write as _};
+    use std::io::Write as _;
     let config: serde_json::Value =
         serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
     let upstream = config["clusters"][0]["cluster"]["server"]
@@ -88,40 +88,20 @@ fn counting_proxy(
                     .build()
                     .unwrap();
                 let mut reader = std::io::BufReader::new(out.try_clone().unwrap());
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut parts = line.split_whitespace();
-                    let (method, path) = (
-                        parts.next().unwrap_or("GET").to_owned(),
-                        parts.next().unwrap_or("/").to_owned(),
-                    );
-                    let mut headers = Vec::new();
-                    let mut length = 0;
-                    loop {
-                        let mut h = String::new();
-                        reader.read_line(&mut h).unwrap_or(0);
-                        let h = h.trim_end();
-                        if h.is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                length = v.trim().parse().unwrap_or(0);
-                            }
-                            if !["host", "connection", "content-length"]
+                while let Some(request) = common::http::read_request(&mut reader) {
+                    let common::http::Request {
+                        method,
+                        path,
+                        headers,
+                        body,
+                    } = request;
+                    let headers: Vec<(String, String)> = headers
+                        .into_iter()
+                        .filter(|(k, _)| {
+                            !["host", "connection", "content-length"]
                                 .contains(&k.to_ascii_lowercase().as_str())
-                            {
-                                headers.push((k.to_owned(), v.trim().to_owned()));
-                            }
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
+                        })
+                        .collect();
                     seen.lock().unwrap().push(format!("{method} {path}"));
                     let mut request = client
                         .request(

@@ -76,14 +76,6 @@ fn created(bed: &Bed) -> serde_json::Value {
     calls[0].clone()
 }
 
-fn output(run: &Run, key: &str) -> String {
-    run.stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key}= in\n{}", run.dump()))
-        .to_owned()
-}
-
 #[test]
 fn rollback_deploys_the_previous_task_definition_through_codedeploy() {
     let bed = bed(Plan::Succeed);
@@ -99,7 +91,7 @@ fn rollback_deploys_the_previous_task_definition_through_codedeploy() {
         "{}",
         r.dump()
     );
-    let id = output(&r, "deployment");
+    let id = r.output("deployment");
     // The deployment: the environment's application, group and configuration, and the
     // rendered AppSpec pointed at the previous revision, with its digest.
     let body = created(&bed);
@@ -144,7 +136,7 @@ fn a_ready_wait_on_the_way_is_continued() {
     let bed = bed(Plan::Gate);
     let r = mvd(&bed, ROLLBACK);
     assert_eq!(r.code, 0, "{}", r.dump());
-    let id = output(&r, "deployment");
+    let id = r.output("deployment");
     let continued = bed.proxy.calls("ContinueDeployment");
     assert_eq!(continued.len(), 1, "{}", r.dump());
     assert_eq!(continued[0]["deploymentId"], id.as_str());
@@ -162,7 +154,7 @@ fn a_rollback_codedeploy_fails_says_why_and_what_rolls_it_back() {
     let bed = bed(Plan::Fail);
     let r = mvd(&bed, ROLLBACK);
     assert_eq!(r.code, 1, "{}", r.dump());
-    let id = output(&r, "deployment");
+    let id = r.output("deployment");
     assert!(
         r.stderr.contains(&format!(
             "the rollback deployment {id} did not succeed: HEALTH_CONSTRAINTS: The ECS task set movieverse-green failed its target group health checks"
@@ -188,8 +180,8 @@ fn a_deployment_in_flight_is_stopped_with_rollback_and_the_rollback_followed() {
         moto_bed.proxy.calls("CreateDeployment").is_empty(),
         "nothing new is deployed over a deployment in flight"
     );
-    assert_eq!(output(&r, "deployment"), in_flight);
-    assert_eq!(output(&r, "rollback_deployment"), format!("{in_flight}-rb"));
+    assert_eq!(r.output("deployment"), in_flight);
+    assert_eq!(r.output("rollback_deployment"), format!("{in_flight}-rb"));
     assert!(
         r.stderr.contains(&format!(
             "{in_flight} of movieverse/movieverse-production is in flight"
@@ -220,7 +212,7 @@ fn the_time_limit_and_no_wait_leave_codedeploy_to_carry_on() {
     args.extend(["--timeout", "2s"]);
     let r = mvd(&bed, &args);
     assert_eq!(r.code, 1, "{}", r.dump());
-    let id = output(&r, "deployment");
+    let id = r.output("deployment");
     assert!(
         r.stderr.contains(&format!(
             "the rollback deployment {id} has not finished after"
@@ -237,7 +229,7 @@ fn the_time_limit_and_no_wait_leave_codedeploy_to_carry_on() {
     args.push("--no-wait");
     let r = mvd(&bed, &args);
     assert_eq!(r.code, 0, "{}", r.dump());
-    output(&r, "deployment");
+    r.output("deployment");
     assert!(bed.proxy.calls("GetDeployment").is_empty(), "{}", r.dump());
 }
 
@@ -286,7 +278,7 @@ fn deploy_creates_the_deployment_for_a_new_revision_and_follows_it_to_the_end() 
     let bed = bed(Plan::Succeed);
     let r = mvd(&bed, DEPLOY);
     assert_eq!(r.code, 0, "{}", r.dump());
-    let id = output(&r, "deployment");
+    let id = r.output("deployment");
     let body = created(&bed);
     let content = body["revision"]["appSpecContent"]["content"]
         .as_str()
@@ -324,7 +316,7 @@ fn a_manual_gate_pauses_and_rollout_promote_from_a_second_process_switches() {
             && comment.contains("rollout promote --env production"),
         "{comment}"
     );
-    let id = output(&r, "deployment");
+    let id = r.output("deployment");
     assert!(
         r.stderr
             .contains("green takes test traffic on port 8080; production stays on blue"),
@@ -374,7 +366,7 @@ fn rollout_abort_at_the_gate_stops_with_rollback() {
     let bed = bed_with(Plan::Gate, true, true);
     let r = mvd(&bed, DEPLOY);
     assert_eq!(r.code, 0, "{}", r.dump());
-    let id = output(&r, "deployment");
+    let id = r.output("deployment");
     let aborted = rollout(&bed, "abort");
     assert_eq!(aborted.code, 1, "{}", aborted.dump());
     let stops = bed.proxy.calls("StopDeployment");
@@ -405,7 +397,7 @@ fn green_that_fails_is_rolled_back_by_codedeploy_and_the_reason_shown() {
     let bed = bed(Plan::Fail);
     let r = mvd(&bed, DEPLOY);
     assert_eq!(r.code, 1, "{}", r.dump());
-    let id = output(&r, "deployment");
+    let id = r.output("deployment");
     assert!(
         r.stderr.contains("HEALTH_CONSTRAINTS: The ECS task set movieverse-green failed its target group health checks")
             && r.stderr.contains(&format!("{id}-rb Succeeded")),
@@ -462,7 +454,7 @@ fn an_alarm_that_fires_rolls_back_and_is_named() {
     let bed = bed(Plan::Alarm);
     let r = mvd(&bed, DEPLOY);
     assert_eq!(r.code, 1, "{}", r.dump());
-    let id = output(&r, "deployment");
+    let id = r.output("deployment");
     assert!(
         r.stderr.contains("ALARM_ACTIVE")
             && r.stderr
@@ -480,7 +472,7 @@ fn sigint_during_the_termination_wait_switches_traffic_back_to_blue() {
     let bed = bed_with(Plan::Bake, true, true);
     let r = mvd(&bed, DEPLOY);
     assert_eq!(r.code, 0, "{}", r.dump());
-    let id = output(&r, "deployment");
+    let id = r.output("deployment");
     let mut promote = cmd(
         &bed,
         &[

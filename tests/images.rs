@@ -91,14 +91,6 @@ fn mvd(bed: &Bed, sha: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
     Run::from(&cmd.args(args).output().unwrap())
 }
 
-fn output(run: &Run, key: &str) -> String {
-    run.stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key}= in\n{}", run.dump()))
-        .to_owned()
-}
-
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.dump()))
 }
@@ -117,12 +109,12 @@ async fn build_pushes_a_rerun_skips_and_an_immutable_tag_conflict_uploads_nothin
 
     let r = mvd(&bed, SHA, &["build"], &[]);
     assert_eq!(r.code, 0, "{}", r.dump());
-    let digest = output(&r, "digest");
+    let digest = r.output("digest");
     assert_eq!(
-        output(&r, "image"),
+        r.output("image"),
         format!("{}/movieverse@{digest}", bed.registry.host)
     );
-    assert_eq!(output(&r, "tags"), "sha-4f2b9c1");
+    assert_eq!(r.output("tags"), "sha-4f2b9c1");
     // What landed, seen by skopeo.
     let seen = bed
         .registry
@@ -176,8 +168,8 @@ async fn build_pushes_a_rerun_skips_and_an_immutable_tag_conflict_uploads_nothin
     std::fs::write(bed.dir.path().join("hello.txt"), "release 1.2.3\n").unwrap();
     let r = mvd(&bed, OTHER_SHA, &["build"], &release);
     assert_eq!(r.code, 0, "{}", r.dump());
-    assert_eq!(output(&r, "tags"), "sha-9a8b7c6,1.2.3,1.2,1");
-    let released = output(&r, "digest");
+    assert_eq!(r.output("tags"), "sha-9a8b7c6,1.2.3,1.2,1");
+    let released = r.output("digest");
     // Moving v1.2.3 to a third commit: `1.2.3` is taken and tags are IMMUTABLE.
     std::fs::write(bed.dir.path().join("hello.txt"), "something else\n").unwrap();
     let r = mvd(&bed, THIRD_SHA, &["build"], &release);
@@ -199,7 +191,7 @@ async fn promote_retags_in_place_mounts_within_a_registry_and_copies_across() {
     let bed = bed(&|t| t);
     let r = mvd(&bed, SHA, &["build"], &[]);
     assert_eq!(r.code, 0, "{}", r.dump());
-    let digest = output(&r, "digest");
+    let digest = r.output("digest");
 
     // Same repository: no layer moves.
     let r = mvd(
@@ -338,7 +330,7 @@ async fn a_multi_platform_index_is_built_and_copied_with_every_platform() {
     });
     let r = mvd(&bed, SHA, &["build"], &[]);
     assert_eq!(r.code, 0, "{}", r.dump());
-    let digest = output(&r, "digest");
+    let digest = r.output("digest");
     let raw = bed
         .registry
         .inspect(&format!("movieverse@{digest}"), CREDS, true)

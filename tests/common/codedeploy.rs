@@ -187,47 +187,6 @@ impl Proxy {
     }
 }
 
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-fn read_request(reader: &mut impl std::io::BufRead) -> Option<Request> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_owned();
-    let path = parts.next()?.to_owned();
-    let mut headers = Vec::new();
-    let mut length = 0;
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-            headers.push((k.to_owned(), v.trim().to_owned()));
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Request {
-        method,
-        path,
-        headers,
-        body,
-    })
-}
-
 fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -236,7 +195,7 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
     let client = reqwest::Client::new();
     let mut out = stream.try_clone().unwrap();
     let mut reader = std::io::BufReader::new(stream);
-    while let Some(request) = read_request(&mut reader) {
+    while let Some(request) = super::http::read_request(&mut reader) {
         let operation = request
             .headers
             .iter()

@@ -4,6 +4,7 @@
 
 pub mod codedeploy;
 pub mod github;
+pub mod http;
 pub mod k8s;
 pub mod moto;
 pub mod prometheus;
@@ -62,6 +63,15 @@ pub struct Run {
 }
 
 impl Run {
+    /// The value of a `key=value` line on stdout (a step output); fails the test without one.
+    pub fn output(&self, key: &str) -> String {
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in\n{}", self.dump()))
+            .to_owned()
+    }
+
     pub fn from(out: &Output) -> Self {
         Self {
             code: out.status.code().unwrap_or(-1),
