@@ -298,6 +298,19 @@ fn deploy_creates_the_deployment_for_a_new_revision_and_follows_it_to_the_end() 
         assert!(r.stderr.contains(line), "{line}\n{}", r.dump());
     }
     assert!(bed.proxy.calls("StopDeployment").is_empty());
+
+    // CodeDeploy made green the PRIMARY task set: a rerun registers nothing, deploys nothing.
+    bed.moto.world(&["primary", NEW_REVISION]);
+    let again = mvd(&bed, DEPLOY);
+    assert_eq!(again.code, 0, "{}", again.dump());
+    assert!(
+        again
+            .stderr
+            .contains("no change: blue already runs this task definition"),
+        "{}",
+        again.dump()
+    );
+    assert_eq!(bed.proxy.calls("CreateDeployment").len(), 1);
 }
 
 #[test]

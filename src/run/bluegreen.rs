@@ -826,6 +826,18 @@ pub(super) fn deploy(
     rt.block_on(async {
         let mut green = Green::new(loaded, name, b, spec, rendered, args.wait.poll_interval).await;
         green.preflight(loaded).await?;
+        // A rerun of what already runs registers nothing and deploys nothing.
+        let prepared = green
+            .ecs
+            .prepare(&green.spec)
+            .await
+            .map_err(|e| platform_error(loaded, name, &e, &format!("{name}: read the service")))?;
+        if !prepared.definition_changed {
+            eprintln!(
+                "{name}: no change: blue already runs this task definition; nothing registered, no CodeDeploy deployment created"
+            );
+            return conclude(name, Ended::Done(Outcome::Promoted));
+        }
         watch_signals(green.cancel.clone());
         let reporting = super::github::Reporting::begin(loaded, name, &git.sha, git.pr).await;
         let mut state = State::new(&script, &image, now_ms());

@@ -154,6 +154,17 @@ impl Ecs {
     }
 }
 
+/// The task definition the service runs: under `CodeDeploy`, the PRIMARY task set's (the
+/// service's own field keeps what it was created with).
+fn running_revision(s: &aws_sdk_ecs::types::Service) -> &str {
+    s.task_sets()
+        .iter()
+        .find(|t| t.status() == Some("PRIMARY"))
+        .and_then(|t| t.task_definition())
+        .or(s.task_definition())
+        .unwrap_or_default()
+}
+
 fn unix(t: Option<&aws_smithy_types::DateTime>) -> i64 {
     t.map_or(0, aws_smithy_types::DateTime::secs)
 }
@@ -287,7 +298,7 @@ impl Platform for Ecs {
                     ),
                 )
             })?;
-        let current = service.task_definition().unwrap_or_default();
+        let current = running_revision(&service);
         let definition_changed = if current.is_empty() {
             true
         } else {
@@ -510,16 +521,9 @@ impl Platform for Ecs {
         let service = self
             .describe(&spec.cluster, std::slice::from_ref(&spec.name))
             .await?;
-        // Under CodeDeploy, what runs is the PRIMARY task set's.
         let current = service
             .first()
-            .and_then(|s| {
-                s.task_sets()
-                    .iter()
-                    .find(|t| t.status() == Some("PRIMARY"))
-                    .and_then(|t| t.task_definition())
-                    .or(s.task_definition())
-            })
+            .map(running_revision)
             .unwrap_or_default()
             .to_owned();
         let Some(family) = family_of(&current) else {
