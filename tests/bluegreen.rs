@@ -569,3 +569,24 @@ fn throttled_reads_are_retried_at_the_next_poll() {
     );
     assert!(bed.proxy.calls("StopDeployment").is_empty());
 }
+
+// Played step by step: --no-wait and --timeout are refused before any call, saying what
+// bounds the deploy instead.
+#[test]
+fn no_wait_and_timeout_are_refused_with_what_bounds_the_deploy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::example(), dir.path().join("deploy.yml")).unwrap();
+    for flag in [&["--no-wait"][..], &["--timeout", "5m"][..]] {
+        let mut args = vec!["deploy", "--env", "production"];
+        args.extend_from_slice(flag);
+        let r = common::run(&args, dir.path());
+        assert_eq!(r.code, 2, "{flag:?}: {}", r.dump());
+        assert!(
+            r.stderr
+                .contains("is blue-green: this process plays it step by step")
+                && r.stderr.contains("`progress_deadline` bounds each wait"),
+            "{flag:?}: {}",
+            r.dump()
+        );
+    }
+}

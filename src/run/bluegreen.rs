@@ -808,15 +808,12 @@ pub(super) fn deploy(
     b: &BlueGreen,
     args: &DeployArgs,
 ) -> Result<(), Error> {
-    if args.wait.no_wait || args.wait.timeout.is_some() {
-        return Err(Error::Usage {
-            message: format!(
-                "environment `{name}` is blue-green: this process plays it step by step, so `{}` does not apply",
-                if args.wait.no_wait { "--no-wait" } else { "--timeout" }
-            ),
-            help: "the strategy's `progress_deadline` bounds each wait; to end the run early, set `gate: manual` and continue later with `rollout promote`".into(),
-        });
-    }
+    super::rollout::played_step_by_step(
+        name,
+        "blue-green",
+        &args.wait,
+        "the strategy's `progress_deadline` bounds each wait; to end the run early, set `gate: manual` and continue later with `rollout promote`",
+    )?;
     let (git, image, spec, rendered) = inputs(loaded, name, args.image.clone())?;
     if !super::check_image_arg(&image)? {
         eprintln!("{}", super::deploy::tag_note(&image, args.image.is_some()));

@@ -596,17 +596,38 @@ pub(super) fn conclude(name: &str, ended: Ended) -> Result<(), Error> {
     result
 }
 
+/// `--no-wait` and `--timeout` refused for a rollout this process plays step by step (`what`:
+/// "a canary"), with what bounds it instead and how to end a run early (`help`).
+pub(super) fn played_step_by_step(
+    name: &str,
+    what: &str,
+    wait: &WaitArgs,
+    help: &str,
+) -> Result<(), Error> {
+    if !wait.no_wait && wait.timeout.is_none() {
+        return Ok(());
+    }
+    Err(Error::Usage {
+        message: format!(
+            "environment `{name}` is {what}: this process plays it step by step, so `{}` does not apply",
+            if wait.no_wait {
+                "--no-wait"
+            } else {
+                "--timeout"
+            }
+        ),
+        help: help.into(),
+    })
+}
+
 /// `deploy` of a canary environment on Kubernetes.
 pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Error> {
-    if args.wait.no_wait || args.wait.timeout.is_some() {
-        return Err(Error::Usage {
-            message: format!(
-                "environment `{name}` is a canary: this process plays it step by step, so `{}` does not apply",
-                if args.wait.no_wait { "--no-wait" } else { "--timeout" }
-            ),
-            help: "the canary's `deadline` in deploy.yml bounds it; to end the run early, pause it (`pause_before_promotion: manual`, or `{pause: manual}` in `steps`) and continue later with `rollout promote`".into(),
-        });
-    }
+    played_step_by_step(
+        name,
+        "a canary",
+        &args.wait,
+        "the canary's `deadline` in deploy.yml bounds it; to end the run early, pause it (`pause_before_promotion: manual`, or `{pause: manual}` in `steps`) and continue later with `rollout promote`",
+    )?;
     let rt = runtime()?;
     rt.block_on(async {
         let mut c = Rollout::new(loaded, name, args.image.clone(), &args.wait).await?;
