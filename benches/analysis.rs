@@ -18,7 +18,7 @@ use common::prometheus::{Prom, Traffic};
 use movieverse_deploy::config::NoDataPolicy;
 use movieverse_deploy::metrics::prometheus::Prometheus;
 use movieverse_deploy::metrics::{QueryVars, promql_window, render_query};
-use movieverse_deploy::rollout::analysis::{MetricSpec, judge};
+use movieverse_deploy::rollout::analysis::{MetricSpec, Relative, judge};
 
 const QUERIES: [&str; 3] = [
     "100 * sum(rate(http_requests_total{service=\"{{ canary_service }}\",code!~\"5..\"}[{{ window }}])) / sum(rate(http_requests_total{service=\"{{ canary_service }}\"}[{{ window }}]))",
@@ -48,6 +48,7 @@ async fn main() {
         canary_service: "movieverse-canary".into(),
         stable_service: "movieverse".into(),
         window: promql_window(10),
+        window_seconds: 10,
     };
     let specs: Vec<MetricSpec> = [
         ("success-rate", Some(99.0), None),
@@ -59,6 +60,7 @@ async fn main() {
         name: n.into(),
         min,
         max,
+        relative: Relative::default(),
         on_no_data: NoDataPolicy::Fail,
     })
     .collect();
@@ -84,7 +86,8 @@ async fn main() {
         for q in QUERIES {
             samples.push(provider.query(&render_query(q, &vars).unwrap(), at).await);
         }
-        let (verdict, _) = judge(&specs, &samples, Some(&requests), 100);
+        let readings: Vec<_> = samples.iter().cloned().map(Into::into).collect();
+        let (verdict, _) = judge(&specs, &readings, Some(&requests), 100);
         let took = start.elapsed();
         assert!(
             matches!(verdict, movieverse_deploy::rollout::analysis::Verdict::Pass),

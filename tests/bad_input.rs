@@ -78,6 +78,69 @@ fn cases() -> Vec<Case> {
             "metric `success-rate`: undefined variable `canary` in the query",
         ),
         case(
+            "unknown_metric_provider",
+            &[(
+                "            - name: p99-latency-ms\n              provider: prometheus\n",
+                "            - name: p99-latency-ms\n              provider: newrelic\n",
+            )],
+            "deploy.yml:",
+            "newrelic",
+        ),
+        case(
+            "relative_bound_without_a_stable_query",
+            &[(
+                "              max: 500\n",
+                "              max: 500\n              max_ratio: 1.2\n",
+            )],
+            "deploy.yml:",
+            "`max_ratio` compares with the stable track, and the metric has no `stable_query`",
+        ),
+        case(
+            "min_requests_without_a_request_query",
+            &[(
+                "          requests:\n            provider: prometheus\n            query: |\n              sum(increase(nginx_ingress_controller_requests{namespace=\"movieverse\",service=\"movieverse-canary\"}[{{ window }}]))\n",
+                "",
+            )],
+            "deploy.yml:",
+            "min_requests is 100, and there is no `requests` query",
+        ),
+        case(
+            "datadog_site_that_does_not_exist",
+            &[(
+                "providers:\n",
+                "providers:\n  datadog:\n    site: datadoghq.co\n",
+            )],
+            "deploy.yml:",
+            "`datadoghq.co` is not a Datadog site",
+        ),
+        case(
+            "datadog_key_written_where_its_variable_name_goes",
+            &[(
+                "providers:\n",
+                "providers:\n  datadog:\n    api_key_env: 0123456789abcdef0123456789abcdef\n",
+            )],
+            "deploy.yml:",
+            "`api_key_env` is not an environment variable name",
+        ),
+        case(
+            "cloudwatch_query_without_series",
+            &[(
+                "            - name: p99-latency-ms\n              provider: prometheus\n",
+                "            - name: p99-latency-ms\n              provider: cloudwatch\n",
+            )],
+            "deploy.yml:",
+            "a CloudWatch query needs `series`",
+        ),
+        case(
+            "cloudwatch_query_naming_a_series_it_lacks",
+            &[(
+                "            - name: p99-latency-ms\n              provider: prometheus\n              query: |\n                1000 * histogram_quantile(0.99, sum by (le) (rate(nginx_ingress_controller_request_duration_seconds_bucket{namespace=\"movieverse\",service=\"movieverse-canary\"}[1m])))\n",
+                "            - name: p99-latency-ms\n              provider: cloudwatch\n              query: latency\n              series:\n                p99: {namespace: AWS/ApplicationELB, metric: TargetResponseTime, stat: P99th, dimensions: {TargetGroup: \"{{ tg }}\"}}\n",
+            )],
+            "deploy.yml:",
+            "the query names `latency`, which is not one of its series (p99)",
+        ),
+        case(
             "unknown_router",
             &[(
                 "      pdb_max_unavailable: 1\n",

@@ -10,7 +10,7 @@ use common::prometheus::{Prom, Traffic};
 use movieverse_deploy::config::NoDataPolicy;
 use movieverse_deploy::metrics::prometheus::Prometheus;
 use movieverse_deploy::metrics::{QueryVars, promql_window, render_query};
-use movieverse_deploy::rollout::analysis::{MetricSpec, Sample, Verdict, judge};
+use movieverse_deploy::rollout::analysis::{MetricSpec, Relative, Sample, Verdict, judge};
 
 fn now() -> f64 {
     SystemTime::now()
@@ -27,6 +27,7 @@ fn vars(window: u64) -> QueryVars {
         canary_service: "movieverse-canary".into(),
         stable_service: "movieverse".into(),
         window: promql_window(window),
+        window_seconds: window,
     }
 }
 
@@ -42,18 +43,21 @@ fn specs() -> Vec<MetricSpec> {
             name: "success-rate".into(),
             min: Some(99.0),
             max: None,
+            relative: Relative::default(),
             on_no_data: NoDataPolicy::Fail,
         },
         MetricSpec {
             name: "p99-latency-ms".into(),
             min: None,
             max: Some(500.0),
+            relative: Relative::default(),
             on_no_data: NoDataPolicy::Fail,
         },
         MetricSpec {
             name: "error-rate".into(),
             min: None,
             max: Some(1.0),
+            relative: Relative::default(),
             on_no_data: NoDataPolicy::Fail,
         },
     ]
@@ -69,7 +73,8 @@ async fn check(provider: &Prometheus, window: u64) -> (Verdict, Vec<Sample>) {
     let requests = provider
         .query(&render_query(REQUESTS, &vars(window)).unwrap(), at)
         .await;
-    let (verdict, _) = judge(&specs(), &samples, Some(&requests), 10);
+    let readings: Vec<_> = samples.iter().cloned().map(Into::into).collect();
+    let (verdict, _) = judge(&specs(), &readings, Some(&requests), 10);
     (verdict, samples)
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use movieverse_deploy::config::NoDataPolicy;
-use movieverse_deploy::rollout::analysis::{MetricSpec, Sample};
+use movieverse_deploy::rollout::analysis::{MetricSpec, Relative, Sample};
 use movieverse_deploy::rollout::engine::{
     Analysis, Effect, Engine, Event, Input, Outcome, State, Status,
 };
@@ -50,12 +50,14 @@ fn metrics(policy: NoDataPolicy) -> Analysis {
                 name: "success-rate".into(),
                 min: Some(99.0),
                 max: None,
+                relative: Relative::default(),
                 on_no_data: policy,
             },
             MetricSpec {
                 name: "p99-latency-ms".into(),
                 min: None,
                 max: Some(500.0),
+                relative: Relative::default(),
                 on_no_data: policy,
             },
         ],
@@ -389,7 +391,7 @@ fn every_decision_before_a_traffic_change_saves_first() {
             );
             input = match e {
                 Effect::Measure { .. } => Input::Measured {
-                    samples: vec![Sample::Value(99.9), Sample::Value(100.0)],
+                    readings: vec![Sample::Value(99.9).into(), Sample::Value(100.0).into()],
                     requests: None,
                 },
                 Effect::SetWeight(x) => {

@@ -256,7 +256,12 @@ fn deserialize(source: &Source) -> Result<Config, Diagnostics> {
             && cut
                 .iter()
                 .any(|c| missing_field_path(&path, &message).as_ref() == Some(c));
-        if !missing_after_cut {
+        // A value that fails only because a part of it was cut (an enum whose variant lost a
+        // required sequence) is a consequence of the error already reported there.
+        let around_cut = cut
+            .iter()
+            .any(|c| c.len() > path.len() && c.starts_with(&path));
+        if !missing_after_cut && !around_cut {
             problems.push(diagnostic);
         }
         // Cut what the error is about, or, for errors about a whole struct (missing keys),

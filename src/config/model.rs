@@ -213,10 +213,40 @@ pub struct PrometheusProvider {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatadogProvider {
-    #[serde(default = "defaults::datadog_api")]
-    pub address: String,
-    /// Secrets Manager ARN holding the API and application keys.
-    pub keys_secret: String,
+    /// The Datadog site: `datadoghq.com` (US1), `us3.datadoghq.com`, `us5.datadoghq.com`,
+    /// `datadoghq.eu`, `ap1.datadoghq.com`, `ap2.datadoghq.com` or `ddog-gov.com`. The API is
+    /// `https://api.<site>`.
+    #[serde(default = "defaults::datadog_site")]
+    pub site: String,
+    /// The API's base URL, instead of the site's (a proxy, or a test server).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The environment variable that holds the API key (masked in the log, never printed).
+    #[serde(default = "defaults::datadog_api_key_env")]
+    pub api_key_env: String,
+    /// The environment variable that holds the application key (masked, never printed).
+    #[serde(default = "defaults::datadog_app_key_env")]
+    pub app_key_env: String,
+}
+
+impl DatadogProvider {
+    /// The Datadog sites, as the `site` setting names them.
+    pub const SITES: &'static [&'static str] = &[
+        "datadoghq.com",
+        "us3.datadoghq.com",
+        "us5.datadoghq.com",
+        "datadoghq.eu",
+        "ap1.datadoghq.com",
+        "ap2.datadoghq.com",
+        "ddog-gov.com",
+    ];
+
+    /// The API's base URL.
+    pub fn base_url(&self) -> String {
+        self.address
+            .clone()
+            .unwrap_or_else(|| format!("https://api.{}", self.site))
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -756,10 +786,54 @@ pub struct Analysis {
     /// Roll back when this many checks have failed in this rollout (counted cumulatively).
     #[serde(default = "defaults::threshold")]
     pub threshold: u32,
-    /// A check is judged only once the canary served this many requests in the interval.
-    #[serde(default = "defaults::min_requests")]
-    pub min_requests: u64,
+    /// A check is judged only once the canary served this many requests in the interval, as
+    /// counted by `requests` (100 when `requests` is set; it needs `requests`).
+    #[serde(default)]
+    pub min_requests: Option<u64>,
+    /// The query that counts the canary's requests in the window, for `min_requests`.
+    #[serde(default)]
+    pub requests: Option<Query>,
     pub metrics: Vec<Metric>,
+}
+
+impl Analysis {
+    /// The request count a check needs before it is judged: 0 without a `requests` query.
+    pub fn min_requests(&self) -> u64 {
+        if self.requests.is_some() {
+            self.min_requests.unwrap_or_else(defaults::min_requests)
+        } else {
+            0
+        }
+    }
+}
+
+/// A query on one provider: `PromQL`, a Datadog metrics query, or a `CloudWatch` metric math
+/// expression over `series`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    pub provider: ProviderKind,
+    /// The query. A template: `{{ app }}`, `{{ env }}`, `{{ namespace }}`,
+    /// `{{ canary_service }}`, `{{ stable_service }}`, `{{ window }}`, … are filled in.
+    pub query: String,
+    /// `CloudWatch` only: the metrics the expression names, by id.
+    #[serde(default)]
+    pub series: IndexMap<String, CloudWatchSeries>,
+}
+
+/// One `CloudWatch` metric, as `GetMetricData`'s `MetricStat` names it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchSeries {
+    /// `AWS/ApplicationELB`, `ECS/ContainerInsights`, your own, …
+    pub namespace: String,
+    /// `RequestCount`, `HTTPCode_Target_5XX_Count`, `TargetResponseTime`, …
+    pub metric: String,
+    /// `Sum`, `Average`, `Minimum`, `Maximum`, `SampleCount`, or a percentile such as `p99`.
+    pub stat: String,
+    /// Dimension values are templates, like the query.
+    #[serde(default)]
+    pub dimensions: IndexMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -767,18 +841,51 @@ pub struct Analysis {
 pub struct Metric {
     pub name: String,
     pub provider: ProviderKind,
-    /// The query (`PromQL`, a Datadog query, or a `CloudWatch` metric math expression).
+    /// The canary's query (`PromQL`, a Datadog query, or a `CloudWatch` metric math
+    /// expression over `series`).
     pub query: String,
+    /// `CloudWatch` only: the metrics `query` and `stable_query` name, by id.
+    #[serde(default)]
+    pub series: IndexMap<String, CloudWatchSeries>,
+    /// The same measure for the stable track, over the same window: needed by the relative
+    /// bounds (`max_ratio`, `min_ratio`, `max_delta`, `min_delta`).
+    #[serde(default)]
+    pub stable_query: Option<String>,
     /// The check passes when the value is at least this.
     #[serde(default)]
     pub min: Option<f64>,
     /// The check passes when the value is at most this.
     #[serde(default)]
     pub max: Option<f64>,
+    /// The check passes when the canary's value is at most this times the stable value
+    /// (`1.2`: p99 at most 1.2 × stable's).
+    #[serde(default)]
+    pub max_ratio: Option<f64>,
+    /// The check passes when the canary's value is at least this times the stable value.
+    #[serde(default)]
+    pub min_ratio: Option<f64>,
+    /// The check passes when the canary's value is at most the stable value plus this
+    /// (`0.5`: an error rate at most 0.5 points above stable's).
+    #[serde(default)]
+    pub max_delta: Option<f64>,
+    /// The check passes when the canary's value is at least the stable value plus this
+    /// (`-1`: a success rate at most 1 point below stable's).
+    #[serde(default)]
+    pub min_delta: Option<f64>,
     /// What a query that returns no data (an empty result, NaN) counts as. A query that
     /// errors is always a failed check.
     #[serde(default)]
     pub on_no_data: NoDataPolicy,
+}
+
+impl Metric {
+    /// Whether a bound compares with the stable track.
+    pub fn is_relative(&self) -> bool {
+        self.max_ratio.is_some()
+            || self.min_ratio.is_some()
+            || self.max_delta.is_some()
+            || self.min_delta.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -1035,8 +1142,11 @@ pub mod defaults {
     pub fn datadog_site() -> String {
         "datadoghq.com".into()
     }
-    pub fn datadog_api() -> String {
-        "https://api.datadoghq.com".into()
+    pub fn datadog_api_key_env() -> String {
+        "DD_API_KEY".into()
+    }
+    pub fn datadog_app_key_env() -> String {
+        "DD_APP_KEY".into()
     }
     pub fn cpu() -> u32 {
         512

@@ -98,6 +98,7 @@ pub fn validate(config: &Config, source: &Source) -> Vec<Diagnostic> {
         problems: Vec::new(),
     };
     top_level(&mut c, config);
+    providers(&mut c, config);
     if config.environments.is_empty() {
         c.err(
             &path!["environments"],
@@ -953,29 +954,52 @@ fn canary_settings(c: &mut Checker<'_>, config: &Config, canary: &Canary, base: 
             "add the checks that decide promotion, for example a success rate of at least 99 %",
         );
     }
+    if let Some(n) = a.min_requests
+        && n > 0
+        && a.requests.is_none()
+    {
+        c.err(
+            &aat(&path!["min_requests"]),
+            format!("min_requests is {n}, and there is no `requests` query to count the canary's requests"),
+            "add `requests: {provider: …, query: …}` (the canary's request count over `{{ window }}`), or remove min_requests",
+        );
+    }
+    if let Some(r) = &a.requests {
+        query_checks(
+            c,
+            config,
+            &aat(&path!["requests"]),
+            "the request count",
+            r.provider,
+            &r.query,
+            &r.series,
+        );
+    }
     let mut seen = Vec::new();
     for (i, m) in a.metrics.iter().enumerate() {
         let mp = aat(&path!["metrics", i]);
+        let mat =
+            |rest: &[Seg]| -> Vec<Seg> { mp.iter().cloned().chain(rest.iter().cloned()).collect() };
         if seen.contains(&&m.name) {
             c.err(
-                &[mp.clone(), path!["name"]].concat(),
+                &mat(&path!["name"]),
                 format!("metric `{}` is defined twice", m.name),
                 "give each metric its own name",
             );
         }
         seen.push(&m.name);
-        if m.min.is_none() && m.max.is_none() {
+        if m.min.is_none() && m.max.is_none() && !m.is_relative() {
             c.err(
                 &mp,
                 format!("metric `{}` has no success condition", m.name),
-                "add `min:` (passes at or above) and/or `max:` (passes at or below)",
+                "add `min:` (passes at or above) and/or `max:` (passes at or below), or a bound relative to stable (`max_ratio`, `max_delta`, `min_ratio`, `min_delta`)",
             );
         }
         if let (Some(min), Some(max)) = (m.min, m.max)
             && min > max
         {
             c.err(
-                &[mp.clone(), path!["min"]].concat(),
+                &mat(&path!["min"]),
                 format!(
                     "metric `{}`: min {min} is above max {max}, no value can pass",
                     m.name
@@ -983,37 +1007,253 @@ fn canary_settings(c: &mut Checker<'_>, config: &Config, canary: &Canary, base: 
                 "make min at most max",
             );
         }
-        if m.query.trim().is_empty() {
-            c.err(
-                &[mp.clone(), path!["query"]].concat(),
-                format!("metric `{}` has an empty query", m.name),
-                "write the provider's query",
-            );
-        } else if let Err(e) = crate::metrics::check_query(&m.query) {
-            c.err(
-                &[mp.clone(), path!["query"]].concat(),
-                format!("metric `{}`: {e}", m.name),
-                "fix the variable's name, or write the value itself",
+        for (key, ratio) in [("max_ratio", m.max_ratio), ("min_ratio", m.min_ratio)] {
+            if let Some(r) = ratio
+                && !(r.is_finite() && r > 0.0)
+            {
+                c.err(
+                    &mat(&path![key]),
+                    format!("metric `{}`: {key} {r} is not a positive factor", m.name),
+                    "write the factor of the stable value, for example 1.2 (at most 20 % above stable)",
+                );
+            }
+        }
+        if m.is_relative() && m.stable_query.is_none() {
+            let key = [
+                ("max_ratio", m.max_ratio),
+                ("min_ratio", m.min_ratio),
+                ("max_delta", m.max_delta),
+                ("min_delta", m.min_delta),
+            ]
+            .into_iter()
+            .find(|(_, v)| v.is_some())
+            .map_or("max_ratio", |(k, _)| k);
+            c.err_key(
+                &mat(&path![key]),
+                format!("metric `{}`: `{key}` compares with the stable track, and the metric has no `stable_query`", m.name),
+                "add `stable_query:`, the same measure for the stable track (for example with {{ stable_service }} where the query has {{ canary_service }})",
             );
         }
-        let configured = match m.provider {
-            ProviderKind::Prometheus => config.providers.prometheus.is_some(),
-            ProviderKind::Datadog => config.providers.datadog.is_some(),
-            ProviderKind::Cloudwatch => true,
+        query_checks(
+            c,
+            config,
+            &mp,
+            &format!("metric `{}`", m.name),
+            m.provider,
+            &m.query,
+            &m.series,
+        );
+        if let Some(q) = &m.stable_query {
+            if q.trim().is_empty() {
+                c.err(
+                    &mat(&path!["stable_query"]),
+                    format!("metric `{}` has an empty stable_query", m.name),
+                    "write the stable track's query, or remove stable_query",
+                );
+            } else {
+                query_text_checks(
+                    c,
+                    &mat(&path!["stable_query"]),
+                    &format!("metric `{}`, stable_query", m.name),
+                    m.provider,
+                    q,
+                    &m.series,
+                );
+            }
+        }
+    }
+}
+
+/// A query's checks: not empty, a template that renders, its provider configured, and
+/// `CloudWatch`'s series.
+#[allow(clippy::too_many_arguments)]
+fn query_checks(
+    c: &mut Checker<'_>,
+    config: &Config,
+    at: &[Seg],
+    what: &str,
+    provider: ProviderKind,
+    query: &str,
+    series: &indexmap::IndexMap<String, crate::config::CloudWatchSeries>,
+) {
+    let qat =
+        |rest: &[Seg]| -> Vec<Seg> { at.iter().cloned().chain(rest.iter().cloned()).collect() };
+    if query.trim().is_empty() {
+        c.err(
+            &qat(&path!["query"]),
+            format!("{what} has an empty query"),
+            "write the provider's query",
+        );
+    } else {
+        query_text_checks(c, &qat(&path!["query"]), what, provider, query, series);
+    }
+    let configured = match provider {
+        ProviderKind::Prometheus => config.providers.prometheus.is_some(),
+        ProviderKind::Datadog => config.providers.datadog.is_some(),
+        ProviderKind::Cloudwatch => true,
+    };
+    if !configured {
+        let example = match provider {
+            ProviderKind::Datadog => "{datadog: {site: datadoghq.com}}",
+            _ => "{prometheus: {address: http://prometheus.monitoring.svc:9090}}",
         };
-        if !configured {
+        c.err(
+            &qat(&path!["provider"]),
+            format!("{what} uses the {provider} provider, which is not configured"),
+            format!("add `providers: {example}` at the top level"),
+        );
+    }
+    match provider {
+        ProviderKind::Cloudwatch => {
+            if series.is_empty() {
+                c.err_key(
+                    &qat(&path!["provider"]),
+                    format!("{what}: a CloudWatch query needs `series`, the metrics its expression names"),
+                    "add `series: {requests: {namespace: AWS/ApplicationELB, metric: RequestCount, stat: Sum, dimensions: {…}}}` and write `query: requests` (or an expression over the ids)",
+                );
+            }
+            for (id, s) in series {
+                let sat = qat(&path!["series", id.as_str()]);
+                if !is_cloudwatch_id(id) {
+                    c.err_key(
+                        &sat,
+                        format!("{what}: series id `{id}` is not a CloudWatch id"),
+                        "start with a lowercase letter; use letters, digits and `_`",
+                    );
+                }
+                if !is_statistic(&s.stat) {
+                    c.err(
+                        &[sat.clone(), path!["stat"]].concat(),
+                        format!("{what}: `{}` is not a CloudWatch statistic", s.stat),
+                        "use Sum, Average, Minimum, Maximum, SampleCount, or a percentile such as p99",
+                    );
+                }
+                for (name, value) in &s.dimensions {
+                    if let Err(e) = crate::metrics::check_query(value) {
+                        c.err(
+                            &[sat.clone(), path!["dimensions", name.as_str()]].concat(),
+                            format!("{what}: dimension `{name}`: {e}"),
+                            "fix the variable's name, or write the value itself",
+                        );
+                    }
+                }
+            }
+        }
+        _ if !series.is_empty() => {
+            c.err_key(
+                &qat(&path!["series"]),
+                format!("{what}: `series` is for CloudWatch queries, and this one uses {provider}"),
+                "remove `series`, or set `provider: cloudwatch`",
+            );
+        }
+        _ => {}
+    }
+}
+
+/// One query text: a template that renders; on `CloudWatch`, an id it names exists.
+fn query_text_checks(
+    c: &mut Checker<'_>,
+    at: &[Seg],
+    what: &str,
+    provider: ProviderKind,
+    query: &str,
+    series: &indexmap::IndexMap<String, crate::config::CloudWatchSeries>,
+) {
+    if let Err(e) = crate::metrics::check_query(query) {
+        c.err(
+            at,
+            format!("{what}: {e}"),
+            "fix the variable's name, or write the value itself",
+        );
+        return;
+    }
+    let text = query.trim();
+    if provider == ProviderKind::Cloudwatch
+        && is_cloudwatch_id(text)
+        && !series.is_empty()
+        && !series.contains_key(text)
+    {
+        c.err(
+            at,
+            format!(
+                "{what}: the query names `{text}`, which is not one of its series ({})",
+                series
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "name one of the series, or write a metric math expression over them",
+        );
+    }
+}
+
+/// A `GetMetricData` query id: a lowercase letter, then letters, digits and `_`.
+fn is_cloudwatch_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A `CloudWatch` statistic: the five plain ones, or a percentile-style one (`p99`,
+/// `p99.9`, `tm90`, `IQM`, …).
+fn is_statistic(s: &str) -> bool {
+    if matches!(
+        s,
+        "Sum" | "Average" | "Minimum" | "Maximum" | "SampleCount" | "IQM"
+    ) {
+        return true;
+    }
+    [
+        "p", "tm", "wm", "tc", "ts", "pr", "TM", "WM", "TC", "TS", "PR",
+    ]
+    .iter()
+    .any(|prefix| {
+        s.strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit() || c == '('))
+    })
+}
+
+/// The metric providers' own settings.
+fn providers(c: &mut Checker<'_>, config: &Config) {
+    if let Some(d) = &config.providers.datadog {
+        if !crate::config::DatadogProvider::SITES.contains(&d.site.as_str()) {
             c.err(
-                &[mp, path!["provider"]].concat(),
+                &path!["providers", "datadog", "site"],
+                format!("`{}` is not a Datadog site", d.site),
                 format!(
-                    "metric `{}` uses the {} provider, which is not configured",
-                    m.name, m.provider
-                ),
-                format!(
-                    "add `providers: {{ {}: {{ address: … }} }}` at the top level",
-                    m.provider
+                    "use one of {}",
+                    crate::config::DatadogProvider::SITES.join(", ")
                 ),
             );
         }
+        if let Some(a) = &d.address
+            && !(a.starts_with("https://") || a.starts_with("http://"))
+        {
+            c.err(&path!["providers", "datadog", "address"], format!("`{a}` is not an http(s) URL"), "write the API's base URL, for example https://api.datadoghq.eu, or remove `address` to use the site's");
+        }
+        for (key, name) in [
+            ("api_key_env", &d.api_key_env),
+            ("app_key_env", &d.app_key_env),
+        ] {
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                c.err_secret(
+                    &path!["providers", "datadog", key],
+                    format!("`{key}` is not an environment variable name"),
+                    "name the variable that holds the key (DD_API_KEY by default), never the key itself",
+                );
+            }
+        }
+    }
+    if let Some(p) = &config.providers.prometheus
+        && !(p.address.starts_with("https://") || p.address.starts_with("http://"))
+    {
+        c.err(&path!["providers", "prometheus", "address"], format!("`{}` is not an http(s) URL", p.address), "write the Prometheus server's base URL, for example http://prometheus.monitoring.svc:9090");
     }
 }
 

@@ -1,14 +1,354 @@
-//! Metric providers: a query over a window returns a value or no data (an edge: HTTP).
+//! Metric providers: a query over a window returns a value or no data (an edge: HTTP and
+//! the AWS SDK).
 //!
-//! - [`prometheus`]: an instant query over the HTTP API at the evaluation time.
+//! - [`prometheus`]: an instant query over the HTTP API at the window's end;
+//! - [`datadog`]: the metrics query API over the window, keys from the environment;
+//! - [`cloudwatch`]: `GetMetricData` with metric math, the window as one period.
 //!
+//! [`Providers`] holds the ones a rollout uses and runs a [`QueryRef`] on the right one.
 //! Queries in deploy.yml are templates with the rollout's variables ([`QueryVars`]), checked
 //! when the config loads ([`check_query`]) and rendered before each check ([`render_query`]).
 
+pub mod cloudwatch;
+pub mod datadog;
 pub mod prometheus;
 
+use std::time::Duration;
+
+use indexmap::IndexMap;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
+
+use crate::config::{CloudWatchSeries, Config, ProviderKind};
+use crate::rollout::analysis::Sample;
+
+/// How a provider call failed: the class decides the exit code before a rollout (the
+/// environment's: 3; the query's: 2) and is a failed check during one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderErrorKind {
+    /// Missing or refused credentials.
+    Auth,
+    /// The provider cannot be reached, or answered with a server error.
+    Unreachable,
+    /// The provider refused or could not run the query.
+    Query,
+    /// Rate limited past the caller's deadline.
+    RateLimited,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub kind: ProviderErrorKind,
+    pub message: String,
+}
+
+impl ProviderError {
+    /// The exit code when this ends a command: 2 for a query to fix in deploy.yml, 3 for the
+    /// environment.
+    pub fn exit_code(&self) -> u8 {
+        match self.kind {
+            ProviderErrorKind::Query => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// A query to run: its provider, its template, and (`CloudWatch`) the series it names.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryRef<'a> {
+    pub provider: ProviderKind,
+    pub template: &'a str,
+    pub series: &'a IndexMap<String, CloudWatchSeries>,
+}
+
+impl<'a> QueryRef<'a> {
+    /// A metric's canary query.
+    pub fn canary(m: &'a crate::config::Metric) -> Self {
+        Self {
+            provider: m.provider,
+            template: &m.query,
+            series: &m.series,
+        }
+    }
+
+    /// A metric's stable query, when it has one.
+    pub fn stable(m: &'a crate::config::Metric) -> Option<Self> {
+        m.stable_query.as_deref().map(|template| Self {
+            provider: m.provider,
+            template,
+            series: &m.series,
+        })
+    }
+
+    /// The request-count query.
+    pub fn requests(q: &'a crate::config::Query) -> Self {
+        Self {
+            provider: q.provider,
+            template: &q.query,
+            series: &q.series,
+        }
+    }
+}
+
+/// The providers one rollout uses, connected.
+#[derive(Default)]
+pub struct Providers {
+    prometheus: Option<prometheus::Prometheus>,
+    /// A missing key is kept as the error, told when Datadog is first asked: commands that
+    /// never query (`rollout status`) do not need the keys.
+    datadog: Option<Result<datadog::Datadog, ProviderError>>,
+    cloudwatch: Option<cloudwatch::CloudWatch>,
+}
+
+/// Every call to a provider gives up after this long.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Providers {
+    /// Connects the providers in `used` from deploy.yml. Datadog's keys are read from the
+    /// environment (and masked) here; a missing one is told by [`Self::ready`], before
+    /// anything changes.
+    pub async fn connect(config: &Config, used: &[ProviderKind]) -> Result<Self, ProviderError> {
+        let mut p = Self::default();
+        let not_configured = |kind: ProviderKind| ProviderError {
+            kind: ProviderErrorKind::Query,
+            message: format!(
+                "the {kind} provider is used but not configured: add `providers: {{{kind}: …}}` to deploy.yml"
+            ),
+        };
+        for kind in used {
+            match kind {
+                ProviderKind::Prometheus if p.prometheus.is_none() => {
+                    let c = config
+                        .providers
+                        .prometheus
+                        .as_ref()
+                        .ok_or_else(|| not_configured(*kind))?;
+                    p.prometheus = Some(prometheus::Prometheus::new(&c.address, TIMEOUT));
+                }
+                ProviderKind::Datadog if p.datadog.is_none() => {
+                    let c = config
+                        .providers
+                        .datadog
+                        .as_ref()
+                        .ok_or_else(|| not_configured(*kind))?;
+                    p.datadog = Some(datadog::Datadog::from_env(
+                        &c.base_url(),
+                        &c.api_key_env,
+                        &c.app_key_env,
+                        TIMEOUT,
+                    ));
+                }
+                ProviderKind::Cloudwatch if p.cloudwatch.is_none() => {
+                    let region = config
+                        .providers
+                        .cloudwatch
+                        .as_ref()
+                        .and_then(|c| c.region.clone())
+                        .unwrap_or_else(|| config.region.clone());
+                    p.cloudwatch = Some(cloudwatch::CloudWatch::from_env(&region).await);
+                }
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+
+    /// Whether each connected provider answers (Prometheus' `/-/ready`, Datadog's key
+    /// validation; `CloudWatch` is proven by running the queries).
+    pub async fn ready(&self) -> Result<(), ProviderError> {
+        if let Some(p) = &self.prometheus {
+            p.ready().await.map_err(|message| ProviderError {
+                kind: ProviderErrorKind::Unreachable,
+                message,
+            })?;
+        }
+        if let Some(d) = &self.datadog {
+            d.as_ref().map_err(Clone::clone)?.ready().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `q` over the window `[from_ms, to_ms]`; a rate limit is waited out only until
+    /// `not_after`.
+    pub async fn run(
+        &self,
+        q: &QueryRef<'_>,
+        vars: &QueryVars,
+        from_ms: u64,
+        to_ms: u64,
+        not_after: tokio::time::Instant,
+    ) -> Result<Sample, ProviderError> {
+        let query_error = |message: String| ProviderError {
+            kind: ProviderErrorKind::Query,
+            message,
+        };
+        let text = render_query(q.template, vars).map_err(query_error)?;
+        let missing = || ProviderError {
+            kind: ProviderErrorKind::Query,
+            message: format!("the {} provider is not connected", q.provider),
+        };
+        match q.provider {
+            ProviderKind::Prometheus => {
+                let p = self.prometheus.as_ref().ok_or_else(missing)?;
+                #[allow(clippy::cast_precision_loss)] // milliseconds since 1970 fit in 2^52
+                p.query_result(&text, to_ms as f64 / 1000.0).await
+            }
+            ProviderKind::Datadog => {
+                let d = self
+                    .datadog
+                    .as_ref()
+                    .ok_or_else(missing)?
+                    .as_ref()
+                    .map_err(Clone::clone)?;
+                d.query(&text, from_ms / 1000, to_ms / 1000, not_after)
+                    .await
+            }
+            ProviderKind::Cloudwatch => {
+                let c = self.cloudwatch.as_ref().ok_or_else(missing)?;
+                let mut series = Vec::new();
+                for (id, s) in q.series {
+                    let mut dimensions = Vec::new();
+                    for (name, value) in &s.dimensions {
+                        dimensions.push((
+                            name.clone(),
+                            render_query(value, vars).map_err(|e| {
+                                query_error(format!("series `{id}`, dimension `{name}`: {e}"))
+                            })?,
+                        ));
+                    }
+                    series.push(cloudwatch::Series {
+                        id: id.clone(),
+                        namespace: s.namespace.clone(),
+                        metric: s.metric.clone(),
+                        stat: s.stat.clone(),
+                        dimensions,
+                    });
+                }
+                c.query(&text, &series, from_ms / 1000, to_ms / 1000).await
+            }
+        }
+    }
+
+    /// [`Self::run`], an error read as the sample of a failed query.
+    pub async fn sample(
+        &self,
+        q: QueryRef<'_>,
+        vars: &QueryVars,
+        from_ms: u64,
+        to_ms: u64,
+        not_after: tokio::time::Instant,
+    ) -> Sample {
+        self.run(&q, vars, from_ms, to_ms, not_after)
+            .await
+            .unwrap_or_else(|e| Sample::Error(e.message))
+    }
+}
+
+/// An analysis' queries on their providers: every metric (canary, and stable for a
+/// relative bound) and the request count, run together for one check.
+pub struct Measurer {
+    providers: Providers,
+    metrics: Vec<crate::config::Metric>,
+    requests: Option<crate::config::Query>,
+}
+
+impl Measurer {
+    /// Connects the providers the analysis uses.
+    pub async fn connect(
+        config: &Config,
+        analysis: &crate::config::Analysis,
+    ) -> Result<Self, ProviderError> {
+        let used: Vec<ProviderKind> = analysis
+            .metrics
+            .iter()
+            .map(|m| m.provider)
+            .chain(analysis.requests.iter().map(|q| q.provider))
+            .collect();
+        Ok(Self {
+            providers: Providers::connect(config, &used).await?,
+            metrics: analysis.metrics.clone(),
+            requests: analysis.requests.clone(),
+        })
+    }
+
+    /// Every query with what it is for (the metric's name, its stable query, the request
+    /// count), in the order a check runs them.
+    fn queries(&self) -> Vec<(String, QueryRef<'_>)> {
+        let mut out = Vec::new();
+        for m in &self.metrics {
+            out.push((format!("metric `{}`", m.name), QueryRef::canary(m)));
+            if let Some(q) = QueryRef::stable(m) {
+                out.push((format!("metric `{}` (stable_query)", m.name), q));
+            }
+        }
+        if let Some(r) = &self.requests {
+            out.push((
+                "the request count (`analysis.requests`)".into(),
+                QueryRef::requests(r),
+            ));
+        }
+        out
+    }
+
+    /// How many provider calls one check makes.
+    pub fn queries_per_check(&self) -> usize {
+        self.queries().len()
+    }
+
+    /// Before anything changes: each provider answers and every query runs once over the
+    /// last minute. The error names the query.
+    pub async fn preflight(
+        &self,
+        vars: &QueryVars,
+        now_ms: u64,
+    ) -> Result<(), (String, ProviderError)> {
+        self.providers
+            .ready()
+            .await
+            .map_err(|e| ("the metric provider".to_owned(), e))?;
+        let not_after = tokio::time::Instant::now() + TIMEOUT;
+        for (what, q) in self.queries() {
+            self.providers
+                .run(&q, vars, now_ms.saturating_sub(60_000), now_ms, not_after)
+                .await
+                .map_err(|e| (what, e))?;
+        }
+        Ok(())
+    }
+
+    /// One check over `[from_ms, to_ms]`: a reading per metric, in order, and the request
+    /// count when `requests` is set. The queries run at once.
+    pub async fn measure(
+        &self,
+        vars: &QueryVars,
+        from_ms: u64,
+        to_ms: u64,
+        not_after: tokio::time::Instant,
+    ) -> (Vec<crate::rollout::analysis::Reading>, Option<Sample>) {
+        let run = |q| self.providers.sample(q, vars, from_ms, to_ms, not_after);
+        let readings = futures_util::future::join_all(self.metrics.iter().map(|m| async move {
+            let canary = run(QueryRef::canary(m));
+            match QueryRef::stable(m) {
+                Some(s) => {
+                    let (canary, stable) = futures_util::future::join(canary, run(s)).await;
+                    crate::rollout::analysis::Reading {
+                        canary,
+                        stable: Some(stable),
+                    }
+                }
+                None => canary.await.into(),
+            }
+        }));
+        let requests = async {
+            match &self.requests {
+                Some(r) => Some(run(QueryRef::requests(r)).await),
+                None => None,
+            }
+        };
+        futures_util::future::join(readings, requests).await
+    }
+}
 
 /// The variables a metric query may use, as `{{ name }}`.
 #[derive(Debug, Clone, Serialize)]
@@ -21,6 +361,8 @@ pub struct QueryVars {
     pub stable_service: String,
     /// The window the check covers, as `PromQL` writes a range (`90s`).
     pub window: String,
+    /// The window in seconds (`90`), for Datadog's `.rollup(sum, {{ window_seconds }})`.
+    pub window_seconds: u64,
 }
 
 impl QueryVars {
@@ -32,6 +374,7 @@ impl QueryVars {
         "canary_service",
         "stable_service",
         "window",
+        "window_seconds",
     ];
 
     /// Example values, for checking a template when the config loads.
@@ -43,6 +386,7 @@ impl QueryVars {
             canary_service: "app-canary".into(),
             stable_service: "app".into(),
             window: "60s".into(),
+            window_seconds: 60,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::{ProviderError, ProviderErrorKind};
 use crate::rollout::analysis::Sample;
 
 pub struct Prometheus {
@@ -25,37 +26,61 @@ impl Prometheus {
         }
     }
 
-    /// The query's value at `at` (seconds since the Unix epoch, fractional).
+    /// The query's value at `at` (seconds since the Unix epoch, fractional), a failure as
+    /// the sample of a failed query.
     pub async fn query(&self, promql: &str, at: f64) -> Sample {
+        self.query_result(promql, at)
+            .await
+            .unwrap_or_else(|e| Sample::Error(e.message))
+    }
+
+    /// The query's value at `at`, a failure classified (the server's or the query's).
+    pub async fn query_result(&self, promql: &str, at: f64) -> Result<Sample, ProviderError> {
+        let unreachable = |message: String| ProviderError {
+            kind: ProviderErrorKind::Unreachable,
+            message,
+        };
         let url = match reqwest::Url::parse_with_params(
             &format!("{}/api/v1/query", self.address),
             &[("query", promql), ("time", &format!("{at:.3}"))],
         ) {
             Ok(u) => u,
             Err(e) => {
-                return Sample::Error(format!(
+                return Err(unreachable(format!(
                     "the Prometheus address {} is not a URL: {e}",
                     self.address
-                ));
+                )));
             }
         };
         let response = self.client.get(url).send().await;
         let response = match response {
             Ok(r) => r,
             Err(e) => {
-                return Sample::Error(format!(
+                return Err(unreachable(format!(
                     "cannot reach Prometheus at {}: {}",
                     self.address,
                     crate::platform::innermost(&e)
-                ));
+                )));
             }
         };
         let status = response.status();
         let body = match response.text().await {
             Ok(b) => b,
-            Err(e) => return Sample::Error(format!("reading Prometheus' answer failed: {e}")),
+            Err(e) => {
+                return Err(unreachable(format!(
+                    "reading Prometheus' answer failed: {e}"
+                )));
+            }
         };
-        parse(status.as_u16(), &body)
+        match parse(status.as_u16(), &body) {
+            // A server error is the server's; a refused query is the query's.
+            Sample::Error(message) if status.is_server_error() => Err(unreachable(message)),
+            Sample::Error(message) => Err(ProviderError {
+                kind: ProviderErrorKind::Query,
+                message,
+            }),
+            sample => Ok(sample),
+        }
     }
 
     /// Whether the server answers (`/-/ready`), for the pre-flight before a rollout.

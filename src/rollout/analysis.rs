@@ -14,13 +14,69 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::NoDataPolicy;
 
-/// One metric's success condition.
+/// One metric's success condition: absolute bounds, and bounds relative to the stable
+/// track's value over the same window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricSpec {
     pub name: String,
     pub min: Option<f64>,
     pub max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Relative::is_none")]
+    pub relative: Relative,
     pub on_no_data: NoDataPolicy,
+}
+
+/// Bounds relative to the stable track's value `s`: `max_ratio × s`, `s + max_delta`, …
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Relative {
+    pub max_ratio: Option<f64>,
+    pub min_ratio: Option<f64>,
+    pub max_delta: Option<f64>,
+    pub min_delta: Option<f64>,
+}
+
+impl Relative {
+    pub fn is_none(&self) -> bool {
+        *self == Relative::default()
+    }
+
+    /// The bounds at stable value `s`: (lowest, highest), each the tightest of its side.
+    fn at(&self, s: f64) -> (Option<f64>, Option<f64>) {
+        let lo = [self.min_ratio.map(|r| r * s), self.min_delta.map(|d| s + d)]
+            .into_iter()
+            .flatten()
+            .reduce(f64::max);
+        let hi = [self.max_ratio.map(|r| r * s), self.max_delta.map(|d| s + d)]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min);
+        (lo, hi)
+    }
+
+    /// `<= 1.2 × stable`, `<= stable + 0.5`, `>= stable - 1`, joined with `, `.
+    fn describe(&self) -> Vec<String> {
+        let delta = |d: f64| {
+            if d < 0.0 {
+                format!("stable - {}", fmt_value(-d))
+            } else {
+                format!("stable + {}", fmt_value(d))
+            }
+        };
+        let mut out = Vec::new();
+        if let Some(r) = self.min_ratio {
+            out.push(format!(">= {} × stable", fmt_value(r)));
+        }
+        if let Some(d) = self.min_delta {
+            out.push(format!(">= {}", delta(d)));
+        }
+        if let Some(r) = self.max_ratio {
+            out.push(format!("<= {} × stable", fmt_value(r)));
+        }
+        if let Some(d) = self.max_delta {
+            out.push(format!("<= {}", delta(d)));
+        }
+        out
+    }
 }
 
 impl MetricSpec {
@@ -29,18 +85,53 @@ impl MetricSpec {
             name: m.name.clone(),
             min: m.min,
             max: m.max,
+            relative: Relative {
+                max_ratio: m.max_ratio,
+                min_ratio: m.min_ratio,
+                max_delta: m.max_delta,
+                min_delta: m.min_delta,
+            },
             on_no_data: m.on_no_data,
         }
     }
 
-    /// `>= 99`, `<= 500`, `1..5`.
-    pub fn bound(&self) -> String {
-        match (self.min, self.max) {
-            (Some(lo), Some(hi)) => format!("{lo}..{hi}"),
-            (Some(lo), None) => format!(">= {lo}"),
-            (None, Some(hi)) => format!("<= {hi}"),
-            (None, None) => "any".into(),
+    /// `>= 99`, `<= 500`, `1..5`, `<= 1.2 × stable`; with the stable value when one was
+    /// measured: `<= 1.2 × stable (= 360)`.
+    pub fn bound(&self, stable: Option<f64>) -> String {
+        let mut parts = match (self.min, self.max) {
+            (Some(lo), Some(hi)) => vec![format!("{lo}..{hi}")],
+            (Some(lo), None) => vec![format!(">= {lo}")],
+            (None, Some(hi)) => vec![format!("<= {hi}")],
+            (None, None) => vec![],
+        };
+        let relative = self.relative.describe();
+        if !relative.is_empty() {
+            let mut text = relative.join(", ");
+            if let Some(s) = stable {
+                let (lo, hi) = self.relative.at(s);
+                let value = match (lo, hi) {
+                    (Some(lo), Some(hi)) => format!("{}..{}", fmt_value(lo), fmt_value(hi)),
+                    (Some(lo), None) => fmt_value(lo),
+                    (None, Some(hi)) => fmt_value(hi),
+                    (None, None) => String::new(),
+                };
+                text = format!("{text} (stable {} → {value})", fmt_value(s));
+            }
+            parts.push(text);
         }
+        if parts.is_empty() {
+            "any".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    /// Whether `v` passes, given the stable value for the relative bounds.
+    fn passes(&self, v: f64, stable: Option<f64>) -> bool {
+        let (rlo, rhi) = stable.map_or((None, None), |s| self.relative.at(s));
+        let lo_ok = |lo: Option<f64>| lo.is_none_or(|lo| v >= lo);
+        let hi_ok = |hi: Option<f64>| hi.is_none_or(|hi| v <= hi);
+        lo_ok(self.min) && hi_ok(self.max) && lo_ok(rlo) && hi_ok(rhi)
     }
 }
 
@@ -66,11 +157,31 @@ impl Sample {
     }
 }
 
+/// One metric measured over a window: the canary's value, and the stable track's when the
+/// metric has relative bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub canary: Sample,
+    pub stable: Option<Sample>,
+}
+
+impl From<Sample> for Reading {
+    fn from(canary: Sample) -> Self {
+        Self {
+            canary,
+            stable: None,
+        }
+    }
+}
+
 /// One metric in one check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricResult {
     pub name: String,
     pub value: Option<f64>,
+    /// The stable track's value, for a relative bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<f64>,
     pub bound: String,
     pub outcome: MetricOutcome,
 }
@@ -100,46 +211,63 @@ pub enum Verdict {
     Inconclusive(String),
 }
 
+/// Judges one metric's reading.
+fn judge_metric(m: &MetricSpec, reading: Reading) -> MetricResult {
+    let relative = !m.relative.is_none();
+    let stable = if relative {
+        reading.stable.map(Sample::normalised)
+    } else {
+        None
+    };
+    let stable_value = match &stable {
+        Some(Sample::Value(s)) => Some(*s),
+        _ => None,
+    };
+    let no_data = match m.on_no_data {
+        NoDataPolicy::Fail => MetricOutcome::NoDataFail,
+        NoDataPolicy::Skip => MetricOutcome::Skipped,
+        NoDataPolicy::Wait => MetricOutcome::Waiting,
+    };
+    let (value, outcome) = match (reading.canary.normalised(), stable) {
+        (Sample::Error(e), _) => (None, MetricOutcome::Error(e)),
+        (Sample::Value(v), Some(Sample::Error(e))) => {
+            (Some(v), MetricOutcome::Error(format!("stable: {e}")))
+        }
+        (Sample::NoData, Some(Sample::Error(e))) => {
+            (None, MetricOutcome::Error(format!("stable: {e}")))
+        }
+        (Sample::NoData, _) => (None, no_data),
+        // A relative bound cannot be judged without the stable value.
+        (Sample::Value(v), Some(Sample::NoData) | None) if relative => (Some(v), no_data),
+        (Sample::Value(v), _) => (
+            Some(v),
+            if m.passes(v, stable_value) {
+                MetricOutcome::Pass
+            } else {
+                MetricOutcome::Fail
+            },
+        ),
+    };
+    MetricResult {
+        name: m.name.clone(),
+        value,
+        stable: stable_value,
+        bound: m.bound(stable_value),
+        outcome,
+    }
+}
+
 /// Judges one check. `requests` is the canary's request count in the window, when measured.
 pub fn judge(
     metrics: &[MetricSpec],
-    samples: &[Sample],
+    readings: &[Reading],
     requests: Option<&Sample>,
     min_requests: u64,
 ) -> (Verdict, Vec<MetricResult>) {
     let results: Vec<MetricResult> = metrics
         .iter()
-        .zip(samples.iter().cloned().map(Sample::normalised))
-        .map(|(m, s)| {
-            let (value, outcome) = match s {
-                Sample::Value(v) => {
-                    let ok = m.min.is_none_or(|lo| v >= lo) && m.max.is_none_or(|hi| v <= hi);
-                    (
-                        Some(v),
-                        if ok {
-                            MetricOutcome::Pass
-                        } else {
-                            MetricOutcome::Fail
-                        },
-                    )
-                }
-                Sample::NoData => (
-                    None,
-                    match m.on_no_data {
-                        NoDataPolicy::Fail => MetricOutcome::NoDataFail,
-                        NoDataPolicy::Skip => MetricOutcome::Skipped,
-                        NoDataPolicy::Wait => MetricOutcome::Waiting,
-                    },
-                ),
-                Sample::Error(e) => (None, MetricOutcome::Error(e)),
-            };
-            MetricResult {
-                name: m.name.clone(),
-                value,
-                bound: m.bound(),
-                outcome,
-            }
-        })
+        .zip(readings.iter().cloned())
+        .map(|(m, r)| judge_metric(m, r))
         .collect();
     // Errors are failures whatever the traffic: a broken query must not pass quietly.
     let mut failures: Vec<String> = results
@@ -181,14 +309,20 @@ pub fn judge(
     }
     let failures: Vec<String> = results
         .iter()
-        .filter_map(|r| match r.outcome {
-            MetricOutcome::Fail => Some(format!(
+        .filter_map(|r| match (&r.outcome, r.value) {
+            (MetricOutcome::Fail, v) => Some(format!(
                 "{} = {} (bound {})",
                 r.name,
-                fmt_value(r.value.unwrap_or(f64::NAN)),
+                fmt_value(v.unwrap_or(f64::NAN)),
                 r.bound
             )),
-            MetricOutcome::NoDataFail => Some(format!(
+            (MetricOutcome::NoDataFail, Some(v)) => Some(format!(
+                "{} = {}, and the stable track has no data to compare with (on_no_data: fail; bound {})",
+                r.name,
+                fmt_value(v),
+                r.bound
+            )),
+            (MetricOutcome::NoDataFail, None) => Some(format!(
                 "{}: no data (on_no_data: fail; bound {})",
                 r.name, r.bound
             )),
@@ -199,8 +333,13 @@ pub fn judge(
         return (Verdict::Fail(failures), results);
     }
     if let Some(w) = results.iter().find(|r| r.outcome == MetricOutcome::Waiting) {
+        let what = if w.value.is_some() {
+            "no stable data yet"
+        } else {
+            "no data yet"
+        };
         return (
-            Verdict::Inconclusive(format!("{}: no data yet (on_no_data: wait)", w.name)),
+            Verdict::Inconclusive(format!("{}: {what} (on_no_data: wait)", w.name)),
             results,
         );
     }
@@ -231,6 +370,7 @@ mod tests {
             name: name.into(),
             min,
             max,
+            relative: Relative::default(),
             on_no_data,
         }
     }
@@ -405,9 +545,132 @@ mod tests {
             ),
         ];
         for (name, metrics, samples, requests, min, want) in rows {
-            let (verdict, results) = judge(&metrics, &samples, requests.as_ref(), min);
+            let readings: Vec<Reading> = samples.into_iter().map(Reading::from).collect();
+            let (verdict, results) = judge(&metrics, &readings, requests.as_ref(), min);
             assert_eq!(short(&verdict), want, "{name}");
             assert_eq!(results.len(), metrics.len(), "{name}");
+        }
+    }
+
+    /// Relative bounds: one row per rule, a metric with its stable reading -> verdict and
+    /// the bound as shown.
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn relative_bounds_table() {
+        use Sample::{Error, NoData, Value};
+        let p99 = |max_ratio, on_no_data| MetricSpec {
+            relative: Relative {
+                max_ratio: Some(max_ratio),
+                ..Relative::default()
+            },
+            ..m("p99", None, Some(2000.0), on_no_data)
+        };
+        let errors = MetricSpec {
+            relative: Relative {
+                max_delta: Some(0.5),
+                ..Relative::default()
+            },
+            ..m("error-rate", None, None, NoDataPolicy::Fail)
+        };
+        let success = MetricSpec {
+            relative: Relative {
+                min_delta: Some(-1.0),
+                min_ratio: Some(0.9),
+                ..Relative::default()
+            },
+            ..m("success-rate", None, None, NoDataPolicy::Fail)
+        };
+        let rows: Vec<(&str, MetricSpec, Sample, Option<Sample>, &str, &str)> = vec![
+            (
+                "within 1.2 × stable",
+                p99(1.2, NoDataPolicy::Fail),
+                Value(350.0),
+                Some(Value(300.0)),
+                "pass",
+                "<= 2000, <= 1.2 × stable (stable 300 → 360)",
+            ),
+            (
+                "above 1.2 × stable",
+                p99(1.2, NoDataPolicy::Fail),
+                Value(400.0),
+                Some(Value(300.0)),
+                "fail: p99 = 400 (bound <= 2000, <= 1.2 × stable (stable 300 → 360))",
+                "<= 2000, <= 1.2 × stable (stable 300 → 360)",
+            ),
+            (
+                "the absolute bound still holds",
+                p99(1.2, NoDataPolicy::Fail),
+                Value(2400.0),
+                Some(Value(2100.0)),
+                "fail: p99 = 2400 (bound <= 2000, <= 1.2 × stable (stable 2100 → 2520))",
+                "<= 2000, <= 1.2 × stable (stable 2100 → 2520)",
+            ),
+            (
+                "at stable + 0.5 points passes",
+                errors.clone(),
+                Value(1.0),
+                Some(Value(0.5)),
+                "pass",
+                "<= stable + 0.5 (stable 0.5 → 1)",
+            ),
+            (
+                "above stable + 0.5 points",
+                errors.clone(),
+                Value(1.2),
+                Some(Value(0.5)),
+                "fail: error-rate = 1.2 (bound <= stable + 0.5 (stable 0.5 → 1))",
+                "<= stable + 0.5 (stable 0.5 → 1)",
+            ),
+            (
+                "the tighter lower bound wins",
+                success.clone(),
+                Value(98.5),
+                Some(Value(99.9)),
+                "fail: success-rate = 98.5 (bound >= 0.9 × stable, >= stable - 1 (stable 99.9 → 98.9))",
+                ">= 0.9 × stable, >= stable - 1 (stable 99.9 → 98.9)",
+            ),
+            (
+                "no stable data is no data",
+                errors.clone(),
+                Value(0.2),
+                Some(NoData),
+                "fail: error-rate = 0.2, and the stable track has no data to compare with (on_no_data: fail; bound <= stable + 0.5)",
+                "<= stable + 0.5",
+            ),
+            (
+                "no stable data waits when asked to",
+                p99(1.2, NoDataPolicy::Wait),
+                Value(300.0),
+                Some(NoData),
+                "inconclusive: p99: no stable data yet (on_no_data: wait)",
+                "<= 2000, <= 1.2 × stable",
+            ),
+            (
+                "a stable query that errors fails",
+                errors.clone(),
+                Value(0.2),
+                Some(Error("503".into())),
+                "fail: error-rate: the query failed: stable: 503",
+                "<= stable + 0.5",
+            ),
+            (
+                "NaN on stable is no data",
+                errors,
+                Value(0.2),
+                Some(Value(f64::NAN)),
+                "fail: error-rate = 0.2, and the stable track has no data to compare with (on_no_data: fail; bound <= stable + 0.5)",
+                "<= stable + 0.5",
+            ),
+        ];
+        for (name, metric, canary, stable, want, bound) in rows {
+            let (verdict, results) = judge(
+                std::slice::from_ref(&metric),
+                &[Reading { canary, stable }],
+                None,
+                0,
+            );
+            assert_eq!(short(&verdict), want, "{name}");
+            assert_eq!(results[0].bound, bound, "{name}");
         }
     }
 }

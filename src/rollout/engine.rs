@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::analysis::{self, MetricResult, MetricSpec, Sample, Verdict};
+use super::analysis::{self, MetricResult, MetricSpec, Reading, Sample, Verdict};
 use super::script::{Gate, Script, Step, Track};
 
 /// Milliseconds since the Unix epoch.
@@ -48,10 +48,10 @@ pub enum Input {
     Resume,
     /// The outstanding effect finished (`Err`: it failed for good, with the reason).
     Done(Result<(), String>),
-    /// The outstanding measurement: one sample per metric (in the analysis' order), and the
+    /// The outstanding measurement: one reading per metric (in the analysis' order), and the
     /// canary's request count when one is measured.
     Measured {
-        samples: Vec<Sample>,
+        readings: Vec<Reading>,
         requests: Option<Sample>,
     },
     /// `wake_at` was reached.
@@ -229,7 +229,7 @@ impl Analysis {
                 .iter()
                 .map(MetricSpec::from_config)
                 .collect(),
-            min_requests: c.analysis.min_requests,
+            min_requests: c.analysis.min_requests(),
         }
     }
 }
@@ -250,8 +250,8 @@ impl Engine<'_> {
             Input::Start => self.enter(state, now, &mut d),
             Input::Resume => self.resume(state, now, &mut d),
             Input::Done(result) => self.done(state, result, now, &mut d),
-            Input::Measured { samples, requests } => {
-                self.measured(state, &samples, requests.as_ref(), now, &mut d);
+            Input::Measured { readings, requests } => {
+                self.measured(state, &readings, requests.as_ref(), now, &mut d);
             }
             Input::Tick => self.tick(state, now, &mut d),
             Input::Promote { full } => self.promote(state, full, now, &mut d),
@@ -433,7 +433,7 @@ impl Engine<'_> {
     fn measured(
         &self,
         state: &mut State,
-        samples: &[Sample],
+        readings: &[Reading],
         requests: Option<&Sample>,
         now: Millis,
         d: &mut Decision,
@@ -444,7 +444,7 @@ impl Engine<'_> {
         state.pending = None;
         let (verdict, metrics) = analysis::judge(
             &self.analysis.metrics,
-            samples,
+            readings,
             requests,
             self.analysis.min_requests,
         );

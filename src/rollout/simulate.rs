@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::analysis::{MetricSpec, Sample};
+use super::analysis::{MetricSpec, Reading, Sample};
 use super::engine::{Decision, Effect, Engine, Event, Input, Millis, State};
 use super::script::Track;
 
@@ -50,22 +50,42 @@ impl World {
 
     /// The value a metric shows in this scenario: inside its bounds with a margin, or
     /// outside them.
-    fn sample(&self, m: &MetricSpec) -> Sample {
+    /// A metric with relative bounds reads the stable track too: the healthy value, which
+    /// a healthy canary matches and a failing one leaves by twice its bounds.
+    fn sample(&self, m: &MetricSpec) -> Reading {
         let healthy = match (m.min, m.max) {
             (Some(lo), Some(hi)) => f64::midpoint(lo, hi),
             (Some(lo), None) => lo + (100.0 - lo).max(0.0) * 0.9,
             (None, Some(hi)) => hi * 0.3,
-            (None, None) => 1.0,
+            (None, None) => 100.0,
         };
-        match self.scenario {
+        let r = &m.relative;
+        let stable = (!r.is_none()).then_some(healthy);
+        let canary = match self.scenario {
             Scenario::Healthy => Sample::Value(round(healthy)),
             Scenario::NoData => Sample::NoData,
             Scenario::Failing => Sample::Value(round(match (m.min, m.max) {
                 (Some(lo), _) => lo - 4.0,
                 (None, Some(hi)) if hi <= 5.0 => 5.0,
                 (None, Some(hi)) => hi * 1.3,
-                (None, None) => 0.0,
+                (None, None) if r.max_ratio.is_some() || r.max_delta.is_some() => {
+                    healthy * r.max_ratio.unwrap_or(1.0) * 2.0
+                        + r.max_delta.unwrap_or(0.0).abs()
+                        + 1.0
+                }
+                (None, None) => {
+                    healthy * r.min_ratio.unwrap_or(1.0) / 2.0
+                        - r.min_delta.unwrap_or(0.0).abs()
+                        - 1.0
+                }
             })),
+        };
+        Reading {
+            canary,
+            stable: stable.map(|s| match self.scenario {
+                Scenario::NoData => Sample::NoData,
+                _ => Sample::Value(round(s)),
+            }),
         }
     }
 
@@ -106,7 +126,7 @@ impl World {
             Effect::Measure { .. } => (
                 0,
                 Input::Measured {
-                    samples: metrics.iter().map(|m| self.sample(m)).collect(),
+                    readings: metrics.iter().map(|m| self.sample(m)).collect(),
                     requests: Some(self.requests(interval)),
                 },
             ),

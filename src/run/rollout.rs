@@ -3,7 +3,8 @@
 //! - `Deploy(canary)` / `Deploy(stable)`: the rolling machine on that Deployment (the shared
 //!   manifests are applied with the canary's);
 //! - `SetWeight`: the NGINX canary Ingress' weight, under the router's own field manager;
-//! - `Measure`: Prometheus instant queries over the window since the weight changed;
+//! - `Measure`: every metric's queries (Prometheus, Datadog or `CloudWatch`) over the window
+//!   since the weight changed;
 //! - `ScaleDown`: the canary Deployment to zero.
 //!
 //! The engine's state is saved on the stable Deployment (an annotation written against its
@@ -23,24 +24,17 @@ use super::{Error, print_out};
 use crate::cli::{DeployArgs, RolloutAction, RolloutArgs, WaitArgs};
 use crate::config::{Loaded, Strategy};
 use crate::driver::Unit;
-use crate::metrics::prometheus::Prometheus;
-use crate::metrics::{QueryVars, promql_window, render_query};
+use crate::metrics::{Measurer, QueryVars, promql_window};
 use crate::platform::ServiceSpec;
 use crate::platform::kubernetes::Kubernetes;
 use crate::platform::observation::PlatformError;
 use crate::report::terminal::Vocabulary;
-use crate::rollout::analysis::{Sample, Verdict};
+use crate::rollout::analysis::Verdict;
 use crate::rollout::engine::{
     Analysis, Effect, Engine, Event, Input, Millis, Outcome, State, Status,
 };
 use crate::rollout::script::{Gate, Script, Track, canary};
 use crate::strategy::rolling::{Outcome as RollingOutcome, Rolling, Settings};
-
-/// Milliseconds as the fractional seconds Prometheus takes.
-fn secs(ms: Millis) -> f64 {
-    f64::from(u32::try_from(ms / 1000).unwrap_or(u32::MAX))
-        + f64::from(u32::try_from(ms % 1000).unwrap_or(0)) / 1000.0
-}
 
 pub(super) fn now_ms() -> Millis {
     std::time::SystemTime::now()
@@ -55,9 +49,8 @@ struct Rollout<'a> {
     k8s: Kubernetes,
     script: Script,
     analysis: Analysis,
-    /// The metrics' query templates, in the analysis' order.
-    queries: Vec<String>,
-    prometheus: Option<Prometheus>,
+    /// The analysis' queries on their providers.
+    measurer: Measurer,
     stable: ServiceSpec,
     canary: ServiceSpec,
     router: Router,
@@ -81,6 +74,20 @@ enum Router {
         path: String,
         gateway: crate::config::GatewayRef,
     },
+}
+
+/// A provider failure before the rollout: what failed, the provider's words, what to do;
+/// exit 2 for a query to fix in deploy.yml, 3 for the environment (keys, reachability).
+fn provider_error(env: &str, what: &str, e: &crate::metrics::ProviderError) -> Error {
+    let help = if e.exit_code() == 2 {
+        "fix the query in deploy.yml; nothing was changed"
+    } else {
+        "check `providers` in deploy.yml, the provider's keys in the environment, and that this runner can reach it; nothing was changed"
+    };
+    Error::Deployment {
+        code: e.exit_code(),
+        message: format!("error: {env}: {what}: {e}\n  = help: {help}"),
+    }
 }
 
 /// How a drive ended.
@@ -123,20 +130,16 @@ impl<'a> Rollout<'a> {
         let k8s = Kubernetes::connect(k.context.as_deref(), &k.namespace, k.create_namespace)
             .await
             .map_err(Error::Environment)?;
-        let prometheus = loaded
-            .config
-            .providers
-            .prometheus
-            .as_ref()
-            .map(|p| Prometheus::new(&p.address, Duration::from_secs(10)));
+        let measurer = Measurer::connect(&loaded.config, &c.analysis)
+            .await
+            .map_err(|e| provider_error(name, "the metric provider cannot be used", &e))?;
         Ok(Self {
             loaded,
             name,
             k8s,
             script: canary(c),
             analysis: Analysis::from_canary(c),
-            queries: c.analysis.metrics.iter().map(|m| m.query.clone()).collect(),
-            prometheus,
+            measurer,
             router: match (k.router, &k.gateway) {
                 (crate::config::Router::GatewayApi, Some(g)) => Router::Gateway {
                     route: loaded.config.app.clone(),
@@ -177,6 +180,7 @@ impl<'a> Rollout<'a> {
             canary_service: format!("{}-canary", self.loaded.config.app),
             stable_service: self.loaded.config.app.clone(),
             window: promql_window(window_secs),
+            window_seconds: window_secs.max(1),
         }
     }
 
@@ -184,7 +188,8 @@ impl<'a> Rollout<'a> {
         platform_error(self.loaded, self.name, e, what)
     }
 
-    /// Before anything changes: Prometheus answers and every query runs once.
+    /// Before anything changes: the Gateway exists, each metric provider answers and every
+    /// query runs once.
     async fn preflight(&self) -> Result<(), Error> {
         if let Router::Gateway { gateway, .. } = &self.router {
             let found = self
@@ -207,33 +212,12 @@ impl<'a> Rollout<'a> {
                 });
             }
         }
-        let Some(p) = &self.prometheus else {
-            return Err(Error::Usage {
-                message: "the canary's metrics use Prometheus, and `providers.prometheus` is not configured".into(),
-                help: "add `providers: {prometheus: {address: http://…:9090}}` to deploy.yml".into(),
-            });
-        };
-        p.ready().await.map_err(|e| Error::Deployment {
-            code: 3,
-            message: format!("error: {}: the metric provider cannot be used: {e}\n  = help: check `providers.prometheus.address` in deploy.yml, and that this runner can reach it", self.name),
-        })?;
-        let at = secs(now_ms());
-        for (m, q) in self.analysis.metrics.iter().zip(&self.queries) {
-            let promql = render_query(q, &self.vars(60)).map_err(|e| Error::Usage {
-                message: format!("metric `{}`: {e}", m.name),
-                help: "fix the query in deploy.yml".into(),
-            })?;
-            if let Sample::Error(e) = p.query(&promql, at).await {
-                return Err(Error::Deployment {
-                    code: 2,
-                    message: format!(
-                        "error: {}: metric `{}`: the query does not run: {e}\n  = help: fix the query in deploy.yml (it ran once before anything changed; nothing was changed)",
-                        self.name, m.name
-                    ),
-                });
-            }
-        }
-        Ok(())
+        self.measurer
+            .preflight(&self.vars(60), now_ms())
+            .await
+            .map_err(|(what, e)| {
+                provider_error(self.name, &format!("{what}: the query does not run"), &e)
+            })
     }
 
     /// The saved state (if any) and the stable Deployment's resourceVersion; `None` when the
@@ -339,24 +323,11 @@ impl<'a> Rollout<'a> {
         let now = now_ms();
         let window = (now.saturating_sub(since) / 1000).max(1);
         let vars = self.vars(window);
-        let Some(p) = &self.prometheus else {
-            return Input::Measured {
-                samples: vec![Sample::Error("no Prometheus configured".into()); self.queries.len()],
-                requests: None,
-            };
-        };
-        let at = secs(now);
-        let mut samples = Vec::new();
-        for q in &self.queries {
-            samples.push(match render_query(q, &vars) {
-                Ok(promql) => p.query(&promql, at).await,
-                Err(e) => Sample::Error(e),
-            });
-        }
-        Input::Measured {
-            samples,
-            requests: None,
-        }
+        // A rate-limited provider is waited for at most one interval.
+        let not_after =
+            tokio::time::Instant::now() + Duration::from_secs(self.script.timing.interval.max(1));
+        let (readings, requests) = self.measurer.measure(&vars, since, now, not_after).await;
+        Input::Measured { readings, requests }
     }
 
     async fn set_weight(&self, weight: u8) -> Result<(), PlatformError> {

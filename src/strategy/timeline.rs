@@ -346,7 +346,7 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                     health_assumption,
                     format!(
                         "every check is judged (the canary serves at least {} requests per interval); worst case allows {} failed checks, one interval each",
-                        a.min_requests,
+                        a.min_requests(),
                         a.threshold.saturating_sub(1)
                     ),
                 ],

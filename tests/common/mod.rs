@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod codedeploy;
+pub mod datadog;
 pub mod github;
 pub mod http;
 pub mod k8s;
