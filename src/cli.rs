@@ -103,6 +103,14 @@ pub enum Command {
     )]
     Promote(PromoteArgs),
 
+    /// Replay an environment's canary analysis against a past window: would this canary have
+    /// passed, and at which check would it have failed? Every value against its bound.
+    /// Read-only: only the metric providers are asked. Exit 1 when it would have rolled back.
+    #[command(
+        after_help = "Examples:\n  movieverse-deploy analyze --env production-k8s --from now-2h --to now-1h\n  movieverse-deploy analyze --env production-k8s --from 2026-11-30T10:00:00Z --to 2026-11-30T11:00:00Z --step-every 5m\n  movieverse-deploy analyze --env production-k8s --from now-30m --output json\n\nThe environment's canary script plays on the rollout engine from --from, on virtual\ntime: each check runs the real queries over the window it would have covered; a manual\ngate is taken as promoted. Tune thresholds here before trusting them in a deploy."
+    )]
+    Analyze(AnalyzeArgs),
+
     /// A progressive rollout (canary) that outlives one process: where it stands, and
     /// promote, abort or resume it, from a laptop or a later `workflow_dispatch` run.
     #[command(
@@ -190,6 +198,27 @@ pub struct PlanArgs {
 pub enum OutputFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
+
+    /// The window's start: an RFC 3339 time (`2026-11-30T10:00:00Z`), or `now-2h`.
+    #[arg(long, value_name = "TIME")]
+    pub from: String,
+
+    /// The window's end: an RFC 3339 time, `now-1h`, or `now`.
+    #[arg(long, value_name = "TIME", default_value = "now")]
+    pub to: String,
+
+    /// Check at this interval instead of the analysis' own (`1m`, `5m`).
+    #[arg(long, value_name = "DURATION")]
+    pub step_every: Option<String>,
+
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -377,6 +377,25 @@ impl QueryVars {
         "window_seconds",
     ];
 
+    /// The variables of environment `env` for a window of `window_secs`.
+    pub fn for_environment(config: &Config, env: &str, window_secs: u64) -> Self {
+        let namespace = config
+            .environments
+            .get(env)
+            .and_then(|e| e.kubernetes.as_ref())
+            .map(|k| k.namespace.clone())
+            .unwrap_or_default();
+        Self {
+            app: config.app.clone(),
+            env: env.to_owned(),
+            namespace,
+            canary_service: format!("{}-canary", config.app),
+            stable_service: config.app.clone(),
+            window: promql_window(window_secs),
+            window_seconds: window_secs.max(1),
+        }
+    }
+
     /// Example values, for checking a template when the config loads.
     pub fn example() -> Self {
         Self {

@@ -73,6 +73,9 @@ pub struct CheckRecord {
     pub weight: u8,
     pub verdict: Verdict,
     pub metrics: Vec<MetricResult>,
+    /// The canary's request count in the window, when one was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -454,6 +457,10 @@ impl Engine<'_> {
             weight: state.weight,
             verdict: verdict.clone(),
             metrics,
+            requests: match requests.cloned().map(Sample::normalised) {
+                Some(Sample::Value(n)) => Some(n),
+                _ => None,
+            },
         };
         state.checks.push(record.clone());
         d.events.push(Event::Check(record));

@@ -12,6 +12,7 @@ use crate::git::GitInfo;
 use crate::plan::{self, Style};
 use crate::render::{self, Rendered, Renderer};
 
+mod analyze;
 mod bluegreen;
 mod deploy;
 mod github;
@@ -135,6 +136,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let loaded = config::load(&cli.config)?;
             aws_login(&loaded, cli.role_to_assume.as_deref())?;
             image::promote(&loaded, &args)
+        }
+        Command::Analyze(args) => {
+            let loaded = config::load(&cli.config)?;
+            aws_login(&loaded, cli.role_to_assume.as_deref())?;
+            analyze::analyze(&loaded, &args)
         }
         Command::Rollout(args) => {
             let loaded = config::load(&cli.config)?;

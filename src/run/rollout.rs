@@ -24,7 +24,7 @@ use super::{Error, print_out};
 use crate::cli::{DeployArgs, RolloutAction, RolloutArgs, WaitArgs};
 use crate::config::{Loaded, Strategy};
 use crate::driver::Unit;
-use crate::metrics::{Measurer, QueryVars, promql_window};
+use crate::metrics::{Measurer, QueryVars};
 use crate::platform::ServiceSpec;
 use crate::platform::kubernetes::Kubernetes;
 use crate::platform::observation::PlatformError;
@@ -78,7 +78,7 @@ enum Router {
 
 /// A provider failure before the rollout: what failed, the provider's words, what to do;
 /// exit 2 for a query to fix in deploy.yml, 3 for the environment (keys, reachability).
-fn provider_error(env: &str, what: &str, e: &crate::metrics::ProviderError) -> Error {
+pub(super) fn provider_error(env: &str, what: &str, e: &crate::metrics::ProviderError) -> Error {
     let help = if e.exit_code() == 2 {
         "fix the query in deploy.yml; nothing was changed"
     } else {
@@ -169,19 +169,7 @@ impl<'a> Rollout<'a> {
     }
 
     fn vars(&self, window_secs: u64) -> QueryVars {
-        let k = self.loaded.config.environments[self.name]
-            .kubernetes
-            .as_ref()
-            .expect("a Kubernetes environment");
-        QueryVars {
-            app: self.loaded.config.app.clone(),
-            env: self.name.to_owned(),
-            namespace: k.namespace.clone(),
-            canary_service: format!("{}-canary", self.loaded.config.app),
-            stable_service: self.loaded.config.app.clone(),
-            window: promql_window(window_secs),
-            window_seconds: window_secs.max(1),
-        }
+        QueryVars::for_environment(&self.loaded.config, self.name, window_secs)
     }
 
     fn err(&self, e: &PlatformError, what: &str) -> Error {
