@@ -141,6 +141,24 @@ fn cases() -> Vec<Case> {
             "the query names `latency`, which is not one of its series (p99)",
         ),
         case(
+            "webhook_without_a_url",
+            &[(
+                "          metrics:\n            - name: success-rate\n",
+                "          webhooks:\n            - name: smoke-tests\n              at: [pre-rollout]\n          metrics:\n            - name: success-rate\n",
+            )],
+            "deploy.yml:",
+            "url",
+        ),
+        case(
+            "http_check_url_that_is_not_a_url",
+            &[(
+                "          metrics:\n            - name: success-rate\n",
+                "          http:\n            - name: health\n              url: \"{{ canary_service }}/health\"\n              count: 0\n          metrics:\n            - name: success-rate\n",
+            )],
+            "deploy.yml:",
+            "HTTP check `health`: `{{ canary_service }}/health` is not an http(s) URL",
+        ),
+        case(
             "unknown_router",
             &[(
                 "      pdb_max_unavailable: 1\n",

@@ -647,3 +647,122 @@ async fn a_no_data_canary_behaves_as_its_policy_says() {
         assert_eq!(image_of(&client, ns, "movieverse").await, GOOD);
     }
 }
+
+const HOOK_SECRET: &str = "whsec-planted-5f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+/// The canary's analysis with an HTTP check against the test's server and a signed webhook
+/// called before the rollout, with every check and before promotion.
+fn with_probes(dir: &Path, server: &common::probe::Server) {
+    let path = dir.join("deploy.yml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "          min_requests: 0\n",
+        &format!(
+            "          min_requests: 0\n          http:\n            - name: health\n              url: {}/health\n              count: 2\n              body: ok\n              max_latency: 2s\n          webhooks:\n            - name: smoke-tests\n              url: {}/hook\n              at: [pre-rollout, step, pre-promotion]\n              secret_env: HOOK_SECRET\n",
+            server.url, server.url
+        ),
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+fn deploy_with_secret(cluster: &Cluster, dir: &Path, image: &str) -> Run {
+    let mut cmd = k8s::mvd_cmd(cluster, dir, &k8s::deploy_args(image));
+    cmd.env("HOOK_SECRET", HOOK_SECRET);
+    Run::from(&cmd.output().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_checks_and_signed_webhooks_judge_the_canary_with_the_metrics() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let prom = Prom::start();
+    let server = common::probe::Server::start(HOOK_SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-canary-probes";
+    config(dir.path(), ns, &prom, "");
+    with_probes(dir.path(), &server);
+    let r = deploy_with_secret(cluster, dir.path(), GOOD);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    prom.set_traffic("movieverse-canary", HEALTHY);
+    prom.wait_scrapes("http_requests_total", SystemTime::now(), 3);
+
+    // A pre-rollout webhook that refuses: nothing changes, and its answer is shown without
+    // the secret it echoes.
+    server.set_hook(
+        409,
+        &format!("freeze window: deploys are closed (key {HOOK_SECRET})"),
+    );
+    let r = deploy_with_secret(cluster, dir.path(), GOOD2);
+    assert_eq!(r.code, 1, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("a pre-rollout webhook refused the rollout; nothing was changed")
+            && r.stderr.contains("webhook `smoke-tests`: HTTP 409")
+            && r.stderr
+                .contains("freeze window: deploys are closed (key ***)"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(image_of(&client, ns, "movieverse").await, GOOD);
+    assert!(
+        Api::<Deployment>::namespaced(client.clone(), ns)
+            .get_opt("movieverse-canary")
+            .await
+            .unwrap()
+            .is_none(),
+        "the refused rollout made the canary Deployment"
+    );
+
+    // Both pass: promoted; every webhook call was signed, with the rollout's facts.
+    server.set_hook(200, "{\"accepted\":true}");
+    let before = server.hooks().len();
+    let r = deploy_with_secret(cluster, dir.path(), GOOD2);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr.contains("health ok (2/2 answered 200 within")
+            && r.stderr.contains("smoke-tests ok (HTTP 200"),
+        "{}",
+        r.dump()
+    );
+    let hooks = server.hooks()[before..].to_vec();
+    assert!(hooks.iter().all(|h| h.signed), "{hooks:?}");
+    let phases: Vec<&str> = hooks
+        .iter()
+        .map(|h| h.body["phase"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(phases.first(), Some(&"pre-rollout"), "{phases:?}");
+    assert!(phases.contains(&"step"), "{phases:?}");
+    assert_eq!(
+        phases.last(),
+        Some(&"step"),
+        "the last check calls it as a step hook too: {phases:?}"
+    );
+    assert!(
+        hooks
+            .iter()
+            .all(|h| h.body["revision"] == GOOD2 && h.body["environment"] == "production-k8s"),
+        "{hooks:?}"
+    );
+
+    // The health check fails on the canary: rolled back, with what was received.
+    server.set_health(503, "upstream unavailable");
+    let r = deploy_with_secret(cluster, dir.path(), GOOD3);
+    assert_eq!(r.code, 1, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("2 failed checks reached the threshold of 2 at weight 20%")
+            && r.stderr
+                .contains("health: request 1 of 2: HTTP 503 (expected 200), the body lacks \"ok\"")
+            && r.stderr.contains("body: \"upstream unavailable\""),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(weight(&client, ns).await.as_deref(), Some("0"));
+    assert_eq!(image_of(&client, ns, "movieverse").await, GOOD2);
+    for text in [&r.stdout, &r.stderr] {
+        assert!(
+            !text.contains(HOOK_SECRET),
+            "the webhook secret in the output:\n{}",
+            r.dump()
+        );
+    }
+}

@@ -392,6 +392,7 @@ fn every_decision_before_a_traffic_change_saves_first() {
             input = match e {
                 Effect::Measure { .. } => Input::Measured {
                     readings: vec![Sample::Value(99.9).into(), Sample::Value(100.0).into()],
+                    probes: Vec::new(),
                     requests: None,
                 },
                 Effect::SetWeight(x) => {

@@ -793,7 +793,69 @@ pub struct Analysis {
     /// The query that counts the canary's requests in the window, for `min_requests`.
     #[serde(default)]
     pub requests: Option<Query>,
+    #[serde(default)]
     pub metrics: Vec<Metric>,
+    /// HTTP checks run with every check: each failure is a failed check, as a metric's.
+    #[serde(default)]
+    pub http: Vec<HttpCheck>,
+    /// Webhooks called before the rollout, with every check, or before promotion; an answer
+    /// other than 2xx fails (before the rollout: nothing changes).
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
+}
+
+/// An HTTP check: `GET url`, `count` times; each answer must have the status, contain the
+/// body text, and come within the latency bound.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    pub name: String,
+    /// A template, like a query: `http://{{ canary_service }}.{{ namespace }}.svc/health`.
+    pub url: String,
+    /// The expected status.
+    #[serde(default = "defaults::http_status")]
+    pub status: u16,
+    /// Text the body must contain.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Each answer must come within this.
+    #[serde(default)]
+    pub max_latency: Option<Duration>,
+    /// How many requests make one check (all must pass).
+    #[serde(default = "defaults::http_count")]
+    pub count: u32,
+    /// Give up on one request after this long.
+    #[serde(default = "defaults::http_timeout")]
+    pub timeout: Duration,
+}
+
+/// When a webhook is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookPoint {
+    /// Once, before anything changes: a failure ends the deploy with nothing changed.
+    PreRollout,
+    /// With every analysis check.
+    Step,
+    /// With the checks of the last analysed step, before promotion.
+    PrePromotion,
+}
+
+/// A webhook: `POST url` with the rollout's facts as JSON, signed with HMAC-SHA256
+/// (`X-Movieverse-Signature: sha256=<hex>`) when `secret_env` names the key's variable.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub name: String,
+    pub url: String,
+    /// When it is called (`step` by default).
+    #[serde(default = "defaults::hook_points")]
+    pub at: Vec<HookPoint>,
+    /// The environment variable that holds the signing secret (masked, never printed).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default = "defaults::webhook_timeout")]
+    pub timeout: Duration,
 }
 
 impl Analysis {
@@ -1237,5 +1299,20 @@ pub mod defaults {
     }
     pub fn min_requests() -> u64 {
         100
+    }
+    pub fn http_status() -> u16 {
+        200
+    }
+    pub fn http_count() -> u32 {
+        1
+    }
+    pub fn http_timeout() -> Duration {
+        Duration::secs(5)
+    }
+    pub fn webhook_timeout() -> Duration {
+        Duration::secs(10)
+    }
+    pub fn hook_points() -> Vec<super::HookPoint> {
+        vec![super::HookPoint::Step]
     }
 }

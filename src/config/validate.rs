@@ -947,13 +947,18 @@ fn canary_settings(c: &mut Checker<'_>, config: &Config, canary: &Canary, base: 
         || "threshold is 0: every rollout would roll back at once".into(),
         "roll back after a number of failed checks, 5 in the spec",
     );
-    if a.metrics.is_empty() {
+    let step_hooks = a.webhooks.iter().any(|w| {
+        w.at.iter()
+            .any(|p| *p != crate::config::HookPoint::PreRollout)
+    });
+    if a.metrics.is_empty() && a.http.is_empty() && !step_hooks {
         c.err(
-            &aat(&path!["metrics"]),
-            "the canary analysis has no metrics",
-            "add the checks that decide promotion, for example a success rate of at least 99 %",
+            &ap,
+            "the canary analysis has no metrics, HTTP checks or step webhooks",
+            "add the checks that decide promotion under `metrics:`, for example a success rate of at least 99 %",
         );
     }
+    probes(c, &ap, &a.http, &a.webhooks);
     if let Some(n) = a.min_requests
         && n > 0
         && a.requests.is_none()
@@ -1058,6 +1063,122 @@ fn canary_settings(c: &mut Checker<'_>, config: &Config, canary: &Canary, base: 
                     m.provider,
                     q,
                     &m.series,
+                );
+            }
+        }
+    }
+}
+
+/// HTTP checks and webhooks: names, URLs, counts, timeouts, secrets by variable name.
+fn probes(
+    c: &mut Checker<'_>,
+    at: &[Seg],
+    http: &[crate::config::HttpCheck],
+    webhooks: &[crate::config::Webhook],
+) {
+    let within =
+        |rest: &[Seg]| -> Vec<Seg> { at.iter().cloned().chain(rest.iter().cloned()).collect() };
+    let mut names: Vec<&str> = Vec::new();
+    for (i, h) in http.iter().enumerate() {
+        let hp = within(&path!["http", i]);
+        let hat =
+            |rest: &[Seg]| -> Vec<Seg> { hp.iter().cloned().chain(rest.iter().cloned()).collect() };
+        if names.contains(&h.name.as_str()) {
+            c.err(
+                &hat(&path!["name"]),
+                format!("the check name `{}` is used twice", h.name),
+                "give each HTTP check and webhook its own name",
+            );
+        }
+        names.push(&h.name);
+        match crate::metrics::check_query(&h.url) {
+            Err(e) => c.err(&hat(&path!["url"]), format!("HTTP check `{}`: {e}", h.name), "fix the variable's name, or write the URL itself"),
+            Ok(()) if !(h.url.starts_with("http://") || h.url.starts_with("https://")) => c.err(
+                &hat(&path!["url"]),
+                format!("HTTP check `{}`: `{}` is not an http(s) URL", h.name, h.url),
+                "write the URL to GET, for example http://{{ canary_service }}.{{ namespace }}.svc/health",
+            ),
+            Ok(()) => {}
+        }
+        c.check(
+            (100..=599).contains(&h.status),
+            &hat(&path!["status"]),
+            || {
+                format!(
+                    "HTTP check `{}`: status {} is not an HTTP status",
+                    h.name, h.status
+                )
+            },
+            "expect a status from 100 to 599, 200 by default",
+        );
+        c.check(
+            (1..=100).contains(&h.count),
+            &hat(&path!["count"]),
+            || {
+                format!(
+                    "HTTP check `{}`: count {} is outside 1..=100",
+                    h.name, h.count
+                )
+            },
+            "run each check 1 to 100 times",
+        );
+        c.check(
+            h.timeout.as_secs() > 0 || h.timeout.0.as_millis() > 0,
+            &hat(&path!["timeout"]),
+            || format!("HTTP check `{}`: the timeout is 0", h.name),
+            "give each request time to answer, 5s by default",
+        );
+    }
+    for (i, w) in webhooks.iter().enumerate() {
+        let wp = within(&path!["webhooks", i]);
+        let wat =
+            |rest: &[Seg]| -> Vec<Seg> { wp.iter().cloned().chain(rest.iter().cloned()).collect() };
+        if names.contains(&w.name.as_str()) {
+            c.err(
+                &wat(&path!["name"]),
+                format!("the check name `{}` is used twice", w.name),
+                "give each HTTP check and webhook its own name",
+            );
+        }
+        names.push(&w.name);
+        if w.url.trim().is_empty() {
+            c.err(
+                &wat(&path!["url"]),
+                format!("webhook `{}` has no URL", w.name),
+                "write the URL to POST the rollout's facts to",
+            );
+        } else if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+            c.err(&wat(&path!["url"]), format!("webhook `{}`: `{}` is not an http(s) URL", w.name, w.url), "write the URL to POST the rollout's facts to, for example https://ci.example.com/hooks/canary");
+        }
+        if w.at.is_empty() {
+            c.err(
+                &wat(&path!["at"]),
+                format!("webhook `{}` is called at no point", w.name),
+                "list when: pre-rollout, step, pre-promotion (step by default)",
+            );
+        }
+        c.check(
+            w.timeout.0.as_millis() > 0,
+            &wat(&path!["timeout"]),
+            || format!("webhook `{}`: the timeout is 0", w.name),
+            "give the webhook time to answer, 10s by default",
+        );
+        if let Some(name) = &w.secret_env {
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+            if !valid {
+                c.err_secret(
+                    &wat(&path!["secret_env"]),
+                    format!(
+                        "webhook `{}`: `secret_env` is not an environment variable name",
+                        w.name
+                    ),
+                    "name the variable that holds the signing secret, never the secret itself",
                 );
             }
         }

@@ -11,6 +11,7 @@
 
 pub mod cloudwatch;
 pub mod datadog;
+pub mod probe;
 pub mod prometheus;
 
 use std::time::Duration;
@@ -246,11 +247,41 @@ impl Providers {
 }
 
 /// An analysis' queries on their providers: every metric (canary, and stable for a
-/// relative bound) and the request count, run together for one check.
+/// relative bound) and the request count, run together for one check, with the HTTP checks
+/// and webhooks.
 pub struct Measurer {
     providers: Providers,
     metrics: Vec<crate::config::Metric>,
     requests: Option<crate::config::Query>,
+    http: Vec<crate::config::HttpCheck>,
+    /// Each webhook with its secret (a missing variable is told by the pre-flight).
+    webhooks: Vec<(
+        crate::config::Webhook,
+        Result<Option<secrecy::SecretString>, ProviderError>,
+    )>,
+    client: reqwest::Client,
+}
+
+/// One check's results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    pub readings: Vec<crate::rollout::analysis::Reading>,
+    pub requests: Option<Sample>,
+    pub probes: Vec<crate::rollout::analysis::ProbeResult>,
+}
+
+/// What a webhook is told: the rollout's facts at the moment it is called.
+#[derive(Debug, Clone, Serialize)]
+pub struct Facts {
+    pub app: String,
+    pub environment: String,
+    pub revision: String,
+    pub phase: crate::config::HookPoint,
+    /// The canary's share of traffic, in percent.
+    pub weight: u8,
+    /// The check's window, RFC 3339, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<[String; 2]>,
 }
 
 impl Measurer {
@@ -265,11 +296,114 @@ impl Measurer {
             .map(|m| m.provider)
             .chain(analysis.requests.iter().map(|q| q.provider))
             .collect();
+        let webhooks = analysis
+            .webhooks
+            .iter()
+            .map(|w| {
+                let secret = match &w.secret_env {
+                    None => Ok(None),
+                    Some(name) => match std::env::var(name) {
+                        Ok(v) if !v.is_empty() => {
+                            crate::report::mask(&v);
+                            Ok(Some(secrecy::SecretString::from(v)))
+                        }
+                        _ => Err(ProviderError {
+                            kind: ProviderErrorKind::Auth,
+                            message: format!(
+                                "webhook `{}`: its secret variable `{name}` is not set; set it from a repository secret in the workflow",
+                                w.name
+                            ),
+                        }),
+                    },
+                };
+                (w.clone(), secret)
+            })
+            .collect();
         Ok(Self {
             providers: Providers::connect(config, &used).await?,
             metrics: analysis.metrics.clone(),
             requests: analysis.requests.clone(),
+            http: analysis.http.clone(),
+            webhooks,
+            client: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .expect("a reqwest client builds"),
         })
+    }
+
+    /// Leaves the HTTP checks and webhooks out: a replay of a past window measures metrics
+    /// only (a probe tests the present, and a webhook may act).
+    #[must_use]
+    pub fn without_probes(mut self) -> Self {
+        self.http.clear();
+        self.webhooks.clear();
+        self
+    }
+
+    /// Calls the webhooks of `phase` with `facts`, and runs the HTTP checks when the phase is
+    /// a step's: all at once.
+    async fn probes(
+        &self,
+        vars: &QueryVars,
+        facts: &Facts,
+        last: bool,
+    ) -> Vec<crate::rollout::analysis::ProbeResult> {
+        use crate::config::HookPoint;
+        let hooks = self.webhooks.iter().filter(|(w, _)| {
+            w.at.contains(&facts.phase)
+                || (last
+                    && facts.phase == HookPoint::Step
+                    && w.at.contains(&HookPoint::PrePromotion))
+        });
+        let hooks = futures_util::future::join_all(hooks.map(|(w, secret)| {
+            // A hook called only before promotion is told so.
+            let mut facts = facts.clone();
+            if !w.at.contains(&facts.phase) {
+                facts.phase = HookPoint::PrePromotion;
+            }
+            async move {
+                let facts_json = serde_json::to_value(&facts).expect("the facts serialize");
+                match secret {
+                    Ok(s) => probe::webhook(&self.client, w, s.as_ref(), &facts_json).await,
+                    Err(e) => crate::rollout::analysis::ProbeResult {
+                        name: w.name.clone(),
+                        kind: crate::rollout::analysis::ProbeKind::Webhook,
+                        passed: false,
+                        detail: e.message.clone(),
+                    },
+                }
+            }
+        }));
+        let checks = futures_util::future::join_all(
+            self.http
+                .iter()
+                .filter(|_| facts.phase == HookPoint::Step)
+                .map(|c| async move {
+                    match render_query(&c.url, vars) {
+                        Ok(url) => probe::http_check(&self.client, c, &url).await,
+                        Err(e) => crate::rollout::analysis::ProbeResult {
+                            name: c.name.clone(),
+                            kind: crate::rollout::analysis::ProbeKind::Http,
+                            passed: false,
+                            detail: format!("the URL: {e}"),
+                        },
+                    }
+                }),
+        );
+        let (mut hooks, checks) = futures_util::future::join(hooks, checks).await;
+        hooks.extend(checks);
+        hooks
+    }
+
+    /// The `pre-rollout` webhooks, before anything changes: their results (any failed one
+    /// ends the deploy).
+    pub async fn pre_rollout(
+        &self,
+        vars: &QueryVars,
+        facts: &Facts,
+    ) -> Vec<crate::rollout::analysis::ProbeResult> {
+        self.probes(vars, facts, false).await
     }
 
     /// Every query with what it is for (the metric's name, its stable query, the request
@@ -291,9 +425,14 @@ impl Measurer {
         out
     }
 
-    /// How many provider calls one check makes.
+    /// How many provider calls one check makes (HTTP checks and webhooks not counted).
     pub fn queries_per_check(&self) -> usize {
         self.queries().len()
+    }
+
+    /// Whether any webhook is called at `phase`.
+    pub fn has_hooks(&self, phase: crate::config::HookPoint) -> bool {
+        self.webhooks.iter().any(|(w, _)| w.at.contains(&phase))
     }
 
     /// Before anything changes: each provider answers and every query runs once over the
@@ -317,15 +456,18 @@ impl Measurer {
         Ok(())
     }
 
-    /// One check over `[from_ms, to_ms]`: a reading per metric, in order, and the request
-    /// count when `requests` is set. The queries run at once.
+    /// One check over `[from_ms, to_ms]`: a reading per metric, in order, the request count
+    /// when `requests` is set, and the HTTP checks and step webhooks (with the pre-promotion
+    /// ones when `last`). Everything runs at once.
     pub async fn measure(
         &self,
         vars: &QueryVars,
         from_ms: u64,
         to_ms: u64,
         not_after: tokio::time::Instant,
-    ) -> (Vec<crate::rollout::analysis::Reading>, Option<Sample>) {
+        facts: &Facts,
+        last: bool,
+    ) -> Measurement {
         let run = |q| self.providers.sample(q, vars, from_ms, to_ms, not_after);
         let readings = futures_util::future::join_all(self.metrics.iter().map(|m| async move {
             let canary = run(QueryRef::canary(m));
@@ -346,7 +488,14 @@ impl Measurer {
                 None => None,
             }
         };
-        futures_util::future::join(readings, requests).await
+        let probes = self.probes(vars, facts, last);
+        let (readings, requests, probes) =
+            futures_util::future::join3(readings, requests, probes).await;
+        Measurement {
+            readings,
+            requests,
+            probes,
+        }
     }
 }
 

@@ -257,10 +257,40 @@ fn judge_metric(m: &MetricSpec, reading: Reading) -> MetricResult {
     }
 }
 
-/// Judges one check. `requests` is the canary's request count in the window, when measured.
+/// What an HTTP check or a webhook found in one check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub name: String,
+    pub kind: ProbeKind,
+    pub passed: bool,
+    /// What was received: `3/3 answered 200 within 120 ms`, or each failure.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    Http,
+    Webhook,
+}
+
+/// Judges one check of metrics only. `requests` is the canary's request count in the
+/// window, when measured.
 pub fn judge(
     metrics: &[MetricSpec],
     readings: &[Reading],
+    requests: Option<&Sample>,
+    min_requests: u64,
+) -> (Verdict, Vec<MetricResult>) {
+    judge_check(metrics, readings, &[], requests, min_requests)
+}
+
+/// Judges one check: the metrics, and the HTTP checks and webhooks (`probes`). A failed
+/// probe fails the check whatever the traffic, as a query error does.
+pub fn judge_check(
+    metrics: &[MetricSpec],
+    readings: &[Reading],
+    probes: &[ProbeResult],
     requests: Option<&Sample>,
     min_requests: u64,
 ) -> (Verdict, Vec<MetricResult>) {
@@ -280,7 +310,16 @@ pub fn judge(
     if let Some(Sample::Error(e)) = requests {
         failures.push(format!("request count: the query failed: {e}"));
     }
+    failures.extend(
+        probes
+            .iter()
+            .filter(|p| !p.passed)
+            .map(|p| format!("{}: {}", p.name, p.detail)),
+    );
+    let out_of_bounds = metric_failures(&results);
     if !failures.is_empty() {
+        // The metrics out of bounds are told too: every reason of this failure at once.
+        failures.extend(out_of_bounds);
         return (Verdict::Fail(failures), results);
     }
     if min_requests > 0
@@ -307,7 +346,32 @@ pub fn judge(
             _ => {}
         }
     }
-    let failures: Vec<String> = results
+    if !out_of_bounds.is_empty() {
+        return (Verdict::Fail(out_of_bounds), results);
+    }
+    if let Some(w) = results.iter().find(|r| r.outcome == MetricOutcome::Waiting) {
+        let what = if w.value.is_some() {
+            "no stable data yet"
+        } else {
+            "no data yet"
+        };
+        return (
+            Verdict::Inconclusive(format!("{}: {what} (on_no_data: wait)", w.name)),
+            results,
+        );
+    }
+    if results.iter().all(|r| r.outcome == MetricOutcome::Skipped) && probes.is_empty() {
+        return (
+            Verdict::Inconclusive("no metric had data (all skipped)".into()),
+            results,
+        );
+    }
+    (Verdict::Pass, results)
+}
+
+/// Each metric out of its bounds, or without data under `on_no_data: fail`, in words.
+fn metric_failures(results: &[MetricResult]) -> Vec<String> {
+    results
         .iter()
         .filter_map(|r| match (&r.outcome, r.value) {
             (MetricOutcome::Fail, v) => Some(format!(
@@ -328,28 +392,7 @@ pub fn judge(
             )),
             _ => None,
         })
-        .collect();
-    if !failures.is_empty() {
-        return (Verdict::Fail(failures), results);
-    }
-    if let Some(w) = results.iter().find(|r| r.outcome == MetricOutcome::Waiting) {
-        let what = if w.value.is_some() {
-            "no stable data yet"
-        } else {
-            "no data yet"
-        };
-        return (
-            Verdict::Inconclusive(format!("{}: {what} (on_no_data: wait)", w.name)),
-            results,
-        );
-    }
-    if results.iter().all(|r| r.outcome == MetricOutcome::Skipped) {
-        return (
-            Verdict::Inconclusive("no metric had data (all skipped)".into()),
-            results,
-        );
-    }
-    (Verdict::Pass, results)
+        .collect()
 }
 
 /// A metric value as people read it: up to two decimals, no trailing zeros.
@@ -671,6 +714,95 @@ mod tests {
             );
             assert_eq!(short(&verdict), want, "{name}");
             assert_eq!(results[0].bound, bound, "{name}");
+        }
+    }
+
+    /// HTTP checks and webhooks in a check: a failure fails it whatever the metrics and the
+    /// traffic; passing ones alone are evidence.
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn probes_table() {
+        use Sample::{NoData, Value};
+        let probe = |name: &str, passed: bool| ProbeResult {
+            name: name.into(),
+            kind: ProbeKind::Http,
+            passed,
+            detail: if passed {
+                "3/3 answered 200 within 12 ms".into()
+            } else {
+                "request 2 of 3: HTTP 503 (expected 200) in 4 ms; body: \"upstream down\"".into()
+            },
+        };
+        let rate = m("success-rate", Some(99.0), None, NoDataPolicy::Fail);
+        let rows: Vec<(
+            &str,
+            Vec<MetricSpec>,
+            Vec<Sample>,
+            Vec<ProbeResult>,
+            Option<Sample>,
+            &str,
+        )> = vec![
+            (
+                "metrics and probes pass",
+                vec![rate.clone()],
+                vec![Value(99.5)],
+                vec![probe("health", true)],
+                None,
+                "pass",
+            ),
+            (
+                "a failed probe fails a passing check",
+                vec![rate.clone()],
+                vec![Value(99.5)],
+                vec![probe("health", false)],
+                None,
+                "fail: health: request 2 of 3: HTTP 503 (expected 200) in 4 ms; body: \"upstream down\"",
+            ),
+            (
+                "a failed probe fails even with too little traffic",
+                vec![rate.clone()],
+                vec![Value(99.5)],
+                vec![probe("health", false)],
+                Some(Value(3.0)),
+                "fail: health: request 2 of 3: HTTP 503 (expected 200) in 4 ms; body: \"upstream down\"",
+            ),
+            (
+                "probes alone are evidence",
+                vec![],
+                vec![],
+                vec![probe("health", true)],
+                None,
+                "pass",
+            ),
+            (
+                "a metric failure and a probe failure are both told",
+                vec![rate],
+                vec![Value(90.0)],
+                vec![probe("smoke", false)],
+                None,
+                "fail: smoke: request 2 of 3: HTTP 503 (expected 200) in 4 ms; body: \"upstream down\"; success-rate = 90 (bound >= 99)",
+            ),
+            (
+                "no metrics and no probes is no evidence",
+                vec![],
+                vec![],
+                vec![],
+                None,
+                "inconclusive: no metric had data (all skipped)",
+            ),
+            (
+                "no data skipped, the probe passes",
+                vec![m("p99", None, Some(500.0), NoDataPolicy::Skip)],
+                vec![NoData],
+                vec![probe("health", true)],
+                None,
+                "pass",
+            ),
+        ];
+        for (name, metrics, samples, probes, requests, want) in rows {
+            let readings: Vec<Reading> = samples.into_iter().map(Reading::from).collect();
+            let (verdict, _) = judge_check(&metrics, &readings, &probes, requests.as_ref(), 100);
+            assert_eq!(short(&verdict), want, "{name}");
         }
     }
 }

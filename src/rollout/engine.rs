@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::analysis::{self, MetricResult, MetricSpec, Reading, Sample, Verdict};
+use super::analysis::{self, MetricResult, MetricSpec, ProbeResult, Reading, Sample, Verdict};
 use super::script::{Gate, Script, Step, Track};
 
 /// Milliseconds since the Unix epoch.
@@ -32,9 +32,16 @@ pub type Millis = u64;
 pub enum Effect {
     Deploy(Track),
     SetWeight(u8),
-    /// Measure every metric over the window from `since` to now.
+    /// Measure every metric over the window from `since` to now, and run the HTTP checks
+    /// and the step webhooks (and the pre-promotion ones when `last`: the last analysed
+    /// step before promotion).
     Measure {
         since: Millis,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        last: bool,
+        /// The canary's weight while measured (for webhooks' facts).
+        #[serde(default)]
+        weight: u8,
     },
     ScaleDown(Track),
 }
@@ -53,6 +60,8 @@ pub enum Input {
     Measured {
         readings: Vec<Reading>,
         requests: Option<Sample>,
+        /// The HTTP checks' and webhooks' results.
+        probes: Vec<ProbeResult>,
     },
     /// `wake_at` was reached.
     Tick,
@@ -73,6 +82,9 @@ pub struct CheckRecord {
     pub weight: u8,
     pub verdict: Verdict,
     pub metrics: Vec<MetricResult>,
+    /// The HTTP checks and webhooks of this check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeResult>,
     /// The canary's request count in the window, when one was measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<f64>,
@@ -253,8 +265,12 @@ impl Engine<'_> {
             Input::Start => self.enter(state, now, &mut d),
             Input::Resume => self.resume(state, now, &mut d),
             Input::Done(result) => self.done(state, result, now, &mut d),
-            Input::Measured { readings, requests } => {
-                self.measured(state, &readings, requests.as_ref(), now, &mut d);
+            Input::Measured {
+                readings,
+                requests,
+                probes,
+            } => {
+                self.measured(state, &readings, &probes, requests.as_ref(), now, &mut d);
             }
             Input::Tick => self.tick(state, now, &mut d),
             Input::Promote { full } => self.promote(state, full, now, &mut d),
@@ -437,6 +453,7 @@ impl Engine<'_> {
         &self,
         state: &mut State,
         readings: &[Reading],
+        probes: &[ProbeResult],
         requests: Option<&Sample>,
         now: Millis,
         d: &mut Decision,
@@ -445,9 +462,10 @@ impl Engine<'_> {
             return;
         }
         state.pending = None;
-        let (verdict, metrics) = analysis::judge(
+        let (verdict, metrics) = analysis::judge_check(
             &self.analysis.metrics,
             readings,
+            probes,
             requests,
             self.analysis.min_requests,
         );
@@ -457,6 +475,7 @@ impl Engine<'_> {
             weight: state.weight,
             verdict: verdict.clone(),
             metrics,
+            probes: probes.to_vec(),
             requests: match requests.cloned().map(Sample::normalised) {
                 Some(Sample::Value(n)) => Some(n),
                 _ => None,
@@ -520,6 +539,10 @@ impl Engine<'_> {
             {
                 let effect = Effect::Measure {
                     since: state.weight_changed_at,
+                    last: !self.script.steps[state.index + 1..]
+                        .iter()
+                        .any(|s| matches!(s, Step::Analyse)),
+                    weight: state.weight,
                 };
                 state.pending = Some(effect);
                 d.effects.push(effect);
@@ -678,6 +701,22 @@ fn failed_metrics(script: &Script, state: &State) -> Vec<String> {
                     entry.2 += 1;
                 }
                 None => out.push((m.name.clone(), text, 1)),
+            }
+        }
+        for p in c.probes.iter().filter(|p| !p.passed) {
+            let text = format!(
+                "{}: {} at step {} (weight {}%)",
+                p.name,
+                p.detail,
+                weight_step(script, c.step),
+                c.weight
+            );
+            match out.iter_mut().find(|(name, _, _)| *name == p.name) {
+                Some(entry) => {
+                    entry.1 = text;
+                    entry.2 += 1;
+                }
+                None => out.push((p.name.clone(), text, 1)),
             }
         }
     }

@@ -127,6 +127,7 @@ impl World {
                 0,
                 Input::Measured {
                     readings: metrics.iter().map(|m| self.sample(m)).collect(),
+                    probes: Vec::new(),
                     requests: Some(self.requests(interval)),
                 },
             ),

@@ -87,7 +87,7 @@ fn parse_time(text: &str, flag: &str, now: Millis) -> Result<Millis, Error> {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
 }
 
-fn stamp(ms: Millis) -> String {
+pub(super) fn stamp(ms: Millis) -> String {
     humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
         .to_string()
 }
@@ -148,7 +148,13 @@ pub(super) fn analyze(loaded: &Loaded, args: &AnalyzeArgs) -> Result<(), Error> 
     let report = runtime.block_on(async {
         let measurer = Measurer::connect(&loaded.config, &c.analysis)
             .await
-            .map_err(|e| provider_error(name, "the metric provider cannot be used", &e))?;
+            .map_err(|e| provider_error(name, "the metric provider cannot be used", &e))?
+            .without_probes();
+        if !c.analysis.http.is_empty() || !c.analysis.webhooks.is_empty() {
+            eprintln!(
+                "{name}: the HTTP checks and webhooks are not replayed: they test the present, and a webhook may act"
+            );
+        }
         measurer
             .preflight(&QueryVars::for_environment(&loaded.config, name, 60), to)
             .await
@@ -159,12 +165,22 @@ pub(super) fn analyze(loaded: &Loaded, args: &AnalyzeArgs) -> Result<(), Error> 
             script: &script,
             analysis: &analysis,
         };
-        let (checks, gates, ending) = replay(&engine, from, to, |since, at| {
+        let (checks, gates, ending) = replay(&engine, from, to, |since, at, last, weight| {
             let vars = QueryVars::for_environment(&loaded.config, name, (at - since) / 1000);
             let measurer = &measurer;
+            let facts = crate::metrics::Facts {
+                app: loaded.config.app.clone(),
+                environment: name.clone(),
+                revision: "analyze".into(),
+                phase: crate::config::HookPoint::Step,
+                weight,
+                window: Some([stamp(since), stamp(at)]),
+            };
             async move {
                 let not_after = tokio::time::Instant::now() + crate::metrics::TIMEOUT * 6;
-                measurer.measure(&vars, since, at, not_after).await
+                measurer
+                    .measure(&vars, since, at, not_after, &facts, last)
+                    .await
             }
         })
         .await;
@@ -209,13 +225,8 @@ async fn replay<F, Fut>(
     mut measure: F,
 ) -> (Vec<Check>, Vec<String>, Ending)
 where
-    F: FnMut(Millis, Millis) -> Fut,
-    Fut: std::future::Future<
-            Output = (
-                Vec<crate::rollout::analysis::Reading>,
-                Option<crate::rollout::analysis::Sample>,
-            ),
-        >,
+    F: FnMut(Millis, Millis, bool, u8) -> Fut,
+    Fut: std::future::Future<Output = crate::metrics::Measurement>,
 {
     let mut state = State::new(engine.script, "replay", from);
     let mut input = Input::Start;
@@ -261,9 +272,17 @@ where
         }
         if let Some(effect) = d.effects.first().copied() {
             input = match effect {
-                Effect::Measure { since } => {
-                    let (readings, requests) = measure(since, now).await;
-                    Input::Measured { readings, requests }
+                Effect::Measure {
+                    since,
+                    last,
+                    weight,
+                } => {
+                    let m = measure(since, now, last, weight).await;
+                    Input::Measured {
+                        readings: m.readings,
+                        requests: m.requests,
+                        probes: m.probes,
+                    }
                 }
                 _ => Input::Done(Ok(())),
             };

@@ -22,9 +22,10 @@ use super::deploy::{
 };
 use super::{Error, print_out};
 use crate::cli::{DeployArgs, RolloutAction, RolloutArgs, WaitArgs};
+use crate::config::HookPoint;
 use crate::config::{Loaded, Strategy};
 use crate::driver::Unit;
-use crate::metrics::{Measurer, QueryVars};
+use crate::metrics::{Facts, Measurer, QueryVars};
 use crate::platform::ServiceSpec;
 use crate::platform::kubernetes::Kubernetes;
 use crate::platform::observation::PlatformError;
@@ -307,15 +308,68 @@ impl<'a> Rollout<'a> {
         }
     }
 
-    async fn measure(&self, since: Millis) -> Input {
+    async fn measure(&self, since: Millis, last: bool, weight: u8) -> Input {
         let now = now_ms();
         let window = (now.saturating_sub(since) / 1000).max(1);
         let vars = self.vars(window);
         // A rate-limited provider is waited for at most one interval.
         let not_after =
             tokio::time::Instant::now() + Duration::from_secs(self.script.timing.interval.max(1));
-        let (readings, requests) = self.measurer.measure(&vars, since, now, not_after).await;
-        Input::Measured { readings, requests }
+        let facts = self.facts(HookPoint::Step, weight, Some((since, now)));
+        let m = self
+            .measurer
+            .measure(&vars, since, now, not_after, &facts, last)
+            .await;
+        Input::Measured {
+            readings: m.readings,
+            requests: m.requests,
+            probes: m.probes,
+        }
+    }
+
+    /// What a webhook is told.
+    fn facts(&self, phase: HookPoint, weight: u8, window: Option<(Millis, Millis)>) -> Facts {
+        Facts {
+            app: self.loaded.config.app.clone(),
+            environment: self.name.to_owned(),
+            revision: self.image.clone(),
+            phase,
+            weight,
+            window: window.map(|(a, b)| [super::analyze::stamp(a), super::analyze::stamp(b)]),
+        }
+    }
+
+    /// The `pre-rollout` webhooks, before anything changes: a failed one ends the deploy.
+    async fn pre_rollout(&self) -> Result<(), Error> {
+        if !self.measurer.has_hooks(HookPoint::PreRollout) {
+            return Ok(());
+        }
+        let results = self
+            .measurer
+            .pre_rollout(&self.vars(60), &self.facts(HookPoint::PreRollout, 0, None))
+            .await;
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| format!("webhook `{}`: {}", r.name, r.detail))
+            .collect();
+        for r in results.iter().filter(|r| r.passed) {
+            eprintln!(
+                "{}: pre-rollout webhook `{}` passed: {}",
+                self.name, r.name, r.detail
+            );
+        }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Deployment {
+            code: 1,
+            message: format!(
+                "error: {}: a pre-rollout webhook refused the rollout; nothing was changed\n  - {}",
+                self.name,
+                failed.join("\n  - ")
+            ),
+        })
     }
 
     async fn set_weight(&self, weight: u8) -> Result<(), PlatformError> {
@@ -332,7 +386,11 @@ impl<'a> Rollout<'a> {
     async fn run(&self, effect: Effect) -> Input {
         let result = match effect {
             Effect::Deploy(track) => return self.roll(track).await,
-            Effect::Measure { since } => return self.measure(since).await,
+            Effect::Measure {
+                since,
+                last,
+                weight,
+            } => return self.measure(since, last, weight).await,
             Effect::SetWeight(w) => self.set_weight(w).await,
             Effect::ScaleDown(Track::Canary) => self.k8s.scale(&self.canary.name, 0).await,
             Effect::ScaleDown(Track::Stable) => self.k8s.scale(&self.stable.name, 0).await,
@@ -597,6 +655,7 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
             // A first deploy: there is no stable version to compare with, so the new one
             // becomes stable directly (Argo Rollouts and Flagger do the same).
             eprintln!("{name}: no stable Deployment yet: a first deploy rolls the stable Deployment out directly");
+            c.pre_rollout().await?;
             let mut stable = c.stable.clone();
             stable.manifests = c.canary.manifests.clone();
             c.stable = stable;
@@ -626,6 +685,7 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
                 }
                 Some(Outcome::Cancelled) => {
                     eprintln!("{name}: the last rollout of {revision} was cancelled: starting it again");
+                    c.pre_rollout().await?;
                     (State::new(&c.script, &revision, now_ms()), Input::Start)
                 }
                 Some(o) => {
@@ -640,6 +700,7 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
                 }
             },
             Some(old) if !old.is_done() => {
+                c.pre_rollout().await?;
                 eprintln!(
                     "{name}: a rollout of {} stands at step {}/{} (weight {}%): taking traffic back to stable first, then starting the rollout of {revision}",
                     old.revision, old.index + 1, c.script.steps.len(), old.weight
@@ -655,7 +716,10 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
                 c.save(&old).await?;
                 (State::new(&c.script, &revision, now_ms()), Input::Start)
             }
-            _ => (State::new(&c.script, &revision, now_ms()), Input::Start),
+            _ => {
+                c.pre_rollout().await?;
+                (State::new(&c.script, &revision, now_ms()), Input::Start)
+            }
         };
         let reporting = c.begin_report().await;
         let ended = c.drive(&mut state, first).await?;

@@ -236,6 +236,13 @@ pub(crate) fn metrics_text(c: &crate::rollout::engine::CheckRecord) -> String {
                 m.bound,
             )
         })
+        .chain(c.probes.iter().map(|p| {
+            if p.passed {
+                format!("{} ok ({})", p.name, p.detail)
+            } else {
+                format!("{} FAILED ({})", p.name, p.detail)
+            }
+        }))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -8,6 +8,7 @@ pub mod github;
 pub mod http;
 pub mod k8s;
 pub mod moto;
+pub mod probe;
 pub mod prometheus;
 pub mod registry;
 
