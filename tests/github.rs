@@ -34,6 +34,9 @@ fn env_row(name: &str, state: State) -> EnvReport {
         failure: None,
         details: vec![],
         canary: vec![],
+        threshold: 0,
+        metric_links: vec![],
+        decided_by: None,
     }
 }
 
@@ -80,35 +83,50 @@ fn comment_snapshots_success_failure_and_canary() {
     canary.revision = Some("movieverse@c06db058bd8d".into());
     canary.phase = "weight 50 %".into();
     canary.links = vec![];
+    canary.threshold = 2;
+    let step = |weight, success: Option<f64>, p99: f64, stable: f64, hook: bool, failed| {
+        let limit = (stable * 1.2 * 100.0).round() / 100.0;
+        CanaryStep {
+            weight,
+            metrics: vec![
+                ("success-rate".into(), success, success.is_some()),
+                ("p99-latency-ms".into(), Some(p99), p99 <= limit),
+            ],
+            bounds: vec![
+                ">= 99".into(),
+                format!("<= 1.2 × stable (stable {stable} → {limit})"),
+            ],
+            limits: vec![Some(99.0), Some(limit)],
+            failed_checks: failed,
+            probes: vec![("smoke-tests".into(), hook)],
+        }
+    };
     canary.canary = vec![
-        CanaryStep {
-            weight: 10,
-            metrics: vec![
-                ("success-rate".into(), Some(99.8), true),
-                ("p99-latency-ms".into(), Some(212.0), true),
-            ],
-        },
-        CanaryStep {
-            weight: 25,
-            metrics: vec![
-                ("success-rate".into(), Some(99.6), true),
-                ("p99-latency-ms".into(), Some(240.0), true),
-            ],
-        },
-        CanaryStep {
-            weight: 50,
-            metrics: vec![
-                ("success-rate".into(), None, false),
-                ("p99-latency-ms".into(), Some(251.0), true),
-            ],
-        },
+        step(10, Some(99.8), 212.0, 200.0, true, 0),
+        step(25, Some(99.6), 240.0, 210.0, true, 0),
+        // No data at step 3: a gap in the chart, never a 0.
+        step(50, None, 251.0, 215.0, false, 1),
+        step(75, Some(99.7), 320.0, 220.0, false, 2),
     ];
+    canary.metric_links = vec![(
+        "success-rate".into(),
+        "http://prometheus.monitoring.svc:9090/graph?g0.expr=sum%28rate%28x%5B1m%5D%29%29&g0.tab=0"
+            .into(),
+    )];
+    canary.state = State::RolledBack;
+    canary.phase = "rolled back".into();
+    canary.failure = Some("2 failed checks reached the threshold of 2 at weight 75%".into());
+    canary.decided_by = Some("the check at 2026-11-30T10:06:00Z (weight 75%): smoke-tests: HTTP 500 in 12 ms; body: \"suite failed: 3 of 40\"; p99-latency-ms = 320 (bound <= 1.2 × stable (stable 220 → 264)); p99-latency-ms query (prometheus): `max(p99{service=\"movieverse-canary\"})`".into());
     let body = github::comment(&report(vec![canary]));
     assert!(body.contains("```mermaid\nxychart-beta"));
     insta::assert_snapshot!("comment_canary", body.clone());
     let result = mermaid_parse(&body);
     assert!(result.0, "{}", result.1);
-    let broken = body.replace("bar [10, 25, 50]", "bar [10, 25,");
+    assert!(
+        !body.contains("line [99.8, 99.6, 0"),
+        "no data is drawn as 0:\n{body}"
+    );
+    let broken = body.replace("bar [10, 25, 50, 75]", "bar [10, 25,");
     assert!(!mermaid_parse(&broken).0, "a broken chart is rejected");
 }
 
@@ -167,6 +185,10 @@ fn summary_and_outputs_snapshots_success_failure_and_canary() {
     canary.canary = vec![CanaryStep {
         weight: 10,
         metrics: vec![("success-rate".into(), Some(99.9), true)],
+        bounds: vec![">= 99".into()],
+        limits: vec![Some(99.0)],
+        failed_checks: 0,
+        probes: vec![],
     }];
     for (name, row) in [
         ("success", env_row("staging", State::Succeeded)),

@@ -499,6 +499,61 @@ impl Measurer {
     }
 }
 
+/// A link to a metric's canary query at its provider, over `[from_ms, to_ms]`, for the PR
+/// comment: the Prometheus graph of the query, or the Datadog metrics explorer of its
+/// metric; `CloudWatch` has none.
+pub fn link(
+    config: &Config,
+    metric: &crate::config::Metric,
+    vars: &QueryVars,
+    from_ms: u64,
+    to_ms: u64,
+) -> Option<String> {
+    let query = render_query(&metric.query, vars).ok()?;
+    let query = query.split_whitespace().collect::<Vec<_>>().join(" ");
+    match metric.provider {
+        ProviderKind::Prometheus => {
+            let p = config.providers.prometheus.as_ref()?;
+            let range = to_ms.saturating_sub(from_ms).div_ceil(60_000).max(1);
+            let end = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_millis(to_ms),
+            );
+            reqwest::Url::parse_with_params(
+                &format!("{}/graph", p.address.trim_end_matches('/')),
+                &[
+                    ("g0.expr", query.as_str()),
+                    ("g0.tab", "0"),
+                    ("g0.range_input", &format!("{range}m")),
+                    ("g0.end_input", &end.to_string()),
+                ],
+            )
+            .ok()
+            .map(String::from)
+        }
+        ProviderKind::Datadog => {
+            let d = config.providers.datadog.as_ref()?;
+            // `avg:trace.http.request.duration{…}`: the metric between the aggregator and
+            // the scope.
+            let name = query
+                .split(['{', '(', ' '])
+                .find_map(|part| part.split_once(':').map(|(_, m)| m.trim()))
+                .filter(|m| !m.is_empty())?;
+            reqwest::Url::parse_with_params(
+                &format!("https://app.{}/metric/explorer", d.site),
+                &[
+                    ("exp_metric", name),
+                    ("from_ts", &from_ms.to_string()),
+                    ("to_ts", &to_ms.to_string()),
+                    ("live", "false"),
+                ],
+            )
+            .ok()
+            .map(String::from)
+        }
+        ProviderKind::Cloudwatch => None,
+    }
+}
+
 /// The variables a metric query may use, as `{{ name }}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueryVars {
@@ -612,6 +667,42 @@ pub fn promql_window(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_to_the_query_at_its_provider() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/movieverse/deploy.yml"
+        ))
+        .unwrap();
+        let mut config: Config = serde_saphyr::from_str(&text).unwrap();
+        config.providers.datadog = Some(crate::config::DatadogProvider {
+            site: "datadoghq.eu".into(),
+            address: None,
+            api_key_env: "DD_API_KEY".into(),
+            app_key_env: "DD_APP_KEY".into(),
+        });
+        let crate::config::Strategy::Canary(c) = &config.environments["production-k8s"].strategy
+        else {
+            panic!("the example's canary")
+        };
+        let mut m = c.analysis.metrics[0].clone();
+        let vars = QueryVars::for_environment(&config, "production-k8s", 60);
+        let url = link(&config, &m, &vars, 0, 600_000).unwrap();
+        assert!(
+            url.starts_with("http://prometheus.monitoring.svc:9090/graph?g0.expr=100+*+sum%28rate%28nginx_ingress_controller_requests")
+                && url.contains("&g0.tab=0&g0.range_input=10m&g0.end_input=1970-01-01T00%3A10%3A00Z"),
+            "{url}"
+        );
+        m.provider = ProviderKind::Datadog;
+        m.query = "avg:trace.http.request.duration{service:{{ canary_service }}}".into();
+        assert_eq!(
+            link(&config, &m, &vars, 0, 600_000).unwrap(),
+            "https://app.datadoghq.eu/metric/explorer?exp_metric=trace.http.request.duration&from_ts=0&to_ts=600000&live=false"
+        );
+        m.provider = ProviderKind::Cloudwatch;
+        assert_eq!(link(&config, &m, &vars, 0, 600_000), None);
+    }
 
     #[test]
     fn query_templates() {

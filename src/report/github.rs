@@ -40,12 +40,26 @@ impl State {
     }
 }
 
-/// One analysis step of a canary: the weight and each metric's value.
+/// One analysis step of a canary: the weight and each metric's value against its bound (the
+/// step's deciding check).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CanaryStep {
     pub weight: u8,
     /// Metric name, value (None: no data), passed.
     pub metrics: Vec<(String, Option<f64>, bool)>,
+    /// Each metric's bound as people read it (`>= 99`, `<= 1.2 × stable (stable 200 → 240)`),
+    /// in the metrics' order.
+    #[serde(default)]
+    pub bounds: Vec<String>,
+    /// Each metric's bound as a number, for the charts.
+    #[serde(default)]
+    pub limits: Vec<Option<f64>>,
+    /// Failed checks of the rollout so far, after this step's checks.
+    #[serde(default)]
+    pub failed_checks: u32,
+    /// HTTP checks and webhooks: name, passed.
+    #[serde(default)]
+    pub probes: Vec<(String, bool)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +80,16 @@ pub struct EnvReport {
     pub failure: Option<String>,
     pub details: Vec<String>,
     pub canary: Vec<CanaryStep>,
+    /// The threshold of failed checks, when the canary is analysed.
+    #[serde(default)]
+    pub threshold: u32,
+    /// Each metric's query at its provider (a Prometheus graph, a Datadog metrics explorer):
+    /// metric name, URL.
+    #[serde(default)]
+    pub metric_links: Vec<(String, String)>,
+    /// The check that decided a rollback: when, which check, its values against bounds.
+    #[serde(default)]
+    pub decided_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,18 +181,20 @@ fn short_image(image: &str) -> String {
     }
 }
 
+/// The canary's charts: the weight per step, then one chart per metric (each has its own
+/// unit) with its bound. A step without data is left out of the metric's chart, never drawn
+/// as 0, and named under it.
 fn mermaid(env: &EnvReport) -> String {
-    let mut out = String::from("```mermaid\nxychart-beta\n");
-    let _ = writeln!(
-        out,
-        "    title \"{} canary: weight and metrics per step\"",
-        env.name.replace('"', "'")
-    );
+    let mut out = String::new();
     let steps: Vec<String> = (1..=env.canary.len()).map(|i| i.to_string()).collect();
-    let _ = writeln!(out, "    x-axis \"step\" [{}]", steps.join(", "));
-    let _ = writeln!(out, "    y-axis \"weight %, metric\"");
     let weights: Vec<String> = env.canary.iter().map(|s| s.weight.to_string()).collect();
-    let _ = writeln!(out, "    bar [{}]", weights.join(", "));
+    let title = env.name.replace('"', "'");
+    let _ = write!(
+        out,
+        "```mermaid\nxychart-beta\n    title \"{title} canary: weight per step\"\n    x-axis \"step\" [{}]\n    y-axis \"weight %\" 0 --> 100\n    bar [{}]\n```\n",
+        steps.join(", "),
+        weights.join(", ")
+    );
     let mut names: Vec<&str> = Vec::new();
     for s in &env.canary {
         for (n, _, _) in &s.metrics {
@@ -178,24 +204,141 @@ fn mermaid(env: &EnvReport) -> String {
         }
     }
     for n in &names {
-        let values: Vec<String> = env
+        // (step, value, bound) where the metric has a value.
+        let mut points: Vec<(usize, f64, Option<f64>)> = Vec::new();
+        let mut gaps: Vec<String> = Vec::new();
+        for (i, s) in env.canary.iter().enumerate() {
+            let Some(k) = s.metrics.iter().position(|(m, _, _)| m == n) else {
+                continue;
+            };
+            match s.metrics[k].1 {
+                Some(v) => points.push((i + 1, v, s.limits.get(k).copied().flatten())),
+                None => gaps.push((i + 1).to_string()),
+            }
+        }
+        if points.is_empty() {
+            let _ = writeln!(out, "\n_{n}: no data at any step._");
+            continue;
+        }
+        let bound = env
             .canary
             .iter()
-            .map(|s| {
-                s.metrics
-                    .iter()
-                    .find(|(m, _, _)| m == n)
-                    .and_then(|(_, v, _)| *v)
-                    .map_or_else(|| "0".to_owned(), |v| format!("{v}"))
+            .rev()
+            .find_map(|s| {
+                let k = s.metrics.iter().position(|(m, _, _)| m == n)?;
+                s.bounds.get(k).cloned()
             })
-            .collect();
-        let _ = writeln!(out, "    line [{}]", values.join(", "));
-    }
-    out.push_str("```\n");
-    if !names.is_empty() {
-        let _ = writeln!(out, "Bars: weight. Lines, in order: {}.", names.join(", "));
+            .map_or_else(String::new, |b| format!(" (bound {})", b.replace('"', "'")));
+        let _ = write!(
+            out,
+            "\n```mermaid\nxychart-beta\n    title \"{}{bound}\"\n    x-axis \"step\" [{}]\n    y-axis \"{}\"\n    line [{}]\n",
+            n.replace('"', "'"),
+            points
+                .iter()
+                .map(|p| p.0.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            n.replace('"', "'"),
+            points
+                .iter()
+                .map(|p| format!("{}", p.1))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        if points.iter().all(|p| p.2.is_some()) {
+            let _ = writeln!(
+                out,
+                "    line [{}]",
+                points
+                    .iter()
+                    .map(|p| format!("{}", p.2.unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        out.push_str("```\n");
+        let mut notes = Vec::new();
+        if points.iter().all(|p| p.2.is_some()) {
+            notes.push("the second line is the bound".to_owned());
+        }
+        if !gaps.is_empty() {
+            notes.push(format!(
+                "no data at step {}: left out, not drawn as 0",
+                gaps.join(", ")
+            ));
+        }
+        if !notes.is_empty() {
+            let _ = writeln!(out, "_{n}: {}._", notes.join("; "));
+        }
     }
     out
+}
+
+/// The canary's table: a row per weight step (its deciding check), each metric's value with
+/// ✅/❌, the HTTP checks and webhooks, and the failed checks so far; the bounds in a row
+/// of their own, and each metric's query linked at its provider.
+fn canary_table(o: &mut String, e: &EnvReport) {
+    let names: Vec<String> = e.canary[0]
+        .metrics
+        .iter()
+        .map(|(n, _, _)| n.clone())
+        .collect();
+    let probes: Vec<String> = e.canary[0].probes.iter().map(|(n, _)| n.clone()).collect();
+    let header: Vec<String> = names
+        .iter()
+        .map(|n| match e.metric_links.iter().find(|(m, _)| m == n) {
+            Some((_, url)) => format!("[{}]({url})", cell(n)),
+            None => cell(n),
+        })
+        .chain(probes.iter().map(|p| cell(p)))
+        .collect();
+    let _ = writeln!(
+        o,
+        "| step | weight | {} | failed checks |",
+        header.join(" | ")
+    );
+    let _ = writeln!(o, "|---|---|{}---|", "---|".repeat(header.len()));
+    let last = e.canary.last().expect("a canary step");
+    if !last.bounds.is_empty() {
+        let bounds: Vec<String> = last
+            .bounds
+            .iter()
+            .map(|b| cell(b))
+            .chain(probes.iter().map(|_| "passes".to_owned()))
+            .collect();
+        let threshold = if e.threshold > 0 {
+            format!("< {}", e.threshold)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(o, "| _bound_ | | {} | {threshold} |", bounds.join(" | "));
+    }
+    for (i, s) in e.canary.iter().enumerate() {
+        let values: Vec<String> = s
+            .metrics
+            .iter()
+            .map(|(_, v, ok)| {
+                format!(
+                    "{} {}",
+                    v.map_or_else(|| "no data".to_owned(), |v| format!("{v}")),
+                    if *ok { "✅" } else { "❌" }
+                )
+            })
+            .chain(
+                s.probes
+                    .iter()
+                    .map(|(_, ok)| if *ok { "✅" } else { "❌" }.to_owned()),
+            )
+            .collect();
+        let _ = writeln!(
+            o,
+            "| {} | {} % | {} | {} |",
+            i + 1,
+            s.weight,
+            values.join(" | "),
+            s.failed_checks
+        );
+    }
 }
 
 /// The body, with `detail_lines` failure details kept per environment (older ones folded).
@@ -248,34 +391,14 @@ fn render(report: &Report, detail_lines: usize, charts: bool) -> String {
     for e in &report.environments {
         if !e.canary.is_empty() {
             let _ = writeln!(o, "\n#### {}: canary analysis\n", e.name);
-            o.push_str("| step | weight | ");
-            let names: Vec<String> = e.canary[0]
-                .metrics
-                .iter()
-                .map(|(n, _, _)| n.clone())
-                .collect();
-            o.push_str(&names.join(" | "));
-            o.push_str(" |\n|---|---|");
-            o.push_str(&"---|".repeat(names.len()));
-            o.push('\n');
-            for (i, s) in e.canary.iter().enumerate() {
-                let values: Vec<String> = s
-                    .metrics
-                    .iter()
-                    .map(|(_, v, ok)| {
-                        format!(
-                            "{} {}",
-                            v.map_or_else(|| "no data".to_owned(), |v| format!("{v}")),
-                            if *ok { "✅" } else { "❌" }
-                        )
-                    })
-                    .collect();
-                let _ = writeln!(o, "| {} | {} % | {} |", i + 1, s.weight, values.join(" | "));
-            }
+            canary_table(&mut o, e);
             if charts {
                 o.push('\n');
                 o.push_str(&mermaid(e));
             }
+        }
+        if let Some(d) = &e.decided_by {
+            let _ = writeln!(o, "\n**Decided by:** {}", cell(d));
         }
         if let Some(f) = &e.failure {
             let _ = writeln!(
@@ -373,6 +496,9 @@ mod tests {
             failure: None,
             details: vec![],
             canary: vec![],
+            threshold: 0,
+            metric_links: vec![],
+            decided_by: None,
         }
     }
 

@@ -126,6 +126,14 @@ impl MetricSpec {
         }
     }
 
+    /// The tightest upper bound, else the tightest lower one, at stable value `stable`.
+    fn limit(&self, stable: Option<f64>) -> Option<f64> {
+        let (rlo, rhi) = stable.map_or((None, None), |s| self.relative.at(s));
+        let hi = [self.max, rhi].into_iter().flatten().reduce(f64::min);
+        let lo = [self.min, rlo].into_iter().flatten().reduce(f64::max);
+        hi.or(lo)
+    }
+
     /// Whether `v` passes, given the stable value for the relative bounds.
     fn passes(&self, v: f64, stable: Option<f64>) -> bool {
         let (rlo, rhi) = stable.map_or((None, None), |s| self.relative.at(s));
@@ -183,6 +191,10 @@ pub struct MetricResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable: Option<f64>,
     pub bound: String,
+    /// The bound as a number, for charts: the tightest upper bound, else the tightest lower
+    /// one (relative bounds at this check's stable value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
     pub outcome: MetricOutcome,
 }
 
@@ -253,6 +265,7 @@ fn judge_metric(m: &MetricSpec, reading: Reading) -> MetricResult {
         value,
         stable: stable_value,
         bound: m.bound(stable_value),
+        limit: m.limit(stable_value),
         outcome,
     }
 }

@@ -282,5 +282,8 @@ pub fn env_report(
         failure,
         details,
         canary: vec![],
+        threshold: 0,
+        metric_links: vec![],
+        decided_by: None,
     }
 }

@@ -515,6 +515,19 @@ impl Rollout<'_> {
         let mut row =
             super::simulate::env_report(self.name, env, &state.revision, state, secs, paused);
         row.revision = Some(state.revision.clone());
+        if let Strategy::Canary(c) = &env.strategy {
+            let now = now_ms();
+            let vars = self.vars(self.script.timing.interval);
+            row.metric_links = c
+                .analysis
+                .metrics
+                .iter()
+                .filter_map(|m| {
+                    crate::metrics::link(&self.loaded.config, m, &vars, state.started_at, now)
+                        .map(|url| (m.name.clone(), url))
+                })
+                .collect();
+        }
         reporting
             .finish_row(
                 self.loaded,

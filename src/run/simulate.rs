@@ -324,7 +324,7 @@ pub(crate) fn env_report(
                     .get(i + 1)
                     .is_none_or(|next| next.step != c.step)
             })
-            .map(|(_, c)| CanaryStep {
+            .map(|(i, c)| CanaryStep {
                 weight: c.weight,
                 metrics: c
                     .metrics
@@ -333,12 +333,84 @@ pub(crate) fn env_report(
                         (
                             m.name.clone(),
                             // As people read it: 100, not 99.99999999999999.
-                            m.value.map(|v| (v * 100.0).round() / 100.0),
+                            m.value.map(round2),
                             matches!(m.outcome, MetricOutcome::Pass | MetricOutcome::Skipped),
                         )
                     })
                     .collect(),
+                bounds: c.metrics.iter().map(|m| m.bound.clone()).collect(),
+                limits: c.metrics.iter().map(|m| m.limit.map(round2)).collect(),
+                failed_checks: u32::try_from(
+                    state.checks[..=i]
+                        .iter()
+                        .filter(|c| matches!(c.verdict, Verdict::Fail(_)))
+                        .count(),
+                )
+                .unwrap_or(u32::MAX),
+                probes: c
+                    .probes
+                    .iter()
+                    .map(|p| (p.name.clone(), p.passed))
+                    .collect(),
             })
             .collect(),
+        threshold: match &env.strategy {
+            crate::config::Strategy::Canary(c) => c.analysis.threshold,
+            _ => 0,
+        },
+        metric_links: vec![],
+        decided_by: decided_by(env, state),
     }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// The check that decided a rollback: when it ran, at which weight, each failure with its
+/// value and bound, and the query (or URL) of each failed metric.
+fn decided_by(env: &crate::config::Environment, state: &State) -> Option<String> {
+    if !matches!(state.outcome(), Some(Outcome::RolledBack { .. })) {
+        return None;
+    }
+    let c = state
+        .checks
+        .iter()
+        .rev()
+        .find(|c| matches!(c.verdict, Verdict::Fail(_)))?;
+    let Verdict::Fail(reasons) = &c.verdict else {
+        return None;
+    };
+    let at = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(c.at),
+    );
+    let mut text = format!(
+        "the check at {at} (weight {}%): {}",
+        c.weight,
+        reasons.join("; ")
+    );
+    if let crate::config::Strategy::Canary(canary) = &env.strategy {
+        for m in c.metrics.iter().filter(|m| {
+            !matches!(
+                m.outcome,
+                MetricOutcome::Pass | MetricOutcome::Skipped | MetricOutcome::Waiting
+            )
+        }) {
+            if let Some(q) = canary.analysis.metrics.iter().find(|q| q.name == m.name) {
+                let _ = write!(
+                    text,
+                    "; {} query ({}): `{}`",
+                    m.name,
+                    q.provider,
+                    q.query.split_whitespace().collect::<Vec<_>>().join(" ")
+                );
+            }
+        }
+        for p in c.probes.iter().filter(|p| !p.passed) {
+            if let Some(h) = canary.analysis.http.iter().find(|h| h.name == p.name) {
+                let _ = write!(text, "; {} URL: {}", p.name, h.url);
+            }
+        }
+    }
+    Some(text)
 }
