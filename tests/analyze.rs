@@ -12,31 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use common::datadog::{API_KEY, APP_KEY, Answer, Fake};
 use common::prometheus::{Prom, Traffic};
-use common::{Run, bin};
-
-/// The example with `production-k8s`'s canary replaced: `steps`, a check every
-/// `interval`, `threshold` failed checks, these metrics (YAML list items at 12 spaces),
-/// `requests` (YAML at 10 spaces, or empty), and `providers`.
-fn config(
-    dir: &Path,
-    interval: &str,
-    threshold: u32,
-    metrics: &str,
-    requests: &str,
-    providers: &str,
-) {
-    let text = std::fs::read_to_string(common::example()).unwrap();
-    let at = text.find("    strategy:\n      canary:").unwrap();
-    let end = text[at..].find("    env:\n").unwrap() + at;
-    let strategy = format!(
-        "    strategy:\n      canary:\n        steps: [10, 50]\n        deadline: 60m\n        analysis:\n          initial_delay: {interval}\n          interval: {interval}\n          threshold: {threshold}\n{requests}          metrics:\n{metrics}"
-    );
-    let text = format!("{}{strategy}{}", &text[..at], &text[end..]);
-    let p = text.find("providers:\n").unwrap();
-    let q = text[p..].find("\nenvironments:").unwrap() + p;
-    let text = format!("{}providers:\n{providers}{}", &text[..p], &text[q..]);
-    std::fs::write(dir.join("deploy.yml"), text).unwrap();
-}
+use common::{Run, bin, canary_config as config};
 
 fn analyze(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Run {
     let mut cmd = bin();

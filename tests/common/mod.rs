@@ -100,6 +100,31 @@ pub fn run(args: &[&str], dir: &Path) -> Run {
     Run::from(&out)
 }
 
+/// Writes `dir/deploy.yml`: the example with `production-k8s`'s canary replaced: steps
+/// [10, 50], a check every `interval`, `threshold` failed checks, these metrics (YAML list
+/// items at 12 spaces), `requests` (YAML at 10 spaces, or empty), and `providers` (YAML at 2
+/// spaces) in place of the example's.
+pub fn canary_config(
+    dir: &Path,
+    interval: &str,
+    threshold: u32,
+    metrics: &str,
+    requests: &str,
+    providers: &str,
+) {
+    let text = std::fs::read_to_string(example()).unwrap();
+    let at = text.find("    strategy:\n      canary:").unwrap();
+    let end = text[at..].find("    env:\n").unwrap() + at;
+    let strategy = format!(
+        "    strategy:\n      canary:\n        steps: [10, 50]\n        deadline: 60m\n        analysis:\n          initial_delay: {interval}\n          interval: {interval}\n          threshold: {threshold}\n{requests}          metrics:\n{metrics}"
+    );
+    let text = format!("{}{strategy}{}", &text[..at], &text[end..]);
+    let p = text.find("providers:\n").unwrap();
+    let q = text[p..].find("\nenvironments:").unwrap() + p;
+    let text = format!("{}providers:\n{providers}{}", &text[..p], &text[q..]);
+    std::fs::write(dir.join("deploy.yml"), text).unwrap();
+}
+
 /// Every file under `dir`, relative, sorted.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {

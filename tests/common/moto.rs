@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 pub struct Moto {
     child: Child,
     pub endpoint: String,
-    python: PathBuf,
 }
 
 /// The moto venv that `scripts/install-tools` makes; a missing one fails the test.
@@ -41,7 +40,6 @@ impl Moto {
         let moto = Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
-            python: venv.join("bin/python"),
         };
         let deadline = Instant::now() + Duration::from_mins(1);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -56,18 +54,7 @@ impl Moto {
 
     /// Runs `tests/fixtures/moto_world.py` against this server.
     pub fn world(&self, args: &[&str]) -> String {
-        let out = Command::new(&self.python)
-            .arg(super::root().join("tests/fixtures/moto_world.py"))
-            .arg(&self.endpoint)
-            .args(args)
-            .output()
-            .expect("python runs");
-        assert!(
-            out.status.success(),
-            "moto_world.py {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        world_at(&self.endpoint, args)
     }
 
     /// Writes `dir/deploy.yml`: the example, pointed at this moto world's subnets, security
@@ -102,6 +89,22 @@ impl Moto {
             .load()
             .await
     }
+}
+
+/// Runs `tests/fixtures/moto_world.py` against the moto server at `endpoint`.
+pub fn world_at(endpoint: &str, args: &[&str]) -> String {
+    let out = Command::new(venv().join("bin/python"))
+        .arg(super::root().join("tests/fixtures/moto_world.py"))
+        .arg(endpoint)
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "moto_world.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 impl Drop for Moto {
