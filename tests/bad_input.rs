@@ -159,6 +159,15 @@ fn cases() -> Vec<Case> {
             "HTTP check `health`: `{{ canary_service }}/health` is not an http(s) URL",
         ),
         case(
+            "blue_green_gate_without_checks",
+            &[(
+                "        termination_wait: 5m\n",
+                "        termination_wait: 5m\n        gate: 10m\n",
+            )],
+            "deploy.yml:",
+            "a gate of 10m without checks only delays the switch",
+        ),
+        case(
             "unknown_router",
             &[(
                 "      pdb_max_unavailable: 1\n",

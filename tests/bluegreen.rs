@@ -523,7 +523,9 @@ fn the_plan_shows_the_gate() {
             dir.path().join("deploy.yml"),
             example.replacen(
                 "        termination_wait: 5m\n",
-                &format!("        termination_wait: 5m\n        gate: {gate}\n"),
+                &format!(
+                    "        termination_wait: 5m\n        gate: {gate}\n        analysis:\n          threshold: 2\n          http: [{{name: health, url: \"{{{{ test_url }}}}/health\"}}]\n"
+                ),
                 1,
             ),
         )
@@ -535,7 +537,10 @@ fn the_plan_shows_the_gate() {
     assert!(
         r.stdout
             .contains("hold green at Ready for 10m (the gate), production on blue")
-            && r.stdout.contains("total: best 16m, worst 25m"),
+            && r.stdout.contains(
+                "check green on the test listener (health): every 1m, rolled back at 2 failed checks"
+            )
+            && r.stdout.contains("total: best 17m, worst 27m"),
         "{}",
         r.dump()
     );
@@ -589,4 +594,105 @@ fn no_wait_and_timeout_are_refused_with_what_bounds_the_deploy() {
             r.dump()
         );
     }
+}
+
+/// The bed with checks of green at Ready: an HTTP check against the test server, standing
+/// in for the test listener (the environment's URL on `test_port`), and `gate`.
+fn bed_with_checks(server: &common::probe::Server, gate: Option<&str>) -> Bed {
+    let bed = bed_with(Plan::Gate, true, false);
+    let port = server.url.rsplit(':').next().unwrap();
+    let path = bed.dir.path().join("deploy.yml");
+    let gate = gate.map_or_else(String::new, |g| format!("        gate: {g}\n"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen(
+            "    url: https://movie-verse.com\n",
+            "    url: http://127.0.0.1\n",
+            1,
+        )
+        .replacen("        test_port: 8080\n", &format!("        test_port: {port}\n"), 1)
+        .replacen(
+            "        termination_wait: 5m\n",
+            &format!(
+                "        termination_wait: 5m\n{gate}        analysis:\n          initial_delay: 0s\n          interval: 1s\n          threshold: 2\n          http:\n            - name: green-health\n              url: \"{{{{ test_url }}}}/health\"\n              body: ok\n              count: 2\n"
+            ),
+            1,
+        );
+    std::fs::write(path, text).unwrap();
+    bed
+}
+
+#[test]
+fn checks_of_green_at_ready_pass_and_the_switch_follows_on_its_own() {
+    let server = common::probe::Server::start("unused");
+    let bed = bed_with_checks(&server, None);
+    let plan = mvd(&bed, &["plan", "--env", "production"]);
+    assert!(
+        plan.stdout.contains(
+            "check green on the test listener (green-health): every 1s, rolled back at 2 failed checks"
+        ) && plan
+            .stdout
+            .contains("the checks of green at Ready fail 2 times: the deployment is stopped with rollback"),
+        "{}",
+        plan.dump()
+    );
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr.contains("check green on the test listener")
+            && r.stderr.contains(
+                "check of green on the test listener: green-health ok (2/2 answered 200 within"
+            )
+            && r.stderr.contains("production traffic is on green"),
+        "{}",
+        r.dump()
+    );
+    assert!(server.health_calls() >= 2, "{}", r.dump());
+    assert_eq!(bed.proxy.calls("ContinueDeployment").len(), 1);
+    assert!(bed.proxy.calls("StopDeployment").is_empty());
+}
+
+#[test]
+fn checks_of_green_that_fail_stop_the_deployment_with_rollback_before_any_switch() {
+    let server = common::probe::Server::start("unused");
+    server.set_health(503, "green: database unreachable");
+    let bed = bed_with_checks(&server, None);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 1, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("2 failed checks reached the threshold of 2")
+            && r.stderr
+                .contains("green-health: request 1 of 2: HTTP 503 (expected 200)")
+            && r.stderr.contains("body: \"green: database unreachable\""),
+        "{}",
+        r.dump()
+    );
+    assert!(bed.proxy.calls("ContinueDeployment").is_empty());
+    let stopped = bed.proxy.calls("StopDeployment");
+    assert_eq!(stopped.len(), 1, "{}", r.dump());
+    assert_eq!(stopped[0]["autoRollbackEnabled"], true);
+}
+
+#[test]
+fn checks_then_a_manual_gate_pause_with_the_results_on_the_pull_request() {
+    let server = common::probe::Server::start("unused");
+    let bed = bed_with_checks(&server, Some("manual"));
+    let report = bed.dir.path().join("comment.md");
+    let mut args = DEPLOY.to_vec();
+    args.extend(["--report", report.to_str().unwrap()]);
+    let r = mvd(&bed, &args);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stdout.contains("result=paused"), "{}", r.dump());
+    let comment = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        comment.contains("waiting for promotion")
+            && comment.contains("| step | weight | green-health | failed checks |")
+            && comment.contains("| 1 | 0 % | ✅ | 0 |"),
+        "{comment}"
+    );
+    assert!(bed.proxy.calls("ContinueDeployment").is_empty());
+    let promoted = rollout(&bed, "promote");
+    assert_eq!(promoted.code, 0, "{}", promoted.dump());
+    assert_eq!(bed.proxy.calls("ContinueDeployment").len(), 1);
 }

@@ -664,6 +664,13 @@ pub struct BlueGreen {
     /// (`deploymentReadyOption.actionOnTimeout: STOP_DEPLOYMENT`); `deploy` checks it first.
     #[serde(default)]
     pub gate: Option<PauseGate>,
+    /// Checks of green at Ready, against the test listener (`{{ test_url }}`), before
+    /// production traffic moves: HTTP checks, metrics, webhooks, judged as a canary's step
+    /// is. Passed, the deploy goes on by itself (or waits at `gate`); failed `threshold`
+    /// times, the deployment is stopped with rollback (production never left blue). The
+    /// deployment group must stop at Ready.
+    #[serde(default)]
+    pub analysis: Option<Box<Analysis>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -938,6 +945,22 @@ pub struct Metric {
     /// errors is always a failed check.
     #[serde(default)]
     pub on_no_data: NoDataPolicy,
+}
+
+impl Environment {
+    /// The environment's URL on `port` (a blue-green's test listener): its scheme, host and
+    /// path, the port replaced.
+    pub fn url_on_port(&self, port: u16) -> Option<String> {
+        let url = self.url.as_deref()?;
+        let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        Some(if path.is_empty() {
+            format!("{scheme}://{host}:{port}")
+        } else {
+            format!("{scheme}://{host}:{port}/{path}")
+        })
+    }
 }
 
 impl Metric {
@@ -1314,5 +1337,29 @@ pub mod defaults {
     }
     pub fn hook_points() -> Vec<super::HookPoint> {
         vec![super::HookPoint::Step]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_test_url_is_the_environments_on_the_test_port() {
+        for (url, want) in [
+            ("https://movie-verse.com", "https://movie-verse.com:8080"),
+            ("https://movie-verse.com/", "https://movie-verse.com:8080"),
+            (
+                "https://movie-verse.com:443/app",
+                "https://movie-verse.com:8080/app",
+            ),
+            ("movie-verse.com", "https://movie-verse.com:8080"),
+        ] {
+            let env: super::Environment = serde_json::from_value(serde_json::json!({
+                "target": "ecs",
+                "url": url,
+                "strategy": {"rolling": {}},
+            }))
+            .unwrap();
+            assert_eq!(env.url_on_port(8080).as_deref(), Some(want), "{url}");
+        }
     }
 }

@@ -819,6 +819,22 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
                     || "gate is 0s".into(),
                     "write `manual`, or how long to hold green at Ready, for example 10m",
                 );
+                if bg.analysis.is_none() {
+                    c.err(
+                        &[p.clone(), path!["gate"]].concat(),
+                        format!("a gate of {d} without checks only delays the switch: nothing judges green on the test listener"),
+                        "add `analysis:` with the checks of green at Ready (for example `http: [{name: health, url: \"{{ test_url }}/health\"}]`), or `gate: manual` for a person to check",
+                    );
+                }
+            }
+            if let Some(a) = &bg.analysis {
+                analysis(
+                    c,
+                    config,
+                    a,
+                    &[p.clone(), path!["analysis"]].concat(),
+                    "blue-green",
+                );
             }
             for hook in bg.hooks.keys() {
                 const EVENTS: [&str; 5] = [
@@ -931,8 +947,23 @@ fn canary_settings(c: &mut Checker<'_>, config: &Config, canary: &Canary, base: 
             }
         }
     }
-    let a = &canary.analysis;
-    let ap = at(&path!["analysis"]);
+    analysis(
+        c,
+        config,
+        &canary.analysis,
+        &at(&path!["analysis"]),
+        "canary",
+    );
+}
+
+/// An analysis block (a canary's, or a blue-green's checks at Ready) at `ap`.
+fn analysis(
+    c: &mut Checker<'_>,
+    config: &Config,
+    a: &crate::config::Analysis,
+    ap: &[Seg],
+    whose: &str,
+) {
     let aat =
         |rest: &[Seg]| -> Vec<Seg> { ap.iter().cloned().chain(rest.iter().cloned()).collect() };
     c.check(
@@ -953,12 +984,12 @@ fn canary_settings(c: &mut Checker<'_>, config: &Config, canary: &Canary, base: 
     });
     if a.metrics.is_empty() && a.http.is_empty() && !step_hooks {
         c.err(
-            &ap,
-            "the canary analysis has no metrics, HTTP checks or step webhooks",
-            "add the checks that decide promotion under `metrics:`, for example a success rate of at least 99 %",
+            ap,
+            format!("the {whose} analysis has no metrics, HTTP checks or step webhooks"),
+            "add the checks that decide promotion under `metrics:` or `http:`, for example a success rate of at least 99 %",
         );
     }
-    probes(c, &ap, &a.http, &a.webhooks);
+    probes(c, ap, &a.http, &a.webhooks);
     if let Some(n) = a.min_requests
         && n > 0
         && a.requests.is_none()
@@ -1091,14 +1122,19 @@ fn probes(
             );
         }
         names.push(&h.name);
-        match crate::metrics::check_query(&h.url) {
-            Err(e) => c.err(&hat(&path!["url"]), format!("HTTP check `{}`: {e}", h.name), "fix the variable's name, or write the URL itself"),
-            Ok(()) if !(h.url.starts_with("http://") || h.url.starts_with("https://")) => c.err(
+        // The URL as it renders with example values: `{{ test_url }}/health` is a URL.
+        match crate::metrics::render_query(&h.url, &crate::metrics::QueryVars::example()) {
+            Err(e) => c.err(
+                &hat(&path!["url"]),
+                format!("HTTP check `{}`: {e}", h.name),
+                "fix the variable's name, or write the URL itself",
+            ),
+            Ok(url) if !(url.starts_with("http://") || url.starts_with("https://")) => c.err(
                 &hat(&path!["url"]),
                 format!("HTTP check `{}`: `{}` is not an http(s) URL", h.name, h.url),
-                "write the URL to GET, for example http://{{ canary_service }}.{{ namespace }}.svc/health",
+                "write the URL to GET, for example http://{{ canary_service }}.{{ namespace }}.svc/health, or {{ test_url }}/health on a blue-green's test listener",
             ),
-            Ok(()) => {}
+            Ok(_) => {}
         }
         c.check(
             (100..=599).contains(&h.status),

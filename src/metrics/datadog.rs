@@ -61,13 +61,8 @@ impl Datadog {
         app_key: SecretString,
         timeout: Duration,
     ) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .build()
-            .expect("a reqwest client builds");
         Self {
-            client,
+            client: super::http_client(timeout),
             base: base.trim_end_matches('/').to_owned(),
             api_key,
             app_key,

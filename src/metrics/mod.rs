@@ -105,6 +105,15 @@ pub struct Providers {
 /// Every call to a provider gives up after this long.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// An HTTP client for a provider: each call bounded by `timeout`, connecting within 5 s.
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .build()
+        .expect("a reqwest client builds")
+}
+
 impl Providers {
     /// Connects the providers in `used` from deploy.yml. Datadog's keys are read from the
     /// environment (and masked) here; a missing one is told by [`Self::ready`], before
@@ -567,6 +576,10 @@ pub struct QueryVars {
     pub window: String,
     /// The window in seconds (`90`), for Datadog's `.rollup(sum, {{ window_seconds }})`.
     pub window_seconds: u64,
+    /// A blue-green's test listener: the environment's URL on the test port. Undefined
+    /// elsewhere, so a template that uses it outside blue-green is an error that says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_url: Option<String>,
 }
 
 impl QueryVars {
@@ -579,6 +592,7 @@ impl QueryVars {
         "stable_service",
         "window",
         "window_seconds",
+        "test_url",
     ];
 
     /// The variables of environment `env` for a window of `window_secs`.
@@ -597,6 +611,13 @@ impl QueryVars {
             stable_service: config.app.clone(),
             window: promql_window(window_secs),
             window_seconds: window_secs.max(1),
+            test_url: config
+                .environments
+                .get(env)
+                .and_then(|e| match &e.strategy {
+                    crate::config::Strategy::BlueGreen(b) => e.url_on_port(b.test_port),
+                    _ => None,
+                }),
         }
     }
 
@@ -610,6 +631,7 @@ impl QueryVars {
             stable_service: "app".into(),
             window: "60s".into(),
             window_seconds: 60,
+            test_url: Some("https://app.example.com:8080".into()),
         }
     }
 }

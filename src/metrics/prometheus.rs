@@ -15,13 +15,8 @@ pub struct Prometheus {
 impl Prometheus {
     /// `address` is the server's base URL (`http://prometheus.monitoring.svc:9090`).
     pub fn new(address: &str, timeout: Duration) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .build()
-            .expect("a reqwest client builds");
         Self {
-            client,
+            client: super::http_client(timeout),
             address: address.trim_end_matches('/').to_owned(),
         }
     }

@@ -237,14 +237,22 @@ pub struct Analysis {
 impl Analysis {
     /// A canary's analysis settings from deploy.yml.
     pub fn from_canary(c: &crate::config::Canary) -> Self {
+        Self::from_config(&c.analysis)
+    }
+
+    /// An analysis block's settings from deploy.yml.
+    pub fn from_config(a: &crate::config::Analysis) -> Self {
         Self {
-            metrics: c
-                .analysis
-                .metrics
-                .iter()
-                .map(MetricSpec::from_config)
-                .collect(),
-            min_requests: c.analysis.min_requests(),
+            metrics: a.metrics.iter().map(MetricSpec::from_config).collect(),
+            min_requests: a.min_requests(),
+        }
+    }
+
+    /// No analysis: a script without `Analyse` steps.
+    pub fn none() -> Self {
+        Self {
+            metrics: Vec::new(),
+            min_requests: 0,
         }
     }
 }
@@ -678,6 +686,11 @@ fn failed_metrics(script: &Script, state: &State) -> Vec<String> {
         .iter()
         .filter(|c| matches!(c.verdict, Verdict::Fail(_)))
     {
+        let at = format!(
+            " at step {} (weight {}%)",
+            weight_step(script, c.step),
+            c.weight
+        );
         for m in &c.metrics {
             let what = match &m.outcome {
                 O::Fail => format!(
@@ -690,34 +703,10 @@ fn failed_metrics(script: &Script, state: &State) -> Vec<String> {
                 O::Error(e) => format!("{}: the query failed: {e}", m.name),
                 _ => continue,
             };
-            let text = format!(
-                "{what} at step {} (weight {}%)",
-                weight_step(script, c.step),
-                c.weight
-            );
-            match out.iter_mut().find(|(name, _, _)| *name == m.name) {
-                Some(entry) => {
-                    entry.1 = text;
-                    entry.2 += 1;
-                }
-                None => out.push((m.name.clone(), text, 1)),
-            }
+            tally(&mut out, &m.name, format!("{what}{at}"));
         }
         for p in c.probes.iter().filter(|p| !p.passed) {
-            let text = format!(
-                "{}: {} at step {} (weight {}%)",
-                p.name,
-                p.detail,
-                weight_step(script, c.step),
-                c.weight
-            );
-            match out.iter_mut().find(|(name, _, _)| *name == p.name) {
-                Some(entry) => {
-                    entry.1 = text;
-                    entry.2 += 1;
-                }
-                None => out.push((p.name.clone(), text, 1)),
-            }
+            tally(&mut out, &p.name, format!("{}: {}{at}", p.name, p.detail));
         }
     }
     out.into_iter()
@@ -729,6 +718,17 @@ fn failed_metrics(script: &Script, state: &State) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// Counts one more failure of `name`, keeping its newest text.
+fn tally(out: &mut Vec<(String, String, usize)>, name: &str, text: String) {
+    match out.iter_mut().find(|(n, _, _)| n == name) {
+        Some(entry) => {
+            entry.1 = text;
+            entry.2 += 1;
+        }
+        None => out.push((name.to_owned(), text, 1)),
+    }
 }
 
 /// Which weight step (1-based, as the report numbers them) the script step `index` belongs to.

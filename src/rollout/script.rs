@@ -121,6 +121,9 @@ pub fn compile(env: &Environment) -> Option<Script> {
 /// Abort and cancel play `SetWeight(0)`: `StopDeployment` with rollback, traffic on blue.
 pub fn blue_green(b: &crate::config::BlueGreen) -> Script {
     let mut steps = vec![Step::Deploy(Track::Canary)];
+    if b.analysis.is_some() {
+        steps.push(Step::Analyse);
+    }
     if let Some(g) = &b.gate {
         steps.push(Step::Pause(match g {
             crate::config::PauseGate::Manual => Gate::Manual,
@@ -132,12 +135,21 @@ pub fn blue_green(b: &crate::config::BlueGreen) -> Script {
         strategy: "blue-green".into(),
         steps,
         on_abort: vec![Step::SetWeight(0)],
-        timing: Timing {
-            initial_delay: 0,
-            interval: 0,
-            threshold: 0,
-            deadline: 0,
-        },
+        timing: b.analysis.as_ref().map_or(
+            Timing {
+                initial_delay: 0,
+                interval: 0,
+                threshold: 0,
+                deadline: 0,
+            },
+            |a| Timing {
+                initial_delay: a.initial_delay.as_secs(),
+                interval: a.interval.as_secs(),
+                threshold: a.threshold,
+                // Green not switched within the progress deadline after Ready is rolled back.
+                deadline: 0,
+            },
+        ),
     }
 }
 

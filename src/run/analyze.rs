@@ -286,28 +286,16 @@ where
                 }
                 _ => Input::Done(Ok(())),
             };
-        } else if let Some(wake) = d.wake_at {
-            if wake > to {
-                return (
-                    checks,
-                    gates,
-                    Ending::Undecided {
-                        step: state.index,
-                        weight: state.weight,
-                    },
-                );
-            }
+        } else if let Some(wake) = d.wake_at.filter(|w| *w <= to) {
             now = now.max(wake);
             input = Input::Tick;
         } else {
-            return (
-                checks,
-                gates,
-                Ending::Undecided {
-                    step: state.index,
-                    weight: state.weight,
-                },
-            );
+            // The next check would fall after the window (or nothing is left to wait for).
+            let ending = Ending::Undecided {
+                step: state.index,
+                weight: state.weight,
+            };
+            return (checks, gates, ending);
         }
     }
 }

@@ -26,8 +26,9 @@ use super::deploy::{platform_error, rendered_specs, runtime, watch_signals};
 use super::rollout::{Effects, Ended, conclude, now_ms, play};
 use super::{Error, print_out};
 use crate::cli::{DeployArgs, RolloutAction, Selection, WaitArgs};
-use crate::config::{BlueGreen, Loaded};
+use crate::config::{BlueGreen, HookPoint, Loaded};
 use crate::git::GitInfo;
+use crate::metrics::{Facts, Measurer, QueryVars};
 use crate::platform::Platform as _;
 use crate::platform::ServiceSpec;
 use crate::platform::ecs::Ecs;
@@ -385,6 +386,11 @@ struct Green<'a> {
     deployment: std::sync::Mutex<Option<String>>,
     cancel: CancellationToken,
     poll: Duration,
+    /// The checks of green at Ready (`analysis:`), on their providers.
+    measurer: Option<Measurer>,
+    config: &'a crate::config::Config,
+    /// What webhooks are told as the revision.
+    revision: String,
 }
 
 impl Green<'_> {
@@ -557,6 +563,11 @@ impl Effects for Green<'_> {
                 )
                 .await
             }
+            Effect::Measure {
+                since,
+                last,
+                weight,
+            } => return self.measure(since, last, weight).await,
             other => Err(format!("{other:?} is not a step of a blue-green rollout")),
         };
         Input::Done(result)
@@ -571,8 +582,16 @@ impl Effects for Green<'_> {
         &self.cancel
     }
 
-    fn say(&self, script: &Script, _state: &State, event: &Event) {
-        eprintln!("{}", event_line(self.name, self.b.test_port, script, event));
+    fn say(&self, script: &Script, state: &State, event: &Event) {
+        let line = match event {
+            Event::Check(c) => format!(
+                "{}: check of green on the test listener: {}",
+                self.name,
+                super::rollout::check_text(script, state, c)
+            ),
+            e => event_line(self.name, self.b.test_port, script, e),
+        };
+        eprintln!("{line}");
     }
 
     fn name(&self) -> &str {
@@ -591,7 +610,9 @@ fn step_text(step: Step) -> String {
         Step::SetWeight(0) => "stop the deployment with rollback: traffic back on blue".into(),
         Step::SetWeight(_) => "switch production traffic to green (ContinueDeployment)".into(),
         Step::ScaleDown(_) => "keep blue for the termination wait, then terminate it".into(),
-        Step::Analyse => "check green".into(),
+        Step::Analyse => {
+            "check green on the test listener (the analysis: HTTP checks, metrics, webhooks)".into()
+        }
     }
 }
 
@@ -632,9 +653,15 @@ impl<'a> Green<'a> {
         spec: ServiceSpec,
         appspec: serde_json::Value,
         poll: Duration,
-    ) -> Self {
+    ) -> Result<Self, Error> {
         let region = &loaded.config.region;
-        Self {
+        let measurer = match &b.analysis {
+            Some(a) => Some(Measurer::connect(&loaded.config, a).await.map_err(|e| {
+                super::rollout::provider_error(name, "the metric provider cannot be used", &e)
+            })?),
+            None => None,
+        };
+        Ok(Self {
             name,
             b,
             ecs: Ecs::from_env(region).await,
@@ -644,7 +671,90 @@ impl<'a> Green<'a> {
             deployment: std::sync::Mutex::new(None),
             cancel: CancellationToken::new(),
             poll,
+            measurer,
+            config: &loaded.config,
+            revision: String::new(),
+        })
+    }
+
+    fn vars(&self, window_secs: u64) -> QueryVars {
+        QueryVars::for_environment(self.config, self.name, window_secs)
+    }
+
+    fn facts(&self, phase: HookPoint, window: Option<(u64, u64)>) -> Facts {
+        Facts {
+            app: self.config.app.clone(),
+            environment: self.name.to_owned(),
+            revision: self.revision.clone(),
+            phase,
+            weight: 0,
+            window: window.map(|(a, b)| [super::analyze::stamp(a), super::analyze::stamp(b)]),
         }
+    }
+
+    /// One check of green at Ready: the analysis' HTTP checks (against `{{ test_url }}`),
+    /// metrics and webhooks.
+    async fn measure(&self, since: u64, last: bool, _weight: u8) -> Input {
+        let Some(m) = &self.measurer else {
+            return Input::Done(Err("no analysis is configured".into()));
+        };
+        let now = now_ms();
+        let vars = self.vars((now.saturating_sub(since) / 1000).max(1));
+        let interval = self
+            .b
+            .analysis
+            .as_ref()
+            .map_or(60, |a| a.interval.as_secs().max(1));
+        let facts = self.facts(HookPoint::Step, Some((since, now)));
+        let out = m
+            .measure(
+                &vars,
+                since,
+                now,
+                tokio::time::Instant::now() + Duration::from_secs(interval),
+                &facts,
+                last,
+            )
+            .await;
+        Input::Measured {
+            readings: out.readings,
+            requests: out.requests,
+            probes: out.probes,
+        }
+    }
+
+    /// The analysis' pre-flight (providers answer, queries run, secrets set) and its
+    /// `pre-rollout` webhooks, before anything changes.
+    async fn analysis_preflight(&self) -> Result<(), Error> {
+        let Some(m) = &self.measurer else {
+            return Ok(());
+        };
+        let name = self.name;
+        m.preflight(&self.vars(60), now_ms())
+            .await
+            .map_err(|(what, e)| {
+                super::rollout::provider_error(name, &format!("{what}: the query does not run"), &e)
+            })?;
+        if !m.has_hooks(HookPoint::PreRollout) {
+            return Ok(());
+        }
+        let failed: Vec<String> = m
+            .pre_rollout(&self.vars(60), &self.facts(HookPoint::PreRollout, None))
+            .await
+            .into_iter()
+            .filter(|r| !r.passed)
+            .map(|r| format!("webhook `{}`: {}", r.name, r.detail))
+            .collect();
+        if failed.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Deployment {
+            code: 1,
+            message: format!(
+                "error: {name}: a pre-rollout webhook refused the rollout; nothing was changed\n  - {}",
+                failed.join("\n  - ")
+            ),
+        })
     }
 
     fn group(&self) -> String {
@@ -693,11 +803,18 @@ impl<'a> Green<'a> {
                     &format!("{name}: read the deployment group {group}"),
                 )
             })?;
-        if self.b.gate.is_some() && !stops {
+        let asks = match (&self.b.gate, &self.b.analysis) {
+            (Some(_), _) => Some("a gate (`gate:`)"),
+            (None, Some(_)) => Some("checks of green at Ready (`analysis:`)"),
+            (None, None) => None,
+        };
+        if let Some(what) = asks
+            && !stops
+        {
             return Err(Error::Deployment {
                 code: 3,
                 message: format!(
-                    "error: {name}: deploy.yml asks for a gate (`gate:`), but the deployment group {group} does not stop at Ready: CodeDeploy would move production traffic without waiting; nothing was created\n  = help: set the group's blueGreenDeploymentConfiguration.deploymentReadyOption to {{actionOnTimeout: STOP_DEPLOYMENT, waitTimeInMinutes: …}}, or remove `gate:` from the strategy"
+                    "error: {name}: deploy.yml asks for {what}, but the deployment group {group} does not stop at Ready: CodeDeploy would move production traffic without waiting; nothing was created\n  = help: set the group's blueGreenDeploymentConfiguration.deploymentReadyOption to {{actionOnTimeout: STOP_DEPLOYMENT, waitTimeInMinutes: …}}, or remove `gate:` and `analysis:` from the strategy"
                 ),
             });
         }
@@ -714,11 +831,11 @@ impl<'a> Green<'a> {
     }
 }
 
-fn no_analysis() -> Analysis {
-    Analysis {
-        metrics: vec![],
-        min_requests: 0,
-    }
+/// The analysis settings the engine needs: the checks at Ready, or none.
+fn analysis_of(b: &BlueGreen) -> Analysis {
+    b.analysis
+        .as_deref()
+        .map_or_else(Analysis::none, Analysis::from_config)
 }
 
 /// What `deploy` and `rollout` need before any call: the service's spec (rendered for
@@ -762,7 +879,7 @@ async fn report(
         reporting.elapsed_secs(),
         paused,
     );
-    let test_url = env.url.as_deref().map(|u| test_url(u, b.test_port));
+    let test_url = env.url_on_port(b.test_port);
     if paused {
         row.phase = format!(
             "⏸️ waiting for promotion: green takes test traffic on port {}{}; production stays on blue. To continue, run the promote workflow (workflow_dispatch inputs: environment `{name}`, action `continue`; or `abort`), or `movieverse-deploy rollout promote --env {name}`",
@@ -789,18 +906,6 @@ async fn report(
         .await;
 }
 
-/// The environment's URL on the test listener's port.
-fn test_url(url: &str, port: u16) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    if path.is_empty() {
-        format!("{scheme}://{host}:{port}")
-    } else {
-        format!("{scheme}://{host}:{port}/{path}")
-    }
-}
-
 /// `deploy` of a blue-green environment through `CodeDeploy`.
 pub(super) fn deploy(
     loaded: &Loaded,
@@ -821,7 +926,9 @@ pub(super) fn deploy(
     let script = blue_green(b);
     let rt = runtime()?;
     rt.block_on(async {
-        let mut green = Green::new(loaded, name, b, spec, rendered, args.wait.poll_interval).await;
+        let mut green =
+            Green::new(loaded, name, b, spec, rendered, args.wait.poll_interval).await?;
+        green.revision.clone_from(&image);
         green.preflight(loaded).await?;
         // A rerun of what already runs registers nothing and deploys nothing.
         let prepared = green
@@ -835,13 +942,14 @@ pub(super) fn deploy(
             );
             return conclude(name, Ended::Done(Outcome::Promoted));
         }
+        green.analysis_preflight().await?;
         watch_signals(green.cancel.clone());
         let reporting = super::github::Reporting::begin(loaded, name, &git.sha, git.pr).await;
         let mut state = State::new(&script, &image, now_ms());
         let ended = play(
             &mut green,
             &script,
-            &no_analysis(),
+            &analysis_of(b),
             &mut state,
             Input::Start,
         )
@@ -884,7 +992,7 @@ pub(super) fn rollout(
     let script = blue_green(b);
     let rt = runtime()?;
     rt.block_on(async {
-        let mut green = Green::new(loaded, name, b, spec, rendered, poll).await;
+        let mut green = Green::new(loaded, name, b, spec, rendered, poll).await?;
         let group = green.group();
         let Some((id, status)) = green.in_flight(loaded).await? else {
             let text = format!("{name}: no blue-green deployment of {group} is in flight\n");
@@ -913,8 +1021,10 @@ pub(super) fn rollout(
             .deployment
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.clone());
+        green.revision.clone_from(&id);
         let mut state = State::new(&script, &id, now_ms());
         let pause = script.steps.iter().position(|s| matches!(s, Step::Pause(_)));
+        let analyse = script.steps.iter().position(|s| *s == Step::Analyse);
         let switch = script
             .steps
             .iter()
@@ -924,6 +1034,12 @@ pub(super) fn rollout(
             (Status::Ready, Some(p)) => {
                 state.index = p;
                 state.status = EngineStatus::Paused { since: now_ms() };
+            }
+            // At Ready with checks and no gate: the checks run again (`resume`), or `promote`
+            // passes them.
+            (Status::Ready, None) if analyse.is_some() => {
+                state.index = analyse.unwrap_or_default();
+                state.next_check_at = Some(now_ms());
             }
             (Status::Ready, None) => {
                 state.index = switch;
@@ -948,26 +1064,8 @@ pub(super) fn rollout(
         eprintln!("{name}: CodeDeploy deployment {id} ({})", status.name());
         watch_signals(green.cancel.clone());
         let reporting = super::github::Reporting::begin(loaded, name, &git.sha, git.pr).await;
-        let ended = play(&mut green, &script, &no_analysis(), &mut state, input).await?;
+        let ended = play(&mut green, &script, &analysis_of(b), &mut state, input).await?;
         report(loaded, name, b, reporting, &state, &ended, None).await;
         conclude(name, ended)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_test_url_is_the_environments_on_the_test_port() {
-        for (url, want) in [
-            ("https://movie-verse.com", "https://movie-verse.com:8080"),
-            ("https://movie-verse.com/", "https://movie-verse.com:8080"),
-            (
-                "https://movie-verse.com:443/app",
-                "https://movie-verse.com:8080/app",
-            ),
-            ("movie-verse.com", "https://movie-verse.com:8080"),
-        ] {
-            assert_eq!(super::test_url(url, 8080), want, "{url}");
-        }
-    }
 }

@@ -540,6 +540,27 @@ impl Rollout<'_> {
     }
 }
 
+/// A check in one line: each metric against its bound, the HTTP checks and webhooks, and the
+/// verdict with the failed checks so far.
+pub(super) fn check_text(
+    script: &Script,
+    state: &State,
+    c: &crate::rollout::engine::CheckRecord,
+) -> String {
+    let metrics = super::simulate::metrics_text(c);
+    let verdict = match &c.verdict {
+        Verdict::Pass => "pass".to_owned(),
+        Verdict::Fail(r) => format!(
+            "FAIL ({} of {} failed checks: {})",
+            state.failed_checks,
+            script.timing.threshold,
+            r.join("; ")
+        ),
+        Verdict::Inconclusive(r) => format!("not judged: {r}"),
+    };
+    format!("{metrics} -> {verdict}")
+}
+
 /// One line per engine event, for the log.
 fn event_line(env: &str, script: &Script, state: &State, e: &Event) -> String {
     let total = script.steps.len();
@@ -552,20 +573,11 @@ fn event_line(env: &str, script: &Script, state: &State, e: &Event) -> String {
             )
         }
         Event::Weight { weight } => format!("{env}: canary weight {weight}%"),
-        Event::Check(c) => {
-            let metrics = super::simulate::metrics_text(c);
-            let verdict = match &c.verdict {
-                Verdict::Pass => "pass".to_owned(),
-                Verdict::Fail(r) => format!(
-                    "FAIL ({} of {} failed checks: {})",
-                    state.failed_checks,
-                    script.timing.threshold,
-                    r.join("; ")
-                ),
-                Verdict::Inconclusive(r) => format!("not judged: {r}"),
-            };
-            format!("{env}: check at {}%: {metrics} -> {verdict}", c.weight)
-        }
+        Event::Check(c) => format!(
+            "{env}: check at {}%: {}",
+            c.weight,
+            check_text(script, state, c)
+        ),
         Event::Paused { gate: Gate::Manual } => format!(
             "{env}: paused before promotion at weight {}%: continue with `movieverse-deploy rollout promote --env {env}` (or `rollout abort`)",
             state.weight

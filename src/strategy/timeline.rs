@@ -181,9 +181,47 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                     deadline,
                 ),
             ];
-            if let Some(g) = gate_phase {
-                phases.push(phase(g, healthy, deadline));
+            // Checks of green at Ready: the first after `initial_delay`; the worst case lets
+            // `threshold - 1` checks fail, one interval each, before one passes.
+            let (checks, checks_worst) = bg.analysis.as_ref().map_or((0, 0), |a| {
+                let first = a.initial_delay.as_secs();
+                (
+                    first,
+                    first + u64::from(a.threshold.saturating_sub(1)) * a.interval.as_secs(),
+                )
+            });
+            if let Some(a) = &bg.analysis {
+                let what: Vec<String> = a
+                    .http
+                    .iter()
+                    .map(|h| h.name.clone())
+                    .chain(a.metrics.iter().map(|m| m.name.clone()))
+                    .chain(
+                        a.webhooks
+                            .iter()
+                            .filter(|w| {
+                                w.at.iter()
+                                    .any(|p| *p != crate::config::HookPoint::PreRollout)
+                            })
+                            .map(|w| w.name.clone()),
+                    )
+                    .collect();
+                phases.push(phase(
+                    format!(
+                        "check green on the test listener ({}): every {}, rolled back at {} failed checks",
+                        what.join(", "),
+                        a.interval,
+                        a.threshold
+                    ),
+                    healthy,
+                    deadline,
+                ));
             }
+            if let Some(g) = gate_phase {
+                phases.push(phase(g, healthy + checks, deadline + checks_worst));
+            }
+            let hold = hold + checks;
+            let deadline = deadline + checks_worst - checks;
             phases.extend([
                 phase(
                     format!("shift production traffic to green: {shift_text}"),
@@ -206,8 +244,17 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
             ]);
             let mut triggers = vec![
                 "the green tasks fail to become healthy, or a lifecycle hook fails: CodeDeploy rolls back automatically".into(),
-                format!("no traffic switch within {}: the deploy is stopped and rolled back", bg.progress_deadline),
             ];
+            if let Some(a) = &bg.analysis {
+                triggers.push(format!(
+                    "the checks of green at Ready fail {} times: the deployment is stopped with rollback before production traffic moves",
+                    a.threshold
+                ));
+            }
+            triggers.extend([format!(
+                "no traffic switch within {}: the deploy is stopped and rolled back",
+                bg.progress_deadline
+            )]);
             if !bg.alarms.is_empty() {
                 triggers.push(format!(
                     "a CloudWatch alarm fires: {}",
