@@ -39,6 +39,7 @@ fn canary_script(weights: &[u8], pause: Option<Gate>, threshold: u32, deadline_m
             interval: 60,
             threshold,
             deadline: deadline_min * 60,
+            step_deadline: 0,
         },
     }
 }
@@ -153,6 +154,20 @@ fn rows() -> Vec<Row> {
             reason: "not promoted within the deadline (5m); the last check was inconclusive",
         },
         Row {
+            name: "checks that stay inconclusive end at the step's deadline, which says so",
+            script: {
+                let mut s = canary_script(&[10], None, 2, 0);
+                s.timing.step_deadline = 180;
+                s
+            },
+            analysis: metrics(NoDataPolicy::Wait),
+            scenario: NoData,
+            then: vec![],
+            outcome: "rolled back",
+            effects: "0m deploy canary, 1m weight 10, 2m measure, 3m measure, 4m measure, 5m weight 0, 5m scale down canary",
+            reason: "the checks did not pass within 3m of the first one; the last check was inconclusive",
+        },
+        Row {
             name: "no data skipped everywhere is no evidence: never promoted on nothing",
             script: canary_script(&[10], None, 2, 3),
             analysis: metrics(NoDataPolicy::Skip),
@@ -239,6 +254,7 @@ fn rows() -> Vec<Row> {
                     interval: 0,
                     threshold: 0,
                     deadline: 0,
+                    step_deadline: 0,
                 },
             },
             analysis: metrics(NoDataPolicy::Fail),

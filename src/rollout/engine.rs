@@ -541,6 +541,31 @@ impl Engine<'_> {
         if state.pending.is_some() {
             return;
         }
+        // An analysis step that neither passes nor fails ends at its own deadline.
+        let limit = self.script.timing.step_deadline;
+        if limit > 0
+            && matches!(state.status, Status::Running)
+            && self.script.steps.get(state.index) == Some(&Step::Analyse)
+            && let Some(first) = state.checks.iter().find(|c| c.step == state.index)
+            && now >= first.at + limit * 1000
+        {
+            let last = state
+                .checks
+                .last()
+                .map(|c| match &c.verdict {
+                    Verdict::Inconclusive(r) => format!("; the last check was inconclusive: {r}"),
+                    Verdict::Fail(r) => format!("; the last check failed: {}", r.join("; ")),
+                    Verdict::Pass => String::new(),
+                })
+                .unwrap_or_default();
+            let reason = format!(
+                "the checks did not pass within {} of the first one{last}",
+                crate::plan::fmt_secs(limit)
+            );
+            let failures = failed_metrics(self.script, state);
+            self.abort(state, reason, failures, false, d);
+            return;
+        }
         match (&state.status, self.script.steps.get(state.index)) {
             (Status::Running, Some(Step::Analyse))
                 if state.next_check_at.is_some_and(|t| now >= t) =>

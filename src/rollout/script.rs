@@ -64,6 +64,15 @@ pub struct Timing {
     pub threshold: u32,
     /// Roll back when not promoted within this many seconds of the start (0: no limit).
     pub deadline: u64,
+    /// Roll back when an analysis step has not passed within this many seconds of its first
+    /// check (0: no limit; a blue-green's checks at Ready, bounded by its progress deadline).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub step_deadline: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +111,7 @@ pub fn compile(env: &Environment) -> Option<Script> {
                 interval: 0,
                 threshold: 0,
                 deadline: 0,
+                step_deadline: 0,
             },
         }),
         Strategy::Canary(c) => Some(canary(c)),
@@ -141,13 +151,16 @@ pub fn blue_green(b: &crate::config::BlueGreen) -> Script {
                 interval: 0,
                 threshold: 0,
                 deadline: 0,
+                step_deadline: 0,
             },
             |a| Timing {
                 initial_delay: a.initial_delay.as_secs(),
                 interval: a.interval.as_secs(),
                 threshold: a.threshold,
-                // Green not switched within the progress deadline after Ready is rolled back.
+                // A gate may wait for days: no overall limit. Checks that neither pass nor
+                // fail (no data, too little test traffic) end at the progress deadline.
                 deadline: 0,
+                step_deadline: b.progress_deadline.as_secs(),
             },
         ),
     }
@@ -187,6 +200,7 @@ pub fn canary(c: &Canary) -> Script {
             interval: a.interval.as_secs(),
             threshold: a.threshold,
             deadline: c.deadline.as_secs(),
+            step_deadline: 0,
         },
     }
 }
