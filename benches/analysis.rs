@@ -49,7 +49,7 @@ async fn main() {
         stable_service: "movieverse".into(),
         window: promql_window(10),
         window_seconds: 10,
-        test_url: None,
+        ..QueryVars::example()
     };
     let specs: Vec<MetricSpec> = [
         ("success-rate", Some(99.0), None),

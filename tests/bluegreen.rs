@@ -14,6 +14,8 @@ struct Bed {
     moto: Moto,
     proxy: Proxy,
     dir: tempfile::TempDir,
+    /// The world's load balancer: green's target group ARN.
+    green: String,
     /// The task definition the PRIMARY task set runs, and the one before it.
     current: String,
     previous: String,
@@ -44,9 +46,27 @@ fn bed_with(plan: Plan, group_gate: bool, config_gate: bool) -> Bed {
         &["bluegreen"]
     }))
     .unwrap();
+    // The production environment on this world's load balancer.
+    let path = dir.path().join("deploy.yml");
+    let example_tg = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-blue/0123456789abcdef";
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen(example_tg, world["blue"].as_str().unwrap(), 1)
+        .replacen(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/movieverse/0123456789abcdef/1111111111111111",
+            world["prod_listener"].as_str().unwrap(),
+            1,
+        )
+        .replacen(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/movieverse/0123456789abcdef/8080808080808080",
+            world["test_listener"].as_str().unwrap(),
+            1,
+        );
+    std::fs::write(&path, text).unwrap();
     let proxy = Proxy::start(&moto.endpoint, plan);
     Bed {
         current: world["task_definition"].as_str().unwrap().to_owned(),
+        green: world["green"].as_str().unwrap().to_owned(),
         previous: world["previous"].as_str().unwrap().to_owned(),
         moto,
         proxy,
@@ -538,7 +558,7 @@ fn the_plan_shows_the_gate() {
         r.stdout
             .contains("hold green at Ready for 10m (the gate), production on blue")
             && r.stdout.contains(
-                "check green on the test listener (health): every 1m, rolled back at 2 failed checks"
+                "check green on the test listener (health, success-rate, p99-latency-ms, error-rate): every 1m, rolled back at 2 failed checks"
             )
             && r.stdout.contains("total: best 17m, worst 27m"),
         "{}",
@@ -629,7 +649,7 @@ fn checks_of_green_at_ready_pass_and_the_switch_follows_on_its_own() {
     let plan = mvd(&bed, &["plan", "--env", "production"]);
     assert!(
         plan.stdout.contains(
-            "check green on the test listener (green-health): every 1s, rolled back at 2 failed checks"
+            "check green on the test listener (green-health, success-rate, p99-latency-ms, error-rate): every 1s, rolled back at 2 failed checks"
         ) && plan
             .stdout
             .contains("the checks of green at Ready fail 2 times: the deployment is stopped with rollback"),
@@ -640,9 +660,9 @@ fn checks_of_green_at_ready_pass_and_the_switch_follows_on_its_own() {
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(
         r.stderr.contains("check green on the test listener")
-            && r.stderr.contains(
-                "check of green on the test listener: green-health ok (2/2 answered 200 within"
-            )
+            && r.stderr.contains("check of green on the test listener: ")
+            && r.stderr
+                .contains("green-health ok (2/2 answered 200 within")
             && r.stderr.contains("production traffic is on green"),
         "{}",
         r.dump()
@@ -650,6 +670,28 @@ fn checks_of_green_at_ready_pass_and_the_switch_follows_on_its_own() {
     assert!(server.health_calls() >= 2, "{}", r.dump());
     assert_eq!(bed.proxy.calls("ContinueDeployment").len(), 1);
     assert!(bed.proxy.calls("StopDeployment").is_empty());
+    // deploy.yml names no metric: the ALB's three judge green, on green's target group
+    // (looked up by name) behind the production load balancer. moto keeps no request of
+    // green's, so they have no data and are left out; the HTTP check decides.
+    assert!(
+        r.stderr.contains("success-rate no data")
+            && r.stderr.contains("p99-latency-ms no data")
+            && r.stderr.contains("error-rate no data"),
+        "{}",
+        r.dump()
+    );
+    let green = bed.green.split_once(":targetgroup/").unwrap().1;
+    let reads = bed.proxy.calls("GetMetricData");
+    assert!(!reads.is_empty(), "no GetMetricData call");
+    for read in &reads {
+        let text = read.to_string();
+        assert!(
+            text.contains(&format!("targetgroup/{green}"))
+                && text.contains("app/movieverse/")
+                && text.contains("AWS/ApplicationELB"),
+            "{text}"
+        );
+    }
 }
 
 #[test]
@@ -687,8 +729,11 @@ fn checks_then_a_manual_gate_pause_with_the_results_on_the_pull_request() {
     let comment = std::fs::read_to_string(&report).unwrap();
     assert!(
         comment.contains("waiting for promotion")
-            && comment.contains("| step | weight | green-health | failed checks |")
-            && comment.contains("| 1 | 0 % | ✅ | 0 |"),
+            && comment.contains("#### production: checks of green at Ready")
+            && comment.contains(
+                "| step | weight | success-rate | p99-latency-ms | error-rate | green-health | failed checks |"
+            )
+            && comment.contains("| 1 | 0 % | no data ➖ | no data ➖ | no data ➖ | ✅ | 0 |"),
         "{comment}"
     );
     assert!(bed.proxy.calls("ContinueDeployment").is_empty());

@@ -28,7 +28,7 @@ fn vars(window: u64) -> QueryVars {
         stable_service: "movieverse".into(),
         window: promql_window(window),
         window_seconds: window,
-        test_url: None,
+        ..QueryVars::example()
     }
 }
 

@@ -305,6 +305,15 @@ fn fill_defaults(mut config: Config) -> Config {
     if config.container.name.is_empty() {
         config.container.name.clone_from(&config.app);
     }
+    // On ECS an analysis that names no metric judges the ALB's (the spec's three).
+    for env in config.environments.values_mut() {
+        if let (Target::Ecs, Strategy::BlueGreen(b)) = (env.target, &mut env.strategy)
+            && let Some(a) = b.analysis.as_deref_mut()
+            && a.metrics.is_empty()
+        {
+            a.metrics = defaults::alb_metrics();
+        }
+    }
     config
 }
 

@@ -1338,6 +1338,74 @@ pub mod defaults {
     pub fn hook_points() -> Vec<super::HookPoint> {
         vec![super::HookPoint::Step]
     }
+
+    /// The ALB analysis on ECS when deploy.yml names no metric: the spec's success rate
+    /// (at least 99 %), p99 latency (at most 500 ms) and 5xx rate (at most 1 %), from the
+    /// canary's (green's) target group in `CloudWatch`. No data (no request in the window) is
+    /// left out: the other checks decide, and a check with nothing left is inconclusive.
+    pub fn alb_metrics() -> Vec<super::Metric> {
+        let series = |metric: &str, stat: &str| super::CloudWatchSeries {
+            namespace: "AWS/ApplicationELB".into(),
+            metric: metric.into(),
+            stat: stat.into(),
+            dimensions: [
+                ("TargetGroup", "{{ canary_target_group }}"),
+                ("LoadBalancer", "{{ load_balancer }}"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        };
+        let counts = || {
+            [
+                (
+                    "errors".to_owned(),
+                    series("HTTPCode_Target_5XX_Count", "Sum"),
+                ),
+                ("requests".to_owned(), series("RequestCount", "Sum")),
+            ]
+            .into_iter()
+            .collect::<indexmap::IndexMap<_, _>>()
+        };
+        let metric = |name: &str, query: &str, series, min, max| super::Metric {
+            name: name.into(),
+            provider: super::ProviderKind::Cloudwatch,
+            query: query.into(),
+            series,
+            stable_query: None,
+            min,
+            max,
+            max_ratio: None,
+            min_ratio: None,
+            max_delta: None,
+            min_delta: None,
+            on_no_data: super::NoDataPolicy::Skip,
+        };
+        vec![
+            metric(
+                "success-rate",
+                "100 - 100 * FILL(errors, 0) / requests",
+                counts(),
+                Some(99.0),
+                None,
+            ),
+            metric(
+                "p99-latency-ms",
+                "1000 * latency",
+                std::iter::once(("latency".to_owned(), series("TargetResponseTime", "p99")))
+                    .collect(),
+                None,
+                Some(500.0),
+            ),
+            metric(
+                "error-rate",
+                "100 * FILL(errors, 0) / requests",
+                counts(),
+                None,
+                Some(1.0),
+            ),
+        ]
+    }
 }
 
 #[cfg(test)]

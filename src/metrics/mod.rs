@@ -580,6 +580,15 @@ pub struct QueryVars {
     /// elsewhere, so a template that uses it outside blue-green is an error that says so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_url: Option<String>,
+    /// On ECS, the `CloudWatch` dimensions of the ALB: the canary's target group (a
+    /// blue-green's green one, looked up by name), the stable (blue) one, and the load
+    /// balancer, as `targetgroup/NAME/ID` and `app/NAME/ID`. Undefined elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_target_group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stable_target_group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<String>,
 }
 
 impl QueryVars {
@@ -593,13 +602,15 @@ impl QueryVars {
         "window",
         "window_seconds",
         "test_url",
+        "canary_target_group",
+        "stable_target_group",
+        "load_balancer",
     ];
 
     /// The variables of environment `env` for a window of `window_secs`.
     pub fn for_environment(config: &Config, env: &str, window_secs: u64) -> Self {
-        let namespace = config
-            .environments
-            .get(env)
+        let environment = config.environments.get(env);
+        let namespace = environment
             .and_then(|e| e.kubernetes.as_ref())
             .map(|k| k.namespace.clone())
             .unwrap_or_default();
@@ -611,13 +622,24 @@ impl QueryVars {
             stable_service: config.app.clone(),
             window: promql_window(window_secs),
             window_seconds: window_secs.max(1),
-            test_url: config
-                .environments
-                .get(env)
-                .and_then(|e| match &e.strategy {
-                    crate::config::Strategy::BlueGreen(b) => e.url_on_port(b.test_port),
-                    _ => None,
+            test_url: environment.and_then(|e| match &e.strategy {
+                crate::config::Strategy::BlueGreen(b) => e.url_on_port(b.test_port),
+                _ => None,
+            }),
+            // The canary's (green's) target group is known by name only: the edge looks it up.
+            canary_target_group: None,
+            stable_target_group: environment
+                .and_then(|e| e.ecs.as_ref())
+                .and_then(|e| e.load_balancer.as_ref())
+                .and_then(|lb| {
+                    crate::platform::ecs::alb::target_group_dimension(&lb.target_group_arn)
                 }),
+            load_balancer: environment.and_then(|e| match &e.strategy {
+                crate::config::Strategy::BlueGreen(b) => {
+                    crate::platform::ecs::alb::load_balancer_dimension(&b.prod_listener_arn)
+                }
+                _ => None,
+            }),
         }
     }
 
@@ -632,6 +654,9 @@ impl QueryVars {
             window: "60s".into(),
             window_seconds: 60,
             test_url: Some("https://app.example.com:8080".into()),
+            canary_target_group: Some("targetgroup/app-green/0123456789abcdef".into()),
+            stable_target_group: Some("targetgroup/app-blue/0123456789abcdef".into()),
+            load_balancer: Some("app/app/0123456789abcdef".into()),
         }
     }
 }

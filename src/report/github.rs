@@ -317,12 +317,11 @@ fn canary_table(o: &mut String, e: &EnvReport) {
         let values: Vec<String> = s
             .metrics
             .iter()
-            .map(|(_, v, ok)| {
-                format!(
-                    "{} {}",
-                    v.map_or_else(|| "no data".to_owned(), |v| format!("{v}")),
-                    if *ok { "✅" } else { "❌" }
-                )
+            .map(|(_, v, ok)| match (v, ok) {
+                // No data, left out of the check (`on_no_data: skip`).
+                (None, true) => "no data ➖".to_owned(),
+                (None, false) => "no data ❌".to_owned(),
+                (Some(v), ok) => format!("{v} {}", if *ok { "✅" } else { "❌" }),
             })
             .chain(
                 s.probes
@@ -390,7 +389,12 @@ fn render(report: &Report, detail_lines: usize, charts: bool) -> String {
     }
     for e in &report.environments {
         if !e.canary.is_empty() {
-            let _ = writeln!(o, "\n#### {}: canary analysis\n", e.name);
+            let what = if e.strategy == "blue-green" {
+                "checks of green at Ready"
+            } else {
+                "canary analysis"
+            };
+            let _ = writeln!(o, "\n#### {}: {what}\n", e.name);
             canary_table(&mut o, e);
             if charts {
                 o.push('\n');

@@ -32,6 +32,7 @@ use crate::metrics::{Facts, Measurer, QueryVars};
 use crate::platform::Platform as _;
 use crate::platform::ServiceSpec;
 use crate::platform::ecs::Ecs;
+use crate::platform::ecs::alb::{Alb, target_group_dimension};
 use crate::platform::ecs::codedeploy::{CodeDeploy, Status, Verdict, appspec, judge};
 use crate::platform::observation::PlatformError;
 use crate::render::templates::ECS_APPSPEC;
@@ -391,6 +392,9 @@ struct Green<'a> {
     config: &'a crate::config::Config,
     /// What webhooks are told as the revision.
     revision: String,
+    /// Green's target group as `CloudWatch` names it (`targetgroup/NAME/ID`), looked up
+    /// when there are checks.
+    target_group: Option<String>,
 }
 
 impl Green<'_> {
@@ -674,11 +678,43 @@ impl<'a> Green<'a> {
             measurer,
             config: &loaded.config,
             revision: String::new(),
+            target_group: None,
         })
     }
 
     fn vars(&self, window_secs: u64) -> QueryVars {
-        QueryVars::for_environment(self.config, self.name, window_secs)
+        let mut vars = QueryVars::for_environment(self.config, self.name, window_secs);
+        vars.canary_target_group.clone_from(&self.target_group);
+        vars
+    }
+
+    /// Looks green's target group up by name, for the checks' `CloudWatch` dimensions; a
+    /// group that does not exist ends the command before anything changes.
+    async fn find_green(&mut self, loaded: &Loaded) -> Result<(), Error> {
+        if self.measurer.is_none() {
+            return Ok(());
+        }
+        let name = self.name;
+        let tg = &self.b.green_target_group;
+        let alb = Alb::from_env(&self.config.region).await;
+        let arn = alb.target_group_arn(tg).await.map_err(|e| {
+            platform_error(
+                loaded,
+                name,
+                &e,
+                &format!("{name}: read the target group {tg}"),
+            )
+        })?;
+        let Some(arn) = arn else {
+            return Err(Error::Deployment {
+                code: 3,
+                message: format!(
+                    "error: {name}: the green target group `{tg}` does not exist; nothing was changed\n  = help: create it behind the same listeners as blue, or fix `green_target_group` in deploy.yml"
+                ),
+            });
+        };
+        self.target_group = target_group_dimension(&arn);
+        Ok(())
     }
 
     fn facts(&self, phase: HookPoint, window: Option<(u64, u64)>) -> Facts {
@@ -942,6 +978,7 @@ pub(super) fn deploy(
             );
             return conclude(name, Ended::Done(Outcome::Promoted));
         }
+        green.find_green(loaded).await?;
         green.analysis_preflight().await?;
         watch_signals(green.cancel.clone());
         let reporting = super::github::Reporting::begin(loaded, name, &git.sha, git.pr).await;
@@ -1022,6 +1059,9 @@ pub(super) fn rollout(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.clone());
         green.revision.clone_from(&id);
+        if !matches!(input, Input::Abort { .. }) {
+            green.find_green(loaded).await?;
+        }
         let mut state = State::new(&script, &id, now_ms());
         let pause = script.steps.iter().position(|s| matches!(s, Step::Pause(_)));
         let analyse = script.steps.iter().position(|s| *s == Step::Analyse);

@@ -169,7 +169,8 @@ impl Proxy {
         self.state.lock().unwrap().throttle_reads = n;
     }
 
-    /// The request bodies of every `CodeDeploy` call `operation` seen so far.
+    /// The request bodies of every `CodeDeploy` call `operation` seen so far (for a Query
+    /// protocol call, such as `GetMetricData`, its parameters).
     pub fn calls(&self, operation: &str) -> Vec<Value> {
         self.state
             .lock()
@@ -185,6 +186,20 @@ impl Proxy {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         super::aws_env(&self.url)
     }
+}
+
+/// A form-encoded (Query protocol) body as a map of its parameters.
+fn query_params(body: &[u8]) -> Option<serde_json::Map<String, Value>> {
+    let text = std::str::from_utf8(body).ok()?;
+    if !text.contains("Action=") {
+        return None;
+    }
+    let url = reqwest::Url::parse(&format!("http://x/?{text}")).ok()?;
+    Some(
+        url.query_pairs()
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect(),
+    )
 }
 
 fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
@@ -234,6 +249,18 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
                 (status, ct, bytes)
             })
         };
+        // Query-protocol calls (CloudWatch, ELBv2) are recorded by their Action, with their
+        // parameters, then forwarded.
+        if operation.is_none()
+            && let Some(params) = query_params(&request.body)
+            && let Some(action) = params.get("Action").and_then(Value::as_str)
+        {
+            state
+                .lock()
+                .unwrap()
+                .calls
+                .push((action.to_owned(), Value::Object(params.clone())));
+        }
         let (status, ct, body) = match operation {
             None => forward(request.body.clone()),
             Some(op) => {

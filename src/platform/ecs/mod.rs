@@ -5,6 +5,7 @@
 //! The SDK's own retries are off: the driver retries throttled and transient errors on its
 //! own schedule, the same in production and in the simulator.
 
+pub mod alb;
 pub mod codedeploy;
 pub mod convert;
 
