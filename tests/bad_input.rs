@@ -56,7 +56,7 @@ fn cases() -> Vec<Case> {
         case(
             "canary_deadline_shorter_than_its_schedule",
             &[("        deadline: 60m\n", "        deadline: 5m\n")],
-            "deploy.yml:151:19",
+            "deploy.yml:163:19",
             "deadline 5m is shorter than the canary's schedule: the earliest promotion is at 6m",
         ),
         case(
@@ -65,7 +65,7 @@ fn cases() -> Vec<Case> {
                 "        deadline: 60m\n",
                 "        deadline: 60m\n        pause_before_promotion: later\n",
             )],
-            "deploy.yml:152:",
+            "deploy.yml:164:",
             "`later` is not a duration",
         ),
         case(
@@ -161,8 +161,8 @@ fn cases() -> Vec<Case> {
         case(
             "blue_green_gate_without_checks",
             &[(
-                "        termination_wait: 5m\n",
-                "        termination_wait: 5m\n        gate: 10m\n",
+                "        analysis:\n          initial_delay: 30s\n          interval: 30s\n          threshold: 3\n          http:\n            - name: health\n              url: \"{{ test_url }}/health\"\n              count: 5\n              max_latency: 500ms\n",
+                "        gate: 10m\n",
             )],
             "deploy.yml:",
             "a gate of 10m without checks only delays the switch",
@@ -224,19 +224,19 @@ fn cases() -> Vec<Case> {
         case(
             "pause_before_the_first_weight",
             &[(STEPS, "steps: [{pause: manual}, 10, 25, 50, 75, 100]")],
-            "deploy.yml:150:17",
+            "deploy.yml:162:17",
             "a pause before the first weight",
         ),
         case(
             "two_pauses_in_a_row",
             &[(STEPS, "steps: [10, {pause: 5m}, {pause: manual}, 50]")],
-            "deploy.yml:150:",
+            "deploy.yml:162:",
             "two pauses in a row",
         ),
         case(
             "canary_step_neither_weight_nor_pause",
             &[(STEPS, "steps: [10, {wait: 5m}, 50]")],
-            "deploy.yml:150:",
+            "deploy.yml:162:",
             "a canary step is a weight (a number from 1 to 100) or a pause",
         ),
         case(
@@ -353,7 +353,7 @@ fn cases() -> Vec<Case> {
         case(
             "weight_not_a_byte",
             &[(STEPS, "steps: [10, 25, 50, 75, 300]")],
-            "deploy.yml:150:33",
+            "deploy.yml:162:33",
             "a canary step is a weight (a number from 1 to 100)",
         ),
         case(
