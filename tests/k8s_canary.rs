@@ -680,6 +680,23 @@ async fn http_checks_and_signed_webhooks_judge_the_canary_with_the_metrics() {
     let ns = "mv-canary-probes";
     config(dir.path(), ns, &prom, "");
     with_probes(dir.path(), &server);
+    // The webhook's secret variable unset: exit 3 before anything is created.
+    let r = deploy(cluster, dir.path(), GOOD);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("webhook `smoke-tests`: its secret variable `HOOK_SECRET` is not set"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        Api::<Deployment>::namespaced(client.clone(), ns)
+            .get_opt("movieverse")
+            .await
+            .is_ok_and(|d| d.is_none()),
+        "{}",
+        r.dump()
+    );
     let r = deploy_with_secret(cluster, dir.path(), GOOD);
     assert_eq!(r.code, 0, "{}", r.dump());
     prom.set_traffic("movieverse-canary", HEALTHY);

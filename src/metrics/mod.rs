@@ -444,13 +444,30 @@ impl Measurer {
         self.webhooks.iter().any(|(w, _)| w.at.contains(&phase))
     }
 
-    /// Before anything changes: each provider answers and every query runs once over the
-    /// last minute. The error names the query.
+    /// Before anything changes: every webhook's secret is set, every HTTP check's URL
+    /// renders, each provider answers and every query runs once over the last minute. The
+    /// error names what failed.
     pub async fn preflight(
         &self,
         vars: &QueryVars,
         now_ms: u64,
     ) -> Result<(), (String, ProviderError)> {
+        for (w, secret) in &self.webhooks {
+            if let Err(e) = secret {
+                return Err((format!("webhook `{}`", w.name), e.clone()));
+            }
+        }
+        for c in &self.http {
+            render_query(&c.url, vars).map_err(|message| {
+                (
+                    format!("HTTP check `{}`", c.name),
+                    ProviderError {
+                        kind: ProviderErrorKind::Query,
+                        message: format!("its URL: {message}"),
+                    },
+                )
+            })?;
+        }
         self.providers
             .ready()
             .await
