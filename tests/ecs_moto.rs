@@ -155,16 +155,49 @@ async fn deploy_registers_updates_scales_skips_identical_and_rolls_back() {
     targets.sort_by(|a, b| a.0.total_cmp(&b.0));
     assert_eq!(targets, [(70.0, 300, 60), (80.0, 300, 60)]);
 
-    // A rerun with the same input registers nothing and starts nothing.
+    // A rerun with the same input registers nothing and starts nothing: through a proxy
+    // that records every ECS call, no RegisterTaskDefinition and no UpdateService, and the
+    // service keeps its one deployment.
     let before = active_revisions(&ecs).await;
-    let r = mvd(
-        &moto,
-        dir.path(),
-        &["deploy", "--env", "staging", "--no-wait"],
+    let deployments = |ecs: &aws_sdk_ecs::Client| {
+        let ecs = ecs.clone();
+        async move {
+            ecs.describe_services()
+                .cluster("movieverse-staging")
+                .services("movieverse-app")
+                .send()
+                .await
+                .unwrap()
+                .services()[0]
+                .deployments()
+                .iter()
+                .filter_map(|d| d.id().map(str::to_owned))
+                .collect::<Vec<_>>()
+        }
+    };
+    let deployed = deployments(&ecs).await;
+    let proxy = common::codedeploy::Proxy::start(&moto.endpoint, common::codedeploy::Plan::Succeed);
+    let mut cmd = common::bin();
+    cmd.current_dir(dir.path()).env("CI", "true");
+    for (k, v) in proxy.env() {
+        cmd.env(k, v);
+    }
+    let r = Run::from(
+        &cmd.args(["deploy", "--env", "staging", "--no-wait"])
+            .output()
+            .unwrap(),
     );
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(r.stderr.contains("no change"), "{}", r.dump());
     assert_eq!(active_revisions(&ecs).await, before);
+    assert!(
+        !proxy.calls("DescribeServices").is_empty(),
+        "the proxy saw the rerun's calls"
+    );
+    for op in ["RegisterTaskDefinition", "UpdateService", "CreateService"] {
+        assert!(proxy.calls(op).is_empty(), "{op}: {:?}", proxy.calls(op));
+    }
+    assert_eq!(deployments(&ecs).await, deployed);
 
     // A new image: a new revision; with revision_history 3 the older unused ones go.
     moto.world(&["register", "movieverse-staging", "3"]);

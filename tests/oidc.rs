@@ -37,9 +37,16 @@ fn status_with_role(moto: &Moto, dir: &std::path::Path, extra: &[(&str, &str)]) 
         .env("MVD_ROLE_TO_ASSUME", ROLE)
         .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
         .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN");
+    // No static keys: the only credentials the binary can have are the role's. A deploy
+    // that did not use them would find none (no config or credentials file, no metadata).
     for (k, v) in moto.env() {
-        cmd.env(k, v);
+        if !k.starts_with("AWS_ACCESS_KEY_ID") && !k.starts_with("AWS_SECRET_ACCESS_KEY") {
+            cmd.env(k, v);
+        }
     }
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN");
     for (k, v) in extra {
         cmd.env(k, v);
     }
@@ -103,6 +110,15 @@ async fn the_oidc_token_is_exchanged_for_the_role() {
         "{seen:?}"
     );
     assert_never_printed(&r);
+
+    // The same run without the role has no credentials at all: the role's were used.
+    let without = status_with_role(&moto, dir.path(), &[("MVD_ROLE_TO_ASSUME", "")]);
+    assert_eq!(without.code, 3, "{}", without.dump());
+    assert!(
+        without.stderr.to_lowercase().contains("credentials"),
+        "{}",
+        without.dump()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

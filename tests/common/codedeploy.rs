@@ -249,6 +249,19 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
                 (status, ct, bytes)
             })
         };
+        // Every other JSON-protocol call (ECS, App Auto Scaling) is recorded by its
+        // operation, with its body, then forwarded.
+        if operation.is_none()
+            && let Some(op) = request
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
+                .and_then(|(_, v)| v.rsplit_once('.'))
+                .map(|(_, op)| op.to_owned())
+        {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+            state.lock().unwrap().calls.push((op, body));
+        }
         // Query-protocol calls (CloudWatch, ELBv2) are recorded by their Action, with their
         // parameters, then forwarded.
         if operation.is_none()
