@@ -25,6 +25,10 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/waiter.rs"]
+mod support;
+
+use support::Rng;
 
 use std::time::Instant;
 
@@ -34,39 +38,9 @@ fn ours(end: f64, poll: f64) -> (f64, u32) {
     (checks * poll - end, checks as u32 + 1)
 }
 
-/// A small deterministic generator (xorshift64*), for the waiter's jitter.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// The SDK waiter (smithy `runPolling`): a check at once, then delays with jitter.
+/// The SDK waiter `waitUntilDeploymentSuccessful`: 15 s..120 s.
 fn waiter(end: f64, rng: &mut Rng) -> (f64, u32) {
-    let (min, max) = (15.0_f64, 120.0_f64);
-    let ceiling = (max / min).log2() + 1.0;
-    let mut t = 0.0;
-    let mut calls = 1;
-    let mut attempt = 1.0_f64;
-    loop {
-        let delay = if attempt > ceiling {
-            max
-        } else {
-            let upper = min * 2f64.powf(attempt - 1.0);
-            min + (upper - min) * rng.next()
-        };
-        t += delay;
-        calls += 1;
-        if t >= end {
-            return (t - end, calls);
-        }
-        attempt += 1.0;
-    }
+    support::waiter(end, 15.0, 120.0, rng)
 }
 
 fn main() {
