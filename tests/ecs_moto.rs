@@ -471,3 +471,53 @@ async fn status_reads_every_environment_rolling_and_blue_green() {
         r.dump()
     );
 }
+
+/// ECS's circuit breaker rolls the deployment back and removes it before our next look: the
+/// binary reports the platform's rollback with ECS's reason (not "another deployment
+/// replaced this one"), exit 1.
+#[test]
+fn a_circuit_breaker_rollback_whose_deployment_is_gone_is_reported_as_the_rollback() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &moto);
+    let first = mvd(
+        &moto,
+        dir.path(),
+        &["deploy", "--env", "staging", "--no-wait"],
+    );
+    assert_eq!(first.code, 0, "{}", first.dump());
+    // A new image: the deploy registers revision 3, and ECS rolls back to revision 2.
+    let text = std::fs::read_to_string(dir.path().join("deploy.yml")).unwrap();
+    std::fs::write(
+        dir.path().join("deploy.yml"),
+        text.replacen("LOG_LEVEL: info", "LOG_LEVEL: debug", 1),
+    )
+    .unwrap();
+    let proxy = common::codedeploy::Proxy::start(&moto.endpoint, common::codedeploy::Plan::Succeed);
+    proxy.circuit_breaker_back_to(&format!("{REV}2"));
+    let mut cmd = common::bin();
+    cmd.current_dir(dir.path()).env("CI", "true");
+    for (k, v) in proxy.env() {
+        cmd.env(k, v);
+    }
+    let r = Run::from(
+        &cmd.args(["deploy", "--env", "staging", "--poll-interval", "1s"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 1, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("ECS deployment circuit breaker: rolling back to deploymentId")
+            && !r.stderr.contains("replaced"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        r.stderr.contains(
+            "FAILED: the platform rolled the deployment back: ECS deployment circuit breaker"
+        ),
+        "{}",
+        r.dump()
+    );
+}

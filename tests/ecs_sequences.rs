@@ -70,6 +70,16 @@ fn service(
         .services(
             Service::builder()
                 .service_name("movieverse-app")
+                .deployment_configuration(
+                    aws_sdk_ecs::types::DeploymentConfiguration::builder()
+                        .deployment_circuit_breaker(
+                            aws_sdk_ecs::types::DeploymentCircuitBreaker::builder()
+                                .enable(true)
+                                .rollback(true)
+                                .build(),
+                        )
+                        .build(),
+                )
                 .task_definition(revision)
                 .set_deployments(Some(deployments))
                 .set_events(Some(events))

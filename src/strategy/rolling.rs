@@ -637,13 +637,25 @@ impl Rolling {
                 step.events.splice(0..0, events);
                 return (state, step);
             }
-            let by = service
-                .deployments
-                .iter()
-                .find(|d| d.primary)
-                .map_or_else(|| service.revision.clone(), |d| d.revision.clone());
+            let primary = service.deployments.iter().find(|d| d.primary);
+            let by = primary.map_or_else(|| service.revision.clone(), |d| d.revision.clone());
+            // Ours is gone and the service is back on the revision it ran before: the
+            // platform rolled ours back (ECS removes a circuit breaker's failed deployment
+            // once its rollback is under way). Anything else replaced it.
+            let failure = if by == previous && by != revision {
+                Failure::RolledBack {
+                    reason: primary
+                        .and_then(|d| d.reason.clone())
+                        .filter(|r| !r.is_empty())
+                        .unwrap_or_else(|| {
+                            format!("the platform rolled the deployment back to {previous}")
+                        }),
+                }
+            } else {
+                Failure::Superseded { by }
+            };
             let (state, mut step) = Self::finish(Outcome::Failed {
-                failure: Failure::Superseded { by },
+                failure,
                 details: details(),
             });
             step.events.splice(0..0, events);

@@ -113,6 +113,10 @@ struct State {
     tracked: HashMap<String, Tracked>,
     /// Every `CodeDeploy` call: operation and request body.
     calls: Vec<(String, Value)>,
+    /// ECS as the circuit breaker leaves it: once an `UpdateService` was seen,
+    /// `DescribeServices` answers with the failed deployment gone and ECS's rollback to this
+    /// task definition as the primary deployment.
+    circuit_breaker_back_to: Option<String>,
 }
 
 impl State {
@@ -164,6 +168,12 @@ impl Proxy {
         self.state.lock().unwrap().plan = Some(plan);
     }
 
+    /// From the next `UpdateService` on, ECS is seen rolling the service back to `previous`
+    /// with the circuit breaker, the failed deployment already gone (`DescribeServices`).
+    pub fn circuit_breaker_back_to(&self, previous: &str) {
+        self.state.lock().unwrap().circuit_breaker_back_to = Some(previous.to_owned());
+    }
+
     /// Answers the next `n` `GetDeployment` calls with `ThrottlingException` (400).
     pub fn throttle_reads(&self, n: u32) {
         self.state.lock().unwrap().throttle_reads = n;
@@ -186,6 +196,38 @@ impl Proxy {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         super::aws_env(&self.url)
     }
+}
+
+/// moto's `DescribeServices` answer as ECS shows a circuit breaker's rollback once the failed
+/// deployment is gone: one PRIMARY deployment of `previous`, in progress, with ECS's reason.
+fn circuit_breaker(body: &[u8], previous: &str) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+        return body.to_vec();
+    };
+    if let Some(services) = v["services"].as_array_mut() {
+        for s in services {
+            s["taskDefinition"] = json!(previous);
+            s["deploymentConfiguration"]["deploymentCircuitBreaker"] =
+                json!({"enable": true, "rollback": true});
+            s["deployments"] = json!([{
+                "id": "ecs-svc/9000000000000000001",
+                "status": "PRIMARY",
+                "taskDefinition": previous,
+                "desiredCount": 2,
+                "pendingCount": 0,
+                "runningCount": 2,
+                "failedTasks": 0,
+                "rolloutState": "IN_PROGRESS",
+                "rolloutStateReason": "ECS deployment circuit breaker: rolling back to deploymentId ecs-svc/8000000000000000001.",
+            }]);
+            s["events"] = json!([{
+                "id": "e1",
+                "createdAt": 1_800_000_000.0,
+                "message": "(service movieverse-app) (deployment ecs-svc/8000000000000000002) deployment failed: tasks failed to start.",
+            }]);
+        }
+    }
+    v.to_string().into_bytes()
 }
 
 /// A form-encoded (Query protocol) body as a map of its parameters.
@@ -251,16 +293,16 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
         };
         // Every other JSON-protocol call (ECS, App Auto Scaling) is recorded by its
         // operation, with its body, then forwarded.
-        if operation.is_none()
-            && let Some(op) = request
-                .headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
-                .and_then(|(_, v)| v.rsplit_once('.'))
-                .map(|(_, op)| op.to_owned())
-        {
+        let ecs_op = request
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
+            .and_then(|(_, v)| v.rsplit_once('.'))
+            .map(|(_, op)| op.to_owned())
+            .filter(|_| operation.is_none());
+        if let Some(op) = &ecs_op {
             let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-            state.lock().unwrap().calls.push((op, body));
+            state.lock().unwrap().calls.push((op.clone(), body));
         }
         // Query-protocol calls (CloudWatch, ELBv2) are recorded by their Action, with their
         // parameters, then forwarded.
@@ -275,6 +317,16 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
                 .push((action.to_owned(), Value::Object(params.clone())));
         }
         let (status, ct, body) = match operation {
+            None if ecs_op.as_deref() == Some("DescribeServices") => {
+                let (status, ct, body) = forward(request.body.clone());
+                let s = state.lock().unwrap();
+                match &s.circuit_breaker_back_to {
+                    Some(previous) if s.calls.iter().any(|(op, _)| op == "UpdateService") => {
+                        (status, ct, circuit_breaker(&body, previous))
+                    }
+                    _ => (status, ct, body),
+                }
+            }
             None => forward(request.body.clone()),
             Some(op) => {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);

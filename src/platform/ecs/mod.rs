@@ -171,6 +171,11 @@ fn unix(t: Option<&aws_smithy_types::DateTime>) -> i64 {
 }
 
 fn view(s: &aws_sdk_ecs::types::Service) -> ServiceView {
+    // A FAILED deployment was rolled back only if the service's circuit breaker rolls back.
+    let rolls_back = s
+        .deployment_configuration()
+        .and_then(|c| c.deployment_circuit_breaker())
+        .is_some_and(aws_sdk_ecs::types::DeploymentCircuitBreaker::rollback);
     let deployments = s
         .deployments()
         .iter()
@@ -185,8 +190,8 @@ fn view(s: &aws_sdk_ecs::types::Service) -> ServiceView {
             reason: d.rollout_state_reason().map(str::to_owned),
             primary: d.status() == Some("PRIMARY"),
             // ECS marks a deployment FAILED when the circuit breaker trips; with rollback on
-            // (our service settings insist on it) it goes back to the last good revision.
-            rolled_back: true,
+            // it goes back to the last good revision, without it the deployment stays.
+            rolled_back: rolls_back,
             desired: u32::try_from(d.desired_count()).unwrap_or(0),
             running: u32::try_from(d.running_count()).unwrap_or(0),
             pending: u32::try_from(d.pending_count()).unwrap_or(0),
