@@ -195,3 +195,147 @@ fn a_missing_asset_or_a_ref_with_no_release_builds_from_source() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("no checksum for v9.9.7"), "{out}");
 }
+
+/// The action's run step (`id: run`), as the runner executes it.
+fn run_script() -> String {
+    let text = std::fs::read_to_string(common::root().join("action.yml")).unwrap();
+    let action: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    action["runs"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "run")
+        .and_then(|s| s["run"].as_str())
+        .expect("the run step")
+        .to_owned()
+}
+
+/// Runs the action's script with these inputs and a stub `movieverse-deploy` on PATH that
+/// records its arguments: (exit code, stdout, the arguments the binary got).
+fn run_action(inputs: &[(&str, &str)]) -> (i32, String, Option<Vec<String>>) {
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("args");
+    let stub = dir.path().join("movieverse-deploy");
+    std::fs::write(
+        &stub,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > '{}'\n",
+            recorded.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args(["-e", "-c", &run_script()])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                dir.path().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("MVD_CONFIG", "deploy.yml");
+    for k in [
+        "MVD_COMMAND",
+        "MVD_ENVIRONMENT",
+        "MVD_DRY_RUN",
+        "MVD_AWS_REGION",
+        "MVD_IMAGE",
+        "MVD_TO_TAGS",
+        "MVD_TO_REPOSITORY",
+        "MVD_ROLLOUT",
+    ] {
+        cmd.env_remove(k);
+    }
+    for (k, v) in inputs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let args = std::fs::read_to_string(&recorded)
+        .ok()
+        .map(|t| t.lines().map(str::to_owned).collect());
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        args,
+    )
+}
+
+/// Every command with and without each input: the script passes the binary only arguments
+/// its parser accepts (checked with the binary's own parser), or refuses the inputs itself.
+#[test]
+fn the_actions_script_passes_only_arguments_the_binary_accepts() {
+    use clap::Parser as _;
+    let image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/movieverse@sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let mut runs = 0;
+    for command in [
+        "build", "render", "plan", "deploy", "promote", "rollback", "status", "rollout",
+    ] {
+        for env in ["", "staging"] {
+            for with_image in [false, true] {
+                for dry_run in ["", "false", "true"] {
+                    for rollout in ["status", "promote", "promote-full", "abort", "resume"] {
+                        if command != "rollout" && rollout != "status" {
+                            continue;
+                        }
+                        let mut inputs = vec![
+                            ("MVD_COMMAND", command),
+                            ("MVD_ENVIRONMENT", env),
+                            ("MVD_DRY_RUN", dry_run),
+                            ("MVD_ROLLOUT", rollout),
+                            ("MVD_TO_TAGS", "v1.2.3 stable"),
+                        ];
+                        if with_image {
+                            inputs.push(("MVD_IMAGE", image));
+                        }
+                        let (code, stdout, args) = run_action(&inputs);
+                        runs += 1;
+                        let what = format!("{inputs:?}");
+                        assert_eq!(code, 0, "{what}\n{stdout}");
+                        let args = args.unwrap_or_else(|| panic!("the binary ran: {what}"));
+                        let parsed = movieverse_deploy::cli::Cli::try_parse_from(
+                            std::iter::once("movieverse-deploy".to_owned()).chain(args.clone()),
+                        );
+                        // Without an environment, the binary itself says which is missing.
+                        if let Err(e) = parsed {
+                            let missing_env = env.is_empty()
+                                && e.kind() == clap::error::ErrorKind::MissingRequiredArgument;
+                            let promote_needs_image =
+                                command == "promote" && dry_run != "true" && !with_image;
+                            assert!(
+                                missing_env || promote_needs_image,
+                                "{what}: {args:?} refused: {e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(runs > 50, "{runs} combinations");
+    // Inputs the script refuses itself, before the binary runs.
+    for (inputs, says) in [
+        (
+            vec![("MVD_COMMAND", "destroy")],
+            "input 'command' must be one of",
+        ),
+        (
+            vec![("MVD_COMMAND", "deploy"), ("MVD_DRY_RUN", "yes")],
+            "input 'dry-run' must be 'true' or 'false'",
+        ),
+        (
+            vec![("MVD_COMMAND", "rollout"), ("MVD_ROLLOUT", "skip")],
+            "input 'rollout' must be one of",
+        ),
+        (
+            vec![("MVD_COMMAND", "promote"), ("MVD_TO_TAGS", "")],
+            "command 'promote' needs the input 'to-tags'",
+        ),
+    ] {
+        let (code, stdout, args) = run_action(&inputs);
+        assert_eq!(code, 2, "{inputs:?}\n{stdout}");
+        assert!(stdout.contains(says), "{inputs:?}\n{stdout}");
+        assert!(args.is_none(), "the binary ran for {inputs:?}");
+    }
+}
