@@ -520,3 +520,76 @@ fn build_without_push_needs_no_cloud() {
         );
     }
 }
+
+/// The Docker builder with a real daemon (its own data root and socket): without the buildx
+/// plugin, `docker build` builds the one platform, `docker push` pushes, and its digest is
+/// what landed (skopeo); several platforms without buildx are refused, naming the fix.
+#[test]
+fn docker_without_buildx_builds_with_docker_build_and_pushes() {
+    let docker = common::docker::Docker::start();
+    let one = bed(&|t| t);
+    let host = [("DOCKER_HOST", docker.host.as_str())];
+    let r = mvd(&one, SHA, &["build", "--builder", "docker"], &host);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("docker buildx is not installed: building with `docker build`"),
+        "{}",
+        r.dump()
+    );
+    let digest = r.output("digest");
+    let seen = one
+        .registry
+        .inspect("movieverse:sha-4f2b9c1", CREDS, false)
+        .expect("the commit tag exists");
+    assert_eq!(seen["Digest"], digest.as_str());
+    assert_eq!(seen["Labels"]["org.opencontainers.image.revision"], SHA);
+
+    let two = bed(&|t: String| {
+        t.replace(
+            "platforms: [linux/amd64]",
+            "platforms: [linux/amd64, linux/arm64]",
+        )
+    });
+    let r = mvd(&two, SHA, &["build", "--builder", "docker"], &host);
+    assert_eq!(r.code, 1, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("`docker build` builds one platform, not linux/amd64, linux/arm64")
+            && r.stderr.contains("--builder buildah"),
+        "{}",
+        r.dump()
+    );
+}
+
+/// The Docker builder as GitHub's hosted runners have it: a daemon and the buildx plugin
+/// (the one the test set-up builds, found through `DOCKER_CONFIG`, also behind the login's
+/// own `DOCKER_CONFIG`): `docker buildx build --push`, and its digest is what landed.
+#[test]
+fn docker_buildx_builds_and_pushes_with_a_real_daemon() {
+    let docker = common::docker::Docker::start();
+    let config = common::docker::buildx_config();
+    let one = bed(&|t| t);
+    let env = [
+        ("DOCKER_HOST", docker.host.as_str()),
+        ("DOCKER_CONFIG", config.path().to_str().unwrap()),
+    ];
+    let r = mvd(&one, SHA, &["build", "--builder", "docker"], &env);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        !r.stderr.contains("docker buildx is not installed"),
+        "{}",
+        r.dump()
+    );
+    let digest = r.output("digest");
+    let seen = one
+        .registry
+        .inspect("movieverse:sha-4f2b9c1", CREDS, false)
+        .expect("the commit tag exists");
+    assert_eq!(seen["Digest"], digest.as_str());
+    assert_eq!(seen["Labels"]["org.opencontainers.image.revision"], SHA);
+    // Detected without --builder too: a daemon that answers comes first.
+    let r = mvd(&one, OTHER_SHA, &["build", "--no-push"], &env);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stderr.contains("docker buildx"), "{}", r.dump());
+}

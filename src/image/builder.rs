@@ -102,13 +102,10 @@ fn probe(program: &str, args: &[&str]) -> Result<String, String> {
 /// Why a builder cannot be used here, or `Ok` when it can.
 fn usable(kind: BuilderKind) -> Result<(), String> {
     match kind {
-        BuilderKind::Docker => {
-            probe("docker", &["info", "--format", "{{.ServerVersion}}"])
-                .map_err(|e| format!("the Docker daemon does not answer ({e})"))?;
-            probe("docker", &["buildx", "version"])
-                .map(|_| ())
-                .map_err(|e| format!("docker buildx is not installed ({e})"))
-        }
+        // Without buildx, `docker build` does (one platform).
+        BuilderKind::Docker => probe("docker", &["info", "--format", "{{.ServerVersion}}"])
+            .map(|_| ())
+            .map_err(|e| format!("the Docker daemon does not answer ({e})")),
         BuilderKind::Buildah => probe("buildah", &["--version"]).map(|_| ()),
         BuilderKind::Podman => probe("podman", &["--version"]).map(|_| ()),
     }
@@ -273,6 +270,116 @@ fn common_build_args(req: &BuildRequest, args: &mut Vec<String>) {
     }
 }
 
+/// Our `DOCKER_CONFIG` (the login) hides the user's: the CLI plugins they installed there
+/// (`~/.docker/cli-plugins/docker-buildx`) are linked in, so buildx is still found.
+fn keep_cli_plugins(ours: &std::path::Path) {
+    let theirs = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".docker")))
+        .map(|d| d.join("cli-plugins"))
+        .filter(|d| d.is_dir());
+    if let Some(dir) = theirs {
+        let _ = std::os::unix::fs::symlink(dir, ours.join("cli-plugins"));
+    }
+}
+
+/// `docker build` where buildx is missing: the daemon's classic builder, one platform (the
+/// daemon's), then `docker tag` and `docker push`, whose last line names the digest pushed.
+fn classic_docker(
+    req: &BuildRequest,
+    local: &str,
+    docker_config: Option<&std::path::Path>,
+) -> Result<Built, ImageError> {
+    if req.platforms.len() > 1 {
+        return Err(ImageError::BuildFailed {
+            message: format!(
+                "docker buildx is not installed, and `docker build` builds one platform, not {}\n  = help: install the buildx plugin, or build with buildah (`--builder buildah`)",
+                req.platforms.join(", ")
+            ),
+        });
+    }
+    eprintln!(
+        "docker buildx is not installed: building with `docker build` (the daemon's platform)"
+    );
+    let mut args: Vec<String> = vec!["build".into()];
+    let single = BuildRequest {
+        platforms: Vec::new(),
+        ..req.clone()
+    };
+    common_build_args(&single, &mut args);
+    args.extend([
+        "--tag".into(),
+        local.to_owned(),
+        req.context.display().to_string(),
+    ]);
+    let mut cmd = Command::new("docker");
+    cmd.args(&args);
+    run(cmd, "docker build")?;
+    let Some(to) = &req.push_to else {
+        return Ok(Built {
+            digest: None,
+            local: local.to_owned(),
+        });
+    };
+    let docker = |args: &[&str]| {
+        let mut cmd = Command::new("docker");
+        cmd.args(args);
+        if let Some(dir) = docker_config {
+            cmd.env("DOCKER_CONFIG", dir);
+        }
+        cmd
+    };
+    let tagged = docker(&["tag", local, to])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| ImageError::Environment {
+            message: format!("cannot run docker tag: {e}"),
+        })?;
+    if !tagged.success() {
+        return Err(ImageError::BuildFailed {
+            message: format!("docker tag {local} {to} exited with {tagged}"),
+        });
+    }
+    let pushed = docker(&["push", to])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| ImageError::Environment {
+            message: format!("cannot run docker push: {e}"),
+        });
+    // Ours, pushed or not.
+    let _ = docker(&["rmi", local, to])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let pushed = pushed?;
+    let out = String::from_utf8_lossy(&pushed.stdout);
+    eprint!("{out}{}", String::from_utf8_lossy(&pushed.stderr));
+    if !pushed.status.success() {
+        return Err(ImageError::BuildFailed {
+            message: format!(
+                "docker push {to} exited with {} (its output is above)",
+                pushed.status
+            ),
+        });
+    }
+    // `TAG: digest: sha256:… size: N`
+    let digest = out
+        .lines()
+        .filter_map(|l| l.split_once("digest: ").map(|(_, d)| d))
+        .filter_map(|d| d.split_whitespace().next())
+        .find(|d| d.starts_with("sha256:"))
+        .map(str::to_owned);
+    if digest.is_none() {
+        return Err(ImageError::BuildFailed {
+            message: "docker push did not report the digest it pushed".into(),
+        });
+    }
+    Ok(Built {
+        digest,
+        local: local.to_owned(),
+    })
+}
+
 /// Builds (and pushes, when asked) with `kind`.
 pub fn build(kind: BuilderKind, req: &BuildRequest) -> Result<Built, ImageError> {
     let scratch = tempfile::Builder::new()
@@ -294,6 +401,9 @@ pub fn build(kind: BuilderKind, req: &BuildRequest) -> Result<Built, ImageError>
     );
     let digest_file = scratch.path().join("digest");
     match kind {
+        BuilderKind::Docker if probe("docker", &["buildx", "version"]).is_err() => {
+            classic_docker(req, &local, auth.is_some().then(|| scratch.path()))
+        }
         BuilderKind::Docker => {
             let mut args: Vec<String> = vec!["buildx".into(), "build".into()];
             common_build_args(req, &mut args);
@@ -312,6 +422,7 @@ pub fn build(kind: BuilderKind, req: &BuildRequest) -> Result<Built, ImageError>
             let mut cmd = Command::new("docker");
             cmd.args(&args);
             if auth.is_some() {
+                keep_cli_plugins(scratch.path());
                 cmd.env("DOCKER_CONFIG", scratch.path());
             }
             run(cmd, "docker buildx build")?;

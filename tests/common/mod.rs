@@ -4,6 +4,7 @@
 
 pub mod codedeploy;
 pub mod datadog;
+pub mod docker;
 pub mod github;
 pub mod http;
 pub mod k8s;
