@@ -339,3 +339,41 @@ fn the_actions_script_passes_only_arguments_the_binary_accepts() {
         assert!(args.is_none(), "the binary ran for {inputs:?}");
     }
 }
+
+/// Every third-party action in the workflows and the Action is pinned by its full commit
+/// SHA (a tag can be moved to other code; a commit cannot).
+#[test]
+fn third_party_actions_are_pinned_by_commit() {
+    let mut files = vec![common::root().join("action.yml")];
+    for entry in std::fs::read_dir(common::root().join(".github/workflows")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    let mut seen = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let Some(used) = line
+                .trim_start()
+                .trim_start_matches("- ")
+                .strip_prefix("uses:")
+            else {
+                continue;
+            };
+            let used = used.split('#').next().unwrap().trim();
+            if used.starts_with("./") || used.starts_with("docker://") {
+                continue;
+            }
+            seen += 1;
+            let pinned = used.rsplit_once('@').is_some_and(|(_, rev)| {
+                rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit())
+            });
+            assert!(
+                pinned,
+                "{}:{}: `{used}` is not pinned by a commit SHA",
+                file.display(),
+                n + 1
+            );
+        }
+    }
+    assert!(seen >= 5, "{seen} third-party actions found");
+}
