@@ -95,6 +95,19 @@ fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.dump()))
 }
 
+/// The build's `digest` output is what the commit's tag points at in the registry (seen by
+/// skopeo), with the commit as its revision label; the digest.
+fn assert_landed(bed: &Bed, r: &Run) -> String {
+    let digest = r.output("digest");
+    let seen = bed
+        .registry
+        .inspect("movieverse:sha-4f2b9c1", CREDS, false)
+        .expect("the commit tag exists");
+    assert_eq!(seen["Digest"], digest.as_str());
+    assert_eq!(seen["Labels"]["org.opencontainers.image.revision"], SHA);
+    digest
+}
+
 fn digest_of(reg: &LocalRegistry, reference: &str) -> Option<String> {
     reg.inspect(reference, CREDS, false)
         .map(|v| v["Digest"].as_str().unwrap().to_owned())
@@ -109,19 +122,13 @@ async fn build_pushes_a_rerun_skips_and_an_immutable_tag_conflict_uploads_nothin
 
     let r = mvd(&bed, SHA, &["build"], &[]);
     assert_eq!(r.code, 0, "{}", r.dump());
-    let digest = r.output("digest");
+    // What landed, seen by skopeo.
+    let digest = assert_landed(&bed, &r);
     assert_eq!(
         r.output("image"),
         format!("{}/movieverse@{digest}", bed.registry.host)
     );
     assert_eq!(r.output("tags"), "sha-4f2b9c1");
-    // What landed, seen by skopeo.
-    let seen = bed
-        .registry
-        .inspect("movieverse:sha-4f2b9c1", CREDS, false)
-        .expect("the commit tag exists");
-    assert_eq!(seen["Digest"], digest.as_str());
-    assert_eq!(seen["Labels"]["org.opencontainers.image.revision"], SHA);
     // The repository was created as deploy.yml asks.
     let ecr = aws_sdk_ecr::Client::new(&bed.moto.sdk_config().await);
     let repo = ecr
@@ -537,13 +544,7 @@ fn docker_without_buildx_builds_with_docker_build_and_pushes() {
         "{}",
         r.dump()
     );
-    let digest = r.output("digest");
-    let seen = one
-        .registry
-        .inspect("movieverse:sha-4f2b9c1", CREDS, false)
-        .expect("the commit tag exists");
-    assert_eq!(seen["Digest"], digest.as_str());
-    assert_eq!(seen["Labels"]["org.opencontainers.image.revision"], SHA);
+    assert_landed(&one, &r);
 
     let two = bed(&|t: String| {
         t.replace(
@@ -581,13 +582,7 @@ fn docker_buildx_builds_and_pushes_with_a_real_daemon() {
         "{}",
         r.dump()
     );
-    let digest = r.output("digest");
-    let seen = one
-        .registry
-        .inspect("movieverse:sha-4f2b9c1", CREDS, false)
-        .expect("the commit tag exists");
-    assert_eq!(seen["Digest"], digest.as_str());
-    assert_eq!(seen["Labels"]["org.opencontainers.image.revision"], SHA);
+    assert_landed(&one, &r);
     // Detected without --builder too: a daemon that answers comes first.
     let r = mvd(&one, OTHER_SHA, &["build", "--no-push"], &env);
     assert_eq!(r.code, 0, "{}", r.dump());
