@@ -771,26 +771,13 @@ impl<'a> Green<'a> {
             .map_err(|(what, e)| {
                 super::rollout::provider_error(name, &format!("{what}: the query does not run"), &e)
             })?;
-        if !m.has_hooks(HookPoint::PreRollout) {
-            return Ok(());
-        }
-        let failed: Vec<String> = m
-            .pre_rollout(&self.vars(60), &self.facts(HookPoint::PreRollout, None))
-            .await
-            .into_iter()
-            .filter(|r| !r.passed)
-            .map(|r| format!("webhook `{}`: {}", r.name, r.detail))
-            .collect();
-        if failed.is_empty() {
-            return Ok(());
-        }
-        Err(Error::Deployment {
-            code: 1,
-            message: format!(
-                "error: {name}: a pre-rollout webhook refused the rollout; nothing was changed\n  - {}",
-                failed.join("\n  - ")
-            ),
-        })
+        super::rollout::pre_rollout_hooks(
+            name,
+            m,
+            &self.vars(60),
+            &self.facts(HookPoint::PreRollout, None),
+        )
+        .await
     }
 
     fn group(&self) -> String {

@@ -77,6 +77,41 @@ enum Router {
     },
 }
 
+/// The `pre-rollout` webhooks of `measurer`, before anything changes: each passed one is
+/// told; any refusal ends the deploy (exit 1), with every refusal's answer.
+pub(super) async fn pre_rollout_hooks(
+    env: &str,
+    measurer: &Measurer,
+    vars: &QueryVars,
+    facts: &Facts,
+) -> Result<(), Error> {
+    if !measurer.has_hooks(HookPoint::PreRollout) {
+        return Ok(());
+    }
+    let results = measurer.pre_rollout(vars, facts).await;
+    for r in results.iter().filter(|r| r.passed) {
+        eprintln!(
+            "{env}: pre-rollout webhook `{}` passed: {}",
+            r.name, r.detail
+        );
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| format!("webhook `{}`: {}", r.name, r.detail))
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Deployment {
+        code: 1,
+        message: format!(
+            "error: {env}: a pre-rollout webhook refused the rollout; nothing was changed\n  - {}",
+            failed.join("\n  - ")
+        ),
+    })
+}
+
 /// A provider failure before the rollout: what failed, the provider's words, what to do;
 /// exit 2 for a query to fix in deploy.yml, 3 for the environment (keys, reachability).
 pub(super) fn provider_error(env: &str, what: &str, e: &crate::metrics::ProviderError) -> Error {
@@ -341,35 +376,13 @@ impl<'a> Rollout<'a> {
 
     /// The `pre-rollout` webhooks, before anything changes: a failed one ends the deploy.
     async fn pre_rollout(&self) -> Result<(), Error> {
-        if !self.measurer.has_hooks(HookPoint::PreRollout) {
-            return Ok(());
-        }
-        let results = self
-            .measurer
-            .pre_rollout(&self.vars(60), &self.facts(HookPoint::PreRollout, 0, None))
-            .await;
-        let failed: Vec<String> = results
-            .iter()
-            .filter(|r| !r.passed)
-            .map(|r| format!("webhook `{}`: {}", r.name, r.detail))
-            .collect();
-        for r in results.iter().filter(|r| r.passed) {
-            eprintln!(
-                "{}: pre-rollout webhook `{}` passed: {}",
-                self.name, r.name, r.detail
-            );
-        }
-        if failed.is_empty() {
-            return Ok(());
-        }
-        Err(Error::Deployment {
-            code: 1,
-            message: format!(
-                "error: {}: a pre-rollout webhook refused the rollout; nothing was changed\n  - {}",
-                self.name,
-                failed.join("\n  - ")
-            ),
-        })
+        pre_rollout_hooks(
+            self.name,
+            &self.measurer,
+            &self.vars(60),
+            &self.facts(HookPoint::PreRollout, 0, None),
+        )
+        .await
     }
 
     async fn set_weight(&self, weight: u8) -> Result<(), PlatformError> {
