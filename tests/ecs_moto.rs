@@ -159,21 +159,13 @@ async fn deploy_registers_updates_scales_skips_identical_and_rolls_back() {
     // that records every ECS call, no RegisterTaskDefinition and no UpdateService, and the
     // service keeps its one deployment.
     let before = active_revisions(&ecs).await;
-    let deployments = |ecs: &aws_sdk_ecs::Client| {
-        let ecs = ecs.clone();
-        async move {
-            ecs.describe_services()
-                .cluster("movieverse-staging")
-                .services("movieverse-app")
-                .send()
-                .await
-                .unwrap()
-                .services()[0]
-                .deployments()
-                .iter()
-                .filter_map(|d| d.id().map(str::to_owned))
-                .collect::<Vec<_>>()
-        }
+    let deployments = async |ecs: &aws_sdk_ecs::Client| {
+        service(ecs)
+            .await
+            .deployments()
+            .iter()
+            .filter_map(|d| d.id().map(str::to_owned))
+            .collect::<Vec<_>>()
     };
     let deployed = deployments(&ecs).await;
     let proxy = common::codedeploy::Proxy::start(&moto.endpoint, common::codedeploy::Plan::Succeed);

@@ -93,6 +93,15 @@ async fn replicas_of(client: &kube::Client, ns: &str, name: &str) -> i32 {
     d.spec.unwrap().replicas.unwrap_or(1)
 }
 
+/// Whether the Deployment `name` exists in `ns`.
+async fn exists(client: &kube::Client, ns: &str, name: &str) -> bool {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+        .is_some()
+}
+
 async fn weight(client: &kube::Client, ns: &str) -> Option<String> {
     let i = Api::<Ingress>::namespaced(client.clone(), ns)
         .get("movieverse-canary")
@@ -491,13 +500,7 @@ async fn gateway_api_weights_are_the_routers_and_accepted_by_the_api_server() {
         "{}",
         r.dump()
     );
-    assert!(
-        Api::<Deployment>::namespaced(client.clone(), ns)
-            .get_opt("movieverse")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!exists(&client, ns, "movieverse").await);
 
     let namespace: k8s_openapi::api::core::v1::Namespace =
         serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
@@ -689,14 +692,7 @@ async fn http_checks_and_signed_webhooks_judge_the_canary_with_the_metrics() {
         "{}",
         r.dump()
     );
-    assert!(
-        Api::<Deployment>::namespaced(client.clone(), ns)
-            .get_opt("movieverse")
-            .await
-            .is_ok_and(|d| d.is_none()),
-        "{}",
-        r.dump()
-    );
+    assert!(!exists(&client, ns, "movieverse").await, "{}", r.dump());
     let r = deploy_with_secret(cluster, dir.path(), GOOD);
     assert_eq!(r.code, 0, "{}", r.dump());
     prom.set_traffic("movieverse-canary", HEALTHY);
@@ -721,11 +717,7 @@ async fn http_checks_and_signed_webhooks_judge_the_canary_with_the_metrics() {
     );
     assert_eq!(image_of(&client, ns, "movieverse").await, GOOD);
     assert!(
-        Api::<Deployment>::namespaced(client.clone(), ns)
-            .get_opt("movieverse-canary")
-            .await
-            .unwrap()
-            .is_none(),
+        !exists(&client, ns, "movieverse-canary").await,
         "the refused rollout made the canary Deployment"
     );
 

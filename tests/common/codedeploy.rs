@@ -149,17 +149,9 @@ impl Proxy {
             plan: Some(plan),
             ..State::default()
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let upstream = moto.to_owned();
         let shared = state.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let (upstream, state) = (upstream.clone(), shared.clone());
-                std::thread::spawn(move || serve(stream, &upstream, &state));
-            }
-        });
+        let url = super::http::serve_each(move |stream| serve(stream, &upstream, &shared));
         Self { url, state }
     }
 

@@ -39,8 +39,6 @@ pub struct Fake {
 
 impl Fake {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(State {
             next_id: 1000,
             ..State::default()
@@ -56,13 +54,7 @@ impl Fake {
             }
         }
         let shared = state.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let state = shared.clone();
-                std::thread::spawn(move || serve(stream, &state));
-            }
-        });
+        let url = super::http::serve_each(move |stream| serve(stream, &shared));
         Self { url, state }
     }
 

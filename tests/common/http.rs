@@ -1,5 +1,6 @@
-//! Reading HTTP/1.1 requests off a socket, for the test components that stand between the
-//! binary and a server (the `CodeDeploy` scenario proxy, the benches' counting proxy).
+//! Reading HTTP/1.1 requests off a socket, and serving connections, for the test components
+//! that stand in for a server or between the binary and one (the fakes of GitHub and Datadog,
+//! the probe server, the `CodeDeploy` scenario proxy, the benches' counting proxy).
 #![allow(dead_code)]
 
 /// One request: its line, headers (as sent) and body (by `Content-Length`).
@@ -42,4 +43,20 @@ pub fn read_request(reader: &mut impl std::io::BufRead) -> Option<Request> {
         headers,
         body,
     })
+}
+
+/// Listens on a free loopback port and serves each connection on a thread of its own with
+/// `handle`; the base URL (`http://127.0.0.1:PORT`).
+pub fn serve_each(handle: impl Fn(std::net::TcpStream) + Send + Sync + 'static) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::sync::Arc::new(handle);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let handle = handle.clone();
+            std::thread::spawn(move || handle(stream));
+        }
+    });
+    url
 }

@@ -53,54 +53,45 @@ impl Server {
             hooks: Vec::new(),
             health_calls: 0,
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let shared = state.clone();
         let secret = secret.to_owned();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let (state, secret) = (shared.clone(), secret.clone());
-                std::thread::spawn(move || {
-                    let mut out = stream.try_clone().unwrap();
-                    let mut reader = std::io::BufReader::new(stream);
-                    while let Some(r) = super::http::read_request(&mut reader) {
-                        let (status, body) = if r.path == "/hook" && r.method == "POST" {
-                            let header = r
-                                .headers
-                                .iter()
-                                .find(|(k, _)| k.eq_ignore_ascii_case("X-Movieverse-Signature"))
-                                .map(|(_, v)| v.as_str());
-                            let signed = verify(&secret, &r.body, header);
-                            let mut s = state.lock().unwrap();
-                            s.hooks.push(Hook {
-                                body: serde_json::from_slice(&r.body)
-                                    .unwrap_or(serde_json::Value::Null),
-                                signed,
-                            });
-                            if signed {
-                                s.hook.clone()
-                            } else {
-                                (401, "bad signature".into())
-                            }
-                        } else if r.path == "/health" {
-                            let mut s = state.lock().unwrap();
-                            s.health_calls += 1;
-                            s.health.clone()
-                        } else {
-                            (404, "not found".into())
-                        };
-                        let mut text = String::new();
-                        let _ = write!(
-                            text,
-                            "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if out.write_all(text.as_bytes()).is_err() {
-                            return;
-                        }
+        let url = super::http::serve_each(move |stream| {
+            let mut out = stream.try_clone().unwrap();
+            let mut reader = std::io::BufReader::new(stream);
+            while let Some(r) = super::http::read_request(&mut reader) {
+                let (status, body) = if r.path == "/hook" && r.method == "POST" {
+                    let header = r
+                        .headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("X-Movieverse-Signature"))
+                        .map(|(_, v)| v.as_str());
+                    let signed = verify(&secret, &r.body, header);
+                    let mut s = shared.lock().unwrap();
+                    s.hooks.push(Hook {
+                        body: serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null),
+                        signed,
+                    });
+                    if signed {
+                        s.hook.clone()
+                    } else {
+                        (401, "bad signature".into())
                     }
-                });
+                } else if r.path == "/health" {
+                    let mut s = shared.lock().unwrap();
+                    s.health_calls += 1;
+                    s.health.clone()
+                } else {
+                    (404, "not found".into())
+                };
+                let mut text = String::new();
+                let _ = write!(
+                    text,
+                    "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if out.write_all(text.as_bytes()).is_err() {
+                    return;
+                }
             }
         });
         Self { url, state }
