@@ -102,10 +102,11 @@ fn strategy_warnings(config: &Config, rendered: &[Rendered]) -> Vec<String> {
         .filter_map(|r| {
             let env = &config.environments[&r.env];
             match &env.strategy {
-                crate::config::Strategy::Rolling(_) => None,
+                crate::config::Strategy::Rolling(_) | crate::config::Strategy::BlueGreen(_) => {
+                    None
+                }
                 crate::config::Strategy::Canary(_) if env.target == Target::Kubernetes => None,
-                crate::config::Strategy::BlueGreen(_) if env.target == Target::Ecs => None,
-                other => Some(format!(
+                other @ crate::config::Strategy::Canary(_) => Some(format!(
                     "environment {}: `deploy` does not drive the {} strategy yet (it refuses before changing anything); `plan`, `render`, `status` and `rollback` work",
                     r.env,
                     other.name()

@@ -204,6 +204,21 @@ fn cases() -> Vec<Case> {
             "termination_wait 3days is not a whole number of minutes from 0 to 48h",
         ),
         case(
+            "blue_green_on_ecs_without_its_codedeploy_application",
+            &[("        application: movieverse\n", "")],
+            "deploy.yml:100:7",
+            "a blue-green on ECS needs `application`",
+        ),
+        case(
+            "blue_green_on_kubernetes_with_codedeploy_settings",
+            &[(
+                "      canary:\n        steps: [10, 25, 50, 75, 100]\n        deadline: 60m\n",
+                "      blue-green:\n        deployment_group: movieverse-k8s\n        termination_wait: 2m\n",
+            )],
+            "deploy.yml:162:9",
+            "`deployment_group` is an ECS (CodeDeploy) setting: a blue-green on Kubernetes switches the Service's selector",
+        ),
+        case(
             "blue_green_green_target_group_is_the_blue_one",
             &[(
                 "        green_target_group: movieverse-green\n",

@@ -400,3 +400,86 @@ fn extra_services_render_under_their_name() {
     // With surge 1 of 1 desired task the worker may double: 200 %.
     assert_eq!(svc["deploymentConfiguration"]["maximumPercent"], 200);
 }
+
+/// The example's Kubernetes environment as a blue-green with a manual gate and checks of
+/// green through the preview Service.
+fn k8s_blue_green(dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(example()).unwrap();
+    let old = "      canary:\n        steps: [10, 25, 50, 75, 100]\n        deadline: 60m\n";
+    assert_eq!(text.matches(old).count(), 1);
+    let text = text.replace(
+        old,
+        "      blue-green:\n        termination_wait: 10m\n        gate: manual\n",
+    );
+    let path = dir.join("deploy.yml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::write(dir.join("Containerfile"), "FROM scratch\n").unwrap();
+    path
+}
+
+#[test]
+fn a_kubernetes_blue_green_plans_renders_and_simulates_with_the_selector_left_to_the_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = k8s_blue_green(dir.path());
+    let config = config.to_str().unwrap();
+    let r = run(
+        &["--config", config, "plan", "--env", "production-k8s"],
+        &common::root(),
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    insta::assert_snapshot!("plan_k8s_blue_green", r.stdout);
+
+    // The live and preview Services carry no selector: the rollout's router owns it.
+    let out = dir.path().join("out");
+    let r = run(
+        &[
+            "--config",
+            config,
+            "render",
+            "--env",
+            "production-k8s",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &common::root(),
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let services: Vec<_> = files(&out)
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains("service"))
+        .collect();
+    let text: String = services
+        .iter()
+        .map(|f| std::fs::read_to_string(out.join(f)).unwrap())
+        .collect();
+    assert!(text.contains("name: movieverse-preview"), "{text}");
+    assert!(!text.contains("selector"), "{text}");
+    let validator = kubernetes_validate();
+    let out = Command::new(&validator)
+        .args(["--kubernetes-version", "1.35.0", "--strict"])
+        .args(services.iter().map(|f| dir.path().join("out").join(f)))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", Run::from(&out).dump());
+
+    // The engine plays the same script on the simulator: it stops at the gate.
+    let r = run(
+        &[
+            "--config",
+            config,
+            "deploy",
+            "--env",
+            "production-k8s",
+            "--simulate",
+        ],
+        &common::root(),
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let played = r
+        .stdout
+        .lines()
+        .take_while(|l| !l.starts_with("Played "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!("simulate_k8s_blue_green", played);
+}

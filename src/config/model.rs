@@ -590,7 +590,8 @@ pub struct Ingress {
 pub enum Strategy {
     /// Replace tasks or pods a batch at a time.
     Rolling(Rolling),
-    /// A full replacement set; traffic switches when it is healthy (`CodeDeploy` on ECS).
+    /// A full replacement set; traffic switches when it is healthy (`CodeDeploy` on ECS, the
+    /// Service's selector on Kubernetes).
     BlueGreen(BlueGreen),
     /// Shift traffic in weighted steps, with metric analysis and automatic rollback.
     Canary(Canary),
@@ -630,23 +631,32 @@ pub struct Rolling {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlueGreen {
-    /// The `CodeDeploy` application.
-    pub application: String,
-    /// The `CodeDeploy` deployment group.
-    pub deployment_group: String,
-    /// The green target group name (the blue one is the load balancer's target group).
-    pub green_target_group: String,
-    /// The production listener ARN.
-    pub prod_listener_arn: String,
-    /// The test listener ARN (test traffic reaches the green set here first).
-    pub test_listener_arn: String,
-    /// The test listener's port.
+    /// The `CodeDeploy` application (ECS; required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
+    /// The `CodeDeploy` deployment group (ECS; required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_group: Option<String>,
+    /// The green target group name; the blue one is the load balancer's target group (ECS;
+    /// required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub green_target_group: Option<String>,
+    /// The production listener ARN (ECS; required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prod_listener_arn: Option<String>,
+    /// The test listener ARN: test traffic reaches the green set here first (ECS; required
+    /// there). On Kubernetes the preview Service `<app>-preview` selects green instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_listener_arn: Option<String>,
+    /// The test listener's port (ECS).
     #[serde(default = "defaults::test_port")]
     pub test_port: u16,
     /// `CodeDeployDefault.ECSAllAtOnce`, `…ECSLinear10PercentEvery1Minutes`, `…ECSCanary10Percent5Minutes`, or your own.
     #[serde(default = "defaults::deployment_config")]
     pub deployment_config: String,
-    /// How long the blue set stays up after the switch, for an instant rollback.
+    /// How long the blue set stays up after the switch, for an instant rollback (on
+    /// Kubernetes: the old Deployment stays scaled, the live Service can select it again at
+    /// once; then it goes to 0).
     #[serde(default = "defaults::termination_wait")]
     pub termination_wait: Duration,
     /// Lambda hooks, by lifecycle event (`BeforeAllowTraffic`, `AfterAllowTestTraffic`, …).
@@ -671,6 +681,42 @@ pub struct BlueGreen {
     /// deployment group must stop at Ready.
     #[serde(default)]
     pub analysis: Option<Box<Analysis>>,
+}
+
+impl BlueGreen {
+    /// The `CodeDeploy` application (validated present on ECS).
+    pub fn application(&self) -> &str {
+        self.application.as_deref().unwrap_or_default()
+    }
+
+    /// The `CodeDeploy` deployment group (validated present on ECS).
+    pub fn deployment_group(&self) -> &str {
+        self.deployment_group.as_deref().unwrap_or_default()
+    }
+
+    /// The green target group's name (validated present on ECS).
+    pub fn green_target_group(&self) -> &str {
+        self.green_target_group.as_deref().unwrap_or_default()
+    }
+
+    /// The settings only ECS (`CodeDeploy`, the listeners) reads, with the ones written.
+    pub fn ecs_settings(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (key, set) in [
+            ("application", self.application.is_some()),
+            ("deployment_group", self.deployment_group.is_some()),
+            ("green_target_group", self.green_target_group.is_some()),
+            ("prod_listener_arn", self.prod_listener_arn.is_some()),
+            ("test_listener_arn", self.test_listener_arn.is_some()),
+            ("hooks", !self.hooks.is_empty()),
+            ("alarms", !self.alarms.is_empty()),
+        ] {
+            if set {
+                out.push(key);
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -738,12 +738,46 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
         }
         Strategy::BlueGreen(bg) => {
             let p = at(&path!["blue-green"]);
-            if env.target != Target::Ecs {
-                c.err_key(
-                    &p,
-                    "blue-green is supported on ECS (CodeDeploy) only",
-                    "use `rolling` or `canary` on Kubernetes",
-                );
+            if env.target == Target::Kubernetes {
+                for key in bg.ecs_settings() {
+                    c.err_key(
+                        &[p.clone(), path![key]].concat(),
+                        format!("`{key}` is an ECS (CodeDeploy) setting: a blue-green on Kubernetes switches the Service's selector"),
+                        "remove it; green is checked through the preview Service `<app>-preview` (`{{ test_url }}` in checks)",
+                    );
+                }
+            } else {
+                for (key, set, help) in [
+                    (
+                        "application",
+                        bg.application.is_some(),
+                        "name the CodeDeploy application, for example `movieverse`",
+                    ),
+                    (
+                        "deployment_group",
+                        bg.deployment_group.is_some(),
+                        "name the CodeDeploy deployment group of the service, for example `movieverse-production`",
+                    ),
+                    (
+                        "green_target_group",
+                        bg.green_target_group.is_some(),
+                        "name green's target group, behind the same listeners as blue, for example `movieverse-green`",
+                    ),
+                    (
+                        "prod_listener_arn",
+                        bg.prod_listener_arn.is_some(),
+                        "write the production listener's ARN: arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/app/LB/ID/ID",
+                    ),
+                    (
+                        "test_listener_arn",
+                        bg.test_listener_arn.is_some(),
+                        "write the test listener's ARN (port 8080 in the spec): arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/app/LB/ID/ID",
+                    ),
+                ] {
+                    if !set {
+                        c.err_key(&p, format!("a blue-green on ECS needs `{key}`"), help);
+                    }
+                }
             }
             if env.ecs.as_ref().is_some_and(|e| e.load_balancer.is_none()) {
                 c.err(
@@ -769,6 +803,7 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
                 ("prod_listener_arn", &bg.prod_listener_arn),
                 ("test_listener_arn", &bg.test_listener_arn),
             ] {
+                let Some(arn) = arn else { continue };
                 c.check(
                     is_arn(arn, "elasticloadbalancing", "listener/"),
                     &[p.clone(), path![key]].concat(),
@@ -776,7 +811,7 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
                     "write arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/app/LB/ID/ID",
                 );
             }
-            if bg.prod_listener_arn == bg.test_listener_arn {
+            if bg.prod_listener_arn.is_some() && bg.prod_listener_arn == bg.test_listener_arn {
                 c.err(
                     &[p.clone(), path!["test_listener_arn"]].concat(),
                     "the test listener is the production listener",
@@ -787,7 +822,7 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
             // (`terminateBlueInstancesOnDeploymentSuccess.terminationWaitTimeInMinutes`).
             let wait = bg.termination_wait.as_secs();
             c.check(
-                wait <= 2880 * 60 && wait % 60 == 0,
+                env.target == Target::Kubernetes || (wait <= 2880 * 60 && wait % 60 == 0),
                 &[p.clone(), path!["termination_wait"]].concat(),
                 || {
                     format!(
@@ -802,7 +837,7 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
                 .as_ref()
                 .and_then(|e| e.load_balancer.as_ref())
                 .and_then(|lb| lb.target_group_arn.split('/').nth(1))
-                && blue == bg.green_target_group
+                && Some(blue) == bg.green_target_group.as_deref()
             {
                 c.err(
                     &[p.clone(), path!["green_target_group"]].concat(),

@@ -294,6 +294,18 @@ pub struct Facts {
 }
 
 impl Measurer {
+    /// No checks at all (a blue-green without `analysis:`): nothing to connect.
+    pub fn none() -> Self {
+        Self {
+            providers: Providers::default(),
+            metrics: Vec::new(),
+            requests: None,
+            http: Vec::new(),
+            webhooks: Vec::new(),
+            client: http_client(TIMEOUT),
+        }
+    }
+
     /// Connects the providers the analysis uses.
     pub async fn connect(
         config: &Config,
@@ -635,12 +647,22 @@ impl QueryVars {
             app: config.app.clone(),
             env: env.to_owned(),
             namespace,
-            canary_service: format!("{}-canary", config.app),
+            // A blue-green's green on Kubernetes: the preview Service.
+            canary_service: match environment.map(|e| (&e.strategy, e.kubernetes.is_some())) {
+                Some((crate::config::Strategy::BlueGreen(_), true)) => {
+                    format!("{}-preview", config.app)
+                }
+                _ => format!("{}-canary", config.app),
+            },
             stable_service: config.app.clone(),
             window: promql_window(window_secs),
             window_seconds: window_secs.max(1),
-            test_url: environment.and_then(|e| match &e.strategy {
-                crate::config::Strategy::BlueGreen(b) => e.url_on_port(b.test_port),
+            test_url: environment.and_then(|e| match (&e.strategy, &e.kubernetes) {
+                // The preview Service selects green.
+                (crate::config::Strategy::BlueGreen(_), Some(k)) => {
+                    Some(format!("http://{}-preview.{}.svc", config.app, k.namespace))
+                }
+                (crate::config::Strategy::BlueGreen(b), None) => e.url_on_port(b.test_port),
                 _ => None,
             }),
             // The canary's (green's) target group is known by name only: the edge looks it up.
@@ -653,7 +675,9 @@ impl QueryVars {
                 }),
             load_balancer: environment.and_then(|e| match &e.strategy {
                 crate::config::Strategy::BlueGreen(b) => {
-                    crate::platform::ecs::alb::load_balancer_dimension(&b.prod_listener_arn)
+                    crate::platform::ecs::alb::load_balancer_dimension(
+                        b.prod_listener_arn.as_deref()?,
+                    )
                 }
                 _ => None,
             }),

@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Service};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Scope;
@@ -978,28 +978,36 @@ impl Kubernetes {
         }
     }
 
-    /// The saved rollout state on the stable Deployment (the annotation's text) and the
-    /// Deployment's resourceVersion; `None` when the Deployment does not exist.
+    /// The saved rollout state on its holder (the annotation's text) and the holder's
+    /// resourceVersion; `None` when the holder does not exist.
     pub async fn read_rollout(
         &self,
-        stable: &str,
+        holder: &Holder,
     ) -> Result<Option<(Option<String>, String)>, PlatformError> {
-        Ok(self.deployment(stable).await?.map(|d| {
+        let meta = match holder {
+            Holder::Deployment(name) => self.deployment(name).await?.map(|d| d.metadata),
+            Holder::Service(name) => self
+                .api::<Service>()
+                .get_opt(name)
+                .await
+                .map_err(|e| classify(&format!("read Service {name}"), &e))?
+                .map(|s| s.metadata),
+        };
+        Ok(meta.map(|m| {
             (
-                d.metadata
-                    .annotations
+                m.annotations
                     .and_then(|a| a.get(ROLLOUT_ANNOTATION).cloned()),
-                d.metadata.resource_version.unwrap_or_default(),
+                m.resource_version.unwrap_or_default(),
             )
         }))
     }
 
-    /// Writes the rollout state, only if the stable Deployment is still at
-    /// `resource_version`: of two writers, one wins and the other gets a
-    /// [`ErrorKind::Conflict`]. Returns the new resourceVersion.
+    /// Writes the rollout state, only if the holder is still at `resource_version`: of two
+    /// writers, one wins and the other gets a [`ErrorKind::Conflict`]. Returns the new
+    /// resourceVersion.
     pub async fn write_rollout(
         &self,
-        stable: &str,
+        holder: &Holder,
         state: &str,
         resource_version: &str,
     ) -> Result<String, PlatformError> {
@@ -1007,21 +1015,108 @@ impl Kubernetes {
             "resourceVersion": resource_version,
             "annotations": {ROLLOUT_ANNOTATION: state},
         }});
-        match self
-            .api::<Deployment>()
-            .patch(stable, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(d) => Ok(d.metadata.resource_version.unwrap_or_default()),
+        let params = PatchParams::default();
+        let result = match holder {
+            Holder::Deployment(name) => self
+                .api::<Deployment>()
+                .patch(name, &params, &Patch::Merge(&patch))
+                .await
+                .map(|d| d.metadata.resource_version),
+            Holder::Service(name) => self
+                .api::<Service>()
+                .patch(name, &params, &Patch::Merge(&patch))
+                .await
+                .map(|s| s.metadata.resource_version),
+        };
+        match result {
+            Ok(version) => Ok(version.unwrap_or_default()),
             Err(kube::Error::Api(s)) if s.code == 409 => Err(PlatformError::new(
                 ErrorKind::Conflict,
-                format!("save the rollout state on Deployment {stable}"),
+                format!("save the rollout state on {holder}"),
                 "another process changed the rollout since this one read it (a `rollout promote` or `abort`, or a second deploy)",
             )),
-            Err(e) => Err(classify(
-                &format!("save the rollout state on Deployment {stable}"),
-                &e,
-            )),
+            Err(e) => Err(classify(&format!("save the rollout state on {holder}"), &e)),
+        }
+    }
+
+    /// A Service's selector (`None`: no Service; an empty map: no selector).
+    pub async fn service_selector(
+        &self,
+        service: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, PlatformError> {
+        Ok(self
+            .api::<Service>()
+            .get_opt(service)
+            .await
+            .map_err(|e| classify(&format!("read Service {service}"), &e))?
+            .map(|s| s.spec.and_then(|sp| sp.selector).unwrap_or_default()))
+    }
+
+    /// Points a Service at the pods with these labels: server-side apply of the selector
+    /// alone under [`ROUTER_MANAGER`] (forced: the router owns the selector of a blue-green's
+    /// Services, which the templates leave out; the map is atomic, so it is all of it).
+    /// Idempotent.
+    pub async fn set_selector(
+        &self,
+        service: &str,
+        selector: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), PlatformError> {
+        let body = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": service, "namespace": self.namespace},
+            "spec": {"selector": selector},
+        });
+        self.api::<Service>()
+            .patch(
+                service,
+                &PatchParams::apply(ROUTER_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .map_err(|e| classify(&format!("switch the selector of Service {service}"), &e))?;
+        Ok(())
+    }
+
+    /// A Deployment's desired replicas (`None`: no such Deployment).
+    pub async fn replicas(&self, deployment: &str) -> Result<Option<i32>, PlatformError> {
+        Ok(self
+            .deployment(deployment)
+            .await?
+            .map(|d| d.spec.and_then(|s| s.replicas).unwrap_or(1)))
+    }
+
+    /// The image of a Deployment's first container (`None`: no such Deployment).
+    pub async fn image_of(&self, deployment: &str) -> Result<Option<String>, PlatformError> {
+        Ok(self.deployment(deployment).await?.and_then(|d| {
+            d.spec?
+                .template
+                .spec?
+                .containers
+                .first()
+                .and_then(|c| c.image.clone())
+        }))
+    }
+
+    /// Applies one manifest (server-side apply, as a deploy does).
+    pub async fn apply_one(&self, manifest: &Value) -> Result<(), PlatformError> {
+        self.apply(manifest, false).await.map(|_| ())
+    }
+}
+
+/// Where a rollout's state is kept: the stable Deployment (a canary), or the live Service (a
+/// blue-green, whose Deployments come and go with revisions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    Deployment(String),
+    Service(String),
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Holder::Deployment(n) => write!(f, "Deployment {n}"),
+            Holder::Service(n) => write!(f, "Service {n}"),
         }
     }
 }
@@ -1108,6 +1203,40 @@ fn template_value(d: &Deployment) -> Value {
     d.spec.as_ref().map_or(Value::Null, |s| {
         serde_json::to_value(&s.template).expect("templates serialize")
     })
+}
+
+/// The pod label that tells a blue-green's colours apart: its value is the revision's digest.
+pub const REVISION_LABEL: &str = "movieverse.dev/revision";
+
+/// Makes a rendered Deployment a blue-green colour, pure: named `<app>-<digest>` after its pod
+/// template, and its pods (selector, template) labelled with [`REVISION_LABEL`]. Returns the
+/// label's value. The same template always gives the same name, so a rerun finds its
+/// Deployment.
+pub fn colour(definition: &mut Value, app: &str) -> String {
+    let revision = revision_of("", &definition["spec"]["template"]);
+    let label = revision.trim_start_matches('@').to_owned();
+    definition["metadata"]["name"] = json!(format!("{app}-{label}"));
+    for path in [
+        &["metadata", "labels"][..],
+        &["spec", "selector", "matchLabels"],
+        &["spec", "template", "metadata", "labels"],
+    ] {
+        let at = path.iter().fold(&mut *definition, |v, k| &mut v[*k]);
+        if !at.is_object() {
+            *at = json!({});
+        }
+        at[REVISION_LABEL] = json!(label);
+    }
+    label
+}
+
+/// The selector of a colour's pods.
+pub fn colour_selector(app: &str, label: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        ("app.kubernetes.io/name".to_owned(), app.to_owned()),
+        (REVISION_LABEL.to_owned(), label.to_owned()),
+    ]
+    .into()
 }
 
 /// `name@<12 hex>`: the digest of a pod template without the `pod-template-hash` label, with
@@ -1407,6 +1536,33 @@ mod tests {
 
     fn deployment(v: Value) -> Deployment {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_colour_is_named_and_labelled_after_its_pod_template() {
+        let rendered = json!({
+            "metadata": {"name": "web", "labels": {"a": "b"}},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "x:1"}]}}},
+        });
+        let mut one = rendered.clone();
+        let label = colour(&mut one, "web");
+        assert_eq!(label.len(), 12);
+        assert_eq!(one["metadata"]["name"], json!(format!("web-{label}")));
+        for at in [
+            &one["metadata"]["labels"],
+            &one["spec"]["selector"]["matchLabels"],
+            &one["spec"]["template"]["metadata"]["labels"],
+        ] {
+            assert_eq!(at[REVISION_LABEL], json!(label));
+        }
+        // The same template: the same colour; another image: another.
+        let mut again = rendered.clone();
+        assert_eq!(colour(&mut again, "web"), label);
+        let mut other = rendered;
+        other["spec"]["template"]["spec"]["containers"][0]["image"] = json!("x:2");
+        assert_ne!(colour(&mut other, "web"), label);
+        assert_eq!(colour_selector("web", &label)[REVISION_LABEL], label);
     }
 
     fn base(status: Value) -> Deployment {

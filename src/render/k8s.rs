@@ -156,7 +156,13 @@ fn matches(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-pub fn validate(artifacts: &[Artifact], file_of: &dyn Fn(&str) -> PathBuf) -> Vec<Diagnostic> {
+/// `router_selects`: the Services' selectors are the rollout router's (a blue-green), so a
+/// Service without one fronts the rendered Deployment.
+pub fn validate(
+    artifacts: &[Artifact],
+    file_of: &dyn Fn(&str) -> PathBuf,
+    router_selects: bool,
+) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     let mut objects = Vec::new();
     for a in artifacts {
@@ -187,7 +193,7 @@ pub fn validate(artifacts: &[Artifact], file_of: &dyn Fn(&str) -> PathBuf) -> Ve
         }
     }
     if problems.is_empty() {
-        problems.extend(cross_references(&objects, file_of));
+        problems.extend(cross_references(&objects, file_of, router_selects));
     }
     problems
 }
@@ -203,6 +209,7 @@ struct Pods {
 fn cross_references(
     objects: &[(&Artifact, Object)],
     file_of: &dyn Fn(&str) -> PathBuf,
+    router_selects: bool,
 ) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     let mut pods: Vec<Pods> = Vec::new();
@@ -301,12 +308,15 @@ fn cross_references(
         };
         match o {
             Object::Service(s) => {
-                let selector = s
-                    .spec
-                    .as_ref()
-                    .and_then(|sp| sp.selector.clone())
-                    .unwrap_or_default();
-                match pods.iter().find(|p| matches(&selector, &p.labels)) {
+                let selector = s.spec.as_ref().and_then(|sp| sp.selector.clone());
+                let found = match &selector {
+                    None if router_selects => pods.first(),
+                    _ => {
+                        let selector = selector.unwrap_or_default();
+                        pods.iter().find(|p| matches(&selector, &p.labels))
+                    }
+                };
+                match found {
                     None => problems.push(err(
                         "spec.selector",
                         "the selector matches no rendered Deployment's pods".into(),

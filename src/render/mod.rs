@@ -287,7 +287,11 @@ impl<'a> Renderer<'a> {
                     })
                     .collect()
             }
-            Target::Kubernetes => k8s::validate(artifacts, &file_of),
+            Target::Kubernetes => k8s::validate(
+                artifacts,
+                &file_of,
+                matches!(env.strategy, Strategy::BlueGreen(_)),
+            ),
         };
         // Point each problem at the template line that writes the offending key.
         problems
@@ -801,6 +805,11 @@ fn strategy_context(env: &Environment) -> Value {
             "hooks": b.hooks,
             "alarms": b.alarms,
             "progress_deadline": b.progress_deadline.as_secs(),
+            // On Kubernetes each colour is a Deployment of its own, created at full size: its
+            // rolling numbers matter only to a re-apply of the same revision.
+            "max_surge": 1,
+            "max_unavailable": 0,
+            "revision_history": crate::config::defaults::revision_history(),
         }),
         Strategy::Canary(c) => json!({
             "type": "canary",

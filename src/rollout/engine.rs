@@ -149,6 +149,18 @@ pub struct State {
     /// `rollout promote --full` was asked: steps before promotion are skipped.
     pub promote_full: bool,
     pub checks: Vec<CheckRecord>,
+    /// A blue-green's two workloads on Kubernetes, named when the rollout starts: the edge
+    /// reads them (the selector goes back to `blue` on abort); the engine only carries them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colours: Option<Colours>,
+}
+
+/// The workloads of a blue-green where each colour is a Deployment of its own: the one that
+/// served before the rollout (`blue`) and the new one (`green`), by revision label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Colours {
+    pub blue: String,
+    pub green: String,
 }
 
 impl State {
@@ -167,6 +179,7 @@ impl State {
             promoted: false,
             promote_full: false,
             checks: Vec::new(),
+            colours: None,
         }
     }
 

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Canary, Environment, Strategy};
+use crate::config::{Canary, Environment, Strategy, Target};
 
 /// Which workload a step acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -115,8 +115,32 @@ pub fn compile(env: &Environment) -> Option<Script> {
             },
         }),
         Strategy::Canary(c) => Some(canary(c)),
+        Strategy::BlueGreen(b) if env.target == Target::Kubernetes => Some(blue_green_selector(b)),
         Strategy::BlueGreen(b) => Some(blue_green(b)),
     }
+}
+
+/// The blue-green script on Kubernetes, where we switch the traffic ourselves (DESIGN §2b's
+/// "Service selector switch" router): green is a Deployment of its own beside blue.
+/// - `Deploy(canary)`: green, until ready; the preview Service selects it;
+/// - `Analyse` (the checks of green through the preview Service), `Pause(gate)`, as deploy.yml
+///   asks;
+/// - `SetWeight(100)`: the live Service's selector switches to green, all at once;
+/// - `Pause(termination_wait)`: blue stays scaled (an abort switches back at once; `rollout
+///   promote` ends the wait early);
+/// - `ScaleDown(stable)`: blue to 0.
+///
+/// Abort and cancel play `SetWeight(0)` (the selector back on blue), then `ScaleDown(canary)`.
+pub fn blue_green_selector(b: &crate::config::BlueGreen) -> Script {
+    let mut script = blue_green(b);
+    script.strategy = "blue-green".into();
+    let wait = b.termination_wait.as_secs();
+    if wait > 0 {
+        let at = script.steps.len() - 1;
+        script.steps.insert(at, Step::Pause(Gate::Timed(wait)));
+    }
+    script.on_abort = vec![Step::SetWeight(0), Step::ScaleDown(Track::Canary)];
+    script
 }
 
 /// The blue-green script through `CodeDeploy`, which shifts the traffic itself: the steps

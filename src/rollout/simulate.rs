@@ -31,6 +31,9 @@ pub struct World {
     /// Requests the canary serves per interval at 100 % (scaled by the weight).
     pub requests_at_full: f64,
     pub weight: u8,
+    /// Green is checked through a preview of its own (a blue-green): it serves the checks'
+    /// requests before any production weight, as at 100 %.
+    pub preview: bool,
     /// The tracks whose workload runs the new revision and is ready. Deploying a ready track
     /// again is instant (the apply changes nothing), as on a real platform.
     pub ready: Vec<Track>,
@@ -44,6 +47,7 @@ impl World {
             ready_canary,
             requests_at_full: 20_000.0,
             weight: 0,
+            preview: false,
             ready: Vec::new(),
         }
     }
@@ -93,7 +97,8 @@ impl World {
         match self.scenario {
             Scenario::NoData => Sample::Value(0.0),
             _ => Sample::Value(
-                (self.requests_at_full * f64::from(self.weight) / 100.0
+                (self.requests_at_full * f64::from(if self.preview { 100 } else { self.weight })
+                    / 100.0
                     * (f64::from(u32::try_from(interval_secs.max(60)).unwrap_or(u32::MAX)) / 60.0))
                     .round(),
             ),

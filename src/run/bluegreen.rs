@@ -58,9 +58,9 @@ pub(super) fn rollback(
         let region = &loaded.config.region;
         let codedeploy = CodeDeploy::from_env(region).await;
         let fail = |e: &PlatformError, what: &str| platform_error(loaded, name, e, what);
-        let group = format!("{}/{}", b.application, b.deployment_group);
+        let group = format!("{}/{}", b.application(), b.deployment_group());
         let in_flight = codedeploy
-            .in_flight(&b.application, &b.deployment_group)
+            .in_flight(b.application(), b.deployment_group())
             .await
             .map_err(|e| fail(&e, &format!("{name}: list the deployments of {group}")))?;
         let waiter = Waiter {
@@ -136,8 +136,8 @@ pub(super) fn rollback(
         );
         let id = codedeploy
             .create(
-                &b.application,
-                &b.deployment_group,
+                b.application(),
+                b.deployment_group(),
                 &b.deployment_config,
                 (&content.0, &content.1),
                 &format!("movieverse-deploy rollback of {name} to {previous}"),
@@ -460,8 +460,8 @@ impl Green<'_> {
             let id = self
                 .codedeploy
                 .create(
-                    &self.b.application,
-                    &self.b.deployment_group,
+                    self.b.application(),
+                    self.b.deployment_group(),
                     &self.b.deployment_config,
                     (&content, &sha),
                     &format!("movieverse-deploy: {} to {revision}", self.name),
@@ -470,7 +470,10 @@ impl Green<'_> {
                 .map_err(|e| e.to_string())?;
             eprintln!(
                 "{}: CodeDeploy deployment {id} created ({}/{}, {})",
-                self.name, self.b.application, self.b.deployment_group, self.b.deployment_config
+                self.name,
+                self.b.application(),
+                self.b.deployment_group(),
+                self.b.deployment_config
             );
             let _ = print_out(&format!("deployment={id}\n"));
             *self
@@ -695,7 +698,7 @@ impl<'a> Green<'a> {
             return Ok(());
         }
         let name = self.name;
-        let tg = &self.b.green_target_group;
+        let tg = self.b.green_target_group();
         let alb = Alb::from_env(&self.config.region).await;
         let arn = alb.target_group_arn(tg).await.map_err(|e| {
             platform_error(
@@ -781,7 +784,7 @@ impl<'a> Green<'a> {
     }
 
     fn group(&self) -> String {
-        format!("{}/{}", self.b.application, self.b.deployment_group)
+        format!("{}/{}", self.b.application(), self.b.deployment_group())
     }
 
     /// The group's deployment in flight, with its status.
@@ -790,7 +793,7 @@ impl<'a> Green<'a> {
         let fail = |e: &PlatformError, what: &str| platform_error(loaded, name, e, what);
         let ids = self
             .codedeploy
-            .in_flight(&self.b.application, &self.b.deployment_group)
+            .in_flight(self.b.application(), self.b.deployment_group())
             .await
             .map_err(|e| {
                 fail(
@@ -816,7 +819,7 @@ impl<'a> Green<'a> {
         let group = self.group();
         let stops = self
             .codedeploy
-            .stops_at_ready(&self.b.application, &self.b.deployment_group)
+            .stops_at_ready(self.b.application(), self.b.deployment_group())
             .await
             .map_err(|e| {
                 platform_error(

@@ -555,8 +555,9 @@ fn progress_deadline(loaded: &Loaded, env: &str, configured: Duration, poll: Dur
 pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
     let name = one_environment(loaded, &args.wait.env.env, "deploys")?;
     let env = &loaded.config.environments[name];
-    let canary_on_k8s =
-        matches!(env.strategy, Strategy::Canary(_)) && env.target == Target::Kubernetes;
+    // A canary or a blue-green on Kubernetes: the engine plays it step by step.
+    let canary_on_k8s = matches!(env.strategy, Strategy::Canary(_) | Strategy::BlueGreen(_))
+        && env.target == Target::Kubernetes;
     let blue_green = match &env.strategy {
         Strategy::BlueGreen(b) if env.target == Target::Ecs => Some(b),
         _ => None,
@@ -697,6 +698,10 @@ async fn rollback_on<P: Platform>(
 /// `CodeDeploy` (see `bluegreen`).
 pub fn rollback(loaded: &Loaded, args: &WaitArgs) -> Result<(), Error> {
     let name = one_environment(loaded, &args.env.env, "rolls back")?;
+    let env = &loaded.config.environments[name];
+    if matches!(env.strategy, Strategy::BlueGreen(_)) && env.target == Target::Kubernetes {
+        return super::rollout::rollback_blue_green(loaded, name);
+    }
     let mut specs = specs(loaded, name, None)?;
     let (deadline, on_cancel) = match &loaded.config.environments[name].strategy {
         Strategy::Rolling(r) => (r.progress_deadline.0, r.on_cancel),
@@ -735,8 +740,17 @@ pub fn status(loaded: &Loaded, env: &crate::cli::EnvArgs) -> Result<(), Error> {
     let rt = runtime()?;
     let mut first_error = None;
     for name in &names {
-        let specs = specs(loaded, name, None)?;
+        let mut specs = specs(loaded, name, None)?;
         let e = &loaded.config.environments[name];
+        if matches!(e.strategy, Strategy::BlueGreen(_)) && e.target == Target::Kubernetes {
+            // Each colour is a Deployment of its own: the one the live Service selects.
+            if let Some(label) = rt.block_on(super::rollout::live_colour(loaded, name))? {
+                for s in &mut specs {
+                    s.name = format!("{}-{label}", loaded.config.app);
+                    s.definition["metadata"]["name"] = serde_json::json!(s.name);
+                }
+            }
+        }
         let header = format!("{name}: {} {}", e.target, e.strategy.name());
         let views = rt.block_on(async {
             let platform = platform(loaded, name).await?;

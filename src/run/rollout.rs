@@ -27,12 +27,12 @@ use crate::config::{Loaded, Strategy};
 use crate::driver::Unit;
 use crate::metrics::{Facts, Measurer, QueryVars};
 use crate::platform::ServiceSpec;
-use crate::platform::kubernetes::Kubernetes;
+use crate::platform::kubernetes::{Holder, Kubernetes, colour_selector};
 use crate::platform::observation::PlatformError;
 use crate::report::terminal::Vocabulary;
 use crate::rollout::analysis::Verdict;
 use crate::rollout::engine::{
-    Analysis, Effect, Engine, Event, Input, Millis, Outcome, State, Status,
+    Analysis, Colours, Effect, Engine, Event, Input, Millis, Outcome, State, Status,
 };
 use crate::rollout::script::{Gate, Script, Track, canary};
 use crate::strategy::rolling::{Outcome as RollingOutcome, Rolling, Settings};
@@ -43,7 +43,8 @@ pub(super) fn now_ms() -> Millis {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Everything a canary rollout of one environment needs, read and validated up front.
+/// Everything a rollout of one environment on Kubernetes needs (a canary, or a blue-green),
+/// read and validated up front.
 struct Rollout<'a> {
     loaded: &'a Loaded,
     name: &'a str,
@@ -52,9 +53,10 @@ struct Rollout<'a> {
     analysis: Analysis,
     /// The analysis' queries on their providers.
     measurer: Measurer,
+    /// The Deployment the new revision ends on: a canary's stable Deployment, or a
+    /// blue-green's green (`<app>-<digest>`, a Deployment per revision).
     stable: ServiceSpec,
-    canary: ServiceSpec,
-    router: Router,
+    shape: Shape,
     image: String,
     git: crate::git::GitInfo,
     wait: WaitArgs,
@@ -63,6 +65,23 @@ struct Rollout<'a> {
     /// The state's text as we last read or wrote it.
     last: Option<String>,
     cancel: CancellationToken,
+}
+
+/// What moves the traffic, and the workloads it moves it between.
+enum Shape {
+    /// A canary: a fixed canary Deployment beside the stable one, a weight on the router.
+    Canary {
+        canary: Box<ServiceSpec>,
+        router: Router,
+    },
+    /// A blue-green: the live Service's selector picks a colour, all at once; the preview
+    /// Service selects green.
+    BlueGreen {
+        /// Green's revision label, as this checkout renders it.
+        label: String,
+        /// The two colours of the rollout in play (set once it is known: new or loaded).
+        colours: Option<Colours>,
+    },
 }
 
 /// Who sets the canary's share of traffic.
@@ -126,6 +145,16 @@ pub(super) fn provider_error(env: &str, what: &str, e: &crate::metrics::Provider
     }
 }
 
+/// An environment `rollout` and this `deploy` path do not drive.
+fn not_driven(name: &str) -> Error {
+    Error::Usage {
+        message: format!(
+            "environment `{name}` is not a canary or a blue-green on Kubernetes: `rollout` drives those (and a blue-green on ECS)"
+        ),
+        help: "use `status` and `rollback` for the other environments".into(),
+    }
+}
+
 /// How a drive ended.
 pub(super) enum Ended {
     Done(Outcome),
@@ -140,15 +169,59 @@ impl<'a> Rollout<'a> {
         wait: &WaitArgs,
     ) -> Result<Self, Error> {
         let env = &loaded.config.environments[name];
-        let (Strategy::Canary(c), Some(k)) = (&env.strategy, &env.kubernetes) else {
-            return Err(Error::Usage {
-                message: format!(
-                    "environment `{name}` is not a canary on Kubernetes: `rollout` drives Kubernetes canaries"
-                ),
-                help: "use `status` and `rollback` for the other environments".into(),
-            });
+        let Some(k) = &env.kubernetes else {
+            return Err(not_driven(name));
         };
         let (git, image, mut specs) = rendered_specs(loaded, name, image)?;
+        let k8s = Kubernetes::connect(k.context.as_deref(), &k.namespace, k.create_namespace)
+            .await
+            .map_err(Error::Environment)?;
+        let wait = WaitArgs {
+            env: crate::cli::EnvArgs {
+                env: name.to_owned(),
+            },
+            timeout: None,
+            poll_interval: wait.poll_interval,
+            no_wait: false,
+        };
+        let c = match &env.strategy {
+            Strategy::Canary(c) => c,
+            Strategy::BlueGreen(b) => {
+                let mut green = specs.swap_remove(0);
+                let label =
+                    crate::platform::kubernetes::colour(&mut green.definition, &loaded.config.app);
+                green.name = format!("{}-{label}", loaded.config.app);
+                let measurer = match b.analysis.as_deref() {
+                    None => Measurer::none(),
+                    Some(a) => Measurer::connect(&loaded.config, a).await.map_err(|e| {
+                        provider_error(name, "the metric provider cannot be used", &e)
+                    })?,
+                };
+                return Ok(Self {
+                    loaded,
+                    name,
+                    k8s,
+                    script: crate::rollout::script::blue_green_selector(b),
+                    analysis: b
+                        .analysis
+                        .as_deref()
+                        .map_or_else(Analysis::none, Analysis::from_config),
+                    measurer,
+                    stable: green,
+                    shape: Shape::BlueGreen {
+                        label,
+                        colours: None,
+                    },
+                    image,
+                    git,
+                    wait,
+                    version: String::new(),
+                    last: None,
+                    cancel: CancellationToken::new(),
+                });
+            }
+            Strategy::Rolling(_) => return Err(not_driven(name)),
+        };
         if specs.len() != 2 {
             return Err(Error::Usage {
                 message: format!(
@@ -163,9 +236,6 @@ impl<'a> Rollout<'a> {
         // The shared objects (Services, Ingresses, RBAC, ConfigMap, PDB) go with the canary,
         // before it; the HPA with the stable Deployment.
         canary_spec.manifests = std::mem::take(&mut stable.manifests);
-        let k8s = Kubernetes::connect(k.context.as_deref(), &k.namespace, k.create_namespace)
-            .await
-            .map_err(Error::Environment)?;
         let measurer = Measurer::connect(&loaded.config, &c.analysis)
             .await
             .map_err(|e| provider_error(name, "the metric provider cannot be used", &e))?;
@@ -176,32 +246,35 @@ impl<'a> Rollout<'a> {
             script: canary(c),
             analysis: Analysis::from_canary(c),
             measurer,
-            router: match (k.router, &k.gateway) {
-                (crate::config::Router::GatewayApi, Some(g)) => Router::Gateway {
-                    route: loaded.config.app.clone(),
-                    path: k.ingress.path.clone(),
-                    gateway: g.clone(),
+            shape: Shape::Canary {
+                router: match (k.router, &k.gateway) {
+                    (crate::config::Router::GatewayApi, Some(g)) => Router::Gateway {
+                        route: loaded.config.app.clone(),
+                        path: k.ingress.path.clone(),
+                        gateway: g.clone(),
+                    },
+                    _ => Router::Nginx {
+                        ingress: format!("{}-canary", loaded.config.app),
+                    },
                 },
-                _ => Router::Nginx {
-                    ingress: format!("{}-canary", loaded.config.app),
-                },
+                canary: Box::new(canary_spec),
             },
             stable,
-            canary: canary_spec,
             image,
             git,
-            wait: WaitArgs {
-                env: crate::cli::EnvArgs {
-                    env: name.to_owned(),
-                },
-                timeout: None,
-                poll_interval: wait.poll_interval,
-                no_wait: false,
-            },
+            wait,
             version: String::new(),
             last: None,
             cancel: CancellationToken::new(),
         })
+    }
+
+    /// Where the rollout's state is kept.
+    fn holder(&self) -> Holder {
+        match &self.shape {
+            Shape::Canary { .. } => Holder::Deployment(self.stable.name.clone()),
+            Shape::BlueGreen { .. } => Holder::Service(self.loaded.config.app.clone()),
+        }
     }
 
     fn vars(&self, window_secs: u64) -> QueryVars {
@@ -215,7 +288,11 @@ impl<'a> Rollout<'a> {
     /// Before anything changes: the Gateway exists, each metric provider answers and every
     /// query runs once.
     async fn preflight(&self) -> Result<(), Error> {
-        if let Router::Gateway { gateway, .. } = &self.router {
+        if let Shape::Canary {
+            router: Router::Gateway { gateway, .. },
+            ..
+        } = &self.shape
+        {
             let found = self
                 .k8s
                 .gateway_exists(&gateway.name, gateway.namespace.as_deref())
@@ -249,7 +326,7 @@ impl<'a> Rollout<'a> {
     async fn load(&mut self) -> Result<Option<Option<State>>, Error> {
         let read = self
             .k8s
-            .read_rollout(&self.stable.name)
+            .read_rollout(&self.holder())
             .await
             .map_err(|e| self.err(&e, &format!("{}: read the rollout", self.name)))?;
         let Some((text, version)) = read else {
@@ -270,7 +347,7 @@ impl<'a> Rollout<'a> {
         for _ in 0..10 {
             match self
                 .k8s
-                .write_rollout(&self.stable.name, &text, &self.version)
+                .write_rollout(&self.holder(), &text, &self.version)
                 .await
             {
                 Ok(version) => {
@@ -279,11 +356,10 @@ impl<'a> Rollout<'a> {
                     return Ok(());
                 }
                 Err(e) if e.kind == crate::platform::observation::ErrorKind::Conflict => {
-                    let read = self
-                        .k8s
-                        .read_rollout(&self.stable.name)
-                        .await
-                        .map_err(|e| self.err(&e, &format!("{}: read the rollout", self.name)))?;
+                    let read =
+                        self.k8s.read_rollout(&self.holder()).await.map_err(|e| {
+                            self.err(&e, &format!("{}: read the rollout", self.name))
+                        })?;
                     match read {
                         Some((current, version)) if current == self.last => self.version = version,
                         _ => return Err(self.err(&e, &format!("{}: save the rollout", self.name))),
@@ -295,17 +371,22 @@ impl<'a> Rollout<'a> {
         Err(Error::Deployment {
             code: 3,
             message: format!(
-                "error: {}: the stable Deployment kept changing; the rollout state could not be saved",
-                self.name
+                "error: {}: {} kept changing; the rollout state could not be saved",
+                self.name,
+                self.holder()
             ),
         })
     }
 
     /// Rolls one track's Deployment with the rolling machine; the result as the engine's input.
     async fn roll(&self, track: Track) -> Input {
-        let spec = match track {
-            Track::Stable => self.stable.clone(),
-            Track::Canary => self.canary.clone(),
+        let spec = match (&self.shape, track) {
+            (Shape::Canary { canary, .. }, Track::Canary) => (**canary).clone(),
+            (Shape::BlueGreen { .. }, Track::Canary) => match self.green().await {
+                Ok(spec) => spec,
+                Err(e) => return Input::Done(Err(e.to_string())),
+            },
+            (_, Track::Stable) => self.stable.clone(),
         };
         let settings = Settings {
             progress_deadline: crate::config::defaults::progress_deadline().0
@@ -329,6 +410,18 @@ impl<'a> Rollout<'a> {
         .await;
         match outcomes.first().map(|(_, o)| o) {
             Some(RollingOutcome::Succeeded { .. } | RollingOutcome::NoChange { .. }) => {
+                if let (Shape::BlueGreen { label, .. }, Track::Canary) = (&self.shape, track) {
+                    // Green is ready: the preview Service selects it, for the checks.
+                    let preview = format!("{}-preview", self.loaded.config.app);
+                    let selector = colour_selector(&self.loaded.config.app, label);
+                    if let Err(e) = self.k8s.set_selector(&preview, &selector).await {
+                        return Input::Done(Err(e.to_string()));
+                    }
+                    eprintln!(
+                        "{}: green {} is ready; the preview Service {preview} selects it",
+                        self.name, self.stable.name
+                    );
+                }
                 Input::Done(Ok(()))
             }
             Some(RollingOutcome::Cancelled { .. }) => Input::Cancel,
@@ -386,12 +479,81 @@ impl<'a> Rollout<'a> {
     }
 
     async fn set_weight(&self, weight: u8) -> Result<(), PlatformError> {
-        match &self.router {
+        let (router, canary) = match &self.shape {
+            Shape::Canary { router, canary } => (router, canary),
+            Shape::BlueGreen { colours, .. } => {
+                let c = colours
+                    .as_ref()
+                    .expect("the colours are known before the rollout plays");
+                let label = if weight == 0 { &c.blue } else { &c.green };
+                return self.switch(label).await;
+            }
+        };
+        match router {
             Router::Nginx { ingress } => self.k8s.set_canary_weight(ingress, weight).await,
             Router::Gateway { route, path, .. } => {
                 self.k8s
-                    .set_route_weight(route, path, &self.stable.name, &self.canary.name, weight)
+                    .set_route_weight(route, path, &self.stable.name, &canary.name, weight)
                     .await
+            }
+        }
+    }
+
+    /// A blue-green's switch: the live Service selects the colour `label`, and the HPA (when
+    /// scaling is on) follows it.
+    async fn switch(&self, label: &str) -> Result<(), PlatformError> {
+        let app = &self.loaded.config.app;
+        self.k8s
+            .set_selector(app, &colour_selector(app, label))
+            .await?;
+        if let Some(hpa) = &self.stable.scaling {
+            let mut hpa = hpa.clone();
+            hpa["spec"]["scaleTargetRef"]["name"] = serde_json::json!(format!("{app}-{label}"));
+            self.k8s.apply_one(&hpa).await?;
+        }
+        Ok(())
+    }
+
+    /// Green as it is rolled: beside blue, at blue's size when an HPA scales blue, and the
+    /// HPA left on blue until the switch.
+    async fn green(&self) -> Result<ServiceSpec, PlatformError> {
+        let app = &self.loaded.config.app;
+        let mut green = self.stable.clone();
+        let Shape::BlueGreen {
+            colours: Some(c), ..
+        } = &self.shape
+        else {
+            return Ok(green);
+        };
+        if c.blue == c.green {
+            return Ok(green);
+        }
+        let blue = format!("{app}-{}", c.blue);
+        if let Some(hpa) = &mut green.scaling {
+            hpa["spec"]["scaleTargetRef"]["name"] = serde_json::json!(blue);
+            if let Some(n) = self.k8s.replicas(&blue).await?
+                && green.definition["spec"]["replicas"]
+                    .as_i64()
+                    .is_none_or(|r| r < i64::from(n))
+            {
+                green.definition["spec"]["replicas"] = serde_json::json!(n);
+            }
+        }
+        Ok(green)
+    }
+
+    /// The Deployment of a track: a canary's, or a blue-green's colour (blue is stable).
+    fn workload(&self, track: Track) -> String {
+        match (&self.shape, track) {
+            (Shape::Canary { canary, .. }, Track::Canary) => canary.name.clone(),
+            (Shape::Canary { .. }, Track::Stable) => self.stable.name.clone(),
+            (Shape::BlueGreen { colours, label }, track) => {
+                let c = colours.as_ref();
+                let label = match track {
+                    Track::Canary => c.map_or(label, |c| &c.green),
+                    Track::Stable => c.map_or(label, |c| &c.blue),
+                };
+                format!("{}-{label}", self.loaded.config.app)
             }
         }
     }
@@ -405,8 +567,7 @@ impl<'a> Rollout<'a> {
                 weight,
             } => return self.measure(since, last, weight).await,
             Effect::SetWeight(w) => self.set_weight(w).await,
-            Effect::ScaleDown(Track::Canary) => self.k8s.scale(&self.canary.name, 0).await,
-            Effect::ScaleDown(Track::Stable) => self.k8s.scale(&self.stable.name, 0).await,
+            Effect::ScaleDown(track) => self.k8s.scale(&self.workload(track), 0).await,
         };
         Input::Done(result.map_err(|e| e.to_string()))
     }
@@ -528,11 +689,15 @@ impl Rollout<'_> {
         let mut row =
             super::simulate::env_report(self.name, env, &state.revision, state, secs, paused);
         row.revision = Some(state.revision.clone());
-        if let Strategy::Canary(c) = &env.strategy {
+        let analysis = match &env.strategy {
+            Strategy::Canary(c) => Some(&c.analysis),
+            Strategy::BlueGreen(b) => b.analysis.as_deref(),
+            Strategy::Rolling(_) => None,
+        };
+        if let Some(a) = analysis {
             let now = now_ms();
             let vars = self.vars(self.script.timing.interval);
-            row.metric_links = c
-                .analysis
+            row.metric_links = a
                 .metrics
                 .iter()
                 .filter_map(|m| {
@@ -574,9 +739,82 @@ pub(super) fn check_text(
     format!("{metrics} -> {verdict}")
 }
 
+/// A blue-green step on Kubernetes, in the words of its colours.
+pub(super) fn colour_step_text(
+    step: crate::rollout::script::Step,
+    weight: u8,
+    colours: Option<&Colours>,
+) -> String {
+    use crate::rollout::script::Step;
+    let (blue, green) = colours.map_or(("blue".to_owned(), "green".to_owned()), |c| {
+        (
+            format!("blue (revision {})", c.blue),
+            format!("green (revision {})", c.green),
+        )
+    });
+    match step {
+        Step::Deploy(_) => format!(
+            "start {green} beside blue and wait until it is ready; the preview Service selects it"
+        ),
+        Step::Analyse => {
+            "check green through the preview Service (the analysis: HTTP checks, metrics, webhooks)"
+                .into()
+        }
+        Step::Pause(Gate::Manual) => "wait at the gate for `rollout promote`".into(),
+        Step::Pause(Gate::Timed(s)) if weight == 100 => format!(
+            "keep {blue} for {}: `rollout abort` switches back at once",
+            crate::plan::fmt_secs(s)
+        ),
+        Step::Pause(Gate::Timed(s)) => format!("hold green for {}", crate::plan::fmt_secs(s)),
+        Step::SetWeight(0) => format!("switch the live Service back to {blue}"),
+        Step::SetWeight(_) => format!("switch the live Service to {green}, all traffic at once"),
+        Step::ScaleDown(Track::Stable) => format!("scale {blue} to 0"),
+        Step::ScaleDown(Track::Canary) => format!("scale {green} to 0"),
+    }
+}
+
 /// One line per engine event, for the log.
 fn event_line(env: &str, script: &Script, state: &State, e: &Event) -> String {
     let total = script.steps.len();
+    if state.colours.is_some() {
+        match e {
+            Event::Step { index, step } => {
+                return format!(
+                    "{env}: step {}/{total}: {}",
+                    index + 1,
+                    colour_step_text(*step, state.weight, state.colours.as_ref())
+                );
+            }
+            Event::Reverting { step } => {
+                return format!(
+                    "{env}: {}",
+                    colour_step_text(*step, state.weight, state.colours.as_ref())
+                );
+            }
+            Event::Weight { weight: 100 } => {
+                return format!(
+                    "{env}: the live Service selects green: all traffic on the new revision"
+                );
+            }
+            Event::Weight { .. } => {
+                return format!(
+                    "{env}: the live Service selects blue: all traffic on the previous revision"
+                );
+            }
+            Event::Paused { gate: Gate::Manual } => {
+                return format!(
+                    "{env}: green is up behind the preview Service; production stays on blue until `movieverse-deploy rollout promote --env {env}` (or `rollout abort`)"
+                );
+            }
+            Event::Aborting { reason, .. } => {
+                return format!("{env}: rolling back, traffic to blue first: {reason}");
+            }
+            Event::Check(c) => {
+                return format!("{env}: check of green: {}", check_text(script, state, c));
+            }
+            _ => {}
+        }
+    }
     match e {
         Event::Step { index, step } => {
             format!(
@@ -688,15 +926,18 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
         let mut c = Rollout::new(loaded, name, args.image.clone(), &args.wait).await?;
         c.preflight().await?;
         watch_signals(c.cancel.clone());
+        if matches!(c.shape, Shape::BlueGreen { .. }) {
+            return deploy_blue_green(&mut c, args).await;
+        }
         let revision = c.image.clone();
         let Some(saved) = c.load().await? else {
             // A first deploy: there is no stable version to compare with, so the new one
             // becomes stable directly (Argo Rollouts and Flagger do the same).
             eprintln!("{name}: no stable Deployment yet: a first deploy rolls the stable Deployment out directly");
             c.pre_rollout().await?;
-            let mut stable = c.stable.clone();
-            stable.manifests = c.canary.manifests.clone();
-            c.stable = stable;
+            if let Shape::Canary { canary, .. } = &c.shape {
+                c.stable.manifests.clone_from(&canary.manifests);
+            }
             let input = c.roll(Track::Stable).await;
             if let Input::Done(Err(e)) = input {
                 return Err(Error::Deployment { code: 1, message: format!("error: deploying {name} failed: {e}") });
@@ -744,7 +985,7 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
                     old.revision, old.index + 1, c.script.steps.len(), old.weight
                 );
                 c.set_weight(0).await.map_err(|e| c.err(&e, &format!("{name}: weight 0")))?;
-                c.k8s.scale(&c.canary.name, 0).await.map_err(|e| c.err(&e, &format!("{name}: scale the canary down")))?;
+                c.k8s.scale(&c.workload(Track::Canary), 0).await.map_err(|e| c.err(&e, &format!("{name}: scale the canary down")))?;
                 let mut old = old;
                 old.pending = None;
                 old.status = Status::Done(Outcome::RolledBack {
@@ -763,6 +1004,269 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
         let ended = c.drive(&mut state, first).await?;
         c.report(reporting, &state, &ended, args.report.as_deref()).await;
         conclude(name, ended)
+    })
+}
+
+/// `deploy` of a blue-green on Kubernetes. The state is kept on the live Service (the
+/// Deployments come and go with revisions), and the live Service's selector says which
+/// colour serves: that one is blue for the next rollout.
+async fn deploy_blue_green(c: &mut Rollout<'_>, args: &DeployArgs) -> Result<(), Error> {
+    let name = c.name;
+    let app = c.loaded.config.app.clone();
+    let revision = c.image.clone();
+    let Shape::BlueGreen { label, .. } = &c.shape else {
+        unreachable!("a blue-green")
+    };
+    let label = label.clone();
+    let saved = c.load().await?.flatten();
+    let hash = c.script.hash();
+    if let Some(s) = &saved {
+        if s.revision == revision && s.script == hash {
+            match s.outcome() {
+                Some(Outcome::Promoted) => {
+                    eprintln!(
+                        "{name}: no change: the blue-green of {revision} finished, {} takes the traffic; nothing applied",
+                        c.stable.name
+                    );
+                    return conclude(name, Ended::Done(Outcome::Promoted));
+                }
+                Some(Outcome::Cancelled) => {
+                    eprintln!(
+                        "{name}: the last blue-green of {revision} was cancelled: starting it again"
+                    );
+                }
+                Some(o) => {
+                    return Err(Error::Deployment {
+                        code: 1,
+                        message: format!(
+                            "error: {name}: the blue-green of {revision} ended: {}
+  = help: deploy a new revision; this one is not tried again",
+                            super::simulate::outcome_text(o)
+                        ),
+                    });
+                }
+                None => {
+                    eprintln!(
+                        "{name}: resuming the blue-green of {revision} at step {}/{}",
+                        s.index + 1,
+                        c.script.steps.len()
+                    );
+                    let mut state = s.clone();
+                    c.shape = Shape::BlueGreen {
+                        label,
+                        colours: s.colours.clone(),
+                    };
+                    return drive_reported(c, &mut state, Input::Resume, args.report.as_deref())
+                        .await;
+                }
+            }
+        } else if !s.is_done() {
+            return Err(Error::Deployment {
+                code: 1,
+                message: format!(
+                    "error: {name}: the blue-green of {} is in progress (step {}/{}{}): a second one does not start over it; nothing was changed\n  = help: `movieverse-deploy rollout status --env {name}` shows it; `rollout promote` or `rollout abort` ends it",
+                    s.revision,
+                    s.index + 1,
+                    c.script.steps.len(),
+                    if matches!(s.status, Status::Paused { .. }) {
+                        ", paused"
+                    } else {
+                        ""
+                    },
+                ),
+            });
+        }
+    }
+    // Blue is the colour the live Service selects now.
+    let live = c
+        .k8s
+        .service_selector(&app)
+        .await
+        .map_err(|e| c.err(&e, &format!("{name}: read the live Service")))?;
+    let blue = live
+        .as_ref()
+        .and_then(|s| s.get(crate::platform::kubernetes::REVISION_LABEL).cloned());
+    let blue = match blue {
+        Some(b) => {
+            let found = c
+                .k8s
+                .replicas(&format!("{app}-{b}"))
+                .await
+                .map_err(|e| c.err(&e, &format!("{name}: read blue")))?;
+            if found.is_none() {
+                eprintln!(
+                    "{name}: the live Service selects {app}-{b}, which does not exist: deploying green as the first colour"
+                );
+            }
+            found.map(|_| b)
+        }
+        None => None,
+    };
+    c.pre_rollout().await?;
+    let Some(blue) = blue else {
+        return first_colour(c, &label, live, args.report.as_deref()).await;
+    };
+    if blue == label {
+        eprintln!(
+            "{name}: no change: {} already takes the traffic; nothing applied",
+            c.stable.name
+        );
+        return conclude(name, Ended::Done(Outcome::Promoted));
+    }
+    eprintln!(
+        "{name}: blue is {app}-{blue} (the live Service selects it); green will be {}",
+        c.stable.name
+    );
+    let colours = Colours {
+        blue,
+        green: label.clone(),
+    };
+    c.shape = Shape::BlueGreen {
+        label,
+        colours: Some(colours.clone()),
+    };
+    let mut state = State::new(&c.script, &revision, now_ms());
+    state.colours = Some(colours);
+    drive_reported(c, &mut state, Input::Start, args.report.as_deref()).await
+}
+
+/// The first colour of a blue-green: green is rolled out and takes the traffic directly
+/// (there is no blue to compare with). A Service that already selects pods (the environment
+/// ran another strategy) is adopted by the router first, so the re-apply without a selector
+/// does not leave it selecting nothing.
+async fn first_colour(
+    c: &mut Rollout<'_>,
+    label: &str,
+    live: Option<std::collections::BTreeMap<String, String>>,
+    report: Option<&std::path::Path>,
+) -> Result<(), Error> {
+    let name = c.name;
+    let app = c.loaded.config.app.clone();
+    eprintln!(
+        "{name}: no colour takes the traffic yet: a first deploy rolls green, {}, out and switches to it",
+        c.stable.name
+    );
+    if let Some(selector) = live.filter(|s| !s.is_empty()) {
+        c.k8s
+            .set_selector(&app, &selector)
+            .await
+            .map_err(|e| c.err(&e, &format!("{name}: adopt the live Service's selector")))?;
+    }
+    let colours = Colours {
+        blue: label.to_owned(),
+        green: label.to_owned(),
+    };
+    c.shape = Shape::BlueGreen {
+        label: label.to_owned(),
+        colours: Some(colours.clone()),
+    };
+    let reporting = c.begin_report().await;
+    let input = c.roll(Track::Canary).await;
+    if let Input::Done(Err(e)) = input {
+        return Err(Error::Deployment {
+            code: 1,
+            message: format!("error: deploying {name} failed: {e}"),
+        });
+    }
+    if input == Input::Cancel {
+        return Err(Error::Deployment {
+            code: 130,
+            message: format!("{name}: cancelled"),
+        });
+    }
+    c.switch(label)
+        .await
+        .map_err(|e| c.err(&e, &format!("{name}: switch the live Service to green")))?;
+    c.load().await?;
+    let mut state = State::new(&c.script, &c.image, now_ms());
+    state.index = c.script.steps.len();
+    state.weight = 100;
+    state.colours = Some(colours);
+    state.status = Status::Done(Outcome::Promoted);
+    c.save(&state).await?;
+    let ended = Ended::Done(Outcome::Promoted);
+    c.report(reporting, &state, &ended, report).await;
+    conclude(name, ended)
+}
+
+/// Drives a rollout with its GitHub report around it.
+async fn drive_reported(
+    c: &mut Rollout<'_>,
+    state: &mut State,
+    first: Input,
+    report: Option<&std::path::Path>,
+) -> Result<(), Error> {
+    let reporting = c.begin_report().await;
+    let ended = c.drive(state, first).await?;
+    c.report(reporting, state, &ended, report).await;
+    conclude(c.name, ended)
+}
+
+/// The colour the live Service of a blue-green on Kubernetes selects (`None`: none yet).
+pub(super) async fn live_colour(loaded: &Loaded, name: &str) -> Result<Option<String>, Error> {
+    let Some(k) = &loaded.config.environments[name].kubernetes else {
+        return Ok(None);
+    };
+    let k8s = Kubernetes::connect(k.context.as_deref(), &k.namespace, false)
+        .await
+        .map_err(Error::Environment)?;
+    let selector = k8s
+        .service_selector(&loaded.config.app)
+        .await
+        .map_err(|e| platform_error(loaded, name, &e, &format!("{name}: read the live Service")))?;
+    Ok(selector.and_then(|s| s.get(crate::platform::kubernetes::REVISION_LABEL).cloned()))
+}
+
+/// `rollback` of a blue-green on Kubernetes: the previous colour is scaled to 0 after the
+/// termination wait, so going back is a new blue-green of the previous image (green checked
+/// before it takes traffic), not a blind switch. Said, with the image to deploy; during the
+/// wait, `rollout abort` switches back at once.
+pub fn rollback_blue_green(loaded: &Loaded, name: &str) -> Result<(), Error> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let wait = WaitArgs {
+            env: crate::cli::EnvArgs { env: name.to_owned() },
+            timeout: None,
+            poll_interval: Duration::from_secs(5),
+            no_wait: false,
+        };
+        let mut c = Rollout::new(loaded, name, None, &wait).await?;
+        let state = c.load().await?.flatten();
+        let app = &loaded.config.app;
+        let Some(state) = state else {
+            return Err(Error::Deployment {
+                code: 1,
+                message: format!("error: {name}: no blue-green is recorded on Service {app}: there is nothing to go back to"),
+            });
+        };
+        if !state.is_done() {
+            return Err(Error::Usage {
+                message: format!("environment `{name}`: the blue-green of {} is in progress", state.revision),
+                help: format!("`movieverse-deploy rollout abort --env {name}` puts the traffic back on blue at once"),
+            });
+        }
+        let previous = match (&state.status, &state.colours) {
+            (Status::Done(Outcome::Promoted), Some(c)) if c.blue != c.green => Some(c.blue.clone()),
+            _ => None,
+        };
+        let image = match &previous {
+            Some(label) => c
+                .k8s
+                .image_of(&format!("{app}-{label}"))
+                .await
+                .map_err(|e| c.err(&e, &format!("{name}: read the previous colour")))?,
+            None => None,
+        };
+        Err(Error::Usage {
+            message: format!(
+                "environment `{name}` is a blue-green on Kubernetes: the previous colour{} is scaled to 0 once the termination wait ends, so `rollback` does not switch to it blindly",
+                previous.map(|l| format!(" ({app}-{l})")).unwrap_or_default()
+            ),
+            help: match image {
+                Some(image) => format!("deploy the previous image again, checked as green before it takes traffic: `movieverse-deploy deploy --env {name} --image {image}`"),
+                None => format!("deploy the image to go back to: `movieverse-deploy deploy --env {name} --image IMAGE`; during a termination wait, `rollout abort` switches back at once"),
+            },
+        })
     })
 }
 
@@ -785,7 +1289,8 @@ pub fn rollout(loaded: &Loaded, args: &RolloutArgs) -> Result<(), Error> {
         RolloutAction::Resume(wait) => (&wait.env.env, Some(wait), Some(Input::Resume)),
     };
     let name = one_environment(loaded, env, "a rollout runs in")?;
-    if let Strategy::BlueGreen(b) = &loaded.config.environments[name].strategy {
+    let env = &loaded.config.environments[name];
+    if let (Strategy::BlueGreen(b), None) = (&env.strategy, &env.kubernetes) {
         return super::bluegreen::rollout(loaded, name, b, &args.action);
     }
     let default_wait = WaitArgs {
@@ -803,13 +1308,16 @@ pub fn rollout(loaded: &Loaded, args: &RolloutArgs) -> Result<(), Error> {
         let Some(Some(recorded)) = c.load().await? else {
                 return Err(Error::Deployment {
                     code: 1,
-                    message: format!("error: {name}: no rollout is recorded on Deployment {} (namespace {})\n  = help: `movieverse-deploy deploy --env {name}` starts one", c.stable.name, c.k8s_namespace()),
+                    message: format!("error: {name}: no rollout is recorded on {} (namespace {})\n  = help: `movieverse-deploy deploy --env {name}` starts one", c.holder(), c.k8s_namespace()),
                 });
         };
         // The recorded revision is what rolls on (promotion rolls the stable Deployment to
         // it), whatever this checkout's commit renders.
         let mut c = Rollout::new(loaded, name, Some(recorded.revision.clone()), wait).await?;
         let state = c.load().await?.flatten().unwrap_or(recorded);
+        if let Shape::BlueGreen { colours, .. } = &mut c.shape {
+            colours.clone_from(&state.colours);
+        }
         if state.script != c.script.hash() {
             eprintln!("{name}: note: deploy.yml's canary settings changed since this rollout started; it goes on with the current ones");
             let mut s = state.clone();
@@ -853,6 +1361,22 @@ impl Rollout<'_> {
 fn status_text(name: &str, script: &Script, s: &State) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "{name}: rollout of {}", s.revision);
+    if let Some(c) = &s.colours {
+        let (on, other) = if s.weight == 100 {
+            ("green", "blue")
+        } else {
+            ("blue", "green")
+        };
+        let (on_label, other_label) = if s.weight == 100 {
+            (&c.green, &c.blue)
+        } else {
+            (&c.blue, &c.green)
+        };
+        let _ = writeln!(
+            o,
+            "  blue-green: the live Service selects {on} (revision {on_label}); {other} is revision {other_label}"
+        );
+    }
     let step = script.steps.get(s.index).copied();
     let _ = match &s.status {
         Status::Done(outcome) => writeln!(o, "  ended: {}", super::simulate::outcome_text(outcome)),

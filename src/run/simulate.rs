@@ -18,7 +18,8 @@ const START: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 pub fn simulate(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Error> {
     let env = &loaded.config.environments[name];
-    let Some(script) = compile(env).filter(|_| !matches!(env.strategy, Strategy::BlueGreen(_)))
+    let Some(script) = compile(env)
+        .filter(|_| !matches!(env.strategy, Strategy::BlueGreen(_)) || env.ecs.is_none())
     else {
         return Err(Error::Usage {
             message: format!(
@@ -42,10 +43,11 @@ pub fn simulate(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Er
         .unwrap_or_default();
     let analysis = match &env.strategy {
         Strategy::Canary(c) => Analysis::from_canary(c),
-        _ => Analysis {
-            metrics: vec![],
-            min_requests: 0,
-        },
+        Strategy::BlueGreen(b) => b
+            .analysis
+            .as_deref()
+            .map_or_else(Analysis::none, Analysis::from_config),
+        Strategy::Rolling(_) => Analysis::none(),
     };
     let scenario = match args.scenario {
         SimScenario::Healthy => Scenario::Healthy,
@@ -59,6 +61,7 @@ pub fn simulate(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Er
         |k| k.replicas,
     );
     let mut world = World::new(scenario, u64::from(replicas.max(1)) * healthy, healthy);
+    world.preview = matches!(env.strategy, Strategy::BlueGreen(_));
     let engine = Engine {
         script: &script,
         analysis: &analysis,
@@ -89,6 +92,9 @@ pub fn simulate(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Er
             );
         }
     };
+    // A blue-green is told in the words of its colours.
+    let colours = matches!(env.strategy, Strategy::BlueGreen(_));
+    let mut weight = 0;
     for (at, event) in &transcript.events {
         if let Event::Check(c) = event {
             let key = format!("{:?}{:?}", c.verdict, c.metrics);
@@ -106,6 +112,22 @@ pub fn simulate(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Er
         }
         let stamp = format!("[{:>8}]", crate::plan::fmt_secs((at - START) / 1000));
         let line = match event {
+            Event::Step { index, step } if colours => format!(
+                "{stamp} step {}/{total}: {}",
+                index + 1,
+                super::rollout::colour_step_text(*step, weight, None)
+            ),
+            Event::Reverting { step } if colours => format!(
+                "{stamp}   {}",
+                super::rollout::colour_step_text(*step, weight, None)
+            ),
+            Event::Weight { weight: w } if colours => {
+                weight = *w;
+                format!(
+                    "{stamp}   the live Service selects {}",
+                    if *w == 100 { "green" } else { "blue" }
+                )
+            }
             Event::Step { index, step } => {
                 format!(
                     "{stamp} step {}/{total}: {}",

@@ -144,7 +144,15 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
             }
         }
         Strategy::BlueGreen(bg) => {
-            let (shift, shift_text) = traffic_shift(&bg.deployment_config);
+            let k8s = env.target == Target::Kubernetes;
+            let (shift, shift_text) = if k8s {
+                (
+                    0,
+                    "the live Service's selector switches to it, all traffic at once".to_owned(),
+                )
+            } else {
+                traffic_shift(&bg.deployment_config)
+            };
             let deadline = bg.progress_deadline.as_secs();
             let wait = bg.termination_wait.as_secs();
             // A timed gate holds green at Ready that long; a manual one ends the run there.
@@ -152,35 +160,61 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                 None => (0, None, None),
                 Some(crate::config::PauseGate::Timed(d)) => (
                     d.as_secs(),
-                    Some(format!("hold green at Ready for {d} (the gate), production on blue")),
+                    Some(if k8s {
+                        format!("hold green for {d} (the gate), production on blue")
+                    } else {
+                        format!("hold green at Ready for {d} (the gate), production on blue")
+                    }),
                     None,
                 ),
                 Some(crate::config::PauseGate::Manual) => (
                     0,
-                    Some("wait at the gate (Ready): the deploy ends with `result=paused`; `rollout promote` continues, `rollout abort` stops with rollback".to_owned()),
+                    Some(if k8s {
+                        "wait at the gate: the deploy ends with `result=paused`; `rollout promote` switches, `rollout abort` scales green to 0".to_owned()
+                    } else {
+                        "wait at the gate (Ready): the deploy ends with `result=paused`; `rollout promote` continues, `rollout abort` stops with rollback".to_owned()
+                    }),
                     Some("times after the gate count from `rollout promote`".to_owned()),
                 ),
             };
-            let mut phases = vec![
-                phase(
-                    "register the task definition and create the CodeDeploy deployment",
-                    0,
-                    0,
-                ),
-                phase(
-                    "start the green task set and wait until it is healthy",
-                    0,
-                    0,
-                ),
-                phase(
-                    format!(
-                        "test traffic on port {} reaches green (AfterAllowTestTraffic hooks)",
-                        bg.test_port
+            let mut phases = if k8s {
+                vec![
+                    phase(
+                        format!(
+                            "apply the manifests; start green, the Deployment {}-<revision>, beside blue and wait until ready",
+                            config.app
+                        ),
+                        0,
+                        0,
                     ),
-                    healthy,
-                    deadline,
-                ),
-            ];
+                    phase(
+                        format!("the preview Service {}-preview selects green", config.app),
+                        healthy,
+                        deadline,
+                    ),
+                ]
+            } else {
+                vec![
+                    phase(
+                        "register the task definition and create the CodeDeploy deployment",
+                        0,
+                        0,
+                    ),
+                    phase(
+                        "start the green task set and wait until it is healthy",
+                        0,
+                        0,
+                    ),
+                    phase(
+                        format!(
+                            "test traffic on port {} reaches green (AfterAllowTestTraffic hooks)",
+                            bg.test_port
+                        ),
+                        healthy,
+                        deadline,
+                    ),
+                ]
+            };
             // Checks of green at Ready: the first after `initial_delay`; the worst case lets
             // `threshold - 1` checks fail, one interval each, before one passes.
             let (checks, checks_worst) = bg.analysis.as_ref().map_or((0, 0), |a| {
@@ -208,7 +242,12 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                     .collect();
                 phases.push(phase(
                     format!(
-                        "check green on the test listener ({}): every {}, rolled back at {} failed checks",
+                        "check green {} ({}): every {}, rolled back at {} failed checks",
+                        if k8s {
+                            "through the preview Service"
+                        } else {
+                            "on the test listener"
+                        },
                         what.join(", "),
                         a.interval,
                         a.threshold
@@ -237,34 +276,59 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                     deadline + hold + shift,
                 ),
                 phase(
-                    "terminate the blue task set",
+                    if k8s {
+                        "scale blue to 0"
+                    } else {
+                        "terminate the blue task set"
+                    },
                     healthy + hold + shift + wait,
                     deadline + hold + shift + wait,
                 ),
             ]);
-            let mut triggers = vec![
-                "the green tasks fail to become healthy, or a lifecycle hook fails: CodeDeploy rolls back automatically".into(),
-            ];
+            let mut triggers = vec![if k8s {
+                format!(
+                    "green is not ready within {}: it never takes traffic, and is scaled to 0",
+                    bg.progress_deadline
+                )
+            } else {
+                "the green tasks fail to become healthy, or a lifecycle hook fails: CodeDeploy rolls back automatically".into()
+            }];
             if let Some(a) = &bg.analysis {
+                triggers.push(if k8s {
+                    format!(
+                        "the checks of green fail {} times: green is scaled to 0 before production traffic moves",
+                        a.threshold
+                    )
+                } else {
+                    format!(
+                        "the checks of green at Ready fail {} times: the deployment is stopped with rollback before production traffic moves",
+                        a.threshold
+                    )
+                });
+            }
+            if !k8s {
                 triggers.push(format!(
-                    "the checks of green at Ready fail {} times: the deployment is stopped with rollback before production traffic moves",
-                    a.threshold
+                    "no traffic switch within {}: the deploy is stopped and rolled back",
+                    bg.progress_deadline
                 ));
             }
-            triggers.extend([format!(
-                "no traffic switch within {}: the deploy is stopped and rolled back",
-                bg.progress_deadline
-            )]);
             if !bg.alarms.is_empty() {
                 triggers.push(format!(
                     "a CloudWatch alarm fires: {}",
                     bg.alarms.join(", ")
                 ));
             }
-            triggers.push(format!(
-                "during the {} wait, `rollback` switches traffic back to blue at once",
-                bg.termination_wait
-            ));
+            triggers.push(if k8s {
+                format!(
+                    "during the {} wait, `rollout abort` switches the selector back to blue at once",
+                    bg.termination_wait
+                )
+            } else {
+                format!(
+                    "during the {} wait, `rollback` switches traffic back to blue at once",
+                    bg.termination_wait
+                )
+            });
             Timeline {
                 strategy: "blue-green",
                 phases,

@@ -1,0 +1,328 @@
+//! Blue-green on the real control plane (tests/common/k8s.rs, pods made Ready by the fake
+//! kubelet): each colour is a Deployment named by revision, the live Service's selector
+//! switches from blue to green, the preview Service selects green for its checks (HTTP checks
+//! against tests/common/probe.rs). The real binary deploys; a second process promotes or
+//! aborts. Each test works in a namespace of its own.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::Run;
+use common::k8s::{self, Cluster, deploy, mvd};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
+use kube::api::ListParams;
+
+const GOOD: &str = "registry.test/movieverse@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const GOOD2: &str = "registry.test/movieverse@sha256:2222222222222222222222222222222222222222222222222222222222222222";
+const GOOD3: &str = "registry.test/movieverse@sha256:3333333333333333333333333333333333333333333333333333333333333333";
+const REVISION: &str = "movieverse.dev/revision";
+
+/// The example's Kubernetes environment as a blue-green in `namespace`: green checked through
+/// `probe` (two GETs of /health per check, a check a second, rolled back at 2 failed checks),
+/// blue kept `wait` after the switch, and `extra` strategy lines (a gate).
+fn config(dir: &Path, namespace: &str, probe: &str, wait: &str, extra: &str) {
+    let strategy = format!(
+        "    strategy:\n      blue-green:\n        termination_wait: {wait}\n        progress_deadline: 60s\n{extra}        analysis:\n          initial_delay: 1s\n          interval: 1s\n          threshold: 2\n          http:\n            - name: health\n              url: {probe}/health\n              count: 2\n              body: ok\n",
+    );
+    k8s::rolling_config(dir, namespace, "60s", "");
+    let text = std::fs::read_to_string(dir.join("deploy.yml")).unwrap();
+    let k8s = text.find("  production-k8s:").unwrap();
+    let at = text[k8s..].find("    strategy:\n      rolling:\n").unwrap() + k8s;
+    let end = text[at..].find("    env:\n").unwrap() + at;
+    let text = format!("{}{strategy}{}", &text[..at], &text[end..]);
+    std::fs::write(dir.join("deploy.yml"), text).unwrap();
+}
+
+fn rollout(cluster: &Cluster, dir: &Path, action: &str) -> Run {
+    mvd(
+        cluster,
+        dir,
+        &[
+            "rollout",
+            action,
+            "--env",
+            "production-k8s",
+            "--poll-interval",
+            "1s",
+        ],
+    )
+}
+
+async fn selector(client: &kube::Client, ns: &str, service: &str) -> BTreeMap<String, String> {
+    Api::<Service>::namespaced(client.clone(), ns)
+        .get(service)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .selector
+        .unwrap_or_default()
+}
+
+/// The revision the Service selects.
+async fn selected(client: &kube::Client, ns: &str, service: &str) -> String {
+    let s = selector(client, ns, service).await;
+    assert_eq!(
+        s.get("app.kubernetes.io/name").map(String::as_str),
+        Some("movieverse"),
+        "{s:?}"
+    );
+    s.get(REVISION).cloned().unwrap_or_default()
+}
+
+/// Each colour's Deployment: (revision label, desired replicas, image).
+async fn colours(client: &kube::Client, ns: &str) -> BTreeMap<String, (i32, String)> {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(REVISION))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|d| {
+            let label = d.metadata.labels.as_ref().unwrap()[REVISION].clone();
+            assert_eq!(
+                d.metadata.name.as_deref(),
+                Some(&*format!("movieverse-{label}"))
+            );
+            let spec = d.spec.unwrap();
+            let image = spec.template.spec.unwrap().containers[0]
+                .image
+                .clone()
+                .unwrap();
+            (label, (spec.replicas.unwrap_or(1), image))
+        })
+        .collect()
+}
+
+async fn saved_state(client: &kube::Client, ns: &str) -> serde_json::Value {
+    let s = Api::<Service>::namespaced(client.clone(), ns)
+        .get("movieverse")
+        .await
+        .unwrap();
+    serde_json::from_str(&s.metadata.annotations.unwrap()["movieverse.dev/rollout"]).unwrap()
+}
+
+/// The first deploy: green is the first colour and takes the traffic directly. Returns its
+/// revision label.
+async fn first_colour(cluster: &Cluster, dir: &Path, client: &kube::Client, ns: &str) -> String {
+    let r = deploy(cluster, dir, GOOD);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr.contains("a first deploy rolls green"),
+        "{}",
+        r.dump()
+    );
+    let blue = selected(client, ns, "movieverse").await;
+    assert_eq!(blue.len(), 12, "the live Service selects a colour");
+    assert_eq!(selected(client, ns, "movieverse-preview").await, blue);
+    assert_eq!(colours(client, ns).await[&blue].1, GOOD);
+    blue
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gated_blue_green_waits_with_green_on_the_preview_service_then_promote_switches_the_selector()
+ {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let probe = common::probe::Server::start("unused");
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-bg-gate";
+    config(dir.path(), ns, &probe.url, "1s", "        gate: manual\n");
+    let blue = first_colour(cluster, dir.path(), &client, ns).await;
+
+    // Green comes up beside blue, passes its checks, and waits at the gate.
+    let r = deploy(cluster, dir.path(), GOOD2);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert_eq!(r.output("result"), "paused", "{}", r.dump());
+    assert!(
+        r.stderr.contains(&format!(
+            "blue is movieverse-{blue} (the live Service selects it)"
+        )),
+        "{}",
+        r.dump()
+    );
+    assert!(r.stderr.contains("check of green: "), "{}", r.dump());
+    assert!(probe.health_calls() >= 2, "green was checked");
+    let all = colours(&client, ns).await;
+    let green = all
+        .iter()
+        .find(|(_, (_, image))| image == GOOD2)
+        .map(|(l, _)| l.clone())
+        .expect("green's Deployment");
+    assert_eq!(
+        selected(&client, ns, "movieverse").await,
+        blue,
+        "production stays on blue"
+    );
+    assert_eq!(selected(&client, ns, "movieverse-preview").await, green);
+    assert_eq!(all[&blue].0, all[&green].0, "green runs at blue's size");
+    let state = saved_state(&client, ns).await;
+    assert_eq!(state["status"]["status"], "paused", "{state}");
+    assert_eq!(state["colours"]["blue"], blue.as_str());
+    assert_eq!(state["colours"]["green"], green.as_str());
+
+    // A second blue-green does not start over the one in progress, and names it.
+    let second = deploy(cluster, dir.path(), GOOD3);
+    assert_eq!(second.code, 1, "{}", second.dump());
+    assert!(
+        second
+            .stderr
+            .contains(&format!("the blue-green of {GOOD2} is in progress"))
+            && second.stderr.contains("nothing was changed"),
+        "{}",
+        second.dump()
+    );
+    assert_eq!(colours(&client, ns).await.len(), 2, "nothing was created");
+
+    let status = mvd(
+        cluster,
+        dir.path(),
+        &["rollout", "status", "--env", "production-k8s"],
+    );
+    assert_eq!(status.code, 0, "{}", status.dump());
+    assert!(
+        status.stdout.contains("paused at step"),
+        "{}",
+        status.dump()
+    );
+
+    // Promote from a second process: the selector switches, blue is kept 1s, then goes to 0.
+    let r = rollout(cluster, dir.path(), "promote");
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr.contains("the live Service selects green"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(selected(&client, ns, "movieverse").await, green);
+    let all = colours(&client, ns).await;
+    assert_eq!(all[&blue].0, 0, "blue is scaled to 0: {all:?}");
+    assert!(all[&green].0 > 0);
+    assert_eq!(
+        saved_state(&client, ns).await["status"]["result"],
+        "promoted"
+    );
+
+    // The same revision again: nothing changes.
+    let again = deploy(cluster, dir.path(), GOOD2);
+    assert_eq!(again.code, 0, "{}", again.dump());
+    assert!(again.stderr.contains("no change"), "{}", again.dump());
+    assert_eq!(selected(&client, ns, "movieverse").await, green);
+
+    // `status` reads the colour that serves; `rollback` names the image to deploy again.
+    let status = mvd(cluster, dir.path(), &["status", "--env", "production-k8s"]);
+    assert_eq!(status.code, 0, "{}", status.dump());
+    assert!(
+        status.stdout.contains(&format!("movieverse-{green}")),
+        "{}",
+        status.dump()
+    );
+    let back = mvd(
+        cluster,
+        dir.path(),
+        &["rollback", "--env", "production-k8s"],
+    );
+    assert_eq!(back.code, 2, "{}", back.dump());
+    assert!(
+        back.stderr
+            .contains(&format!("deploy --env production-k8s --image {GOOD}")),
+        "{}",
+        back.dump()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_green_that_fails_its_checks_never_takes_traffic_and_is_scaled_to_zero() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let probe = common::probe::Server::start("unused");
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-bg-fail";
+    config(dir.path(), ns, &probe.url, "1s", "");
+    let blue = first_colour(cluster, dir.path(), &client, ns).await;
+
+    probe.set_health(503, "unavailable");
+    let r = deploy(cluster, dir.path(), GOOD2);
+    assert_eq!(r.code, 1, "{}", r.dump());
+    assert!(
+        r.stderr.contains("503"),
+        "the failed check says what came back: {}",
+        r.dump()
+    );
+    assert!(
+        !r.stderr.contains("the live Service selects green"),
+        "the switch never happened: {}",
+        r.dump()
+    );
+    assert_eq!(selected(&client, ns, "movieverse").await, blue);
+    let all = colours(&client, ns).await;
+    let (green, (replicas, _)) = all
+        .iter()
+        .find(|(_, (_, image))| image == GOOD2)
+        .expect("green's Deployment");
+    assert_eq!(*replicas, 0, "green is scaled to 0");
+    assert!(all[&blue].0 > 0, "blue still serves");
+    assert_ne!(green, &blue);
+    assert_eq!(
+        saved_state(&client, ns).await["status"]["result"],
+        "rolled-back"
+    );
+
+    // The next revision starts from blue again.
+    probe.set_health(200, "ok");
+    let r = deploy(cluster, dir.path(), GOOD3);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr.contains(&format!("blue is movieverse-{blue}")),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(
+        colours(&client, ns).await[&blue].0,
+        0,
+        "the old blue is scaled to 0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_during_the_termination_wait_switches_the_selector_back_to_blue() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let probe = common::probe::Server::start("unused");
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-bg-abort";
+    config(dir.path(), ns, &probe.url, "10m", "");
+    let blue = first_colour(cluster, dir.path(), &client, ns).await;
+
+    // The deploy switches, then keeps blue for 10 minutes: the runner is killed there.
+    let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(GOOD2));
+    let running = common::run_until(&mut cmd, "keep blue");
+    let green = selected(&client, ns, "movieverse").await;
+    assert_ne!(green, blue, "production is on green:\n{}", running.seen);
+    assert!(colours(&client, ns).await[&blue].0 > 0, "blue is still up");
+    let (_, seen, _) = running.signal("KILL");
+
+    let r = rollout(cluster, dir.path(), "abort");
+    assert_eq!(r.code, 1, "{}\n{seen}", r.dump());
+    assert!(
+        r.stderr.contains("ROLLED BACK: rollout abort"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(
+        selected(&client, ns, "movieverse").await,
+        blue,
+        "traffic is back on blue"
+    );
+    let all = colours(&client, ns).await;
+    assert_eq!(all[&green].0, 0, "green is scaled to 0");
+    assert!(all[&blue].0 > 0, "blue serves");
+
+    // Again: accepted, and nothing more to do.
+    let again = rollout(cluster, dir.path(), "abort");
+    assert_eq!(again.code, 0, "{}", again.dump());
+}
