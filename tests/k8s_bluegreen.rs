@@ -135,7 +135,10 @@ async fn a_gated_blue_green_waits_with_green_on_the_preview_service_then_promote
     let blue = first_colour(cluster, dir.path(), &client, ns).await;
 
     // Green comes up beside blue, passes its checks, and waits at the gate.
-    let r = deploy(cluster, dir.path(), GOOD2);
+    let report = dir.path().join("report.json");
+    let mut args = k8s::deploy_args(GOOD2).to_vec();
+    args.extend(["--report", report.to_str().unwrap()]);
+    let r = mvd(cluster, dir.path(), &args);
     assert_eq!(r.code, 0, "{}", r.dump());
     assert_eq!(r.output("result"), "paused", "{}", r.dump());
     assert!(
@@ -147,6 +150,11 @@ async fn a_gated_blue_green_waits_with_green_on_the_preview_service_then_promote
     );
     assert!(r.stderr.contains("check of green: "), "{}", r.dump());
     assert!(probe.health_calls() >= 2, "green was checked");
+    let report = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        report.contains("waiting for promotion: green is up behind the preview Service movieverse-preview (http://movieverse-preview.mv-bg-gate.svc)"),
+        "{report}"
+    );
     let all = colours(&client, ns).await;
     let green = all
         .iter()

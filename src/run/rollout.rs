@@ -689,6 +689,17 @@ impl Rollout<'_> {
         let mut row =
             super::simulate::env_report(self.name, env, &state.revision, state, secs, paused);
         row.revision = Some(state.revision.clone());
+        if matches!(self.shape, Shape::BlueGreen { .. }) {
+            let app = &self.loaded.config.app;
+            let preview = self.vars(0).test_url.unwrap_or_default();
+            if paused {
+                row.phase = format!(
+                    "⏸️ waiting for promotion: green is up behind the preview Service {app}-preview ({preview}); production stays on blue. To continue, run the promote workflow (workflow_dispatch inputs: environment `{name}`, action `continue`; or `abort`), or `movieverse-deploy rollout promote --env {name}`",
+                    name = self.name
+                );
+            }
+            row.links.push(("preview (green)".into(), preview));
+        }
         let analysis = match &env.strategy {
             Strategy::Canary(c) => Some(&c.analysis),
             Strategy::BlueGreen(b) => b.analysis.as_deref(),
