@@ -9,8 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::Run;
-use common::k8s::{self, Cluster, deploy, mvd};
+use common::k8s::{self, Cluster, deploy, mvd, rollout};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
@@ -35,21 +34,6 @@ fn config(dir: &Path, namespace: &str, probe: &str, wait: &str, extra: &str) {
     let end = text[at..].find("    env:\n").unwrap() + at;
     let text = format!("{}{strategy}{}", &text[..at], &text[end..]);
     std::fs::write(dir.join("deploy.yml"), text).unwrap();
-}
-
-fn rollout(cluster: &Cluster, dir: &Path, action: &str) -> Run {
-    mvd(
-        cluster,
-        dir,
-        &[
-            "rollout",
-            action,
-            "--env",
-            "production-k8s",
-            "--poll-interval",
-            "1s",
-        ],
-    )
 }
 
 async fn selector(client: &kube::Client, ns: &str, service: &str) -> BTreeMap<String, String> {
@@ -272,15 +256,16 @@ async fn a_green_that_fails_its_checks_never_takes_traffic_and_is_scaled_to_zero
         .iter()
         .find(|(_, (_, image))| image == GOOD2)
         .expect("green's Deployment");
+    let green = green.clone();
     assert_eq!(*replicas, 0, "green is scaled to 0");
     assert!(all[&blue].0 > 0, "blue still serves");
-    assert_ne!(green, &blue);
+    assert_ne!(green, blue);
     assert_eq!(
         saved_state(&client, ns).await["status"]["result"],
         "rolled-back"
     );
 
-    // The next revision starts from blue again.
+    // The next revision starts from blue again; the failed green is removed.
     probe.set_health(200, "ok");
     let r = deploy(cluster, dir.path(), GOOD3);
     assert_eq!(r.code, 0, "{}", r.dump());
@@ -289,11 +274,16 @@ async fn a_green_that_fails_its_checks_never_takes_traffic_and_is_scaled_to_zero
         "{}",
         r.dump()
     );
-    assert_eq!(
-        colours(&client, ns).await[&blue].0,
-        0,
-        "the old blue is scaled to 0"
+    assert!(
+        r.stderr.contains(&format!(
+            "removed the idle colours (at 0 replicas): movieverse-{green}"
+        )),
+        "{}",
+        r.dump()
     );
+    let all = colours(&client, ns).await;
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[&blue].0, 0, "the old blue is scaled to 0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

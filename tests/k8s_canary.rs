@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use common::Run;
-use common::k8s::{self, Cluster, deploy, mvd};
+use common::k8s::{self, Cluster, deploy, mvd, rollout};
 use common::prometheus::{Prom, Traffic};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -57,21 +57,6 @@ fn config(dir: &Path, namespace: &str, prom: &Prom, extra: &str) {
             &format!("    address: {}\n", prom.url),
         );
     std::fs::write(dir.join("deploy.yml"), text).unwrap();
-}
-
-fn rollout(cluster: &Cluster, dir: &Path, action: &str) -> Run {
-    mvd(
-        cluster,
-        dir,
-        &[
-            "rollout",
-            action,
-            "--env",
-            "production-k8s",
-            "--poll-interval",
-            "1s",
-        ],
-    )
 }
 
 async fn image_of(client: &kube::Client, ns: &str, name: &str) -> String {

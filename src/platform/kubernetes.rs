@@ -1086,6 +1086,48 @@ impl Kubernetes {
             .map(|d| d.spec.and_then(|s| s.replicas).unwrap_or(1)))
     }
 
+    /// Deletes the colours of `app` (Deployments labelled [`REVISION_LABEL`]) that are at 0
+    /// replicas and not in `keep`: a failed green, or a blue from before the last rollout.
+    /// Returns their names.
+    pub async fn prune_colours(
+        &self,
+        app: &str,
+        keep: &[&str],
+    ) -> Result<Vec<String>, PlatformError> {
+        let list = self
+            .api::<Deployment>()
+            .list(
+                &ListParams::default()
+                    .labels(&format!("app.kubernetes.io/name={app},{REVISION_LABEL}")),
+            )
+            .await
+            .map_err(|e| classify("list the colours' Deployments", &e))?;
+        let mut deleted = Vec::new();
+        for d in list.items {
+            let label = d
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(REVISION_LABEL).cloned())
+                .unwrap_or_default();
+            let idle = d.spec.as_ref().and_then(|s| s.replicas) == Some(0);
+            let name = d.metadata.name.unwrap_or_default();
+            if !idle || keep.contains(&label.as_str()) {
+                continue;
+            }
+            match self
+                .api::<Deployment>()
+                .delete(&name, &kube::api::DeleteParams::default())
+                .await
+            {
+                Ok(_) => deleted.push(name),
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(classify(&format!("delete Deployment {name}"), &e)),
+            }
+        }
+        Ok(deleted)
+    }
+
     /// The image of a Deployment's first container (`None`: no such Deployment).
     pub async fn image_of(&self, deployment: &str) -> Result<Option<String>, PlatformError> {
         Ok(self.deployment(deployment).await?.and_then(|d| {

@@ -184,70 +184,45 @@ impl<'a> Rollout<'a> {
             poll_interval: wait.poll_interval,
             no_wait: false,
         };
-        let c = match &env.strategy {
-            Strategy::Canary(c) => c,
+        let (script, analysis, measurer, stable, shape) = match &env.strategy {
             Strategy::BlueGreen(b) => {
                 let mut green = specs.swap_remove(0);
                 let label =
                     crate::platform::kubernetes::colour(&mut green.definition, &loaded.config.app);
                 green.name = format!("{}-{label}", loaded.config.app);
                 let measurer = match b.analysis.as_deref() {
-                    None => Measurer::none(),
-                    Some(a) => Measurer::connect(&loaded.config, a).await.map_err(|e| {
-                        provider_error(name, "the metric provider cannot be used", &e)
-                    })?,
+                    None => Ok(Measurer::none()),
+                    Some(a) => Measurer::connect(&loaded.config, a).await,
                 };
-                return Ok(Self {
-                    loaded,
-                    name,
-                    k8s,
-                    script: crate::rollout::script::blue_green_selector(b),
-                    analysis: b
-                        .analysis
+                (
+                    crate::rollout::script::blue_green_selector(b),
+                    b.analysis
                         .as_deref()
                         .map_or_else(Analysis::none, Analysis::from_config),
                     measurer,
-                    stable: green,
-                    shape: Shape::BlueGreen {
+                    green,
+                    Shape::BlueGreen {
                         label,
                         colours: None,
                     },
-                    image,
-                    git,
-                    wait,
-                    version: String::new(),
-                    last: None,
-                    cancel: CancellationToken::new(),
-                });
+                )
             }
-            Strategy::Rolling(_) => return Err(not_driven(name)),
-        };
-        if specs.len() != 2 {
-            return Err(Error::Usage {
-                message: format!(
-                    "environment `{name}` renders {} Deployment(s); a canary needs the stable and the canary one",
-                    specs.len()
-                ),
-                help: "check templates.kubernetes/deployment.yaml: it must render both tracks for a canary strategy".into(),
-            });
-        }
-        let mut canary_spec = specs.pop().expect("two specs");
-        let mut stable = specs.pop().expect("two specs");
-        // The shared objects (Services, Ingresses, RBAC, ConfigMap, PDB) go with the canary,
-        // before it; the HPA with the stable Deployment.
-        canary_spec.manifests = std::mem::take(&mut stable.manifests);
-        let measurer = Measurer::connect(&loaded.config, &c.analysis)
-            .await
-            .map_err(|e| provider_error(name, "the metric provider cannot be used", &e))?;
-        Ok(Self {
-            loaded,
-            name,
-            k8s,
-            script: canary(c),
-            analysis: Analysis::from_canary(c),
-            measurer,
-            shape: Shape::Canary {
-                router: match (k.router, &k.gateway) {
+            Strategy::Canary(c) => {
+                if specs.len() != 2 {
+                    return Err(Error::Usage {
+                        message: format!(
+                            "environment `{name}` renders {} Deployment(s); a canary needs the stable and the canary one",
+                            specs.len()
+                        ),
+                        help: "check templates.kubernetes/deployment.yaml: it must render both tracks for a canary strategy".into(),
+                    });
+                }
+                let mut canary_spec = specs.pop().expect("two specs");
+                let mut stable = specs.pop().expect("two specs");
+                // The shared objects (Services, Ingresses, RBAC, ConfigMap, PDB) go with the
+                // canary, before it; the HPA with the stable Deployment.
+                canary_spec.manifests = std::mem::take(&mut stable.manifests);
+                let router = match (k.router, &k.gateway) {
                     (crate::config::Router::GatewayApi, Some(g)) => Router::Gateway {
                         route: loaded.config.app.clone(),
                         path: k.ingress.path.clone(),
@@ -256,10 +231,31 @@ impl<'a> Rollout<'a> {
                     _ => Router::Nginx {
                         ingress: format!("{}-canary", loaded.config.app),
                     },
-                },
-                canary: Box::new(canary_spec),
-            },
+                };
+                (
+                    canary(c),
+                    Analysis::from_canary(c),
+                    Measurer::connect(&loaded.config, &c.analysis).await,
+                    stable,
+                    Shape::Canary {
+                        canary: Box::new(canary_spec),
+                        router,
+                    },
+                )
+            }
+            Strategy::Rolling(_) => return Err(not_driven(name)),
+        };
+        let measurer =
+            measurer.map_err(|e| provider_error(name, "the metric provider cannot be used", &e))?;
+        Ok(Self {
+            loaded,
+            name,
+            k8s,
+            script,
+            analysis,
+            measurer,
             stable,
+            shape,
             image,
             git,
             wait,
@@ -1128,6 +1124,18 @@ async fn deploy_blue_green(c: &mut Rollout<'_>, args: &DeployArgs) -> Result<(),
         "{name}: blue is {app}-{blue} (the live Service selects it); green will be {}",
         c.stable.name
     );
+    // Colours at 0 from before (a failed green, an older blue) are not kept past one rollout.
+    let pruned = c
+        .k8s
+        .prune_colours(&app, &[&blue, &label])
+        .await
+        .map_err(|e| c.err(&e, &format!("{name}: remove the idle colours")))?;
+    if !pruned.is_empty() {
+        eprintln!(
+            "{name}: removed the idle colours (at 0 replicas): {}",
+            pruned.join(", ")
+        );
+    }
     let colours = Colours {
         blue,
         green: label.clone(),

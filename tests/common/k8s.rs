@@ -279,6 +279,22 @@ pub fn mvd(cluster: &Cluster, dir: &Path, args: &[&str]) -> super::Run {
     )
 }
 
+/// `rollout ACTION` of the Kubernetes environment, polling every second.
+pub fn rollout(cluster: &Cluster, dir: &Path, action: &str) -> super::Run {
+    mvd(
+        cluster,
+        dir,
+        &[
+            "rollout",
+            action,
+            "--env",
+            "production-k8s",
+            "--poll-interval",
+            "1s",
+        ],
+    )
+}
+
 /// The arguments of a `deploy` of the Kubernetes environment with `image`, polling every
 /// second.
 pub fn deploy_args(image: &str) -> [&str; 7] {
