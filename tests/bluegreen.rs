@@ -290,6 +290,16 @@ fn a_service_with_nothing_before_says_so_and_deploys_nothing() {
 
 const DEPLOY: &[&str] = &["deploy", "--env", "production", "--poll-interval", "1s"];
 
+/// `deploy` with `--report`: the run and the pull request comment it wrote.
+fn deploy_reported(bed: &Bed) -> (Run, String) {
+    let report = bed.dir.path().join("comment.md");
+    let mut args = DEPLOY.to_vec();
+    args.extend(["--report", report.to_str().unwrap()]);
+    let r = mvd(bed, &args);
+    let comment = std::fs::read_to_string(&report).unwrap_or_default();
+    (r, comment)
+}
+
 fn rollout(bed: &Bed, action: &str) -> Run {
     let mut args = vec!["rollout", action, "--env", "production"];
     if action != "status" {
@@ -345,14 +355,10 @@ fn deploy_creates_the_deployment_for_a_new_revision_and_follows_it_to_the_end() 
 #[test]
 fn a_manual_gate_pauses_and_rollout_promote_from_a_second_process_switches() {
     let bed = bed_with(Plan::Gate, true, true);
-    let report = bed.dir.path().join("comment.md");
-    let mut args = DEPLOY.to_vec();
-    args.extend(["--report", report.to_str().unwrap()]);
-    let r = mvd(&bed, &args);
+    let (r, comment) = deploy_reported(&bed);
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(r.stdout.contains("result=paused"), "{}", r.dump());
     // The pull request comment says where it waits and how to go on.
-    let comment = std::fs::read_to_string(&report).unwrap();
     assert!(
         comment.contains("waiting for promotion: green takes test traffic on port 8080 (https://movie-verse.com:8080)")
             && comment.contains("rollout promote --env production"),
@@ -727,13 +733,9 @@ fn checks_of_green_that_fail_stop_the_deployment_with_rollback_before_any_switch
 fn checks_then_a_manual_gate_pause_with_the_results_on_the_pull_request() {
     let server = common::probe::Server::start("unused");
     let bed = bed_with_checks(&server, Some("manual"));
-    let report = bed.dir.path().join("comment.md");
-    let mut args = DEPLOY.to_vec();
-    args.extend(["--report", report.to_str().unwrap()]);
-    let r = mvd(&bed, &args);
+    let (r, comment) = deploy_reported(&bed);
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(r.stdout.contains("result=paused"), "{}", r.dump());
-    let comment = std::fs::read_to_string(&report).unwrap();
     assert!(
         comment.contains("waiting for promotion")
             && comment.contains("#### production: checks of green at Ready")

@@ -1257,7 +1257,7 @@ pub const REVISION_LABEL: &str = "movieverse.dev/revision";
 pub fn colour(definition: &mut Value, app: &str) -> String {
     let revision = revision_of("", &definition["spec"]["template"]);
     let label = revision.trim_start_matches('@').to_owned();
-    definition["metadata"]["name"] = json!(format!("{app}-{label}"));
+    definition["metadata"]["name"] = json!(colour_name(app, &label));
     for path in [
         &["metadata", "labels"][..],
         &["spec", "selector", "matchLabels"],
@@ -1270,6 +1270,11 @@ pub fn colour(definition: &mut Value, app: &str) -> String {
         at[REVISION_LABEL] = json!(label);
     }
     label
+}
+
+/// The Deployment of a colour: `<app>-<revision label>`.
+pub fn colour_name(app: &str, label: &str) -> String {
+    format!("{app}-{label}")
 }
 
 /// The selector of a colour's pods.

@@ -556,13 +556,13 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
     let name = one_environment(loaded, &args.wait.env.env, "deploys")?;
     let env = &loaded.config.environments[name];
     // A canary or a blue-green on Kubernetes: the engine plays it step by step.
-    let canary_on_k8s = matches!(env.strategy, Strategy::Canary(_) | Strategy::BlueGreen(_))
+    let engine_on_k8s = matches!(env.strategy, Strategy::Canary(_) | Strategy::BlueGreen(_))
         && env.target == Target::Kubernetes;
     let blue_green = match &env.strategy {
         Strategy::BlueGreen(b) if env.target == Target::Ecs => Some(b),
         _ => None,
     };
-    let (name, rolling) = if canary_on_k8s || blue_green.is_some() {
+    let (name, rolling) = if engine_on_k8s || blue_green.is_some() {
         (name, None)
     } else {
         let (name, _, rolling) = single_rolling(loaded, name)?;
@@ -746,7 +746,7 @@ pub fn status(loaded: &Loaded, env: &crate::cli::EnvArgs) -> Result<(), Error> {
             // Each colour is a Deployment of its own: the one the live Service selects.
             if let Some(label) = rt.block_on(super::rollout::live_colour(loaded, name))? {
                 for s in &mut specs {
-                    s.name = format!("{}-{label}", loaded.config.app);
+                    s.name = crate::platform::kubernetes::colour_name(&loaded.config.app, &label);
                     s.definition["metadata"]["name"] = serde_json::json!(s.name);
                 }
             }

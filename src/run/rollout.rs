@@ -27,7 +27,7 @@ use crate::config::{Loaded, Strategy};
 use crate::driver::Unit;
 use crate::metrics::{Facts, Measurer, QueryVars};
 use crate::platform::ServiceSpec;
-use crate::platform::kubernetes::{Holder, Kubernetes, colour_selector};
+use crate::platform::kubernetes::{Holder, Kubernetes, colour_name, colour_selector};
 use crate::platform::observation::PlatformError;
 use crate::report::terminal::Vocabulary;
 use crate::rollout::analysis::Verdict;
@@ -189,7 +189,7 @@ impl<'a> Rollout<'a> {
                 let mut green = specs.swap_remove(0);
                 let label =
                     crate::platform::kubernetes::colour(&mut green.definition, &loaded.config.app);
-                green.name = format!("{}-{label}", loaded.config.app);
+                green.name = colour_name(&loaded.config.app, &label);
                 let measurer = match b.analysis.as_deref() {
                     None => Ok(Measurer::none()),
                     Some(a) => Measurer::connect(&loaded.config, a).await,
@@ -502,38 +502,41 @@ impl<'a> Rollout<'a> {
         self.k8s
             .set_selector(app, &colour_selector(app, label))
             .await?;
-        if let Some(hpa) = &self.stable.scaling {
-            let mut hpa = hpa.clone();
-            hpa["spec"]["scaleTargetRef"]["name"] = serde_json::json!(format!("{app}-{label}"));
+        if let Some(hpa) = self.hpa_on(label) {
             self.k8s.apply_one(&hpa).await?;
         }
         Ok(())
     }
 
+    /// The rendered HPA (when scaling is on), scaling the colour `label`.
+    fn hpa_on(&self, label: &str) -> Option<serde_json::Value> {
+        let mut hpa = self.stable.scaling.clone()?;
+        hpa["spec"]["scaleTargetRef"]["name"] =
+            serde_json::json!(colour_name(&self.loaded.config.app, label));
+        Some(hpa)
+    }
+
     /// Green as it is rolled: beside blue, at blue's size when an HPA scales blue, and the
-    /// HPA left on blue until the switch.
+    /// HPA left on blue until the switch (on green itself when it is the first colour).
     async fn green(&self) -> Result<ServiceSpec, PlatformError> {
-        let app = &self.loaded.config.app;
         let mut green = self.stable.clone();
-        let Shape::BlueGreen {
-            colours: Some(c), ..
-        } = &self.shape
-        else {
+        let Shape::BlueGreen { label, colours } = &self.shape else {
             return Ok(green);
         };
-        if c.blue == c.green {
+        let blue = colours.as_ref().map_or(label, |c| &c.blue);
+        green.scaling = self.hpa_on(blue);
+        if blue == label || green.scaling.is_none() {
             return Ok(green);
         }
-        let blue = format!("{app}-{}", c.blue);
-        if let Some(hpa) = &mut green.scaling {
-            hpa["spec"]["scaleTargetRef"]["name"] = serde_json::json!(blue);
-            if let Some(n) = self.k8s.replicas(&blue).await?
-                && green.definition["spec"]["replicas"]
-                    .as_i64()
-                    .is_none_or(|r| r < i64::from(n))
-            {
-                green.definition["spec"]["replicas"] = serde_json::json!(n);
-            }
+        if let Some(n) = self
+            .k8s
+            .replicas(&colour_name(&self.loaded.config.app, blue))
+            .await?
+            && green.definition["spec"]["replicas"]
+                .as_i64()
+                .is_none_or(|r| r < i64::from(n))
+        {
+            green.definition["spec"]["replicas"] = serde_json::json!(n);
         }
         Ok(green)
     }
@@ -549,7 +552,7 @@ impl<'a> Rollout<'a> {
                     Track::Canary => c.map_or(label, |c| &c.green),
                     Track::Stable => c.map_or(label, |c| &c.blue),
                 };
-                format!("{}-{label}", self.loaded.config.app)
+                colour_name(&self.loaded.config.app, label)
             }
         }
     }
@@ -1046,8 +1049,7 @@ async fn deploy_blue_green(c: &mut Rollout<'_>, args: &DeployArgs) -> Result<(),
                     return Err(Error::Deployment {
                         code: 1,
                         message: format!(
-                            "error: {name}: the blue-green of {revision} ended: {}
-  = help: deploy a new revision; this one is not tried again",
+                            "error: {name}: the blue-green of {revision} ended: {}\n  = help: deploy a new revision; this one is not tried again",
                             super::simulate::outcome_text(o)
                         ),
                     });
@@ -1097,7 +1099,7 @@ async fn deploy_blue_green(c: &mut Rollout<'_>, args: &DeployArgs) -> Result<(),
         Some(b) => {
             let found = c
                 .k8s
-                .replicas(&format!("{app}-{b}"))
+                .replicas(&colour_name(&app, &b))
                 .await
                 .map_err(|e| c.err(&e, &format!("{name}: read blue")))?;
             if found.is_none() {
@@ -1109,17 +1111,17 @@ async fn deploy_blue_green(c: &mut Rollout<'_>, args: &DeployArgs) -> Result<(),
         }
         None => None,
     };
-    c.pre_rollout().await?;
-    let Some(blue) = blue else {
-        return first_colour(c, &label, live, args.report.as_deref()).await;
-    };
-    if blue == label {
+    if blue.as_ref() == Some(&label) {
         eprintln!(
             "{name}: no change: {} already takes the traffic; nothing applied",
             c.stable.name
         );
         return conclude(name, Ended::Done(Outcome::Promoted));
     }
+    c.pre_rollout().await?;
+    let Some(blue) = blue else {
+        return first_colour(c, &label, live, args.report.as_deref()).await;
+    };
     eprintln!(
         "{name}: blue is {app}-{blue} (the live Service selects it); green will be {}",
         c.stable.name
@@ -1221,14 +1223,22 @@ async fn drive_reported(
     conclude(c.name, ended)
 }
 
-/// The colour the live Service of a blue-green on Kubernetes selects (`None`: none yet).
-pub(super) async fn live_colour(loaded: &Loaded, name: &str) -> Result<Option<String>, Error> {
+/// The environment's cluster, for a read that needs nothing else of the rollout.
+async fn cluster_of(loaded: &Loaded, name: &str) -> Result<Option<Kubernetes>, Error> {
     let Some(k) = &loaded.config.environments[name].kubernetes else {
         return Ok(None);
     };
-    let k8s = Kubernetes::connect(k.context.as_deref(), &k.namespace, false)
+    Kubernetes::connect(k.context.as_deref(), &k.namespace, false)
         .await
-        .map_err(Error::Environment)?;
+        .map(Some)
+        .map_err(Error::Environment)
+}
+
+/// The colour the live Service of a blue-green on Kubernetes selects (`None`: none yet).
+pub(super) async fn live_colour(loaded: &Loaded, name: &str) -> Result<Option<String>, Error> {
+    let Some(k8s) = cluster_of(loaded, name).await? else {
+        return Ok(None);
+    };
     let selector = k8s
         .service_selector(&loaded.config.app)
         .await
@@ -1239,19 +1249,22 @@ pub(super) async fn live_colour(loaded: &Loaded, name: &str) -> Result<Option<St
 /// `rollback` of a blue-green on Kubernetes: the previous colour is scaled to 0 after the
 /// termination wait, so going back is a new blue-green of the previous image (green checked
 /// before it takes traffic), not a blind switch. Said, with the image to deploy; during the
-/// wait, `rollout abort` switches back at once.
+/// wait, `rollout abort` switches back at once. Reads the state and the previous colour
+/// only: no rendering, no metric provider.
 pub fn rollback_blue_green(loaded: &Loaded, name: &str) -> Result<(), Error> {
     let rt = runtime()?;
     rt.block_on(async {
-        let wait = WaitArgs {
-            env: crate::cli::EnvArgs { env: name.to_owned() },
-            timeout: None,
-            poll_interval: Duration::from_secs(5),
-            no_wait: false,
-        };
-        let mut c = Rollout::new(loaded, name, None, &wait).await?;
-        let state = c.load().await?.flatten();
         let app = &loaded.config.app;
+        let Some(k8s) = cluster_of(loaded, name).await? else {
+            return Err(not_driven(name));
+        };
+        let read_err = |e: &PlatformError, what: &str| platform_error(loaded, name, e, &format!("{name}: {what}"));
+        let state: Option<State> = k8s
+            .read_rollout(&Holder::Service(app.clone()))
+            .await
+            .map_err(|e| read_err(&e, "read the rollout"))?
+            .and_then(|(text, _)| text)
+            .and_then(|t| serde_json::from_str(&t).ok());
         let Some(state) = state else {
             return Err(Error::Deployment {
                 code: 1,
@@ -1265,21 +1278,20 @@ pub fn rollback_blue_green(loaded: &Loaded, name: &str) -> Result<(), Error> {
             });
         }
         let previous = match (&state.status, &state.colours) {
-            (Status::Done(Outcome::Promoted), Some(c)) if c.blue != c.green => Some(c.blue.clone()),
+            (Status::Done(Outcome::Promoted), Some(c)) if c.blue != c.green => Some(colour_name(app, &c.blue)),
             _ => None,
         };
         let image = match &previous {
-            Some(label) => c
-                .k8s
-                .image_of(&format!("{app}-{label}"))
+            Some(deployment) => k8s
+                .image_of(deployment)
                 .await
-                .map_err(|e| c.err(&e, &format!("{name}: read the previous colour")))?,
+                .map_err(|e| read_err(&e, "read the previous colour"))?,
             None => None,
         };
         Err(Error::Usage {
             message: format!(
                 "environment `{name}` is a blue-green on Kubernetes: the previous colour{} is scaled to 0 once the termination wait ends, so `rollback` does not switch to it blindly",
-                previous.map(|l| format!(" ({app}-{l})")).unwrap_or_default()
+                previous.map(|d| format!(" ({d})")).unwrap_or_default()
             ),
             help: match image {
                 Some(image) => format!("deploy the previous image again, checked as green before it takes traffic: `movieverse-deploy deploy --env {name} --image {image}`"),
@@ -1381,15 +1393,10 @@ fn status_text(name: &str, script: &Script, s: &State) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "{name}: rollout of {}", s.revision);
     if let Some(c) = &s.colours {
-        let (on, other) = if s.weight == 100 {
-            ("green", "blue")
+        let ((on, on_label), (other, other_label)) = if s.weight == 100 {
+            (("green", &c.green), ("blue", &c.blue))
         } else {
-            ("blue", "green")
-        };
-        let (on_label, other_label) = if s.weight == 100 {
-            (&c.green, &c.blue)
-        } else {
-            (&c.blue, &c.green)
+            (("blue", &c.blue), ("green", &c.green))
         };
         let _ = writeln!(
             o,
