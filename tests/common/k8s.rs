@@ -26,14 +26,15 @@ pub const START_DELAY: Duration = Duration::from_millis(300);
 
 pub struct Cluster {
     pub kubeconfig: PathBuf,
-    /// Keeps the directory (data, logs, kubeconfig) alive for the binary's lifetime.
-    _dir: tempfile::TempDir,
+    /// The directory (data, logs, kubeconfig). A static is never dropped: the watchdog of
+    /// `scripts/k8s-up` removes it once the test binary has exited.
+    _dir: PathBuf,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
-/// The shared control plane, with the fake kubelet running; `None` (the test skips) only
-/// outside CI when it cannot be built here.
+/// The shared control plane, with the fake kubelet running; a test that cannot start it
+/// fails (it never skips).
 pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(start)
 }
@@ -42,9 +43,10 @@ fn start() -> Cluster {
     let dir = tempfile::Builder::new()
         .prefix("mvd-k8s-")
         .tempdir()
-        .expect("a temporary directory");
+        .expect("a temporary directory")
+        .keep();
     let out = Command::new(super::root().join("scripts/k8s-up"))
-        .arg(dir.path())
+        .arg(&dir)
         .args(["--watch-pid", &std::process::id().to_string()])
         .output()
         .expect("scripts/k8s-up runs");
