@@ -125,7 +125,7 @@ pub enum Command {
     /// Put an environment's services back on the previous task definition revision (or the
     /// Deployment on the previous `ReplicaSet`'s template) and wait.
     #[command(
-        after_help = "Examples:\n  movieverse-deploy rollback --env staging\n  movieverse-deploy rollback --env production --no-wait\n\nRolling: the previous revision. Canary: the stable Deployment's previous template.\nBlue-green: through CodeDeploy; a deployment in flight is stopped with rollback,\notherwise the previous task definition is deployed through the deployment group."
+        after_help = "Examples:\n  movieverse-deploy rollback --env staging\n  movieverse-deploy rollback --env production --no-wait\n\nRolling: the previous revision. Canary: the stable Deployment's previous template.\nBlue-green on ECS: a deployment in flight is stopped with rollback, otherwise the\nprevious task definition is deployed as a new blue-green (CodeDeploy or ECS native)."
     )]
     Rollback(WaitArgs),
 
@@ -270,6 +270,20 @@ pub struct DeployArgs {
     /// With --simulate: how the canary's metrics behave.
     #[arg(long, value_enum, default_value_t = SimScenario::Healthy, requires = "simulate")]
     pub scenario: SimScenario,
+
+    /// Blue-green on ECS: return (exit 0, `result=returned`) at STAGE instead of holding the
+    /// runner; `CodeDeploy` or ECS carries the deployment on, and `rollout status|resume|abort`
+    /// pick it up later. `bake`: once production traffic is on green, before the bake
+    /// (`termination_wait`).
+    #[arg(long, value_enum, value_name = "STAGE")]
+    pub return_at: Option<ReturnAt>,
+}
+
+/// Where `deploy --return-at` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReturnAt {
+    /// Production traffic is on green; blue is kept for the bake (`termination_wait`).
+    Bake,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

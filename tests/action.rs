@@ -245,6 +245,7 @@ fn run_action(inputs: &[(&str, &str)]) -> (i32, String, Option<Vec<String>>) {
         "MVD_TO_TAGS",
         "MVD_TO_REPOSITORY",
         "MVD_ROLLOUT",
+        "MVD_RETURN_AT",
     ] {
         cmd.env_remove(k);
     }
@@ -285,6 +286,7 @@ fn the_actions_script_passes_only_arguments_the_binary_accepts() {
                             ("MVD_DRY_RUN", dry_run),
                             ("MVD_ROLLOUT", rollout),
                             ("MVD_TO_TAGS", "v1.2.3 stable"),
+                            ("MVD_RETURN_AT", "bake"),
                         ];
                         if with_image {
                             inputs.push(("MVD_IMAGE", image));

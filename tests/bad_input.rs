@@ -45,8 +45,68 @@ fn builtin(id: &str) -> String {
 const STAGING_ROLLING: &str = "    strategy:\n      rolling:\n        max_surge: 1\n        max_unavailable: 0\n        progress_deadline: 600s\n        revision_history: 10\n    env:\n      LOG_LEVEL: info";
 const STEPS: &str = "steps: [10, 25, 50, 75, 100]";
 
+/// The example's production blue-green through `CodeDeploy`, and the same as ECS native
+/// blue/green (`controller: ecs`).
+const CODEDEPLOY_BG: &str = "        application: movieverse\n        deployment_group: movieverse-production\n        green_target_group: movieverse-green\n        prod_listener_arn: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/movieverse/0123456789abcdef/1111111111111111\n        test_listener_arn: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/movieverse/0123456789abcdef/8080808080808080\n";
+const NATIVE_BG: &str = "        controller: ecs\n        green_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-green/fedcba9876543210\n        prod_listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/1111111111111111/aaaaaaaaaaaaaaaa\n        test_listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/8080808080808080/bbbbbbbbbbbbbbbb\n        infrastructure_role: arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers\n";
+const NATIVE_TEST_RULE: &str = "        test_listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/8080808080808080/bbbbbbbbbbbbbbbb\n";
+
 fn cases() -> Vec<Case> {
     vec![
+        case(
+            "native_blue_green_with_a_codedeploy_setting",
+            &[
+                (CODEDEPLOY_BG, NATIVE_BG),
+                (
+                    "        controller: ecs\n",
+                    "        controller: ecs\n        deployment_group: movieverse-production\n",
+                ),
+            ],
+            "deploy.yml:102:9",
+            "`deployment_group` is a CodeDeploy setting; `controller: ecs` is ECS native blue/green",
+        ),
+        case(
+            "native_blue_green_checks_without_a_test_listener_rule",
+            &[(CODEDEPLOY_BG, NATIVE_BG), (NATIVE_TEST_RULE, "")],
+            "deploy.yml:100:7",
+            "a gate or checks of green need test traffic, and there is no `test_listener_rule`",
+        ),
+        case(
+            "native_blue_green_bake_time_out_of_range",
+            &[
+                (CODEDEPLOY_BG, NATIVE_BG),
+                (
+                    "        termination_wait: 5m\n",
+                    "        termination_wait: 30h\n",
+                ),
+            ],
+            "deploy.yml:108:27",
+            "is not a whole number of minutes from 0 to 24h (ECS's bakeTimeInMinutes)",
+        ),
+        case(
+            "native_blue_green_one_rule_for_production_and_test",
+            &[
+                (CODEDEPLOY_BG, NATIVE_BG),
+                (
+                    NATIVE_TEST_RULE,
+                    "        test_listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/1111111111111111/aaaaaaaaaaaaaaaa\n",
+                ),
+            ],
+            "deploy.yml:104:29",
+            "the test listener rule is the production listener rule",
+        ),
+        case(
+            "native_blue_green_green_target_group_by_name",
+            &[
+                (CODEDEPLOY_BG, NATIVE_BG),
+                (
+                    "        green_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-green/fedcba9876543210\n",
+                    "        green_target_group: movieverse-green\n",
+                ),
+            ],
+            "deploy.yml:102:29",
+            "`movieverse-green` is not a target group ARN (ECS native blue/green names green's target group by ARN)",
+        ),
         case(
             "immutable_repository_with_a_branch_tag",
             &[("  tags: [sha, semver]\n", "  tags: [sha, branch, semver]\n")],

@@ -417,6 +417,62 @@ fn k8s_blue_green(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// The example's production environment as ECS native blue/green (`controller: ecs`).
+fn native_blue_green(dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(example()).unwrap();
+    let from = text.find("        application: movieverse\n").unwrap();
+    let to = text.find("        test_port: 8080\n").unwrap();
+    let text = format!(
+        "{}        controller: ecs\n        green_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-green/fedcba9876543210\n        prod_listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/1111111111111111/aaaaaaaaaaaaaaaa\n        test_listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/8080808080808080/bbbbbbbbbbbbbbbb\n        infrastructure_role: arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers\n        gate: manual\n{}",
+        &text[..from],
+        &text[to..]
+    );
+    let path = dir.join("deploy.yml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::write(dir.join("Containerfile"), "FROM scratch\n").unwrap();
+    path
+}
+
+#[test]
+fn an_ecs_native_blue_green_plans_and_renders_the_strategy_hook_and_listener_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = native_blue_green(dir.path());
+    let config = config.to_str().unwrap();
+    let r = run(
+        &["--config", config, "plan", "--env", "production"],
+        &common::root(),
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    insta::assert_snapshot!("plan_native_blue_green", r.stdout);
+
+    let out = dir.path().join("out");
+    let r = run(
+        &[
+            "--config",
+            config,
+            "render",
+            "--env",
+            "production",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &common::root(),
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    // No AppSpec: ECS itself switches the listener rules.
+    assert!(
+        !files(&out)
+            .iter()
+            .any(|f| f.to_string_lossy().contains("appspec")),
+        "{:?}",
+        files(&out)
+    );
+    let service: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("production/service.json")).unwrap())
+            .unwrap();
+    insta::assert_json_snapshot!("native_blue_green_service", service);
+}
+
 #[test]
 fn a_kubernetes_blue_green_plans_renders_and_simulates_with_the_selector_left_to_the_router() {
     let dir = tempfile::tempdir().unwrap();

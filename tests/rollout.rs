@@ -593,7 +593,7 @@ fn deploy_simulate_plays_the_example_canary() {
             .join("\n");
         insta::assert_snapshot!(format!("simulate_{scenario}"), stdout);
     }
-    // Blue-green is CodeDeploy's to play: said, exit 2.
+    // Blue-green on ECS is CodeDeploy's (or ECS's) to play: said, exit 2.
     let r = common::run(
         &[
             "--config",
@@ -606,5 +606,9 @@ fn deploy_simulate_plays_the_example_canary() {
         &common::root(),
     );
     assert_eq!(r.code, 2, "{}", r.dump());
-    assert!(r.stderr.contains("CodeDeploy plays it"), "{}", r.dump());
+    assert!(
+        r.stderr.contains("CodeDeploy or ECS plays it"),
+        "{}",
+        r.dump()
+    );
 }

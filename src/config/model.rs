@@ -631,6 +631,12 @@ pub struct Rolling {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlueGreen {
+    /// Who switches the traffic on ECS: `codedeploy` (the service's `CODE_DEPLOY` controller,
+    /// a deployment group) or `ecs` (ECS native blue/green: the service's own `ECS`
+    /// controller with `strategy: BLUE_GREEN`, listener rules and a bake time). Kubernetes
+    /// switches the Service's selector and takes neither.
+    #[serde(default)]
+    pub controller: Controller,
     /// The `CodeDeploy` application (ECS; required there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application: Option<String>,
@@ -648,15 +654,27 @@ pub struct BlueGreen {
     /// there). On Kubernetes the preview Service `<app>-preview` selects green instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_listener_arn: Option<String>,
+    /// ECS native: the production listener rule's ARN (`advancedConfiguration.productionListenerRule`),
+    /// whose forward action ECS moves from blue's target group to green's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prod_listener_rule: Option<String>,
+    /// ECS native: the test listener rule's ARN (`advancedConfiguration.testListenerRule`):
+    /// green takes test traffic there before production (needed by `gate` and `analysis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_listener_rule: Option<String>,
+    /// ECS native: the IAM role ECS assumes to change the listener rules
+    /// (`advancedConfiguration.roleArn`, the infrastructure role for load balancers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infrastructure_role: Option<String>,
     /// The test listener's port (ECS).
     #[serde(default = "defaults::test_port")]
     pub test_port: u16,
     /// `CodeDeployDefault.ECSAllAtOnce`, `…ECSLinear10PercentEvery1Minutes`, `…ECSCanary10Percent5Minutes`, or your own.
     #[serde(default = "defaults::deployment_config")]
     pub deployment_config: String,
-    /// How long the blue set stays up after the switch, for an instant rollback (on
-    /// Kubernetes: the old Deployment stays scaled, the live Service can select it again at
-    /// once; then it goes to 0).
+    /// How long the blue set stays up after the switch, for an instant rollback (ECS native:
+    /// the service's `bakeTimeInMinutes`; on Kubernetes: the old Deployment stays scaled, the
+    /// live Service can select it again at once; then it goes to 0).
     #[serde(default = "defaults::termination_wait")]
     pub termination_wait: Duration,
     /// Lambda hooks, by lifecycle event (`BeforeAllowTraffic`, `AfterAllowTestTraffic`, …).
@@ -683,7 +701,23 @@ pub struct BlueGreen {
     pub analysis: Option<Box<Analysis>>,
 }
 
+/// Who switches a blue-green's traffic on ECS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Controller {
+    /// `CodeDeploy`: the service's `CODE_DEPLOY` controller and a deployment group.
+    #[default]
+    Codedeploy,
+    /// ECS native blue/green (`strategy: BLUE_GREEN` on the service's `ECS` controller).
+    Ecs,
+}
+
 impl BlueGreen {
+    /// ECS native blue/green (`controller: ecs`).
+    pub fn native(&self) -> bool {
+        self.controller == Controller::Ecs
+    }
+
     /// The `CodeDeploy` application (validated present on ECS).
     pub fn application(&self) -> &str {
         self.application.as_deref().unwrap_or_default()
@@ -699,15 +733,20 @@ impl BlueGreen {
         self.green_target_group.as_deref().unwrap_or_default()
     }
 
-    /// The settings only ECS (`CodeDeploy`, the listeners) reads, with the ones written.
+    /// The settings only ECS (`CodeDeploy`, ECS native, the listeners) reads, with the ones
+    /// written.
     pub fn ecs_settings(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         for (key, set) in [
+            ("controller", self.controller != Controller::default()),
             ("application", self.application.is_some()),
             ("deployment_group", self.deployment_group.is_some()),
             ("green_target_group", self.green_target_group.is_some()),
             ("prod_listener_arn", self.prod_listener_arn.is_some()),
             ("test_listener_arn", self.test_listener_arn.is_some()),
+            ("prod_listener_rule", self.prod_listener_rule.is_some()),
+            ("test_listener_rule", self.test_listener_rule.is_some()),
+            ("infrastructure_role", self.infrastructure_role.is_some()),
             ("hooks", !self.hooks.is_empty()),
             ("alarms", !self.alarms.is_empty()),
         ] {
@@ -1354,6 +1393,10 @@ pub mod defaults {
     pub fn termination_wait() -> Duration {
         Duration::secs(300)
     }
+    /// ECS native blue/green: how long the PAUSE hook holds green on test traffic for the
+    /// gate and the checks before ECS rolls back by itself (`timeoutInMinutes`; the API's
+    /// default, 24 hours). A paused deploy must be promoted within it.
+    pub const NATIVE_PAUSE_TIMEOUT_MINUTES: u64 = 1440;
     pub fn canary_deadline() -> Duration {
         Duration::secs(3600)
     }

@@ -5,8 +5,8 @@
 #![allow(clippy::useless_vec)]
 
 use super::model::{
-    Canary, Config, Ecs, Environment, IntOrPercent, Kubernetes, ProviderKind, Scaling, Strategy,
-    Target,
+    BlueGreen, Canary, Config, Ecs, Environment, IntOrPercent, Kubernetes, ProviderKind, Scaling,
+    Strategy, Target,
 };
 use super::tree::Seg;
 use super::{Source, closest};
@@ -746,7 +746,22 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
                         "remove it; green is checked through the preview Service `<app>-preview` (`{{ test_url }}` in checks)",
                     );
                 }
+            } else if bg.native() {
+                native_blue_green(c, env, bg, &p);
             } else {
+                for key in [
+                    "prod_listener_rule",
+                    "test_listener_rule",
+                    "infrastructure_role",
+                ] {
+                    if bg.ecs_settings().contains(&key) {
+                        c.err_key(
+                            &[p.clone(), path![key]].concat(),
+                            format!("`{key}` is a setting of ECS native blue/green; this blue-green goes through CodeDeploy"),
+                            "add `controller: ecs` for ECS native blue/green, or remove it (CodeDeploy takes the listeners from the deployment group)",
+                        );
+                    }
+                }
                 for (key, set, help) in [
                     (
                         "application",
@@ -819,10 +834,13 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
                 );
             }
             // CodeDeploy keeps blue for 0 to 2880 minutes
-            // (`terminateBlueInstancesOnDeploymentSuccess.terminationWaitTimeInMinutes`).
+            // (`terminateBlueInstancesOnDeploymentSuccess.terminationWaitTimeInMinutes`); ECS
+            // native's bake time is checked with its settings.
             let wait = bg.termination_wait.as_secs();
             c.check(
-                env.target == Target::Kubernetes || (wait <= 2880 * 60 && wait % 60 == 0),
+                env.target == Target::Kubernetes
+                    || bg.native()
+                    || (wait <= 2880 * 60 && wait % 60 == 0),
                 &[p.clone(), path!["termination_wait"]].concat(),
                 || {
                     format!(
@@ -918,6 +936,140 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
         }
     }
 }
+
+/// `blue-green` with `controller: ecs` on ECS, at `p`: ECS native blue/green's settings
+/// present and well formed, `CodeDeploy`'s absent.
+fn native_blue_green(c: &mut Checker<'_>, env: &Environment, bg: &BlueGreen, p: &[Seg]) {
+    let key = |k: &str| -> Vec<Seg> { p.iter().cloned().chain([Seg::Key(k.into())]).collect() };
+    for (k, set) in [
+        ("application", bg.application.is_some()),
+        ("deployment_group", bg.deployment_group.is_some()),
+        ("prod_listener_arn", bg.prod_listener_arn.is_some()),
+        ("test_listener_arn", bg.test_listener_arn.is_some()),
+        ("hooks", !bg.hooks.is_empty()),
+        (
+            "deployment_config",
+            bg.deployment_config != crate::config::defaults::deployment_config(),
+        ),
+    ] {
+        if set {
+            let help = match k {
+                "prod_listener_arn" => {
+                    "ECS native blue/green moves a listener rule: write `prod_listener_rule` (its ARN) instead"
+                }
+                "test_listener_arn" => {
+                    "ECS native blue/green moves a listener rule: write `test_listener_rule` (its ARN) instead"
+                }
+                "hooks" => {
+                    "ECS native blue/green's gate is the PAUSE hook this tool sets; remove the Lambda hooks (or use `controller: codedeploy`)"
+                }
+                _ => {
+                    "remove it, or use `controller: codedeploy` for a blue-green through CodeDeploy"
+                }
+            };
+            c.err_key(
+                &key(k),
+                format!(
+                    "`{k}` is a CodeDeploy setting; `controller: ecs` is ECS native blue/green"
+                ),
+                help,
+            );
+        }
+    }
+    for (k, value, help) in [
+        (
+            "green_target_group",
+            &bg.green_target_group,
+            "write green's target group ARN (alternateTargetGroupArn): arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID",
+        ),
+        (
+            "prod_listener_rule",
+            &bg.prod_listener_rule,
+            "write the production listener rule's ARN: arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener-rule/app/LB/ID/ID/ID",
+        ),
+        (
+            "infrastructure_role",
+            &bg.infrastructure_role,
+            "write the ARN of the role ECS assumes to change the listener rules, for example arn:aws:iam::ACCOUNT:role/ecsInfrastructureRoleForLoadBalancers",
+        ),
+    ] {
+        if value.is_none() {
+            c.err_key(p, format!("ECS native blue/green needs `{k}`"), help);
+        }
+    }
+    let checked = bg.gate.is_some() || bg.analysis.is_some();
+    if checked && bg.test_listener_rule.is_none() {
+        c.err_key(
+            p,
+            "a gate or checks of green need test traffic, and there is no `test_listener_rule`",
+            "write the test listener rule's ARN (the listener on port 8080 in the spec): arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener-rule/app/LB/ID/ID/ID",
+        );
+    }
+    if let Some(tg) = &bg.green_target_group {
+        c.check(
+            is_arn(tg, "elasticloadbalancing", "targetgroup/"),
+            &key("green_target_group"),
+            || format!("`{tg}` is not a target group ARN (ECS native blue/green names green's target group by ARN)"),
+            "write arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID",
+        );
+        if env
+            .ecs
+            .as_ref()
+            .and_then(|e| e.load_balancer.as_ref())
+            .is_some_and(|lb| lb.target_group_arn == *tg)
+        {
+            c.err(
+                &key("green_target_group"),
+                "the green target group is the blue one (ecs.load_balancer.target_group_arn)",
+                "green needs a target group of its own behind the same listener rules",
+            );
+        }
+    }
+    for (k, arn) in [
+        ("prod_listener_rule", &bg.prod_listener_rule),
+        ("test_listener_rule", &bg.test_listener_rule),
+    ] {
+        let Some(arn) = arn else { continue };
+        c.check(
+            is_arn(arn, "elasticloadbalancing", "listener-rule/")
+                || is_arn(arn, "elasticloadbalancing", "listener/net/"),
+            &key(k),
+            || format!("`{arn}` is not a listener rule ARN"),
+            "write arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener-rule/app/LB/ID/ID/ID (for a Network Load Balancer, its listener's ARN)",
+        );
+    }
+    if bg.prod_listener_rule.is_some() && bg.prod_listener_rule == bg.test_listener_rule {
+        c.err(
+            &key("test_listener_rule"),
+            "the test listener rule is the production listener rule",
+            "test traffic needs a rule of its own, on the test listener (port 8080 in the spec)",
+        );
+    }
+    if let Some(role) = &bg.infrastructure_role {
+        c.check(
+            is_arn(role, "iam", "role/"),
+            &key("infrastructure_role"),
+            || format!("`{role}` is not an IAM role ARN"),
+            "write arn:aws:iam::ACCOUNT:role/NAME",
+        );
+    }
+    // `bakeTimeInMinutes`: whole minutes, 0 to 1440.
+    let bake = bg.termination_wait.as_secs();
+    c.check(
+        bake <= NATIVE_MAX_BAKE_MINUTES * 60 && bake.is_multiple_of(60),
+        &key("termination_wait"),
+        || {
+            format!(
+                "termination_wait {} is not a whole number of minutes from 0 to 24h (ECS's bakeTimeInMinutes)",
+                bg.termination_wait
+            )
+        },
+        "write minutes, for example 5m; at most 24h (1440 minutes)",
+    );
+}
+
+/// The longest bake time of ECS native blue/green, in minutes (`bakeTimeInMinutes`).
+pub const NATIVE_MAX_BAKE_MINUTES: u64 = 1440;
 
 fn canary_settings(c: &mut Checker<'_>, config: &Config, canary: &Canary, base: &[Seg]) {
     let at =

@@ -676,7 +676,9 @@ impl QueryVars {
             load_balancer: environment.and_then(|e| match &e.strategy {
                 crate::config::Strategy::BlueGreen(b) => {
                     crate::platform::ecs::alb::load_balancer_dimension(
-                        b.prod_listener_arn.as_deref()?,
+                        b.prod_listener_arn
+                            .as_deref()
+                            .or(b.prod_listener_rule.as_deref())?,
                     )
                 }
                 _ => None,

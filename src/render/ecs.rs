@@ -271,8 +271,9 @@ fn service(out: &mut Out<'_>, env: &Environment, svc: &Value, containers: &[(Str
     let controller = svc["deploymentController"]["type"]
         .as_str()
         .unwrap_or("ECS");
-    let expected = match env.strategy {
-        Strategy::BlueGreen(_) => "CODE_DEPLOY",
+    let native = matches!(&env.strategy, Strategy::BlueGreen(b) if b.native());
+    let expected = match &env.strategy {
+        Strategy::BlueGreen(b) if !b.native() => "CODE_DEPLOY",
         _ => "ECS",
     };
     if controller != expected {
@@ -293,6 +294,25 @@ fn service(out: &mut Out<'_>, env: &Environment, svc: &Value, containers: &[(Str
             "the deployment circuit breaker with rollback is off",
             "keep `{\"enable\": true, \"rollback\": true}`: a failing rollout must go back on its own",
         );
+    }
+    if native {
+        let strategy = svc["deploymentConfiguration"]["strategy"]
+            .as_str()
+            .unwrap_or("ROLLING");
+        if strategy != "BLUE_GREEN" {
+            out.err(
+                "deploymentConfiguration.strategy",
+                format!("strategy `{strategy}` is not ECS native blue/green (`controller: ecs`)"),
+                "use `\"strategy\": \"BLUE_GREEN\"` with `bakeTimeInMinutes`",
+            );
+        }
+        if !svc["loadBalancers"][0]["advancedConfiguration"].is_object() {
+            out.err(
+                "loadBalancers[0].advancedConfiguration",
+                "ECS native blue/green needs the load balancer's advancedConfiguration",
+                "keep `advancedConfiguration` with alternateTargetGroupArn, productionListenerRule, testListenerRule and roleArn (the built-in template writes them from deploy.yml)",
+            );
+        }
     }
     for (i, lb) in svc["loadBalancers"]
         .as_array()

@@ -105,10 +105,10 @@ pub fn template_ids(env: &Environment) -> Vec<&'static str> {
 }
 
 /// The templates one ECS service renders: the `AppSpec` only for the main service of a
-/// blue-green environment, scaling only when the service scales.
+/// blue-green environment through `CodeDeploy`, scaling only when the service scales.
 pub fn ecs_template_ids(env: &Environment, main: bool, scaling: bool) -> Vec<&'static str> {
     let mut ids = vec![ECS_TASK_DEFINITION, ECS_SERVICE];
-    if main && matches!(env.strategy, Strategy::BlueGreen(_)) {
+    if main && matches!(&env.strategy, Strategy::BlueGreen(b) if !b.native()) {
         ids.push(ECS_APPSPEC);
     }
     if scaling {
@@ -559,8 +559,34 @@ fn summarize(id: &str, v: &Value) -> String {
             let cb = dc["deploymentCircuitBreaker"]["rollback"]
                 .as_bool()
                 .unwrap_or(false);
+            // ECS native strategies: the strategy, its bake time and its hooks' stages.
+            let native = dc["strategy"]
+                .as_str()
+                .map_or_else(String::new, |strategy| {
+                    let stages: Vec<&str> = dc["lifecycleHooks"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|h| {
+                            h["lifecycleStages"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(Value::as_str)
+                        })
+                        .collect();
+                    format!(
+                        ", strategy {strategy} (bake {} min{})",
+                        dc["bakeTimeInMinutes"],
+                        if stages.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", hooks at {}", stages.join(", "))
+                        }
+                    )
+                });
             format!(
-                "service {} in {}: desired {}, controller {controller}, max {}% / min healthy {}%{}",
+                "service {} in {}: desired {}, controller {controller}{native}, max {}% / min healthy {}%{}",
                 s(&v["serviceName"]),
                 s(&v["cluster"]),
                 v["desiredCount"],
@@ -794,6 +820,15 @@ fn strategy_context(env: &Environment) -> Value {
         }),
         Strategy::BlueGreen(b) => json!({
             "type": "blue-green",
+            "controller": b.controller,
+            "prod_listener_rule": b.prod_listener_rule,
+            "test_listener_rule": b.test_listener_rule,
+            "infrastructure_role": b.infrastructure_role,
+            // ECS native: `bakeTimeInMinutes`, and the PAUSE hook that holds green on test
+            // traffic for the gate and the checks (rolled back if nobody answers in time).
+            "bake_minutes": b.termination_wait.as_secs() / 60,
+            "pause_hook": b.gate.is_some() || b.analysis.is_some(),
+            "pause_timeout_minutes": crate::config::defaults::NATIVE_PAUSE_TIMEOUT_MINUTES,
             "application": b.application,
             "deployment_group": b.deployment_group,
             "green_target_group": b.green_target_group,

@@ -1,21 +1,27 @@
-//! Blue-green through `CodeDeploy`, at the edge: `deploy` (the engine plays
-//! [`crate::rollout::script::blue_green`]; `CodeDeploy` shifts the traffic, each step starts
-//! and observes what it does), `rollout status|promote|abort`, and `rollback`.
+//! Blue-green on ECS, at the edge: `deploy` (the engine plays
+//! [`crate::rollout::script::blue_green`]; the controller shifts the traffic, each step starts
+//! and observes what it does), `rollout status|promote|abort|resume`, and `rollback`.
 //!
-//! The rollout's state is `CodeDeploy`'s: the group's deployment in flight and its status. A
-//! later process finds it there (`ListDeployments`), so nothing else is stored.
+//! Two controllers switch the traffic ([`Switch`]): `CodeDeploy` (a deployment group's
+//! deployments, held at Ready for the gate) and ECS native blue/green (the service's own
+//! deployments, held by a PAUSE hook after test traffic moved). Both are read into the words
+//! of [`crate::platform::ecs::bluegreen`], so one waiter and one set of effects serve both.
+//!
+//! The rollout's state is the controller's: the deployment in flight and its status. A later
+//! process finds it there (`ListDeployments`, `ListServiceDeployments`), so nothing else is
+//! stored.
 //!
 //! `rollback`:
-//! - A deployment in flight is stopped with `CodeDeploy`'s rollback (blue takes the traffic
-//!   back), and the rollback it starts is followed to its end.
-//! - Otherwise the task definition that ran before the current one is deployed through the
-//!   environment's deployment group, with the rendered `appspec.yaml` pointing at it. A Ready
-//!   wait on the way (a group that gates on test traffic) is continued: a rollback does not
-//!   wait for a promotion.
+//! - A deployment in flight is stopped with rollback (blue takes the traffic back), and the
+//!   rollback is followed to its end.
+//! - Otherwise the task definition that ran before the current one is deployed as a new
+//!   blue-green (`CodeDeploy`: through the deployment group, with the rendered `appspec.yaml`
+//!   pointing at it; native: `UpdateService`). A gate on the way is continued: a rollback
+//!   does not wait for a promotion.
 //!
 //! Each wait shows the status as it changes, is bounded by `--timeout` (else the strategy's
 //! `progress_deadline`), and ends at SIGINT/SIGTERM: a rollback cancelled in flight is stopped
-//! with `CodeDeploy`'s own rollback, which leaves the service as it was before it.
+//! with the controller's own rollback, which leaves the service as it was before it.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -33,7 +39,9 @@ use crate::platform::Platform as _;
 use crate::platform::ServiceSpec;
 use crate::platform::ecs::Ecs;
 use crate::platform::ecs::alb::{Alb, target_group_dimension};
-use crate::platform::ecs::codedeploy::{CodeDeploy, Status, Verdict, appspec, judge};
+use crate::platform::ecs::bluegreen::{Observed, Status, Verdict, judge};
+use crate::platform::ecs::codedeploy::{CodeDeploy, appspec};
+use crate::platform::ecs::native::Native;
 use crate::platform::observation::PlatformError;
 use crate::render::templates::ECS_APPSPEC;
 use crate::rollout::engine::{
@@ -41,7 +49,7 @@ use crate::rollout::engine::{
 };
 use crate::rollout::script::{Gate, Script, Step, Track, blue_green};
 
-/// `rollback --env E` for a blue-green (`CodeDeploy`) environment.
+/// `rollback --env E` for a blue-green environment on ECS.
 pub(super) fn rollback(
     loaded: &Loaded,
     name: &str,
@@ -49,22 +57,22 @@ pub(super) fn rollback(
     args: &WaitArgs,
 ) -> Result<(), Error> {
     // Everything that can be wrong locally is found before the first call.
-    let (_, _, spec, rendered_appspec) = inputs(loaded, name, None)?;
+    let (_, _, spec, rendered_appspec) = inputs(loaded, name, b, None)?;
     let limit = args.timeout.unwrap_or(b.progress_deadline.0);
     let rt = runtime()?;
     rt.block_on(async {
         let cancel = CancellationToken::new();
         watch_signals(cancel.clone());
         let region = &loaded.config.region;
-        let codedeploy = CodeDeploy::from_env(region).await;
+        let switch = Switch::new(region, b, &spec).await;
         let fail = |e: &PlatformError, what: &str| platform_error(loaded, name, e, what);
-        let group = format!("{}/{}", b.application(), b.deployment_group());
-        let in_flight = codedeploy
-            .in_flight(b.application(), b.deployment_group())
+        let (what, scope) = (switch.what(), switch.scope());
+        let in_flight = switch
+            .in_flight()
             .await
-            .map_err(|e| fail(&e, &format!("{name}: list the deployments of {group}")))?;
+            .map_err(|e| fail(&e, &format!("{name}: list the deployments of {scope}")))?;
         let waiter = Waiter {
-            codedeploy: &codedeploy,
+            switch: &switch,
             cancel: &cancel,
             poll: args.poll_interval,
             env: name,
@@ -78,10 +86,10 @@ pub(super) fn rollback(
         };
         if let Some(id) = in_flight.first() {
             eprintln!(
-                "{name}: CodeDeploy deployment {id} of {group} is in flight: stopping it with rollback (blue takes the traffic back)"
+                "{name}: {what} {id} of {scope} is in flight: stopping it with rollback (blue takes the traffic back)"
             );
-            codedeploy
-                .stop(id, true)
+            switch
+                .stop(id, false)
                 .await
                 .map_err(|e| fail(&e, &format!("{name}: stop deployment {id}")))?;
             println!("deployment={id}");
@@ -100,16 +108,16 @@ pub(super) fn rollback(
                     rolled_back_by: Some(by),
                     ..
                 } => {
-                    eprintln!("{name}: CodeDeploy rolls {id} back with deployment {by}");
+                    eprintln!("{name}: {id} is rolled back ({by})");
                     println!("rollback_deployment={by}");
                     let end = waiter.follow(&by, &to_the_end).await.map_err(|e| fail(&e, name))?;
-                    finish(name, &by, end)
+                    finish(name, &switch, &by, end)
                 }
                 End::Ended { reason, .. } => {
                     eprintln!("{name}: {id} ended: {reason}");
                     Ok(())
                 }
-                other => finish(name, id, other),
+                other => finish(name, &switch, id, other),
             };
         }
         let ecs = Ecs::from_env(region).await;
@@ -126,43 +134,86 @@ pub(super) fn rollback(
             }
             Err(e) => return Err(fail(&e, &format!("{name}/{}: rollback", spec.name))),
         };
-        let content = appspec(&rendered_appspec, &previous).map_err(|why| Error::Usage {
-            message: format!("{name}: {why}"),
-            help: "the appspec template must keep the AppSpec's shape (Resources: - TargetService: Properties: …)".into(),
-        })?;
-        eprintln!(
-            "{name}/{}: rolling back to {previous} through CodeDeploy ({group}, {})",
-            spec.name, b.deployment_config
-        );
-        let id = codedeploy
-            .create(
-                b.application(),
-                b.deployment_group(),
-                &b.deployment_config,
-                (&content.0, &content.1),
-                &format!("movieverse-deploy rollback of {name} to {previous}"),
-            )
-            .await
-            .map_err(|e| fail(&e, &format!("{name}: create the rollback deployment")))?;
+        let id = if let (
+            Switch::CodeDeploy {
+                client,
+                application,
+                group,
+            },
+            Some(rendered),
+        ) = (&switch, &rendered_appspec)
+        {
+                let content = appspec(rendered, &previous).map_err(|why| Error::Usage {
+                    message: format!("{name}: {why}"),
+                    help: "the appspec template must keep the AppSpec's shape (Resources: - TargetService: Properties: …)".into(),
+                })?;
+                eprintln!(
+                    "{name}/{}: rolling back to {previous} through CodeDeploy ({scope}, {})",
+                    spec.name, b.deployment_config
+                );
+                client
+                    .create(
+                        application,
+                        group,
+                        &b.deployment_config,
+                        (&content.0, &content.1),
+                        &format!("movieverse-deploy rollback of {name} to {previous}"),
+                    )
+                    .await
+                    .map_err(|e| fail(&e, &format!("{name}: create the rollback deployment")))?
+        } else {
+            eprintln!(
+                "{name}/{}: rolling back to {previous} with an ECS native blue/green deployment",
+                spec.name
+            );
+            ecs.update(&spec, &previous)
+                .await
+                .map_err(|e| fail(&e, &format!("{name}: update the service to {previous}")))?;
+            started(&switch, &cancel, deadline)
+                .await
+                .map_err(|e| fail(&e, &format!("{name}: find the rollback deployment")))?
+        };
         println!("deployment={id}");
         if args.no_wait {
             eprintln!(
-                "{name}: CodeDeploy deployment {id} created; not waiting (--no-wait). `movieverse-deploy status --env {name}` shows where it stands"
+                "{name}: {what} {id} started; not waiting (--no-wait). `movieverse-deploy status --env {name}` shows where it stands"
             );
             return Ok(());
         }
         let end = waiter.follow(&id, &to_the_end).await.map_err(|e| fail(&e, name))?;
         if let End::Interrupted = end {
             eprintln!(
-                "{name}: cancelled: stopping {id} with CodeDeploy's rollback (the service goes back to what ran before it)"
+                "{name}: cancelled: stopping {id} with rollback (the service goes back to what ran before it)"
             );
-            codedeploy
-                .stop(&id, true)
+            switch
+                .stop(&id, false)
                 .await
                 .map_err(|e| fail(&e, &format!("{name}: stop deployment {id}")))?;
         }
-        finish(name, &id, end)
+        finish(name, &switch, &id, end)
     })
+}
+
+/// The deployment an `UpdateService` started (ECS native): the newest in flight, looked for
+/// until `deadline`.
+async fn started(
+    switch: &Switch,
+    cancel: &CancellationToken,
+    deadline: Instant,
+) -> Result<String, PlatformError> {
+    loop {
+        if let Some(id) = switch.in_flight().await?.into_iter().next() {
+            return Ok(id);
+        }
+        if Instant::now() >= deadline || cancel.is_cancelled() {
+            return Err(PlatformError::new(
+                crate::platform::observation::ErrorKind::NotFound,
+                "ListServiceDeployments",
+                "the service was updated, but ECS lists no service deployment in flight for it",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The environment's rendered `appspec.yaml`.
@@ -183,6 +234,145 @@ fn rendered_appspec(loaded: &Loaded, name: &str) -> Result<serde_json::Value, Er
             message: format!("environment `{name}` renders no appspec.yaml"),
             help: "a blue-green environment needs the appspec template (templates/ecs/appspec.yaml.j2)".into(),
         })
+}
+
+/// Who switches the traffic, with what it needs to find its deployments.
+enum Switch {
+    CodeDeploy {
+        client: CodeDeploy,
+        application: String,
+        group: String,
+    },
+    /// ECS native blue/green: the service's deployments.
+    Native {
+        client: Native,
+        cluster: String,
+        service: String,
+    },
+}
+
+impl Switch {
+    async fn new(region: &str, b: &BlueGreen, spec: &ServiceSpec) -> Self {
+        if b.native() {
+            Switch::Native {
+                client: Native::from_env(region).await,
+                cluster: spec.cluster.clone(),
+                service: spec.name.clone(),
+            }
+        } else {
+            Switch::CodeDeploy {
+                client: CodeDeploy::from_env(region).await,
+                application: b.application().to_owned(),
+                group: b.deployment_group().to_owned(),
+            }
+        }
+    }
+
+    /// What one deployment is called, for the messages.
+    fn what(&self) -> &'static str {
+        match self {
+            Switch::CodeDeploy { .. } => "CodeDeploy deployment",
+            Switch::Native { .. } => "ECS service deployment",
+        }
+    }
+
+    /// The AWS CLI command that says what the controller waits for.
+    fn inspect(&self, id: &str) -> String {
+        match self {
+            Switch::CodeDeploy { .. } => format!(
+                "`aws deploy get-deployment --deployment-id {id}` says what CodeDeploy waits for"
+            ),
+            Switch::Native { .. } => format!(
+                "`aws ecs describe-service-deployments --service-deployment-arns {}` says what ECS waits for",
+                id.trim_end_matches(crate::platform::ecs::native::ROLLBACK_SUFFIX)
+            ),
+        }
+    }
+
+    /// Who carries a deployment on when we stop waiting.
+    fn owner(&self) -> &'static str {
+        match self {
+            Switch::CodeDeploy { .. } => "CodeDeploy",
+            Switch::Native { .. } => "ECS",
+        }
+    }
+
+    /// Whose deployments they are: the deployment group, or the service.
+    fn scope(&self) -> String {
+        match self {
+            Switch::CodeDeploy {
+                application, group, ..
+            } => format!("{application}/{group}"),
+            Switch::Native {
+                cluster, service, ..
+            } => format!("service {cluster}/{service}"),
+        }
+    }
+
+    /// Where the gate holds green, in the controller's words.
+    fn gate_word(&self) -> &'static str {
+        match self {
+            Switch::CodeDeploy { .. } => "Ready",
+            Switch::Native { .. } => "the PAUSE hook after test traffic (POST_TEST_TRAFFIC_SHIFT)",
+        }
+    }
+
+    /// The deployments in flight, newest first.
+    async fn in_flight(&self) -> Result<Vec<String>, PlatformError> {
+        match self {
+            Switch::CodeDeploy {
+                client,
+                application,
+                group,
+            } => client.in_flight(application, group).await,
+            Switch::Native {
+                client,
+                cluster,
+                service,
+            } => client.in_flight(cluster, service).await,
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Observed, PlatformError> {
+        match self {
+            Switch::CodeDeploy { client, .. } => client.get(id).await,
+            Switch::Native { client, .. } => client.get(id).await,
+        }
+    }
+
+    /// Production traffic to green: `ContinueDeployment` at Ready, or CONTINUE at the hook.
+    async fn continue_ready(&self, id: &str) -> Result<(), PlatformError> {
+        match self {
+            Switch::CodeDeploy { client, .. } => client.continue_ready(id).await,
+            Switch::Native { client, .. } => {
+                let o = client.get(id).await?;
+                match &o.hook {
+                    Some(hook) => client.answer(id, hook, true).await,
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Stops `id` with rollback: `StopDeployment`; natively `StopServiceDeployment`
+    /// (ROLLBACK), or with `answer_gate` and green waiting at the PAUSE hook, the hook's
+    /// ROLLBACK answer (the verdict of the checks there).
+    async fn stop(&self, id: &str, answer_gate: bool) -> Result<(), PlatformError> {
+        match self {
+            Switch::CodeDeploy { client, .. } => client.stop(id, true).await,
+            Switch::Native { client, .. } => {
+                let hook = if answer_gate {
+                    client.get(id).await?.hook
+                } else {
+                    None
+                };
+                match hook {
+                    Some(hook) => client.answer(id, &hook, false).await,
+                    None => client.stop(id).await,
+                }
+            }
+        }
+    }
 }
 
 /// How a followed deployment ended for us.
@@ -213,7 +403,7 @@ struct Until<'s> {
 }
 
 struct Waiter<'a> {
-    codedeploy: &'a CodeDeploy,
+    switch: &'a Switch,
     cancel: &'a CancellationToken,
     poll: Duration,
     env: &'a str,
@@ -233,7 +423,7 @@ impl Waiter<'_> {
                 return Ok(End::Interrupted);
             }
             let read = tokio::select! {
-                o = self.codedeploy.get(id) => o,
+                o = self.switch.get(id) => o,
                 () = self.cancel.cancelled(), if until.interruptible => return Ok(End::Interrupted),
             };
             // A throttled or failed read is read again at the next poll (shown), a few times
@@ -263,15 +453,19 @@ impl Waiter<'_> {
                 Err(e) => return Err(e),
             };
             let verdict = judge(&observed);
-            if last.as_ref() != Some(&verdict) {
+            let seen = (verdict.clone(), observed.shown.clone());
+            if last.as_ref() != Some(&seen) {
                 let elapsed = started.elapsed().as_secs();
                 let what = match &verdict {
                     Verdict::Ready => "Ready (green takes test traffic)",
                     Verdict::Succeeded => "Succeeded",
                     Verdict::Waiting(s) | Verdict::Ended { status: s, .. } => s.name(),
                 };
-                eprintln!("[{elapsed:>5}s] {env}: {id} {what}");
-                last = Some(verdict.clone());
+                match &observed.shown {
+                    Some(shown) => eprintln!("[{elapsed:>5}s] {env}: {id} {shown}: {what}"),
+                    None => eprintln!("[{elapsed:>5}s] {env}: {id} {what}"),
+                }
+                last = Some(seen);
             }
             if until.statuses.contains(&observed.status) {
                 return Ok(End::Reached);
@@ -297,7 +491,7 @@ impl Waiter<'_> {
                     eprintln!(
                         "{env}: {id}: continuing past the Ready wait (a rollback does not wait for a promotion)"
                     );
-                    self.codedeploy.continue_ready(id).await?;
+                    self.switch.continue_ready(id).await?;
                 }
                 Verdict::Ready | Verdict::Waiting(_) => {}
             }
@@ -332,8 +526,9 @@ impl Waiter<'_> {
                 Err(format!("the rollback {id} did not succeed: {reason}"))
             }
             Ok(End::TimedOut(after)) => Err(format!(
-                "the rollback {id} has not finished after {}s; CodeDeploy carries on with it",
-                after.as_secs()
+                "the rollback {id} has not finished after {}s; {} carries on with it",
+                after.as_secs(),
+                self.switch.owner()
             )),
             Ok(End::Interrupted) => Err("interrupted".into()),
             Err(e) => Err(e.to_string()),
@@ -341,10 +536,11 @@ impl Waiter<'_> {
     }
 }
 
-fn finish(env: &str, id: &str, end: End) -> Result<(), Error> {
+fn finish(env: &str, switch: &Switch, id: &str, end: End) -> Result<(), Error> {
+    let what = switch.what();
     match end {
         End::Reached => {
-            eprintln!("{env}: rolled back (CodeDeploy deployment {id} succeeded)");
+            eprintln!("{env}: rolled back ({what} {id} succeeded)");
             Ok(())
         }
         End::Ended {
@@ -355,15 +551,17 @@ fn finish(env: &str, id: &str, end: End) -> Result<(), Error> {
             message: format!(
                 "error: {env}: the rollback deployment {id} did not succeed: {reason}{}",
                 rolled_back_by
-                    .map(|by| format!("; CodeDeploy rolls it back with {by}"))
+                    .map(|by| format!("; {} rolls it back with {by}", switch.owner()))
                     .unwrap_or_default()
             ),
         }),
         End::TimedOut(after) => Err(Error::Deployment {
             code: 1,
             message: format!(
-                "error: {env}: the rollback deployment {id} has not finished after {}s; CodeDeploy carries on with it\n  = help: `movieverse-deploy status --env {env}` shows where it stands; `aws deploy get-deployment --deployment-id {id}` says what CodeDeploy waits for",
-                after.as_secs()
+                "error: {env}: the rollback deployment {id} has not finished after {}s; {} carries on with it\n  = help: `movieverse-deploy status --env {env}` shows where it stands; {}",
+                after.as_secs(),
+                switch.owner(),
+                switch.inspect(id)
             ),
         }),
         End::Interrupted => Err(Error::Deployment {
@@ -380,9 +578,10 @@ struct Green<'a> {
     name: &'a str,
     b: &'a BlueGreen,
     ecs: Ecs,
-    codedeploy: CodeDeploy,
+    switch: Switch,
     spec: ServiceSpec,
-    appspec: serde_json::Value,
+    /// The rendered `AppSpec` (`CodeDeploy` only).
+    appspec: Option<serde_json::Value>,
     /// The deployment this rollout plays: created by `Deploy(green)`, or found in flight.
     deployment: std::sync::Mutex<Option<String>>,
     cancel: CancellationToken,
@@ -395,12 +594,16 @@ struct Green<'a> {
     /// Green's target group as `CloudWatch` names it (`targetgroup/NAME/ID`), looked up
     /// when there are checks.
     target_group: Option<String>,
+    /// The rollout is ended by `rollout abort` (not by a failed check).
+    user_abort: bool,
+    /// `deploy --return-at`.
+    return_at: Option<crate::cli::ReturnAt>,
 }
 
 impl Green<'_> {
     fn waiter(&self) -> Waiter<'_> {
         Waiter {
-            codedeploy: &self.codedeploy,
+            switch: &self.switch,
             cancel: &self.cancel,
             poll: self.poll,
             env: self.name,
@@ -417,7 +620,7 @@ impl Green<'_> {
     /// Follows the deployment until one of `statuses` (interruptible by cancellation).
     async fn until(&self, statuses: &[Status], within: Duration) -> Result<(), String> {
         let Some(id) = self.id() else {
-            return Err("no CodeDeploy deployment was created".into());
+            return Err(format!("no {} was created", self.switch.what()));
         };
         let until = Until {
             statuses,
@@ -431,13 +634,15 @@ impl Green<'_> {
                 reason,
                 rolled_back_by,
             }) => Err(format!(
-                "CodeDeploy deployment {id}: {reason}{}",
+                "{} {id}: {reason}{}",
+                self.switch.what(),
                 rolled_back_by
-                    .map(|by| format!("; CodeDeploy rolled it back ({by})"))
+                    .map(|by| format!("; {} rolled it back ({by})", self.switch.owner()))
                     .unwrap_or_default()
             )),
             Ok(End::TimedOut(after)) => Err(format!(
-                "CodeDeploy deployment {id} did not get there within {}s (progress_deadline)",
+                "{} {id} did not get there within {}s (progress_deadline)",
+                self.switch.what(),
                 after.as_secs()
             )),
             Ok(End::Interrupted) => Err("cancelled".into()),
@@ -445,9 +650,9 @@ impl Green<'_> {
         }
     }
 
-    /// `Deploy(green)`: registers the task definition and creates the deployment (unless one
-    /// is already being played), then waits until `CodeDeploy` holds it at Ready or has
-    /// finished on its own.
+    /// `Deploy(green)`: registers the task definition and starts the deployment (unless one
+    /// is already being played: `CreateDeployment`, or natively `UpdateService`), then waits
+    /// until the controller holds green at the gate or has finished on its own.
     async fn deploy_green(&self) -> Result<(), String> {
         if self.id().is_none() {
             let revision = self
@@ -456,24 +661,49 @@ impl Green<'_> {
                 .await
                 .map_err(|e| e.to_string())?;
             eprintln!("{}: registered {revision}", self.name);
-            let (content, sha) = appspec(&self.appspec, &revision)?;
-            let id = self
-                .codedeploy
-                .create(
-                    self.b.application(),
-                    self.b.deployment_group(),
-                    &self.b.deployment_config,
-                    (&content, &sha),
-                    &format!("movieverse-deploy: {} to {revision}", self.name),
+            let id = if let (
+                Switch::CodeDeploy {
+                    client,
+                    application,
+                    group,
+                },
+                Some(rendered),
+            ) = (&self.switch, &self.appspec)
+            {
+                let (content, sha) = appspec(rendered, &revision)?;
+                client
+                    .create(
+                        application,
+                        group,
+                        &self.b.deployment_config,
+                        (&content, &sha),
+                        &format!("movieverse-deploy: {} to {revision}", self.name),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?
+            } else {
+                self.ecs
+                    .update(&self.spec, &revision)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                started(
+                    &self.switch,
+                    &self.cancel,
+                    Instant::now() + self.b.progress_deadline.0,
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+            };
             eprintln!(
-                "{}: CodeDeploy deployment {id} created ({}/{}, {})",
+                "{}: {} {id} started ({}{})",
                 self.name,
-                self.b.application(),
-                self.b.deployment_group(),
-                self.b.deployment_config
+                self.switch.what(),
+                self.switch.scope(),
+                if self.b.native() {
+                    String::new()
+                } else {
+                    format!(", {}", self.b.deployment_config)
+                }
             );
             let _ = print_out(&format!("deployment={id}\n"));
             *self
@@ -481,21 +711,24 @@ impl Green<'_> {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id);
         }
+        // Without a gate the controller goes on by itself: production traffic on green (the
+        // bake) is as far as this step waits.
         self.until(
-            &[Status::Ready, Status::Succeeded],
+            &[Status::Ready, Status::Baking, Status::Succeeded],
             self.b.progress_deadline.0,
         )
         .await
     }
 
-    /// `SetWeight(100)`: production traffic to green (`ContinueDeployment` at Ready).
+    /// `SetWeight(100)`: production traffic to green (`ContinueDeployment` at Ready, or
+    /// CONTINUE at the PAUSE hook).
     async fn switch(&self) -> Result<(), String> {
         let Some(id) = self.id() else {
-            return Err("no CodeDeploy deployment was created".into());
+            return Err(format!("no {} was created", self.switch.what()));
         };
-        let now = self.codedeploy.get(&id).await.map_err(|e| e.to_string())?;
+        let now = self.switch.get(&id).await.map_err(|e| e.to_string())?;
         if now.status == Status::Ready {
-            self.codedeploy
+            self.switch
                 .continue_ready(&id)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -507,27 +740,30 @@ impl Green<'_> {
         .await
     }
 
-    /// `SetWeight(0)`, the way back: `StopDeployment` with rollback, followed to its end
-    /// (and the rollback deployment `CodeDeploy` starts, to its end). Idempotent: a
-    /// deployment that failed or stopped is back on blue already.
+    /// `SetWeight(0)`, the way back: the deployment stopped with rollback, followed to its
+    /// end (and its rollback, to its end). Idempotent: a deployment that failed or stopped is
+    /// back on blue already.
     async fn back_to_blue(&self) -> Result<(), String> {
         let Some(id) = self.id() else {
             return Ok(());
         };
         let waiter = self.waiter();
         let deadline = Instant::now() + self.b.progress_deadline.0;
-        let now = self.codedeploy.get(&id).await.map_err(|e| e.to_string())?;
+        let now = self.switch.get(&id).await.map_err(|e| e.to_string())?;
         match now.status {
             Status::Failed | Status::Stopped => {}
             Status::Succeeded => {
                 return Err(format!(
-                    "CodeDeploy deployment {id} has already succeeded: blue is gone; `movieverse-deploy rollback --env {}` deploys the previous task definition",
+                    "{} {id} has already succeeded: blue is gone; `movieverse-deploy rollback --env {}` deploys the previous task definition",
+                    self.switch.what(),
                     self.name
                 ));
             }
+            // A person's abort (or a cancelled run) stops the deployment; the checks' verdict
+            // answers the gate.
             _ => self
-                .codedeploy
-                .stop(&id, true)
+                .switch
+                .stop(&id, !(self.user_abort || self.cancel.is_cancelled()))
                 .await
                 .map_err(|e| e.to_string())?,
         }
@@ -547,7 +783,8 @@ impl Green<'_> {
                 ..
             } => waiter.rolled_back(&by, deadline).await,
             End::TimedOut(after) => Err(format!(
-                "CodeDeploy deployment {id} has not stopped after {}s",
+                "{} {id} has not stopped after {}s",
+                self.switch.what(),
                 after.as_secs()
             )),
             End::Ended { .. } | End::Reached | End::Interrupted => Ok(()),
@@ -596,7 +833,7 @@ impl Effects for Green<'_> {
                 self.name,
                 super::rollout::check_text(script, state, c)
             ),
-            e => event_line(self.name, self.b.test_port, script, e),
+            e => event_line(self.name, self.b, script, e),
         };
         eprintln!("{line}");
     }
@@ -604,18 +841,36 @@ impl Effects for Green<'_> {
     fn name(&self) -> &str {
         self.name
     }
+
+    fn returns_before(&self, effect: &Effect) -> Option<String> {
+        match (self.return_at, effect) {
+            (Some(crate::cli::ReturnAt::Bake), Effect::ScaleDown(Track::Stable)) => {
+                Some(step_text(Step::ScaleDown(Track::Stable), self.b.native()))
+            }
+            _ => None,
+        }
+    }
 }
 
-/// A step in blue-green words.
-fn step_text(step: Step) -> String {
+/// A step in blue-green words (`native`: ECS native blue/green's).
+fn step_text(step: Step, native: bool) -> String {
     match step {
+        Step::Deploy(_) if native => {
+            "deploy green: register the task definition, update the service (ECS native blue/green), wait until green takes test traffic (the PAUSE hook)".into()
+        }
         Step::Deploy(_) => {
             "deploy green: register the task definition, create the CodeDeploy deployment, wait until green takes test traffic (Ready)".into()
         }
         Step::Pause(Gate::Manual) => "wait at the gate for `rollout promote`".into(),
-        Step::Pause(Gate::Timed(s)) => format!("hold at Ready for {}", crate::plan::fmt_secs(s)),
+        Step::Pause(Gate::Timed(s)) => format!("hold green on test traffic for {}", crate::plan::fmt_secs(s)),
         Step::SetWeight(0) => "stop the deployment with rollback: traffic back on blue".into(),
+        Step::SetWeight(_) if native => {
+            "switch production traffic to green (ContinueServiceDeployment CONTINUE)".into()
+        }
         Step::SetWeight(_) => "switch production traffic to green (ContinueDeployment)".into(),
+        Step::ScaleDown(_) if native => {
+            "bake: blue and green both run for the bake time, then ECS stops blue".into()
+        }
         Step::ScaleDown(_) => "keep blue for the termination wait, then terminate it".into(),
         Step::Analyse => {
             "check green on the test listener (the analysis: HTTP checks, metrics, webhooks)".into()
@@ -623,11 +878,16 @@ fn step_text(step: Step) -> String {
     }
 }
 
-fn event_line(env: &str, test_port: u16, script: &Script, e: &Event) -> String {
+fn event_line(env: &str, b: &BlueGreen, script: &Script, e: &Event) -> String {
     let total = script.steps.len();
+    let test_port = b.test_port;
     match e {
         Event::Step { index, step } => {
-            format!("{env}: step {}/{total}: {}", index + 1, step_text(*step))
+            format!(
+                "{env}: step {}/{total}: {}",
+                index + 1,
+                step_text(*step, b.native())
+            )
         }
         Event::Weight { weight: 100 } => format!("{env}: production traffic is on green"),
         Event::Weight { .. } => format!("{env}: production traffic is on blue"),
@@ -641,7 +901,7 @@ fn event_line(env: &str, test_port: u16, script: &Script, e: &Event) -> String {
         }
         Event::Continued => format!("{env}: continuing"),
         Event::Aborting { reason, .. } => format!("{env}: rolling back, traffic to blue: {reason}"),
-        Event::Reverting { step } => format!("{env}: {}", step_text(*step)),
+        Event::Reverting { step } => format!("{env}: {}", step_text(*step, b.native())),
         Event::Check(_) => format!("{env}: check"),
         Event::Finished { outcome } => match outcome {
             Outcome::Promoted => {
@@ -658,7 +918,7 @@ impl<'a> Green<'a> {
         name: &'a str,
         b: &'a BlueGreen,
         spec: ServiceSpec,
-        appspec: serde_json::Value,
+        appspec: Option<serde_json::Value>,
         poll: Duration,
     ) -> Result<Self, Error> {
         let region = &loaded.config.region;
@@ -672,7 +932,7 @@ impl<'a> Green<'a> {
             name,
             b,
             ecs: Ecs::from_env(region).await,
-            codedeploy: CodeDeploy::from_env(region).await,
+            switch: Switch::new(region, b, &spec).await,
             spec,
             appspec,
             deployment: std::sync::Mutex::new(None),
@@ -682,6 +942,8 @@ impl<'a> Green<'a> {
             config: &loaded.config,
             revision: String::new(),
             target_group: None,
+            user_abort: false,
+            return_at: None,
         })
     }
 
@@ -783,52 +1045,66 @@ impl<'a> Green<'a> {
         .await
     }
 
-    fn group(&self) -> String {
-        format!("{}/{}", self.b.application(), self.b.deployment_group())
-    }
-
-    /// The group's deployment in flight, with its status.
-    async fn in_flight(&self, loaded: &Loaded) -> Result<Option<(String, Status)>, Error> {
+    /// The deployment in flight, as read.
+    async fn in_flight(&self, loaded: &Loaded) -> Result<Option<Observed>, Error> {
         let name = self.name;
         let fail = |e: &PlatformError, what: &str| platform_error(loaded, name, e, what);
-        let ids = self
-            .codedeploy
-            .in_flight(self.b.application(), self.b.deployment_group())
-            .await
-            .map_err(|e| {
-                fail(
-                    &e,
-                    &format!("{name}: list the deployments of {}", self.group()),
-                )
-            })?;
+        let ids = self.switch.in_flight().await.map_err(|e| {
+            fail(
+                &e,
+                &format!("{name}: list the deployments of {}", self.switch.scope()),
+            )
+        })?;
         let Some(id) = ids.into_iter().next() else {
             return Ok(None);
         };
         let o = self
-            .codedeploy
+            .switch
             .get(&id)
             .await
             .map_err(|e| fail(&e, &format!("{name}: read deployment {id}")))?;
-        Ok(Some((id, o.status)))
+        Ok(Some(o))
     }
 
-    /// Before anything changes: the group exists, stops at Ready when deploy.yml asks for a
-    /// gate, and has no deployment in flight.
+    /// Before anything changes: `CodeDeploy`'s group exists and stops at Ready when deploy.yml
+    /// asks for a gate, or (native) the service has the ECS controller; and no deployment is
+    /// in flight.
     async fn preflight(&self, loaded: &Loaded) -> Result<(), Error> {
         let name = self.name;
-        let group = self.group();
-        let stops = self
-            .codedeploy
-            .stops_at_ready(self.b.application(), self.b.deployment_group())
-            .await
-            .map_err(|e| {
-                platform_error(
-                    loaded,
-                    name,
-                    &e,
-                    &format!("{name}: read the deployment group {group}"),
-                )
-            })?;
+        let scope = self.switch.scope();
+        let stops = match &self.switch {
+            Switch::CodeDeploy {
+                client,
+                application,
+                group,
+            } => client
+                .stops_at_ready(application, group)
+                .await
+                .map_err(|e| {
+                    platform_error(
+                        loaded,
+                        name,
+                        &e,
+                        &format!("{name}: read the deployment group {scope}"),
+                    )
+                })?,
+            Switch::Native { .. } => {
+                let controller = self.ecs.controller(&self.spec).await.map_err(|e| {
+                    platform_error(loaded, name, &e, &format!("{name}: read the {scope}"))
+                })?;
+                if controller != "ECS" {
+                    return Err(Error::Deployment {
+                        code: 3,
+                        message: format!(
+                            "error: {name}: the {scope} has the {controller} deployment controller; ECS native blue/green (`controller: ecs`) needs the ECS controller; nothing was changed\n  = help: move the service to the ECS controller (`aws ecs update-service --deployment-controller type=ECS`), or use `controller: codedeploy` with its deployment group"
+                        ),
+                    });
+                }
+                // Our own PAUSE hook holds green on test traffic.
+                true
+            }
+        };
+        let group = scope;
         let asks = match (&self.b.gate, &self.b.analysis) {
             (Some(_), _) => Some("a gate (`gate:`)"),
             (None, Some(_)) => Some("checks of green at Ready (`analysis:`)"),
@@ -844,12 +1120,14 @@ impl<'a> Green<'a> {
                 ),
             });
         }
-        if let Some((id, status)) = self.in_flight(loaded).await? {
+        if let Some(o) = self.in_flight(loaded).await? {
             return Err(Error::Deployment {
                 code: 1,
                 message: format!(
-                    "error: {name}: CodeDeploy deployment {id} of {group} is in progress ({}): a second blue-green does not start over it; nothing was changed\n  = help: `movieverse-deploy rollout status --env {name}` shows it; `rollout promote` or `rollout abort` ends it",
-                    status.name()
+                    "error: {name}: {} {} of {group} is in progress ({}): a second blue-green does not start over it; nothing was changed\n  = help: `movieverse-deploy rollout status --env {name}` shows it; `rollout promote` or `rollout abort` ends it",
+                    self.switch.what(),
+                    o.id,
+                    o.shown.as_deref().unwrap_or(o.status.name())
                 ),
             });
         }
@@ -865,23 +1143,27 @@ fn analysis_of(b: &BlueGreen) -> Analysis {
 }
 
 /// What `deploy` and `rollout` need before any call: the service's spec (rendered for
-/// `image`) and the rendered `AppSpec`, checked for its shape.
+/// `image`) and, through `CodeDeploy`, the rendered `AppSpec`, checked for its shape.
 fn inputs(
     loaded: &Loaded,
     name: &str,
+    b: &BlueGreen,
     image: Option<String>,
-) -> Result<(GitInfo, String, ServiceSpec, serde_json::Value), Error> {
+) -> Result<(GitInfo, String, ServiceSpec, Option<serde_json::Value>), Error> {
     let (git, image, specs) = rendered_specs(loaded, name, image)?;
     let spec = specs
         .into_iter()
         .next()
         .expect("an ECS environment renders its service");
+    if b.native() {
+        return Ok((git, image, spec, None));
+    }
     let rendered = rendered_appspec(loaded, name)?;
     appspec(&rendered, "check").map_err(|why| Error::Usage {
         message: format!("{name}: {why}"),
         help: "the appspec template must keep the AppSpec's shape (Resources: - TargetService: Properties: …)".into(),
     })?;
-    Ok((git, image, spec, rendered))
+    Ok((git, image, spec, Some(rendered)))
 }
 
 /// The pull request comment, the job summary and the outputs of a blue-green rollout; at
@@ -945,7 +1227,7 @@ pub(super) fn deploy(
         &args.wait,
         "the strategy's `progress_deadline` bounds each wait; to end the run early, set `gate: manual` and continue later with `rollout promote`",
     )?;
-    let (git, image, spec, rendered) = inputs(loaded, name, args.image.clone())?;
+    let (git, image, spec, rendered) = inputs(loaded, name, b, args.image.clone())?;
     if !super::check_image_arg(&image)? {
         eprintln!("{}", super::deploy::tag_note(&image, args.image.is_some()));
     }
@@ -955,6 +1237,7 @@ pub(super) fn deploy(
         let mut green =
             Green::new(loaded, name, b, spec, rendered, args.wait.poll_interval).await?;
         green.revision.clone_from(&image);
+        green.return_at = args.return_at;
         green.preflight(loaded).await?;
         // A rerun of what already runs registers nothing and deploys nothing.
         let prepared = green
@@ -964,7 +1247,8 @@ pub(super) fn deploy(
             .map_err(|e| platform_error(loaded, name, &e, &format!("{name}: read the service")))?;
         if !prepared.definition_changed {
             eprintln!(
-                "{name}: no change: blue already runs this task definition; nothing registered, no CodeDeploy deployment created"
+                "{name}: no change: blue already runs this task definition; nothing registered, no {} started",
+                green.switch.what()
             );
             return conclude(name, Ended::Done(Outcome::Promoted));
         }
@@ -996,7 +1280,7 @@ pub(super) fn deploy(
 }
 
 /// `rollout status|promote|abort|resume` of a blue-green environment: the rollout is the
-/// group's deployment in flight, picked up where `CodeDeploy` holds it.
+/// deployment in flight, picked up where its controller holds it.
 pub(super) fn rollout(
     loaded: &Loaded,
     name: &str,
@@ -1014,14 +1298,14 @@ pub(super) fn rollout(
         ),
         RolloutAction::Resume(wait) => (Some(wait), Some(Input::Resume)),
     };
-    let (git, _, spec, rendered) = inputs(loaded, name, None)?;
+    let (git, _, spec, rendered) = inputs(loaded, name, b, None)?;
     let poll = wait.map_or(Duration::from_secs(5), |w| w.poll_interval);
     let script = blue_green(b);
     let rt = runtime()?;
     rt.block_on(async {
         let mut green = Green::new(loaded, name, b, spec, rendered, poll).await?;
-        let group = green.group();
-        let Some((id, status)) = green.in_flight(loaded).await? else {
+        let group = green.switch.scope();
+        let Some(observed) = green.in_flight(loaded).await? else {
             let text = format!("{name}: no blue-green deployment of {group} is in flight\n");
             return match input {
                 None => print_out(&text),
@@ -1033,8 +1317,13 @@ pub(super) fn rollout(
                 }),
             };
         };
+        let (id, status) = (observed.id.clone(), observed.status);
         let Some(mut input) = input else {
-            let mut text = format!("{name}: CodeDeploy deployment {id} of {group}: {}\n", status.name());
+            let mut text = format!(
+                "{name}: {} {id} of {group}: {}\n",
+                green.switch.what(),
+                observed.shown.as_deref().unwrap_or(status.name())
+            );
             if status == Status::Ready {
                 let _ = writeln!(
                     text,
@@ -1049,7 +1338,8 @@ pub(super) fn rollout(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.clone());
         green.revision.clone_from(&id);
-        if !matches!(input, Input::Abort { .. }) {
+        green.user_abort = matches!(input, Input::Abort { .. });
+        if !green.user_abort {
             green.find_green(loaded).await?;
         }
         let mut state = State::new(&script, &id, now_ms());
@@ -1078,20 +1368,39 @@ pub(super) fn rollout(
                     input = Input::Resume;
                 }
             }
+            // Production traffic is on green (the bake, the termination wait): what is left
+            // is its end; `abort` stops it with rollback.
+            (Status::Baking, _) => {
+                state.index = script
+                    .steps
+                    .iter()
+                    .position(|s| *s == Step::ScaleDown(Track::Stable))
+                    .expect("a blue-green script ends with blue's scale-down");
+                state.weight = 100;
+                state.pending = Some(Effect::ScaleDown(Track::Stable));
+                if matches!(input, Input::Promote { .. }) {
+                    input = Input::Resume;
+                }
+            }
             (s, _) => {
                 if matches!(input, Input::Promote { .. }) {
                     return Err(Error::Deployment {
                         code: 1,
                         message: format!(
-                            "error: {name}: deployment {id} is {}, not at its gate (Ready) yet: there is nothing to promote\n  = help: `movieverse-deploy rollout resume --env {name}` follows it; `rollout status` shows where it stands",
-                            s.name()
+                            "error: {name}: deployment {id} is {}, not at its gate ({}) yet: there is nothing to promote\n  = help: `movieverse-deploy rollout resume --env {name}` follows it; `rollout status` shows where it stands",
+                            observed.shown.as_deref().unwrap_or(s.name()),
+                            green.switch.gate_word()
                         ),
                     });
                 }
                 state.pending = Some(Effect::Deploy(Track::Canary));
             }
         }
-        eprintln!("{name}: CodeDeploy deployment {id} ({})", status.name());
+        eprintln!(
+            "{name}: {} {id} ({})",
+            green.switch.what(),
+            observed.shown.as_deref().unwrap_or(status.name())
+        );
         watch_signals(green.cancel.clone());
         let reporting = super::github::Reporting::begin(loaded, name, &git.sha, git.pr).await;
         let ended = play(&mut green, &script, &analysis_of(b), &mut state, input).await?;

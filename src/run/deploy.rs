@@ -93,7 +93,7 @@ fn single_rolling<'a>(
         Strategy::Rolling(r) => Ok((name, e, r)),
         strategy => Err(Error::Usage {
             message: format!("environment `{name}` is {} with the {} strategy, which `deploy` does not drive yet", e.target, strategy.name()),
-            help: "this release deploys rolling environments (ECS, Kubernetes), blue-green on ECS (CodeDeploy) and canaries on Kubernetes; `plan`, `render` and `status` work for every environment".into(),
+            help: "this release deploys rolling environments (ECS, Kubernetes), blue-green on ECS (CodeDeploy or ECS native) and Kubernetes, and canaries on Kubernetes; `plan`, `render` and `status` work for every environment".into(),
         }),
     }
 }
@@ -562,6 +562,16 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
         Strategy::BlueGreen(b) if env.target == Target::Ecs => Some(b),
         _ => None,
     };
+    if args.return_at.is_some() && blue_green.is_none() {
+        return Err(Error::Usage {
+            message: format!(
+                "--return-at applies to a blue-green on ECS; environment `{name}` is {} with the {} strategy",
+                env.target,
+                env.strategy.name()
+            ),
+            help: "CodeDeploy or ECS carries a blue-green on ECS on by itself; other rollouts are played by this process (a canary or blue-green on Kubernetes waits at `gate: manual` instead)".into(),
+        });
+    }
     let (name, rolling) = if engine_on_k8s || blue_green.is_some() {
         (name, None)
     } else {

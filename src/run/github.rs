@@ -256,7 +256,7 @@ pub fn env_report(
             "ECS service".to_owned(),
             format!("https://{region}.console.aws.amazon.com/ecs/v2/clusters/{}/services/{}/deployments?region={region}", ecs.cluster, ecs.service),
         ));
-        if matches!(e.strategy, Strategy::BlueGreen(_)) {
+        if matches!(&e.strategy, Strategy::BlueGreen(b) if !b.native()) {
             links.push((
                 "CodeDeploy".to_owned(),
                 format!("https://{region}.console.aws.amazon.com/codesuite/codedeploy/deployments?region={region}"),

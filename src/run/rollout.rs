@@ -159,6 +159,11 @@ fn not_driven(name: &str) -> Error {
 pub(super) enum Ended {
     Done(Outcome),
     Paused,
+    /// The run returned at a stage it was asked to (`deploy --return-at`), before `step`; the
+    /// controller carries the rollout on, and `rollout status|resume` pick it up.
+    Returned {
+        step: String,
+    },
 }
 
 impl<'a> Rollout<'a> {
@@ -611,6 +616,11 @@ pub(super) trait Effects {
     /// Shows an engine event.
     fn say(&self, script: &Script, state: &State, event: &Event);
     fn name(&self) -> &str;
+    /// Whether the run returns instead of running `effect` (`deploy --return-at`): what the
+    /// step is, in words.
+    fn returns_before(&self, _effect: &Effect) -> Option<String> {
+        None
+    }
 }
 
 /// The one loop every strategy's deploy runs: the engine decides, `fx` acts, the clock and
@@ -640,6 +650,9 @@ pub(super) async fn play<E: Effects>(
         }
         let aborting = matches!(state.status, Status::Aborting { .. });
         if let Some(effect) = d.effects.first().copied() {
+            if let Some(step) = fx.returns_before(&effect).filter(|_| !aborting) {
+                return Ok(Ended::Returned { step });
+            }
             let answer = fx.run(effect).await;
             input = if fx.cancel().is_cancelled() && !aborting {
                 Input::Cancel
@@ -868,6 +881,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 pub(super) fn conclude(name: &str, ended: Ended) -> Result<(), Error> {
     let (word, result) = match ended {
         Ended::Paused => ("paused", Ok(())),
+        Ended::Returned { step } => {
+            let _ = print_out(&format!(
+                "result=returned\n{name}: returned before `{step}` (--return-at); it carries on without this run. `movieverse-deploy rollout status --env {name}` shows where it stands, `rollout resume` follows it to the end, `rollout abort` goes back to blue.\n"
+            ));
+            return Ok(());
+        }
         Ended::Done(Outcome::Promoted) => ("succeeded", Ok(())),
         Ended::Done(Outcome::Cancelled) => (
             "cancelled",

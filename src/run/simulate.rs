@@ -23,7 +23,7 @@ pub fn simulate(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Er
     else {
         return Err(Error::Usage {
             message: format!(
-                "environment `{name}` is blue-green: CodeDeploy plays it, and the simulator plays the engine's scripts (rolling, canary)"
+                "environment `{name}` is blue-green on ECS: CodeDeploy or ECS plays it, and the simulator plays the engine's scripts (rolling, canary, blue-green on Kubernetes)"
             ),
             help: "simulate a canary or rolling environment; `plan` shows the blue-green timeline"
                 .into(),

@@ -145,10 +145,16 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
         }
         Strategy::BlueGreen(bg) => {
             let k8s = env.target == Target::Kubernetes;
+            let native = !k8s && bg.native();
             let (shift, shift_text) = if k8s {
                 (
                     0,
                     "the live Service's selector switches to it, all traffic at once".to_owned(),
+                )
+            } else if native {
+                (
+                    0,
+                    "ECS moves the production listener rule's forward action to green's target group, all traffic at once".to_owned(),
                 )
             } else {
                 traffic_shift(&bg.deployment_config)
@@ -171,6 +177,11 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                     0,
                     Some(if k8s {
                         "wait at the gate: the deploy ends with `result=paused`; `rollout promote` switches, `rollout abort` scales green to 0".to_owned()
+                    } else if native {
+                        format!(
+                            "wait at the gate (the PAUSE hook): the deploy ends with `result=paused`; `rollout promote` answers CONTINUE, `rollout abort` ROLLBACK; unanswered for {} h, ECS rolls back by itself",
+                            crate::config::defaults::NATIVE_PAUSE_TIMEOUT_MINUTES / 60
+                        )
                     } else {
                         "wait at the gate (Ready): the deploy ends with `result=paused`; `rollout promote` continues, `rollout abort` stops with rollback".to_owned()
                     }),
@@ -189,6 +200,32 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                     ),
                     phase(
                         format!("the preview Service {}-preview selects green", config.app),
+                        healthy,
+                        deadline,
+                    ),
+                ]
+            } else if native {
+                vec![
+                    phase(
+                        "register the task definition and update the service (strategy BLUE_GREEN): ECS starts a service deployment",
+                        0,
+                        0,
+                    ),
+                    phase(
+                        "ECS starts green's tasks in the alternate target group and waits until they are healthy",
+                        0,
+                        0,
+                    ),
+                    phase(
+                        format!(
+                            "the test listener rule (port {}) forwards to green{}",
+                            bg.test_port,
+                            if bg.gate.is_some() || bg.analysis.is_some() {
+                                "; the PAUSE hook at POST_TEST_TRAFFIC_SHIFT holds it there"
+                            } else {
+                                ""
+                            }
+                        ),
                         healthy,
                         deadline,
                     ),
@@ -268,16 +305,25 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                     deadline + hold,
                 ),
                 phase(
-                    format!(
-                        "keep blue for {} (instant rollback possible)",
-                        bg.termination_wait
-                    ),
+                    if native {
+                        format!(
+                            "bake for {} (bakeTimeInMinutes): blue and green both run, instant rollback possible",
+                            bg.termination_wait
+                        )
+                    } else {
+                        format!(
+                            "keep blue for {} (instant rollback possible)",
+                            bg.termination_wait
+                        )
+                    },
                     healthy + hold + shift,
                     deadline + hold + shift,
                 ),
                 phase(
                     if k8s {
                         "scale blue to 0"
+                    } else if native {
+                        "clean up: ECS stops blue's tasks"
                     } else {
                         "terminate the blue task set"
                     },
@@ -290,6 +336,8 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                     "green is not ready within {}: it never takes traffic, and is scaled to 0",
                     bg.progress_deadline
                 )
+            } else if native {
+                "the green tasks fail to become healthy (the deployment circuit breaker): ECS rolls back automatically".into()
             } else {
                 "the green tasks fail to become healthy, or a lifecycle hook fails: CodeDeploy rolls back automatically".into()
             }];
@@ -297,6 +345,11 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                 triggers.push(if k8s {
                     format!(
                         "the checks of green fail {} times: green is scaled to 0 before production traffic moves",
+                        a.threshold
+                    )
+                } else if native {
+                    format!(
+                        "the checks of green at the PAUSE hook fail {} times: the hook is answered ROLLBACK before production traffic moves",
                         a.threshold
                     )
                 } else {
@@ -321,6 +374,11 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
             triggers.push(if k8s {
                 format!(
                     "during the {} wait, `rollout abort` switches the selector back to blue at once",
+                    bg.termination_wait
+                )
+            } else if native {
+                format!(
+                    "during the {} bake, `rollout abort` (StopServiceDeployment ROLLBACK) moves traffic back to blue at once",
                     bg.termination_wait
                 )
             } else {

@@ -1,9 +1,14 @@
-//! A scenario proxy in front of moto for `CodeDeploy`. moto creates, reads and lists
-//! deployments, but leaves each one `Created` and answers 500 to `StopDeployment` and
-//! `ContinueDeployment`. The proxy forwards every request to moto (ECS and the rest
-//! untouched). For `CodeDeploy` it moves each deployment's status over time by the [`Plan`]
-//! the test chose, answers Stop and Continue as `CodeDeploy` does, and serves the rollback
-//! deployments `CodeDeploy` would start (`<id>-rb`). The real binary talks to it over HTTP on
+//! A scenario proxy in front of moto for `CodeDeploy` and ECS native blue/green. moto
+//! creates, reads and lists `CodeDeploy` deployments, but leaves each one `Created` and
+//! answers 500 to `StopDeployment` and `ContinueDeployment`; it has no service deployments at
+//! all (and drops a service's `strategy`, hooks and `advancedConfiguration`). The proxy
+//! forwards every request to moto. For `CodeDeploy` it moves each deployment's status over
+//! time by the [`Plan`] the test chose, answers Stop and Continue as `CodeDeploy` does, and
+//! serves the rollback deployments `CodeDeploy` would start (`<id>-rb`). For ECS native, an
+//! `UpdateService` with `strategy: BLUE_GREEN` starts a service deployment that moves by the
+//! same plan (see [`Native`]), read with `ListServiceDeployments` and
+//! `DescribeServiceDeployments`, answered at its PAUSE hook with `ContinueServiceDeployment`
+//! and stopped with `StopServiceDeployment`. The real binary talks to it over HTTP on
 //! loopback, as it would to AWS.
 #![allow(dead_code)]
 
@@ -105,9 +110,120 @@ impl Tracked {
     }
 }
 
+/// An ECS native service deployment: `PENDING`, then `IN_PROGRESS` (`SCALE_UP`) after
+/// [`STEP`]; after `2 × STEP`, by the plan:
+/// - with a PAUSE hook in the update, `POST_TEST_TRAFFIC_SHIFT` with the hook
+///   `AWAITING_ACTION` until it is answered (any plan but `Fail` and `Hang`);
+/// - then `PRODUCTION_TRAFFIC_SHIFT` for a step, `BAKE_TIME` for a step (for ever with
+///   `Bake`), `SUCCESSFUL`; with `Alarm`, rolled back instead, the alarm triggered;
+/// - `Fail`: rolled back by the circuit breaker (3 failed tasks); `Hang`: `SCALE_UP` for ever.
+///
+/// A ROLLBACK answer or a stop: `ROLLBACK_REQUESTED`, `ROLLBACK_IN_PROGRESS` a step later,
+/// `ROLLBACK_SUCCESSFUL` a step after that.
+struct Native {
+    arn: String,
+    cluster: String,
+    service: String,
+    plan: Plan,
+    since: Instant,
+    created_at: f64,
+    hook: bool,
+    continued: Option<Instant>,
+    /// When a rollback was asked for, and why.
+    rollback: Option<(Instant, &'static str)>,
+}
+
+impl Native {
+    /// The `ServiceDeployment` as `DescribeServiceDeployments` shows it now.
+    fn describe(&self) -> Value {
+        let mut status = "IN_PROGRESS";
+        let mut stage = "SCALE_UP";
+        let mut hook = None;
+        let mut alarms: Vec<&str> = Vec::new();
+        let mut breaker = "MONITORING";
+        let mut reason = None;
+        let t = self.since.elapsed();
+        let rolling_back = |at: Instant| {
+            let e = at.elapsed();
+            if e < STEP {
+                "ROLLBACK_REQUESTED"
+            } else if e < 2 * STEP {
+                "ROLLBACK_IN_PROGRESS"
+            } else {
+                "ROLLBACK_SUCCESSFUL"
+            }
+        };
+        if let Some((at, why)) = self.rollback {
+            status = rolling_back(at);
+            reason = Some(why);
+        } else if t < STEP {
+            status = "PENDING";
+            stage = "RECONCILE_SERVICE";
+        } else if t < 2 * STEP || self.plan == Plan::Hang {
+            // Green's tasks start (for ever with `Hang`).
+        } else if self.plan == Plan::Fail {
+            status = rolling_back(self.since + STEP);
+            breaker = "TRIGGERED";
+            reason = Some("ECS deployment circuit breaker: tasks failed to start.");
+        } else if self.hook && self.continued.is_none() {
+            stage = "POST_TEST_TRAFFIC_SHIFT";
+            hook = Some("AWAITING_ACTION");
+        } else {
+            let shifted = self.continued.unwrap_or(self.since + 2 * STEP);
+            let e = shifted.elapsed();
+            if self.plan == Plan::Alarm && e >= STEP {
+                status = rolling_back(shifted);
+                alarms.push("movieverse-production-5xx");
+                reason = Some("CloudWatch alarm movieverse-production-5xx is in ALARM");
+            } else if e < STEP {
+                stage = "PRODUCTION_TRAFFIC_SHIFT";
+            } else if e < 2 * STEP || self.plan == Plan::Bake {
+                stage = "BAKE_TIME";
+            } else {
+                status = "SUCCESSFUL";
+                stage = "CLEAN_UP";
+            }
+        }
+        let mut d = json!({
+            "serviceDeploymentArn": self.arn,
+            "serviceArn": format!("arn:aws:ecs:us-east-1:123456789012:service/{}/{}", self.cluster, self.service),
+            "clusterArn": format!("arn:aws:ecs:us-east-1:123456789012:cluster/{}", self.cluster),
+            "createdAt": self.created_at,
+            "status": status,
+            "deploymentCircuitBreaker": {"status": breaker, "failureCount": if breaker == "TRIGGERED" { 3 } else { 0 }, "threshold": 3},
+            "alarms": {"status": if alarms.is_empty() { "MONITORING" } else { "TRIGGERED" }, "alarmNames": ["movieverse-production-5xx"], "triggeredAlarmNames": alarms},
+        });
+        // A rollback's stage is not documented: none is shown.
+        if !status.starts_with("ROLLBACK") {
+            d["lifecycleStage"] = json!(stage);
+        }
+        if self.hook {
+            d["lifecycleHookDetails"] = json!([{
+                "hookId": "hook-post-test-1",
+                "targetType": "PAUSE",
+                "status": hook.unwrap_or(if self.continued.is_some() { "SUCCEEDED" } else { "IN_PROGRESS" }),
+                "timeoutAction": "ROLLBACK",
+            }]);
+        }
+        if let Some(why) = reason {
+            d["statusReason"] = json!(why);
+            if status.starts_with("ROLLBACK") {
+                d["rollback"] = json!({"reason": why, "startedAt": self.created_at + 1.0});
+            }
+        }
+        d
+    }
+
+    fn status(&self) -> String {
+        self.describe()["status"].as_str().unwrap().to_owned()
+    }
+}
+
 #[derive(Default)]
 struct State {
     plan: Option<Plan>,
+    /// ECS native service deployments, in the order they started.
+    native: Vec<Native>,
     /// `GetDeployment` calls still to answer with a throttling error.
     throttle_reads: u32,
     tracked: HashMap<String, Tracked>,
@@ -169,6 +285,22 @@ impl Proxy {
     /// Answers the next `n` `GetDeployment` calls with `ThrottlingException` (400).
     pub fn throttle_reads(&self, n: u32) {
         self.state.lock().unwrap().throttle_reads = n;
+    }
+
+    /// Ends the bake of every native deployment baking for ever (`Plan::Bake`): they
+    /// succeed.
+    pub fn end_bakes(&self) {
+        for d in &mut self.state.lock().unwrap().native {
+            if d.plan == Plan::Bake {
+                d.plan = Plan::Succeed;
+                d.continued = Some(Instant::now().checked_sub(2 * STEP).unwrap());
+            }
+        }
+    }
+
+    /// The status of the native service deployment started `n`-th (from 1).
+    pub fn native_status(&self, n: usize) -> String {
+        self.state.lock().unwrap().native[n - 1].status()
     }
 
     /// The request bodies of every `CodeDeploy` call `operation` seen so far (for a Query
@@ -319,6 +451,10 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
                     _ => (status, ct, body),
                 }
             }
+            None if ecs_op.as_deref().is_some_and(|op| NATIVE_OPS.contains(&op)) => {
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+                native(ecs_op.as_deref().unwrap(), &body, state, &forward)
+            }
             None => forward(request.body.clone()),
             Some(op) => {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
@@ -343,6 +479,152 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
 }
 
 const JSON: &str = "application/x-amz-json-1.1";
+
+/// The ECS operations the proxy plays for native blue/green.
+const NATIVE_OPS: [&str; 5] = [
+    "UpdateService",
+    "ListServiceDeployments",
+    "DescribeServiceDeployments",
+    "ContinueServiceDeployment",
+    "StopServiceDeployment",
+];
+
+fn native(
+    op: &str,
+    body: &Value,
+    state: &Mutex<State>,
+    forward: &dyn Fn(Vec<u8>) -> (u16, String, Vec<u8>),
+) -> (u16, String, Vec<u8>) {
+    let invalid = |message: String| {
+        answer(
+            400,
+            &json!({"__type": "InvalidParameterException", "message": message}),
+        )
+    };
+    let arn = body["serviceDeploymentArn"].as_str().unwrap_or_default();
+    match op {
+        "UpdateService" => {
+            let (code, ct, out) = forward(body.to_string().into_bytes());
+            let config = &body["deploymentConfiguration"];
+            if code == 200 && config["strategy"] == "BLUE_GREEN" {
+                let mut s = state.lock().unwrap();
+                let n = s.native.len() + 1;
+                let cluster = body["cluster"].as_str().unwrap_or("default").to_owned();
+                let service = body["service"].as_str().unwrap_or_default().to_owned();
+                let hook = config["lifecycleHooks"].as_array().is_some_and(|hooks| {
+                    hooks.iter().any(|h| {
+                        h["targetType"] == "PAUSE"
+                            && h["lifecycleStages"]
+                                .as_array()
+                                .is_some_and(|st| st.iter().any(|x| x == "POST_TEST_TRAFFIC_SHIFT"))
+                    })
+                });
+                let plan = s.plan.unwrap_or(Plan::Succeed);
+                s.native.push(Native {
+                    arn: format!("arn:aws:ecs:us-east-1:123456789012:service-deployment/{cluster}/{service}/sd{n:04}"),
+                    cluster,
+                    service,
+                    plan,
+                    since: Instant::now(),
+                    created_at: 1_800_000_000.0 + f64::from(u32::try_from(n).unwrap()),
+                    hook,
+                    continued: None,
+                    rollback: None,
+                });
+            }
+            (code, ct, out)
+        }
+        "ListServiceDeployments" => {
+            let wanted: Vec<&str> = body["status"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let service = body["service"].as_str().unwrap_or_default();
+            let s = state.lock().unwrap();
+            let listed: Vec<Value> = s
+                .native
+                .iter()
+                .rev()
+                .filter(|d| d.service == service || service.ends_with(&format!("/{}", d.service)))
+                .map(Native::describe)
+                .filter(|d| wanted.is_empty() || wanted.iter().any(|w| d["status"] == *w))
+                .map(|d| {
+                    json!({
+                        "serviceDeploymentArn": d["serviceDeploymentArn"],
+                        "serviceArn": d["serviceArn"],
+                        "clusterArn": d["clusterArn"],
+                        "createdAt": d["createdAt"],
+                        "status": d["status"],
+                    })
+                })
+                .collect();
+            answer(200, &json!({"serviceDeployments": listed}))
+        }
+        "DescribeServiceDeployments" => {
+            let s = state.lock().unwrap();
+            let mut found = Vec::new();
+            let mut failures = Vec::new();
+            for arn in body["serviceDeploymentArns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                match s.native.iter().find(|d| d.arn == *arn) {
+                    Some(d) => found.push(d.describe()),
+                    None => failures.push(json!({"arn": arn, "reason": "MISSING"})),
+                }
+            }
+            answer(
+                200,
+                &json!({"serviceDeployments": found, "failures": failures}),
+            )
+        }
+        "ContinueServiceDeployment" => {
+            let mut s = state.lock().unwrap();
+            let Some(d) = s.native.iter_mut().find(|d| d.arn == arn) else {
+                return answer(
+                    400,
+                    &json!({"__type": "ServiceDeploymentNotFoundException", "message": format!("{arn} not found")}),
+                );
+            };
+            let now = d.describe();
+            let awaiting = now["lifecycleHookDetails"][0]["status"] == "AWAITING_ACTION";
+            if !awaiting || body["hookId"] != now["lifecycleHookDetails"][0]["hookId"] {
+                return invalid(format!(
+                    "The lifecycle hook {} of {arn} is not awaiting action",
+                    body["hookId"]
+                ));
+            }
+            if body["action"] == "ROLLBACK" {
+                d.rollback = Some((Instant::now(), "Rolled back by the lifecycle hook's answer"));
+            } else {
+                d.continued = Some(Instant::now());
+            }
+            answer(200, &json!({"serviceDeploymentArn": arn}))
+        }
+        "StopServiceDeployment" => {
+            let mut s = state.lock().unwrap();
+            let Some(d) = s.native.iter_mut().find(|d| d.arn == arn) else {
+                return answer(
+                    400,
+                    &json!({"__type": "ServiceDeploymentNotFoundException", "message": format!("{arn} not found")}),
+                );
+            };
+            let status = d.status();
+            if !["PENDING", "IN_PROGRESS"].contains(&status.as_str()) {
+                return invalid(format!(
+                    "The service deployment {arn} is {status}; it cannot be stopped"
+                ));
+            }
+            d.rollback = Some((
+                Instant::now(),
+                "Stopped by a user request (StopServiceDeployment ROLLBACK)",
+            ));
+            answer(200, &json!({"serviceDeploymentArn": arn}))
+        }
+        _ => forward(body.to_string().into_bytes()),
+    }
+}
 
 fn answer(status: u16, body: &Value) -> (u16, String, Vec<u8>) {
     (status, JSON.into(), body.to_string().into_bytes())

@@ -207,6 +207,13 @@ impl Running {
         n
     }
 
+    /// Waits for it to end by itself: the exit code and all of stderr.
+    pub fn wait(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        std::io::Read::read_to_string(&mut self.stderr, &mut self.seen).unwrap();
+        (status.code(), self.seen)
+    }
+
     /// Sends SIGINT and waits: the exit code and all of stderr.
     pub fn interrupt(self) -> (Option<i32>, String) {
         let (code, seen, _) = self.signal("INT");

@@ -20,15 +20,16 @@ impl Alb {
         }
     }
 
-    /// The ARN of the target group named `name`; `None` when there is none.
+    /// The ARN of the target group named `name` (a name, or an ARN to check); `None` when
+    /// there is none.
     pub async fn target_group_arn(&self, name: &str) -> Result<Option<String>, PlatformError> {
-        match self
-            .client
-            .describe_target_groups()
-            .names(name)
-            .send()
-            .await
-        {
+        let request = self.client.describe_target_groups();
+        let request = if name.starts_with("arn:") {
+            request.target_group_arns(name)
+        } else {
+            request.names(name)
+        };
+        match request.send().await {
             Ok(out) => Ok(out
                 .target_groups()
                 .iter()
@@ -45,11 +46,13 @@ pub fn target_group_dimension(arn: &str) -> Option<String> {
     Some(arn[at + 1..].to_owned())
 }
 
-/// `app/NAME/ID`, the `LoadBalancer` dimension, from a load balancer or listener ARN.
+/// `app/NAME/ID`, the `LoadBalancer` dimension, from a load balancer, listener or listener
+/// rule ARN.
 pub fn load_balancer_dimension(arn: &str) -> Option<String> {
     let rest = arn
         .split_once(":loadbalancer/")
-        .or_else(|| arn.split_once(":listener/"))?
+        .or_else(|| arn.split_once(":listener/"))
+        .or_else(|| arn.split_once(":listener-rule/"))?
         .1;
     let parts: Vec<&str> = rest.split('/').collect();
     (parts.len() >= 3 && !parts[..3].iter().any(|p| p.is_empty())).then(|| parts[..3].join("/"))
@@ -78,6 +81,13 @@ mod tests {
         assert_eq!(
             load_balancer_dimension(
                 "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/movieverse/0123456789abcdef"
+            )
+            .as_deref(),
+            Some("app/movieverse/0123456789abcdef")
+        );
+        assert_eq!(
+            load_balancer_dimension(
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/1111111111111111/0000000000000001"
             )
             .as_deref(),
             Some("app/movieverse/0123456789abcdef")

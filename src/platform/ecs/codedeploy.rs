@@ -2,14 +2,16 @@
 //! deployment, reading it, stopping it (with or without rollback) and continuing it past its
 //! Ready wait.
 //!
-//! The reading is split in two: [`CodeDeploy::get`] turns the API's answer into an
-//! [`Observed`], and [`judge`] (pure) says what it means for whoever waits on it.
+//! [`CodeDeploy::get`] turns the API's answer into an [`Observed`] of
+//! [`super::bluegreen`], whose [`super::bluegreen::judge`] (pure) says what it means for
+//! whoever waits on it.
 
 use aws_sdk_codedeploy::types::{
     AppSpecContent, DeploymentStatus, DeploymentWaitType, RevisionLocation, RevisionLocationType,
 };
 use serde_json::Value;
 
+use super::bluegreen::{Observed, Status};
 use super::classify;
 use crate::platform::observation::{ErrorKind, PlatformError};
 
@@ -27,103 +29,6 @@ pub const OPERATIONS: [&str; 6] = [
     "ContinueDeployment",
 ];
 
-/// A deployment's status, as `CodeDeploy` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Created,
-    Queued,
-    InProgress,
-    Baking,
-    /// Green is up and takes test traffic; production waits for `ContinueDeployment`.
-    Ready,
-    Succeeded,
-    Failed,
-    Stopped,
-    /// A status this release does not know.
-    Unknown,
-}
-
-impl Status {
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Created => "Created",
-            Status::Queued => "Queued",
-            Status::InProgress => "InProgress",
-            Status::Baking => "Baking",
-            Status::Ready => "Ready",
-            Status::Succeeded => "Succeeded",
-            Status::Failed => "Failed",
-            Status::Stopped => "Stopped",
-            Status::Unknown => "unknown",
-        }
-    }
-
-    /// The statuses of a deployment still in flight (`ListDeployments`' filter).
-    pub const IN_FLIGHT: [Status; 5] = [
-        Status::Created,
-        Status::Queued,
-        Status::InProgress,
-        Status::Baking,
-        Status::Ready,
-    ];
-
-    fn sdk(self) -> DeploymentStatus {
-        DeploymentStatus::from(self.name())
-    }
-}
-
-/// One deployment as read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observed {
-    pub id: String,
-    pub status: Status,
-    /// `errorInformation`: its code and message.
-    pub error: Option<(String, String)>,
-    /// The deployment `CodeDeploy` started to roll this one back, when it did.
-    pub rolled_back_by: Option<String>,
-    /// `rollbackInfo.rollbackMessage`.
-    pub rollback_message: Option<String>,
-}
-
-/// What an observed deployment means for whoever waits on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Still moving: the status, to show.
-    Waiting(Status),
-    /// Waiting for `ContinueDeployment` (the gate).
-    Ready,
-    Succeeded,
-    /// Failed or stopped: what `CodeDeploy` says, and the deployment that rolls it back.
-    Ended {
-        status: Status,
-        reason: String,
-        rolled_back_by: Option<String>,
-    },
-}
-
-/// What `o` means (pure).
-pub fn judge(o: &Observed) -> Verdict {
-    match o.status {
-        Status::Succeeded => Verdict::Succeeded,
-        Status::Ready => Verdict::Ready,
-        s @ (Status::Failed | Status::Stopped) => {
-            let mut reason = match &o.error {
-                Some((code, message)) => format!("{code}: {message}"),
-                None => format!("the deployment is {}", s.name()),
-            };
-            if let Some(m) = &o.rollback_message {
-                reason = format!("{reason} ({m})");
-            }
-            Verdict::Ended {
-                status: s,
-                reason,
-                rolled_back_by: o.rolled_back_by.clone(),
-            }
-        }
-        s => Verdict::Waiting(s),
-    }
-}
-
 /// The `AppSpec` for `task_definition`: the rendered one (`appspec.yaml`) with its
 /// `TaskDefinition` set, as JSON, and its SHA-256 (hex) as `CreateDeployment` wants it.
 ///
@@ -139,6 +44,10 @@ pub fn appspec(rendered: &Value, task_definition: &str) -> Result<(String, Strin
     let content = serde_json::to_string(&spec).expect("JSON serializes");
     let sha = crate::sha256_hex(content.as_bytes());
     Ok((content, sha))
+}
+
+fn sdk(s: Status) -> DeploymentStatus {
+    DeploymentStatus::from(s.name())
 }
 
 impl CodeDeploy {
@@ -162,7 +71,7 @@ impl CodeDeploy {
             .application_name(application)
             .deployment_group_name(group);
         for s in Status::IN_FLIGHT {
-            request = request.include_only_statuses(s.sdk());
+            request = request.include_only_statuses(sdk(s));
         }
         let out = request
             .send()
@@ -261,6 +170,8 @@ impl CodeDeploy {
         Ok(Observed {
             id: id.to_owned(),
             status,
+            shown: None,
+            hook: None,
             // An empty `errorInformation` (some answers carry `{}`) is no error.
             error: info
                 .error_information()
@@ -311,51 +222,6 @@ impl CodeDeploy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn observed(status: Status) -> Observed {
-        Observed {
-            id: "d-1".into(),
-            status,
-            error: None,
-            rolled_back_by: None,
-            rollback_message: None,
-        }
-    }
-
-    #[test]
-    fn statuses_mean_what_the_waiter_does() {
-        for (status, verdict) in [
-            (Status::Created, Verdict::Waiting(Status::Created)),
-            (Status::Queued, Verdict::Waiting(Status::Queued)),
-            (Status::InProgress, Verdict::Waiting(Status::InProgress)),
-            (Status::Baking, Verdict::Waiting(Status::Baking)),
-            (Status::Unknown, Verdict::Waiting(Status::Unknown)),
-            (Status::Ready, Verdict::Ready),
-            (Status::Succeeded, Verdict::Succeeded),
-        ] {
-            assert_eq!(judge(&observed(status)), verdict, "{status:?}");
-        }
-        let mut failed = observed(Status::Failed);
-        failed.error = Some(("ALARM_ACTIVE".into(), "alarm movieverse-5xx fired".into()));
-        failed.rolled_back_by = Some("d-2".into());
-        failed.rollback_message = Some("rolled back by d-2".into());
-        assert_eq!(
-            judge(&failed),
-            Verdict::Ended {
-                status: Status::Failed,
-                reason: "ALARM_ACTIVE: alarm movieverse-5xx fired (rolled back by d-2)".into(),
-                rolled_back_by: Some("d-2".into()),
-            }
-        );
-        assert_eq!(
-            judge(&observed(Status::Stopped)),
-            Verdict::Ended {
-                status: Status::Stopped,
-                reason: "the deployment is Stopped".into(),
-                rolled_back_by: None,
-            }
-        );
-    }
 
     #[test]
     fn the_appspec_names_the_task_definition_and_its_digest() {

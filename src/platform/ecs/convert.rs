@@ -1242,8 +1242,23 @@ pub fn fill_update_service(
 
 fn deployment_configuration(mut f: Fields<'_>) -> Result<ecs::DeploymentConfiguration> {
     let d = ecs::DeploymentConfiguration::builder()
+        .set_strategy(f.enumeration("strategy", ecs::DeploymentStrategy::values())?)
         .set_maximum_percent(f.int("maximumPercent")?)
         .set_minimum_healthy_percent(f.int("minimumHealthyPercent")?)
+        .set_bake_time_in_minutes(f.int("bakeTimeInMinutes")?)
+        .set_lifecycle_hooks(f.list("lifecycleHooks", lifecycle_hook)?)
+        .set_alarms(f.nested("alarms", |mut a| {
+            let alarms = ecs::DeploymentAlarms::builder()
+                .set_alarm_names(Some(
+                    a.strings("alarmNames")?
+                        .ok_or_else(|| error(a.at("alarmNames"), "required but missing"))?,
+                ))
+                .enable(a.required_bool("enable")?)
+                .rollback(a.required_bool("rollback")?);
+            let path = a.path.clone();
+            a.finish()?;
+            built(alarms.build(), &path)
+        })?)
         .set_deployment_circuit_breaker(f.nested("deploymentCircuitBreaker", |mut c| {
             let breaker = ecs::DeploymentCircuitBreaker::builder()
                 .enable(c.required_bool("enable")?)
@@ -1255,6 +1270,32 @@ fn deployment_configuration(mut f: Fields<'_>) -> Result<ecs::DeploymentConfigur
         .build();
     f.finish()?;
     Ok(d)
+}
+
+/// A lifecycle hook of a native deployment (`PAUSE`, or a Lambda by `hookTargetArn`).
+fn lifecycle_hook(mut f: Fields<'_>) -> Result<ecs::DeploymentLifecycleHook> {
+    let h = ecs::DeploymentLifecycleHook::builder()
+        .set_target_type(f.enumeration(
+            "targetType",
+            ecs::DeploymentLifecycleHookTargetType::values(),
+        )?)
+        .set_hook_target_arn(f.string("hookTargetArn")?)
+        .set_role_arn(f.string("roleArn")?)
+        .set_lifecycle_stages(f.enum_list(
+            "lifecycleStages",
+            ecs::DeploymentLifecycleHookStage::values(),
+        )?)
+        .set_timeout_configuration(f.nested("timeoutConfiguration", |mut t| {
+            let c = ecs::DeploymentLifecycleHookTimeoutConfiguration::builder()
+                .set_timeout_in_minutes(t.int("timeoutInMinutes")?)
+                .set_action(t.enumeration("action", ecs::DeploymentLifecycleHookAction::values())?)
+                .build();
+            t.finish()?;
+            Ok(c)
+        })?)
+        .build();
+    f.finish()?;
+    Ok(h)
 }
 
 fn network_configuration(mut f: Fields<'_>) -> Result<ecs::NetworkConfiguration> {
@@ -1284,6 +1325,16 @@ fn load_balancer(mut f: Fields<'_>) -> Result<ecs::LoadBalancer> {
         .set_load_balancer_name(f.string("loadBalancerName")?)
         .set_container_name(f.string("containerName")?)
         .set_container_port(f.int("containerPort")?)
+        .set_advanced_configuration(f.nested("advancedConfiguration", |mut a| {
+            let c = ecs::AdvancedConfiguration::builder()
+                .set_alternate_target_group_arn(a.string("alternateTargetGroupArn")?)
+                .set_production_listener_rule(a.string("productionListenerRule")?)
+                .set_test_listener_rule(a.string("testListenerRule")?)
+                .set_role_arn(a.string("roleArn")?)
+                .build();
+            a.finish()?;
+            Ok(c)
+        })?)
         .build();
     f.finish()?;
     Ok(l)
@@ -2084,11 +2135,11 @@ mod tests {
         assert!(e.message.contains("not supported yet"), "{e}");
 
         let mut service = staging_service();
-        service["deploymentConfiguration"]["alarms"] =
-            json!({"alarmNames": [], "enable": false, "rollback": false});
+        service["deploymentConfiguration"]["linearConfiguration"] =
+            json!({"stepPercent": 10.0, "stepBakeTimeInMinutes": 6});
         let e =
             fill_update_service(ecs_client().update_service(), &service, "arn", false).unwrap_err();
-        assert_eq!(e.path, "deploymentConfiguration.alarms");
+        assert_eq!(e.path, "deploymentConfiguration.linearConfiguration");
 
         let mut service = staging_service();
         service["desiredCount"] = json!("two");

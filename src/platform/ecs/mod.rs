@@ -6,8 +6,10 @@
 //! own schedule, the same in production and in the simulator.
 
 pub mod alb;
+pub mod bluegreen;
 pub mod codedeploy;
 pub mod convert;
+pub mod native;
 
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{DesiredStatus, SortOrder, TaskDefinitionStatus};
@@ -284,6 +286,17 @@ impl Ecs {
             out.extend(resp.services().iter().cloned());
         }
         Ok(out)
+    }
+
+    /// The service's deployment controller (`ECS`, `CODE_DEPLOY`, `EXTERNAL`; ECS when unset).
+    pub async fn controller(&self, spec: &ServiceSpec) -> Result<String, PlatformError> {
+        let services = self
+            .describe(&spec.cluster, std::slice::from_ref(&spec.name))
+            .await?;
+        Ok(services
+            .first()
+            .and_then(|s| s.deployment_controller())
+            .map_or_else(|| "ECS".to_owned(), |c| c.r#type().as_str().to_owned()))
     }
 }
 
