@@ -448,7 +448,9 @@ fn green_that_fails_is_rolled_back_by_codedeploy_and_the_reason_shown() {
     let id = r.output("deployment");
     assert!(
         r.stderr.contains("HEALTH_CONSTRAINTS: The ECS task set movieverse-green failed its target group health checks")
-            && r.stderr.contains(&format!("{id}-rb Succeeded")),
+            && r.stderr.contains(&format!("{id}-rb Succeeded"))
+            // Why green's tasks stopped: the task definition the deploy registered.
+            && r.stderr.contains("green's stopped tasks: stopped task 0f1e2d3c4b5a69788796a5b4c3d2e1f0: Essential container in task exited [EssentialContainerExited]; movieverse-app exit 1 (DATABASE_URL: connection refused)"),
         "{}",
         r.dump()
     );
@@ -749,4 +751,18 @@ fn checks_then_a_manual_gate_pause_with_the_results_on_the_pull_request() {
     let promoted = rollout(&bed, "promote");
     assert_eq!(promoted.code, 0, "{}", promoted.dump());
     assert_eq!(bed.proxy.calls("ContinueDeployment").len(), 1);
+}
+
+#[test]
+fn sigint_at_a_timed_gate_stops_the_deployment_with_rollback() {
+    let server = common::probe::Server::start("unused");
+    let bed = bed_with_checks(&server, Some("10m"));
+    let running = common::run_until(&mut cmd(&bed, DEPLOY), "holding at Ready");
+    let (code, stderr, _) = running.signal("INT");
+    assert_eq!(code, Some(130), "{stderr}");
+    let stops = bed.proxy.calls("StopDeployment");
+    assert_eq!(stops.len(), 1, "{stderr}");
+    assert_eq!(stops[0]["autoRollbackEnabled"], true);
+    assert!(bed.proxy.calls("ContinueDeployment").is_empty(), "{stderr}");
+    assert!(stderr.contains("production: cancelled"), "{stderr}");
 }

@@ -277,7 +277,9 @@ fn green_that_never_becomes_healthy_is_rolled_back_by_the_circuit_breaker_and_sa
     let id = r.output("deployment");
     assert!(
         r.stderr.contains("CIRCUIT_BREAKER: the deployment circuit breaker tripped: 3 task(s) failed to start or stay healthy (threshold 3); ECS deployment circuit breaker: tasks failed to start.")
-            && r.stderr.contains(&format!("{id}#rollback")),
+            && r.stderr.contains(&format!("{id}#rollback"))
+            // Why green's tasks stopped: the task definition it registered, read back.
+            && r.stderr.contains("green's stopped tasks: stopped task 0f1e2d3c4b5a69788796a5b4c3d2e1f0: Essential container in task exited [EssentialContainerExited]; movieverse-app exit 1 (DATABASE_URL: connection refused)"),
         "{}",
         r.dump()
     );

@@ -63,6 +63,43 @@ pub struct StoppedTask {
     pub containers: Vec<(String, Option<i32>, Option<String>)>,
 }
 
+impl StoppedTask {
+    /// One line: what, id, reason, stop code, and each container's exit code and reason.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let t = self;
+        let containers: Vec<String> = t
+            .containers
+            .iter()
+            .map(|(name, code, reason)| {
+                let mut s = name.clone();
+                if let Some(c) = code {
+                    let _ = write!(s, " exit {c}");
+                }
+                if let Some(r) = reason {
+                    let _ = write!(s, " ({r})");
+                }
+                s
+            })
+            .collect();
+        format!(
+            "{} {}: {}{}{}",
+            t.what,
+            t.id,
+            t.reason,
+            t.stop_code
+                .as_ref()
+                .map(|c| format!(" [{c}]"))
+                .unwrap_or_default(),
+            if containers.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", containers.join(", "))
+            }
+        )
+    }
+}
+
 /// Why an effect failed, as the strategies need to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -584,6 +584,9 @@ struct Green<'a> {
     appspec: Option<serde_json::Value>,
     /// The deployment this rollout plays: created by `Deploy(green)`, or found in flight.
     deployment: std::sync::Mutex<Option<String>>,
+    /// Green's task definition, once `Deploy(green)` registered it: its stopped tasks say
+    /// why a failed green did not stay up.
+    registered: std::sync::Mutex<Option<String>>,
     cancel: CancellationToken,
     poll: Duration,
     /// The checks of green at Ready (`analysis:`), on their providers.
@@ -634,11 +637,12 @@ impl Green<'_> {
                 reason,
                 rolled_back_by,
             }) => Err(format!(
-                "{} {id}: {reason}{}",
+                "{} {id}: {reason}{}{}",
                 self.switch.what(),
                 rolled_back_by
                     .map(|by| format!("; {} rolled it back ({by})", self.switch.owner()))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                self.stop_reasons().await
             )),
             Ok(End::TimedOut(after)) => Err(format!(
                 "{} {id} did not get there within {}s (progress_deadline)",
@@ -647,6 +651,30 @@ impl Green<'_> {
             )),
             Ok(End::Interrupted) => Err("cancelled".into()),
             Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Why green's tasks stopped, read after a deployment ended badly (`; green's stopped
+    /// tasks: …`), or nothing: best effort, a failed read is left out.
+    async fn stop_reasons(&self) -> String {
+        let Some(revision) = self
+            .registered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        else {
+            return String::new();
+        };
+        match self.ecs.stopped_of(&self.spec, &revision).await {
+            Ok(stopped) if !stopped.is_empty() => format!(
+                "; green's stopped tasks: {}",
+                stopped
+                    .iter()
+                    .map(crate::platform::observation::StoppedTask::describe)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            _ => String::new(),
         }
     }
 
@@ -661,6 +689,10 @@ impl Green<'_> {
                 .await
                 .map_err(|e| e.to_string())?;
             eprintln!("{}: registered {revision}", self.name);
+            *self
+                .registered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(revision.clone());
             let id = if let (
                 Switch::CodeDeploy {
                     client,
@@ -936,6 +968,7 @@ impl<'a> Green<'a> {
             spec,
             appspec,
             deployment: std::sync::Mutex::new(None),
+            registered: std::sync::Mutex::new(None),
             cancel: CancellationToken::new(),
             poll,
             measurer,

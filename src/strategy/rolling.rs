@@ -11,7 +11,6 @@
 //! (server-side apply, Deployment status), and blue-green and canary add their own commands
 //! (traffic weights, metric checks) beside these without reshaping them.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -538,7 +537,7 @@ impl Rolling {
                 },
                 Input::Diagnosed { stopped },
             ) => {
-                details.extend(stopped.iter().map(describe_stopped));
+                details.extend(stopped.iter().map(StoppedTask::describe));
                 Self::finish(Outcome::Failed { failure, details })
             }
             // A failed diagnosis must not hide the failure it was diagnosing.
@@ -782,36 +781,4 @@ impl Rolling {
             s @ (State::Reverting { .. } | State::Done(_)) => (s, Step::default()),
         }
     }
-}
-
-fn describe_stopped(t: &StoppedTask) -> String {
-    let containers: Vec<String> = t
-        .containers
-        .iter()
-        .map(|(name, code, reason)| {
-            let mut s = name.clone();
-            if let Some(c) = code {
-                let _ = write!(s, " exit {c}");
-            }
-            if let Some(r) = reason {
-                let _ = write!(s, " ({r})");
-            }
-            s
-        })
-        .collect();
-    format!(
-        "{} {}: {}{}{}",
-        t.what,
-        t.id,
-        t.reason,
-        t.stop_code
-            .as_ref()
-            .map(|c| format!(" [{c}]"))
-            .unwrap_or_default(),
-        if containers.is_empty() {
-            String::new()
-        } else {
-            format!("; {}", containers.join(", "))
-        }
-    )
 }

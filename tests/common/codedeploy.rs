@@ -221,6 +221,9 @@ impl Native {
 
 #[derive(Default)]
 struct State {
+    /// The task definition of a green that failed (`Plan::Fail`): ECS shows one stopped task
+    /// of it (`ListTasks`, `DescribeTasks`), which moto cannot, since it runs none.
+    failed_revision: Option<String>,
     plan: Option<Plan>,
     /// ECS native service deployments, in the order they started.
     native: Vec<Native>,
@@ -480,8 +483,13 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
 
 const JSON: &str = "application/x-amz-json-1.1";
 
-/// The ECS operations the proxy plays for native blue/green.
-const NATIVE_OPS: [&str; 5] = [
+/// The stopped task of a failed green.
+const STOPPED_TASK: &str = "arn:aws:ecs:us-east-1:123456789012:task/movieverse-production/0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+/// The ECS operations the proxy plays for native blue/green (and a failed green's tasks).
+const NATIVE_OPS: [&str; 7] = [
+    "ListTasks",
+    "DescribeTasks",
     "UpdateService",
     "ListServiceDeployments",
     "DescribeServiceDeployments",
@@ -502,7 +510,23 @@ fn native(
         )
     };
     let arn = body["serviceDeploymentArn"].as_str().unwrap_or_default();
+    let failed = state.lock().unwrap().failed_revision.clone();
     match op {
+        "ListTasks" if body["desiredStatus"] == "STOPPED" && failed.is_some() => {
+            answer(200, &json!({"taskArns": [STOPPED_TASK]}))
+        }
+        "DescribeTasks" if body["tasks"][0] == STOPPED_TASK => answer(
+            200,
+            &json!({"tasks": [{
+                "taskArn": STOPPED_TASK,
+                "taskDefinitionArn": failed,
+                "lastStatus": "STOPPED",
+                "desiredStatus": "STOPPED",
+                "stopCode": "EssentialContainerExited",
+                "stoppedReason": "Essential container in task exited",
+                "containers": [{"name": "movieverse-app", "exitCode": 1, "lastStatus": "STOPPED", "reason": "DATABASE_URL: connection refused"}],
+            }], "failures": []}),
+        ),
         "UpdateService" => {
             let (code, ct, out) = forward(body.to_string().into_bytes());
             let config = &body["deploymentConfiguration"];
@@ -520,6 +544,9 @@ fn native(
                     })
                 });
                 let plan = s.plan.unwrap_or(Plan::Succeed);
+                if plan == Plan::Fail {
+                    s.failed_revision = body["taskDefinition"].as_str().map(str::to_owned);
+                }
                 s.native.push(Native {
                     arn: format!("arn:aws:ecs:us-east-1:123456789012:service-deployment/{cluster}/{service}/sd{n:04}"),
                     cluster,
@@ -644,7 +671,17 @@ fn codedeploy(
                 .ok()
                 .and_then(|v| v["deploymentId"].as_str().map(str::to_owned))
             {
-                state.lock().unwrap().track(&id);
+                let mut s = state.lock().unwrap();
+                if s.track(&id).plan == Plan::Fail {
+                    s.failed_revision = body["revision"]["appSpecContent"]["content"]
+                        .as_str()
+                        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+                        .and_then(|a| {
+                            a["Resources"][0]["TargetService"]["Properties"]["TaskDefinition"]
+                                .as_str()
+                                .map(str::to_owned)
+                        });
+                }
             }
             (status, ct, out)
         }

@@ -288,6 +288,75 @@ impl Ecs {
         Ok(out)
     }
 
+    /// The service's stopped tasks that `keep` selects (the first five), with why each one
+    /// stopped.
+    async fn stopped(
+        &self,
+        spec: &ServiceSpec,
+        keep: impl Fn(&aws_sdk_ecs::types::Task) -> bool,
+    ) -> Result<Vec<StoppedTask>, PlatformError> {
+        let arns = self
+            .ecs
+            .list_tasks()
+            .cluster(&spec.cluster)
+            .service_name(&spec.name)
+            .desired_status(DesiredStatus::Stopped)
+            .send()
+            .await
+            .map_err(|e| classify("ListTasks", &e))?
+            .task_arns()
+            .to_vec();
+        if arns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tasks = self
+            .ecs
+            .describe_tasks()
+            .cluster(&spec.cluster)
+            .set_tasks(Some(arns.into_iter().take(100).collect()))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTasks", &e))?;
+        Ok(tasks
+            .tasks()
+            .iter()
+            .filter(|t| keep(t))
+            .take(5)
+            .map(|t| StoppedTask {
+                what: "stopped task".into(),
+                id: t
+                    .task_arn()
+                    .and_then(|a| a.rsplit('/').next())
+                    .unwrap_or("?")
+                    .to_owned(),
+                reason: t.stopped_reason().unwrap_or("no reason given").to_owned(),
+                stop_code: t.stop_code().map(|c| c.as_str().to_owned()),
+                containers: t
+                    .containers()
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name().unwrap_or("?").to_owned(),
+                            c.exit_code(),
+                            c.reason().map(str::to_owned),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// The service's stopped tasks of `revision` (a task definition ARN): why green's tasks
+    /// did not stay up, for a blue-green that failed.
+    pub async fn stopped_of(
+        &self,
+        spec: &ServiceSpec,
+        revision: &str,
+    ) -> Result<Vec<StoppedTask>, PlatformError> {
+        self.stopped(spec, |t| t.task_definition_arn() == Some(revision))
+            .await
+    }
+
     /// The service's deployment controller (`ECS`, `CODE_DEPLOY`, `EXTERNAL`; ECS when unset).
     pub async fn controller(&self, spec: &ServiceSpec) -> Result<String, PlatformError> {
         let services = self
@@ -439,55 +508,8 @@ impl Platform for Ecs {
     ) -> Result<Vec<StoppedTask>, PlatformError> {
         // ListTasks cannot combine startedBy with other filters: list the service's stopped
         // tasks, then keep the ones this deployment started.
-        let arns = self
-            .ecs
-            .list_tasks()
-            .cluster(&spec.cluster)
-            .service_name(&spec.name)
-            .desired_status(DesiredStatus::Stopped)
-            .send()
+        self.stopped(spec, |t| t.started_by().is_none_or(|s| s == deployment))
             .await
-            .map_err(|e| classify("ListTasks", &e))?
-            .task_arns()
-            .to_vec();
-        if arns.is_empty() {
-            return Ok(Vec::new());
-        }
-        let tasks = self
-            .ecs
-            .describe_tasks()
-            .cluster(&spec.cluster)
-            .set_tasks(Some(arns.into_iter().take(100).collect()))
-            .send()
-            .await
-            .map_err(|e| classify("DescribeTasks", &e))?;
-        Ok(tasks
-            .tasks()
-            .iter()
-            .filter(|t| t.started_by().is_none_or(|s| s == deployment))
-            .take(5)
-            .map(|t| StoppedTask {
-                what: "stopped task".into(),
-                id: t
-                    .task_arn()
-                    .and_then(|a| a.rsplit('/').next())
-                    .unwrap_or("?")
-                    .to_owned(),
-                reason: t.stopped_reason().unwrap_or("no reason given").to_owned(),
-                stop_code: t.stop_code().map(|c| c.as_str().to_owned()),
-                containers: t
-                    .containers()
-                    .iter()
-                    .map(|c| {
-                        (
-                            c.name().unwrap_or("?").to_owned(),
-                            c.exit_code(),
-                            c.reason().map(str::to_owned),
-                        )
-                    })
-                    .collect(),
-            })
-            .collect())
     }
 
     async fn clean_up(&self, spec: &ServiceSpec, keep: u32) -> Result<Vec<String>, PlatformError> {
