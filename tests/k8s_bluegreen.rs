@@ -19,6 +19,8 @@ const GOOD: &str = "registry.test/movieverse@sha256:1111111111111111111111111111
 const GOOD2: &str = "registry.test/movieverse@sha256:2222222222222222222222222222222222222222222222222222222222222222";
 const GOOD3: &str = "registry.test/movieverse@sha256:3333333333333333333333333333333333333333333333333333333333333333";
 const REVISION: &str = "movieverse.dev/revision";
+/// An image whose pods take 3 s to become ready (the fake kubelet's `start<N>s`).
+const SLOW: &str = "registry.test/movieverse:v2-start3s";
 
 /// The example's Kubernetes environment as a blue-green in `namespace`: green checked through
 /// `probe` (two GETs of /health per check, a check a second, rolled back at 2 failed checks),
@@ -323,4 +325,72 @@ async fn an_abort_during_the_termination_wait_switches_the_selector_back_to_blue
     // Again: accepted, and nothing more to do.
     let again = rollout(cluster, dir.path(), "abort");
     assert_eq!(again.code, 0, "{}", again.dump());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_killed_while_green_starts_is_resumed_by_the_same_deploy() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let probe = common::probe::Server::start("unused");
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-bg-resume";
+    config(dir.path(), ns, &probe.url, "1s", "");
+    let blue = first_colour(cluster, dir.path(), &client, ns).await;
+
+    // Green's pods take 3 s to become ready: the runner is killed (SIGKILL, no clean-up)
+    // while it waits for them.
+    let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(SLOW));
+    let running = common::run_until(&mut cmd, "step 1/");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (_, seen, _) = running.signal("KILL");
+    assert_eq!(
+        selected(&client, ns, "movieverse").await,
+        blue,
+        "production never left blue:\n{seen}"
+    );
+    assert!(
+        colours(&client, ns)
+            .await
+            .values()
+            .any(|(_, image)| image == SLOW),
+        "green was started before the kill:\n{seen}"
+    );
+
+    // From a checkout whose deploy.yml renders green differently (another commit), going on
+    // would start a third colour: refused, nothing changed.
+    let path = dir.path().join("deploy.yml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let k8s_env = original.find("  production-k8s:").unwrap();
+    let log = original[k8s_env..].find("      LOG_LEVEL: ").unwrap() + k8s_env;
+    let changed = format!(
+        "{}      LOG_LEVEL: debug\n{}",
+        &original[..log],
+        &original[original[log..].find('\n').unwrap() + log + 1..]
+    );
+    std::fs::write(&path, &changed).unwrap();
+    let elsewhere = rollout(cluster, dir.path(), "resume");
+    assert_eq!(elsewhere.code, 1, "{}", elsewhere.dump());
+    assert!(
+        elsewhere.stderr.contains("this checkout renders it as")
+            && elsewhere.stderr.contains("nothing was changed"),
+        "{}",
+        elsewhere.dump()
+    );
+    assert_eq!(colours(&client, ns).await.len(), 2, "no third colour");
+    std::fs::write(&path, original).unwrap();
+
+    // The same deploy again picks the saved rollout up where it stood and finishes it.
+    let r = deploy(cluster, dir.path(), SLOW);
+    assert_eq!(r.code, 0, "{}\n{seen}", r.dump());
+    assert!(
+        r.stderr.contains("resuming the blue-green of"),
+        "{}",
+        r.dump()
+    );
+    let green = selected(&client, ns, "movieverse").await;
+    assert_ne!(green, blue, "{}", r.dump());
+    let all = colours(&client, ns).await;
+    assert_eq!(all[&green].1, SLOW);
+    assert_eq!(all[&blue].0, 0, "blue is scaled to 0 after the wait");
+    assert_eq!(all.len(), 2, "{all:?}");
 }

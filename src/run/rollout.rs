@@ -1084,6 +1084,9 @@ async fn deploy_blue_green(c: &mut Rollout<'_>, args: &DeployArgs) -> Result<(),
                         label,
                         colours: s.colours.clone(),
                     };
+                    if let Some(e) = green_rendered_elsewhere(c, &state, &Input::Resume) {
+                        return Err(e);
+                    }
                     return drive_reported(c, &mut state, Input::Resume, args.report.as_deref())
                         .await;
                 }
@@ -1378,6 +1381,32 @@ pub fn rollout(loaded: &Loaded, args: &RolloutArgs) -> Result<(), Error> {
     })
 }
 
+/// A blue-green whose green is still to be (re)applied (`Deploy(green)` pending) cannot go
+/// on from a checkout that renders green differently (another commit's deploy.yml or
+/// templates): it would start a third colour. Said, with what to do; `abort` is unaffected.
+fn green_rendered_elsewhere(c: &Rollout<'_>, state: &State, input: &Input) -> Option<Error> {
+    let (Shape::BlueGreen { label, .. }, Some(colours)) = (&c.shape, &state.colours) else {
+        return None;
+    };
+    let deploying = c
+        .script
+        .steps
+        .iter()
+        .position(|s| *s == crate::rollout::script::Step::Deploy(Track::Canary))
+        .is_some_and(|at| state.index <= at)
+        && !matches!(state.status, Status::Aborting { .. })
+        && state.outcome().is_none();
+    (deploying && colours.green != *label && !matches!(input, Input::Abort { .. })).then(|| {
+        Error::Deployment {
+            code: 1,
+            message: format!(
+                "error: {}: the blue-green's green is revision {} (rendered by the commit that started it), and this checkout renders it as {label}: going on from here would start another colour; nothing was changed\n  = help: resume or promote from that commit's checkout (its workflow run), or end it with `movieverse-deploy rollout abort --env {}`",
+                c.name, colours.green, c.name
+            ),
+        }
+    })
+}
+
 async fn drive_from(
     c: &mut Rollout<'_>,
     mut state: State,
@@ -1387,6 +1416,9 @@ async fn drive_from(
     let Some(input) = input else {
         return print_out(&status_text(name, &c.script, &state));
     };
+    if let Some(e) = green_rendered_elsewhere(c, &state, &input) {
+        return Err(e);
+    }
     if let Some(o) = state.outcome() {
         eprintln!(
             "{name}: the rollout of {} has ended: {}; nothing to do",
