@@ -10,9 +10,13 @@
 //!    120 s once past the attempt ceiling. Both are simulated on virtual time (the delays are
 //!    exact; the waiter's jitter comes from a seeded generator, 2 000 draws per end time).
 //! 2. `GetDeployment` calls per minute while waiting, each way.
-//! 3. With the real binary against moto and the `CodeDeploy` scenario proxy
-//!    (tests/common/codedeploy.rs): the time from starting `rollout promote` on a deployment
-//!    held at Ready to the binary's line saying production traffic is on green.
+//! 3. With the real binary against moto and the scenario proxy (tests/common/codedeploy.rs),
+//!    for `CodeDeploy` and for ECS native blue/green: the time from starting `rollout
+//!    promote` on a deployment held at its gate (Ready; the PAUSE hook) to the binary's line
+//!    saying production traffic is on green, and the calls that took. ECS native's waits poll
+//!    the same way (`DescribeServiceDeployments` at once, then every poll interval), so
+//!    figures 1 and 2 hold for it call for call; its SDK-waiter anchor would be
+//!    `waitUntilServicesStable` (15 s..120 s as well).
 //!
 //! Run: `cargo bench --bench bluegreen` (or scripts/bench).
 
@@ -99,26 +103,40 @@ fn main() {
         calls_waiter / waited * 60.0
     );
     println!();
-    promote_to_green();
+    promote_to_green(false);
+    promote_to_green(true);
 }
 
-/// The real binary: `rollout promote` on a deployment held at Ready, until its line saying
-/// production traffic is on green.
-fn promote_to_green() {
+/// The real binary: `rollout promote` on a deployment held at its gate (`native`: ECS native
+/// blue/green's PAUSE hook; else `CodeDeploy`'s Ready), until its line saying production
+/// traffic is on green.
+fn promote_to_green(native: bool) {
     use common::codedeploy::{Plan, Proxy};
     let mut times = Vec::new();
+    let mut calls = Vec::new();
     for _ in 0..5 {
         let moto = common::moto::Moto::start();
         let dir = tempfile::tempdir().unwrap();
         moto.staging_config(dir.path());
-        let path = dir.path().join("deploy.yml");
-        let text = std::fs::read_to_string(&path).unwrap().replacen(
-            "        termination_wait: 5m\n",
-            "        termination_wait: 5m\n        gate: manual\n",
-            1,
-        );
-        std::fs::write(path, text).unwrap();
-        moto.world(&["bluegreen", "gate"]);
+        if native {
+            let world: serde_json::Value = serde_json::from_str(&moto.world(&["native"])).unwrap();
+            common::codedeploy::native_config(dir.path(), &world, "        gate: manual\n");
+        } else {
+            // The gate without the example's checks (their URL is not on this machine).
+            let path = dir.path().join("deploy.yml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let at = text
+                .find("        analysis:\n          initial_delay: 30s\n")
+                .unwrap();
+            let end = text[at..].find("    env:\n").unwrap() + at;
+            let text = format!("{}{}", &text[..at], &text[end..]).replacen(
+                "        termination_wait: 5m\n",
+                "        termination_wait: 5m\n        gate: manual\n",
+                1,
+            );
+            std::fs::write(path, text).unwrap();
+            moto.world(&["bluegreen", "gate"]);
+        }
         let proxy = Proxy::start(&moto.endpoint, Plan::Bake);
         let run = |args: &[&str]| {
             let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_movieverse-deploy"));
@@ -138,16 +156,39 @@ fn promote_to_green() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let ops: &[&str] = if native {
+            &[
+                "ListServiceDeployments",
+                "DescribeServiceDeployments",
+                "ContinueServiceDeployment",
+            ]
+        } else {
+            &["ListDeployments", "GetDeployment", "ContinueDeployment"]
+        };
+        let before: usize = ops.iter().map(|op| proxy.calls(op).len()).sum();
         let started = Instant::now();
         let mut promote = run(&["rollout", "promote", "--env", "production"]);
         let running = common::run_until(&mut promote, "production traffic is on green");
         times.push(started.elapsed());
+        calls.push(ops.iter().map(|op| proxy.calls(op).len()).sum::<usize>() - before);
         let _ = running.signal("KILL");
     }
     times.sort();
+    calls.sort_unstable();
     println!(
-        "rollout promote -> production traffic on green (real binary, moto + CodeDeploy scenario proxy, 5 runs): median {:.2} s, max {:.2} s (process start, ListDeployments, GetDeployment, ContinueDeployment, one GetDeployment that sees the switch)",
+        "rollout promote -> production traffic on green, {} (real binary, moto + scenario proxy, 5 runs): median {:.2} s, max {:.2} s, {} calls ({})",
+        if native {
+            "ECS native (the PAUSE hook)"
+        } else {
+            "CodeDeploy (Ready)"
+        },
         times[2].as_secs_f64(),
-        times[4].as_secs_f64()
+        times[4].as_secs_f64(),
+        calls[2],
+        if native {
+            "ListServiceDeployments, then DescribeServiceDeployments x4: the deployment in flight, before the switch, the hook's id, the switch seen; and ContinueServiceDeployment"
+        } else {
+            "ListDeployments, then GetDeployment x3: the deployment in flight, before the switch, the switch seen; and ContinueDeployment"
+        }
     );
 }

@@ -19,7 +19,7 @@ struct Bed {
     world: serde_json::Value,
 }
 
-const ROLE: &str = "arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers";
+use common::codedeploy::ROLE;
 
 /// The example's production environment switched to ECS native blue/green on the world's
 /// load balancer, with `extra` lines added to its strategy (a gate, checks).
@@ -32,32 +32,7 @@ fn bed_on(world: &str, plan: Plan, extra: &str) -> Bed {
     let dir = tempfile::tempdir().unwrap();
     moto.staging_config(dir.path());
     let world: serde_json::Value = serde_json::from_str(&moto.world(&[world])).unwrap();
-    let path = dir.path().join("deploy.yml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let from = text.find("        application: movieverse\n").unwrap();
-    let to = text.find("        termination_wait: 5m\n").unwrap();
-    let checks = text
-        .find("        analysis:\n          initial_delay: 30s\n")
-        .unwrap();
-    let end = text[checks..].find("    env:\n").unwrap() + checks;
-    let native = format!(
-        "        controller: ecs\n        green_target_group: {}\n        prod_listener_rule: {}\n        test_listener_rule: {}\n        infrastructure_role: {ROLE}\n        test_port: 8080\n",
-        world["green"].as_str().unwrap_or("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-green/0123456789abcdef"),
-        world["prod_rule"].as_str().unwrap_or("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/1111111111111111/0000000000000001"),
-        world["test_rule"].as_str().unwrap_or("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/8080808080808080/0000000000000002"),
-    );
-    let text = format!(
-        "{}{native}{}{extra}{}",
-        &text[..from],
-        &text[to..checks],
-        &text[end..]
-    )
-    .replacen(
-        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-blue/0123456789abcdef",
-        world["blue"].as_str().unwrap(),
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
+    common::codedeploy::native_config(dir.path(), &world, extra);
     let proxy = Proxy::start(&moto.endpoint, plan);
     Bed {
         _moto: moto,

@@ -38,6 +38,42 @@ pub enum Plan {
 
 pub const STEP: Duration = Duration::from_millis(300);
 
+/// The role ECS native blue/green assumes to move the listener rules, in the tests' config.
+pub const ROLE: &str = "arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers";
+
+/// Rewrites the example's production environment in `dir`/deploy.yml (written by
+/// `Moto::staging_config`) to ECS native blue/green on `world`'s load balancer (from
+/// `moto_world.py native`; the example's ARNs where it has none), without its checks, with
+/// `extra` lines added to the strategy (a gate, checks).
+pub fn native_config(dir: &std::path::Path, world: &Value, extra: &str) {
+    let path = dir.join("deploy.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let from = text.find("        application: movieverse\n").unwrap();
+    let to = text.find("        termination_wait: 5m\n").unwrap();
+    let checks = text
+        .find("        analysis:\n          initial_delay: 30s\n")
+        .unwrap();
+    let end = text[checks..].find("    env:\n").unwrap() + checks;
+    let native = format!(
+        "        controller: ecs\n        green_target_group: {}\n        prod_listener_rule: {}\n        test_listener_rule: {}\n        infrastructure_role: {ROLE}\n        test_port: 8080\n",
+        world["green"].as_str().unwrap_or("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-green/0123456789abcdef"),
+        world["prod_rule"].as_str().unwrap_or("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/1111111111111111/0000000000000001"),
+        world["test_rule"].as_str().unwrap_or("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/8080808080808080/0000000000000002"),
+    );
+    let text = format!(
+        "{}{native}{}{extra}{}",
+        &text[..from],
+        &text[to..checks],
+        &text[end..]
+    )
+    .replacen(
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-blue/0123456789abcdef",
+        world["blue"].as_str().unwrap(),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+}
+
 struct Tracked {
     plan: Plan,
     since: Instant,
