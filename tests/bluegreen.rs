@@ -500,6 +500,21 @@ fn a_gate_the_group_does_not_hold_and_a_deployment_in_flight_stop_the_deploy_bef
 }
 
 #[test]
+fn an_alarm_the_group_does_not_watch_stops_the_deploy_before_any_change() {
+    let bed = bed(Plan::Succeed);
+    bed.proxy.set_group_alarms(&["movieverse-production-5xx"]);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr.contains("deploy.yml names the alarm(s) movieverse-production-p99-latency, but the deployment group movieverse/movieverse-production does not watch them (it watches movieverse-production-5xx): CodeDeploy would not roll back when they fire; nothing was created"),
+        "{}",
+        r.dump()
+    );
+    assert!(bed.proxy.calls("RegisterTaskDefinition").is_empty());
+    assert!(bed.proxy.calls("CreateDeployment").is_empty());
+}
+
+#[test]
 fn an_alarm_that_fires_rolls_back_and_is_named() {
     let bed = bed(Plan::Alarm);
     let r = mvd(&bed, DEPLOY);

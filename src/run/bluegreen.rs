@@ -1110,17 +1110,40 @@ impl<'a> Green<'a> {
                 client,
                 application,
                 group,
-            } => client
-                .stops_at_ready(application, group)
-                .await
-                .map_err(|e| {
+            } => {
+                let g = client.group(application, group).await.map_err(|e| {
                     platform_error(
                         loaded,
                         name,
                         &e,
                         &format!("{name}: read the deployment group {scope}"),
                     )
-                })?,
+                })?;
+                // The alarms deploy.yml names roll a deployment back only if the group
+                // watches them (ECS native gets them with the service update).
+                let unwatched: Vec<&str> = self
+                    .b
+                    .alarms
+                    .iter()
+                    .filter(|a| !g.alarms.contains(a))
+                    .map(String::as_str)
+                    .collect();
+                if !unwatched.is_empty() {
+                    return Err(Error::Deployment {
+                        code: 3,
+                        message: format!(
+                            "error: {name}: deploy.yml names the alarm(s) {}, but the deployment group {scope} does not watch them{}: CodeDeploy would not roll back when they fire; nothing was created\n  = help: add them to the group's alarmConfiguration (enabled), or remove them from `alarms` in deploy.yml",
+                            unwatched.join(", "),
+                            if g.alarms.is_empty() {
+                                " (it watches no alarm)".to_owned()
+                            } else {
+                                format!(" (it watches {})", g.alarms.join(", "))
+                            }
+                        ),
+                    });
+                }
+                g.stops_at_ready
+            }
             Switch::Native { .. } => {
                 let controller = self.ecs.controller(&self.spec).await.map_err(|e| {
                     platform_error(loaded, name, &e, &format!("{name}: read the {scope}"))

@@ -257,6 +257,10 @@ impl Native {
 
 #[derive(Default)]
 struct State {
+    /// The alarms the deployment group watches: moto keeps a group's `alarmConfiguration`
+    /// but answers `{}`, so `GetDeploymentGroup` is answered with these (by default the two
+    /// of the example's production environment).
+    group_alarms: Option<Vec<String>>,
     /// The task definition of a green that failed (`Plan::Fail`): ECS shows one stopped task
     /// of it (`ListTasks`, `DescribeTasks`), which moto cannot, since it runs none.
     failed_revision: Option<String>,
@@ -308,6 +312,12 @@ impl Proxy {
         let shared = state.clone();
         let url = super::http::serve_each(move |stream| serve(stream, &upstream, &shared));
         Self { url, state }
+    }
+
+    /// The alarms the deployment group watches from now on.
+    pub fn set_group_alarms(&self, alarms: &[&str]) {
+        self.state.lock().unwrap().group_alarms =
+            Some(alarms.iter().map(|a| (*a).to_owned()).collect());
     }
 
     /// The plan for deployments not seen yet.
@@ -720,6 +730,30 @@ fn codedeploy(
                 }
             }
             (status, ct, out)
+        }
+        "GetDeploymentGroup" => {
+            let (code, ct, out) = forward(body.to_string().into_bytes());
+            if code != 200 {
+                return (code, ct, out);
+            }
+            let mut v: Value = serde_json::from_slice(&out).unwrap();
+            let alarms = state
+                .lock()
+                .unwrap()
+                .group_alarms
+                .clone()
+                .unwrap_or_else(|| {
+                    vec![
+                        "movieverse-production-5xx".into(),
+                        "movieverse-production-p99-latency".into(),
+                    ]
+                });
+            v["deploymentGroupInfo"]["alarmConfiguration"] = json!({
+                "enabled": true,
+                "ignorePollAlarmFailure": false,
+                "alarms": alarms.iter().map(|a| json!({"name": a})).collect::<Vec<_>>(),
+            });
+            answer(200, &v)
         }
         "GetDeployment" => {
             let mut s = state.lock().unwrap();

@@ -46,6 +46,16 @@ pub fn appspec(rendered: &Value, task_definition: &str) -> Result<(String, Strin
     Ok((content, sha))
 }
 
+/// A deployment group, as far as deploy.yml relies on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// It holds a deployment at Ready until `ContinueDeployment`
+    /// (`deploymentReadyOption.actionOnTimeout: STOP_DEPLOYMENT`).
+    pub stops_at_ready: bool,
+    /// The `CloudWatch` alarms it watches (its alarm configuration, when enabled).
+    pub alarms: Vec<String>,
+}
+
 fn sdk(s: Status) -> DeploymentStatus {
     DeploymentStatus::from(s.name())
 }
@@ -80,13 +90,8 @@ impl CodeDeploy {
         Ok(out.deployments().to_vec())
     }
 
-    /// Whether the group holds a deployment at Ready until `ContinueDeployment`
-    /// (`deploymentReadyOption.actionOnTimeout: STOP_DEPLOYMENT`).
-    pub async fn stops_at_ready(
-        &self,
-        application: &str,
-        group: &str,
-    ) -> Result<bool, PlatformError> {
+    /// What the deployment group does that deploy.yml relies on.
+    pub async fn group(&self, application: &str, group: &str) -> Result<Group, PlatformError> {
         let out = self
             .client
             .get_deployment_group()
@@ -95,12 +100,24 @@ impl CodeDeploy {
             .send()
             .await
             .map_err(|e| classify("GetDeploymentGroup", &e))?;
-        Ok(out
-            .deployment_group_info()
-            .and_then(|g| g.blue_green_deployment_configuration())
-            .and_then(|c| c.deployment_ready_option())
-            .and_then(|r| r.action_on_timeout())
-            .is_some_and(|a| a.as_str() == "STOP_DEPLOYMENT"))
+        let info = out.deployment_group_info();
+        let alarms = info.and_then(|g| g.alarm_configuration());
+        Ok(Group {
+            stops_at_ready: info
+                .and_then(|g| g.blue_green_deployment_configuration())
+                .and_then(|c| c.deployment_ready_option())
+                .and_then(|r| r.action_on_timeout())
+                .is_some_and(|a| a.as_str() == "STOP_DEPLOYMENT"),
+            alarms: alarms
+                .filter(|a| a.enabled())
+                .map(|a| {
+                    a.alarms()
+                        .iter()
+                        .filter_map(|x| x.name().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
     }
 
     /// Creates a deployment of `appspec` (content and SHA-256 from [`appspec`]); its id.
