@@ -192,6 +192,13 @@ pub struct PlanArgs {
     /// a diff against the live object. Needs a reachable cluster (KUBECONFIG); changes nothing.
     #[arg(long)]
     pub server_dry_run: bool,
+
+    /// For blue-green environments on ECS: read (never change) what the deploy relies on
+    /// and say it with the plan: whether the `CodeDeploy` deployment group stops at Ready and
+    /// watches deploy.yml's alarms, or the service has the ECS controller (ECS native); and
+    /// a deployment in flight. Needs AWS credentials.
+    #[arg(long)]
+    pub live: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

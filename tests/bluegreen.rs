@@ -781,3 +781,36 @@ fn sigint_at_a_timed_gate_stops_the_deployment_with_rollback() {
     assert!(bed.proxy.calls("ContinueDeployment").is_empty(), "{stderr}");
     assert!(stderr.contains("production: cancelled"), "{stderr}");
 }
+
+#[test]
+fn plan_live_says_whether_the_group_holds_at_ready_and_watches_the_alarms() {
+    let bed = bed_with(Plan::Gate, true, true);
+    let r = mvd(&bed, &["plan", "--env", "production", "--live"]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    for line in [
+        "Live: production (read, nothing changed)",
+        "ok   deployment group movieverse/movieverse-production holds deployments at Ready",
+        "ok   it watches the alarms deploy.yml names: movieverse-production-5xx, movieverse-production-p99-latency",
+        "ok   no deployment in flight",
+    ] {
+        assert!(r.stdout.contains(line), "{line}\n{}", r.dump());
+    }
+    // A group that would make the deploy refuse: said before any deploy, nothing changed.
+    let bed = bed_with(Plan::Succeed, false, true);
+    bed.proxy.set_group_alarms(&[]);
+    let r = mvd(&bed, &["plan", "--env", "production", "--live"]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    for line in [
+        "FAIL deployment group movieverse/movieverse-production does not stop at Ready: `deploy` refuses the gate until it does",
+        "FAIL it does not watch movieverse-production-5xx, movieverse-production-p99-latency",
+    ] {
+        assert!(r.stdout.contains(line), "{line}\n{}", r.dump());
+    }
+    for op in [
+        "CreateDeployment",
+        "RegisterTaskDefinition",
+        "UpdateService",
+    ] {
+        assert!(bed.proxy.calls(op).is_empty(), "{op}");
+    }
+}

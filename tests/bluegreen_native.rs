@@ -474,3 +474,36 @@ fn checks_that_pass_at_the_hook_answer_it_continue() {
     assert_eq!(answers[0]["action"], "CONTINUE");
     assert_eq!(bed.proxy.native_status(1), "SUCCESSFUL");
 }
+
+#[test]
+fn plan_live_reads_the_services_controller_and_a_deployment_in_flight() {
+    let bed = bed(Plan::Gate, "        gate: manual\n");
+    let r = mvd(&bed, &["plan", "--env", "production", "--live"]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stdout.contains(
+            "ok   service movieverse-production/movieverse-app has the ECS deployment controller"
+        ) && r.stdout.contains("ok   no deployment in flight"),
+        "{}",
+        r.dump()
+    );
+    let deployed = mvd(&bed, DEPLOY);
+    assert_eq!(deployed.code, 0, "{}", deployed.dump());
+    let r = mvd(&bed, &["plan", "--env", "production", "--live"]);
+    assert!(
+        r.stdout.contains(&format!(
+            "FAIL ECS service deployment {} is in flight",
+            deployed.output("deployment")
+        )),
+        "{}",
+        r.dump()
+    );
+    let other = bed_on("bluegreen", Plan::Succeed, "");
+    let r = mvd(&other, &["plan", "--env", "production", "--live"]);
+    assert!(
+        r.stdout.contains("FAIL service movieverse-production/movieverse-app has the CODE_DEPLOY deployment controller"),
+        "{}",
+        r.dump()
+    );
+    assert!(other.proxy.calls("UpdateService").is_empty());
+}

@@ -49,6 +49,131 @@ use crate::rollout::engine::{
 };
 use crate::rollout::script::{Gate, Script, Step, Track, blue_green};
 
+/// What `plan --live` read of one blue-green environment on ECS.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(super) struct LiveFacts {
+    pub env: String,
+    /// Each fact: whether it is as the deploy needs it, and what it is.
+    pub facts: Vec<(bool, String)>,
+}
+
+/// `plan --live`: for each blue-green environment on ECS selected, what the deploy relies on,
+/// read (nothing changes). Other environments are left out.
+pub(super) fn live(loaded: &Loaded, selection: &Selection) -> Result<Vec<LiveFacts>, Error> {
+    let names = super::select(loaded, &selection.env)?;
+    let rt = runtime()?;
+    let mut out = Vec::new();
+    for name in names {
+        let env = &loaded.config.environments[&name];
+        let (crate::config::Strategy::BlueGreen(b), Some(_)) = (&env.strategy, &env.ecs) else {
+            continue;
+        };
+        let (_, _, spec, _) = inputs(loaded, &name, b, selection.image.clone())?;
+        let facts = rt.block_on(live_facts(loaded, &name, b, &spec))?;
+        out.push(LiveFacts { env: name, facts });
+    }
+    Ok(out)
+}
+
+async fn live_facts(
+    loaded: &Loaded,
+    name: &str,
+    b: &BlueGreen,
+    spec: &ServiceSpec,
+) -> Result<Vec<(bool, String)>, Error> {
+    let region = &loaded.config.region;
+    let switch = Switch::new(region, b, spec).await;
+    let scope = switch.scope();
+    let fail = |e: &PlatformError, what: &str| platform_error(loaded, name, e, what);
+    let gated = match (&b.gate, &b.analysis) {
+        (Some(_), _) => Some("the gate"),
+        (None, Some(_)) => Some("the checks of green"),
+        (None, None) => None,
+    };
+    let mut facts = Vec::new();
+    match &switch {
+        Switch::CodeDeploy {
+            client,
+            application,
+            group,
+        } => {
+            let g = client
+                .group(application, group)
+                .await
+                .map_err(|e| fail(&e, &format!("{name}: read the deployment group {scope}")))?;
+            facts.push(match (g.stops_at_ready, gated) {
+                (true, _) => (true, format!("deployment group {scope} holds deployments at Ready (deploymentReadyOption STOP_DEPLOYMENT)")),
+                (false, Some(what)) => (false, format!("deployment group {scope} does not stop at Ready: `deploy` refuses {what} until it does (deploymentReadyOption.actionOnTimeout: STOP_DEPLOYMENT)")),
+                (false, None) => (true, format!("deployment group {scope} does not stop at Ready (no gate or checks ask it to)")),
+            });
+            let unwatched: Vec<&str> = b
+                .alarms
+                .iter()
+                .filter(|a| !g.alarms.contains(a))
+                .map(String::as_str)
+                .collect();
+            if !b.alarms.is_empty() {
+                facts.push(if unwatched.is_empty() {
+                    (
+                        true,
+                        format!(
+                            "it watches the alarms deploy.yml names: {}",
+                            b.alarms.join(", ")
+                        ),
+                    )
+                } else {
+                    (
+                        false,
+                        format!(
+                            "it does not watch {}: `deploy` refuses to start until it does",
+                            unwatched.join(", ")
+                        ),
+                    )
+                });
+            }
+        }
+        Switch::Native { .. } => {
+            let ecs = Ecs::from_env(region).await;
+            let controller = ecs
+                .controller(spec)
+                .await
+                .map_err(|e| fail(&e, &format!("{name}: read the {scope}")))?;
+            facts.push(if controller == "ECS" {
+                (true, format!("{scope} has the ECS deployment controller (ECS native blue/green)"))
+            } else {
+                (false, format!("{scope} has the {controller} deployment controller: `deploy` refuses ECS native blue/green until it has the ECS one"))
+            });
+        }
+    }
+    let in_flight = switch
+        .in_flight()
+        .await
+        .map_err(|e| fail(&e, &format!("{name}: list the deployments of {scope}")))?;
+    facts.push(match in_flight.first() {
+        Some(id) => (
+            false,
+            format!(
+                "{} {id} is in flight: `deploy` does not start another over it (`rollout status --env {name}`)",
+                switch.what()
+            ),
+        ),
+        None => (true, "no deployment in flight".to_owned()),
+    });
+    Ok(facts)
+}
+
+/// `plan --live`'s facts as text, after the plan.
+pub(super) fn live_text(all: &[LiveFacts]) -> String {
+    let mut out = String::new();
+    for l in all {
+        let _ = writeln!(out, "\nLive: {} (read, nothing changed)", l.env);
+        for (ok, fact) in &l.facts {
+            let _ = writeln!(out, "  {} {fact}", if *ok { "ok  " } else { "FAIL" });
+        }
+    }
+    out
+}
+
 /// `rollback --env E` for a blue-green environment on ECS.
 pub(super) fn rollback(
     loaded: &Loaded,

@@ -171,12 +171,21 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             } else {
                 None
             };
+            let facts = if args.live {
+                aws_login(&loaded, cli.role_to_assume.as_deref())?;
+                Some(bluegreen::live(&loaded, &args.selection)?)
+            } else {
+                None
+            };
             publish_plan(&plan, live.as_deref())?;
             let text = match args.output {
                 OutputFormat::Text => {
                     let mut text = plan::to_text(&plan, style);
                     if let Some(live) = &live {
                         text.push_str(&deploy::server_dry_run_text(live));
+                    }
+                    if let Some(facts) = &facts {
+                        text.push_str(&bluegreen::live_text(facts));
                     }
                     text
                 }
@@ -186,6 +195,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                         obj.insert(
                             "server_dry_run".into(),
                             serde_json::to_value(live).expect("diffs serialize"),
+                        );
+                    }
+                    if let (Some(facts), Some(obj)) = (&facts, value.as_object_mut()) {
+                        obj.insert(
+                            "live".into(),
+                            serde_json::to_value(facts).expect("facts serialize"),
                         );
                     }
                     format!(
