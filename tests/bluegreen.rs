@@ -449,6 +449,8 @@ fn green_that_fails_is_rolled_back_by_codedeploy_and_the_reason_shown() {
     assert!(
         r.stderr.contains("HEALTH_CONSTRAINTS: The ECS task set movieverse-green failed its target group health checks")
             && r.stderr.contains(&format!("{id}-rb Succeeded"))
+            // Where the deployment stopped: its ECS target's failed lifecycle event.
+            && r.stderr.contains("lifecycle events: Install failed (UnknownError: The ECS task set of green did not reach steady state: its tasks failed the target group health checks)")
             // Why green's tasks stopped: the task definition the deploy registered.
             && r.stderr.contains("green's stopped tasks: stopped task 0f1e2d3c4b5a69788796a5b4c3d2e1f0: Essential container in task exited [EssentialContainerExited]; movieverse-app exit 1 (DATABASE_URL: connection refused)"),
         "{}",

@@ -762,11 +762,12 @@ impl Green<'_> {
                 reason,
                 rolled_back_by,
             }) => Err(format!(
-                "{} {id}: {reason}{}{}",
+                "{} {id}: {reason}{}{}{}",
                 self.switch.what(),
                 rolled_back_by
                     .map(|by| format!("; {} rolled it back ({by})", self.switch.owner()))
                     .unwrap_or_default(),
+                self.failed_events(&id).await,
                 self.stop_reasons().await
             )),
             Ok(End::TimedOut(after)) => Err(format!(
@@ -776,6 +777,20 @@ impl Green<'_> {
             )),
             Ok(End::Interrupted) => Err("cancelled".into()),
             Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Where a `CodeDeploy` deployment that ended badly stopped: its ECS target's failed
+    /// lifecycle events (`; lifecycle events: …`), or nothing (best effort; none natively).
+    async fn failed_events(&self, id: &str) -> String {
+        let Switch::CodeDeploy { client, .. } = &self.switch else {
+            return String::new();
+        };
+        match client.failed_events(id).await {
+            Ok(events) if !events.is_empty() => {
+                format!("; lifecycle events: {}", events.join(", "))
+            }
+            _ => String::new(),
         }
     }
 

@@ -731,6 +731,51 @@ fn codedeploy(
             }
             (status, ct, out)
         }
+        // moto keeps no deployment targets: a failed deployment's ECS target is served, with
+        // the lifecycle event where it stopped.
+        "ListDeploymentTargets" => answer(
+            200,
+            &json!({"targetIds": ["movieverse-production:movieverse-app"]}),
+        ),
+        "BatchGetDeploymentTargets" => {
+            let failed = {
+                let mut s = state.lock().unwrap();
+                let t = s.track(&id);
+                t.plan == Plan::Fail && t.state(&id).0 == "Failed"
+            };
+            let event =
+                |name: &str, status: &str| json!({"lifecycleEventName": name, "status": status});
+            let mut events = vec![event("BeforeInstall", "Succeeded")];
+            if failed {
+                events.push(json!({
+                    "lifecycleEventName": "Install",
+                    "status": "Failed",
+                    "diagnostics": {"errorCode": "UnknownError", "message": "The ECS task set of green did not reach steady state: its tasks failed the target group health checks"},
+                }));
+                events.extend(
+                    [
+                        "AfterInstall",
+                        "AllowTestTraffic",
+                        "AfterAllowTestTraffic",
+                        "BeforeAllowTraffic",
+                        "AllowTraffic",
+                        "AfterAllowTraffic",
+                    ]
+                    .map(|n| event(n, "Skipped")),
+                );
+            } else {
+                events.extend(
+                    ["Install", "AfterInstall", "AllowTestTraffic"].map(|n| event(n, "Succeeded")),
+                );
+            }
+            answer(
+                200,
+                &json!({"deploymentTargets": [{
+                    "deploymentTargetType": "ECSTarget",
+                    "ecsTarget": {"deploymentId": id, "targetId": "movieverse-production:movieverse-app", "status": if failed { "Failed" } else { "InProgress" }, "lifecycleEvents": events},
+                }]}),
+            )
+        }
         "GetDeploymentGroup" => {
             let (code, ct, out) = forward(body.to_string().into_bytes());
             if code != 200 {

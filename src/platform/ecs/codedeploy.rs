@@ -20,7 +20,9 @@ pub struct CodeDeploy {
 }
 
 /// The `CodeDeploy` operations this module calls (errors name them).
-pub const OPERATIONS: [&str; 6] = [
+pub const OPERATIONS: [&str; 8] = [
+    "ListDeploymentTargets",
+    "BatchGetDeploymentTargets",
     "GetDeploymentGroup",
     "ListDeployments",
     "CreateDeployment",
@@ -209,6 +211,56 @@ impl CodeDeploy {
                 .filter(|m| !m.is_empty())
                 .map(str::to_owned),
         })
+    }
+
+    /// The lifecycle events of the deployment's ECS target that failed, each with its
+    /// diagnostics (`AfterAllowTestTraffic failed (ScriptFailed: …)`): where a failed
+    /// deployment stopped.
+    pub async fn failed_events(&self, id: &str) -> Result<Vec<String>, PlatformError> {
+        let targets = self
+            .client
+            .list_deployment_targets()
+            .deployment_id(id)
+            .send()
+            .await
+            .map_err(|e| classify("ListDeploymentTargets", &e))?
+            .target_ids()
+            .to_vec();
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .batch_get_deployment_targets()
+            .deployment_id(id)
+            .set_target_ids(Some(targets))
+            .send()
+            .await
+            .map_err(|e| classify("BatchGetDeploymentTargets", &e))?;
+        Ok(out
+            .deployment_targets()
+            .iter()
+            .filter_map(|t| t.ecs_target())
+            .flat_map(aws_sdk_codedeploy::types::EcsTarget::lifecycle_events)
+            .filter(|e| e.status().is_some_and(|s| s.as_str() == "Failed"))
+            .map(|e| {
+                let name = e.lifecycle_event_name().unwrap_or("a lifecycle event");
+                let code = e
+                    .diagnostics()
+                    .and_then(|d| d.error_code())
+                    .map(|c| c.as_str().to_owned());
+                let message = e
+                    .diagnostics()
+                    .and_then(|d| d.message())
+                    .filter(|m| !m.is_empty());
+                match (code, message) {
+                    (Some(c), Some(m)) => format!("{name} failed ({c}: {m})"),
+                    (Some(c), None) => format!("{name} failed ({c})"),
+                    (None, Some(m)) => format!("{name} failed ({m})"),
+                    (None, None) => format!("{name} failed"),
+                }
+            })
+            .collect())
     }
 
     /// `StopDeployment`; with `rollback`, `CodeDeploy` puts the previous task set back.
