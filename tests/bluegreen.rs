@@ -816,3 +816,55 @@ fn plan_live_says_whether_the_group_holds_at_ready_and_watches_the_alarms() {
         assert!(bed.proxy.calls(op).is_empty(), "{op}");
     }
 }
+
+#[test]
+fn return_at_bake_then_rollout_abort_from_another_process_switches_back_to_blue() {
+    // The group holds at Ready and deploy.yml has no gate: the deploy switches by itself,
+    // then returns instead of holding the runner through the termination wait.
+    let bed = bed_with(Plan::Bake, true, false);
+    let mut args = DEPLOY.to_vec();
+    args.extend(["--return-at", "bake"]);
+    let r = mvd(&bed, &args);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stdout.contains("result=returned") && r.stderr.contains("production traffic is on green"),
+        "{}",
+        r.dump()
+    );
+    let id = r.output("deployment");
+    assert_eq!(bed.proxy.calls("ContinueDeployment").len(), 1);
+    let aborted = rollout(&bed, "abort");
+    assert_eq!(aborted.code, 1, "{}", aborted.dump());
+    let stops = bed.proxy.calls("StopDeployment");
+    assert_eq!(stops.len(), 1, "{}", aborted.dump());
+    assert_eq!(stops[0]["deploymentId"], id.as_str());
+    assert!(
+        aborted.stderr.contains(&format!("{id}-rb Succeeded"))
+            && aborted.stderr.contains("production traffic is on blue"),
+        "{}",
+        aborted.dump()
+    );
+}
+
+#[test]
+fn sigint_while_the_checks_of_green_run_stops_the_deployment_with_rollback() {
+    let server = common::probe::Server::start("unused");
+    server.set_health(503, "green: warming up");
+    let bed = bed_with_checks(&server, None);
+    // Failing checks with room for many: the run is in the checks when it is interrupted.
+    let path = bed.dir.path().join("deploy.yml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "          threshold: 2\n",
+        "          threshold: 50\n",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let running = common::run_until(
+        &mut cmd(&bed, DEPLOY),
+        "check of green on the test listener",
+    );
+    let (code, stderr, _) = running.signal("INT");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert_eq!(bed.proxy.calls("StopDeployment").len(), 1, "{stderr}");
+    assert!(bed.proxy.calls("ContinueDeployment").is_empty(), "{stderr}");
+}

@@ -507,3 +507,30 @@ fn plan_live_reads_the_services_controller_and_a_deployment_in_flight() {
     );
     assert!(other.proxy.calls("UpdateService").is_empty());
 }
+
+#[test]
+fn sigint_while_the_checks_of_green_run_stops_the_service_deployment() {
+    let server = common::probe::Server::start("unused");
+    server.set_health(503, "green: warming up");
+    let bed = checked(&server, Plan::Gate, "");
+    let path = bed.dir.path().join("deploy.yml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "          threshold: 2\n",
+        "          threshold: 50\n",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let running = common::run_until(
+        &mut cmd(&bed, DEPLOY),
+        "check of green on the test listener",
+    );
+    let (code, stderr, _) = running.signal("INT");
+    assert_eq!(code, Some(130), "{stderr}");
+    let stops = bed.proxy.calls("StopServiceDeployment");
+    assert_eq!(stops.len(), 1, "{stderr}");
+    assert!(
+        bed.proxy.calls("ContinueServiceDeployment").is_empty(),
+        "{stderr}"
+    );
+    assert_eq!(bed.proxy.native_status(1), "ROLLBACK_SUCCESSFUL");
+}
