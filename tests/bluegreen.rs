@@ -6,7 +6,7 @@
 mod common;
 
 use common::Run;
-use common::codedeploy::{Plan, Proxy};
+use common::codedeploy::{DEPLOY, Plan, Proxy};
 use common::moto::Moto;
 use sha2::Digest as _;
 
@@ -33,13 +33,7 @@ fn bed_with(plan: Plan, group_gate: bool, config_gate: bool) -> Bed {
     moto.staging_config(dir.path());
     // The example checks green at Ready (which needs a group that stops there); these tests
     // deploy without checks unless they add their own.
-    let path = dir.path().join("deploy.yml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let at = text
-        .find("        analysis:\n          initial_delay: 30s\n")
-        .unwrap();
-    let end = text[at..].find("    env:\n").unwrap() + at;
-    std::fs::write(&path, format!("{}{}", &text[..at], &text[end..])).unwrap();
+    common::codedeploy::without_checks(dir.path());
     if config_gate {
         let path = dir.path().join("deploy.yml");
         let text = std::fs::read_to_string(&path).unwrap().replacen(
@@ -84,13 +78,7 @@ fn bed_with(plan: Plan, group_gate: bool, config_gate: bool) -> Bed {
 }
 
 fn cmd(bed: &Bed, args: &[&str]) -> std::process::Command {
-    let mut cmd = common::bin_std();
-    cmd.current_dir(bed.dir.path()).env("CI", "true");
-    for (k, v) in bed.proxy.env() {
-        cmd.env(k, v);
-    }
-    cmd.args(args);
-    cmd
+    common::codedeploy::mvd_cmd(bed.dir.path(), &bed.proxy, args)
 }
 
 fn mvd(bed: &Bed, args: &[&str]) -> Run {
@@ -288,8 +276,6 @@ fn a_service_with_nothing_before_says_so_and_deploys_nothing() {
     assert!(bed.proxy.calls("CreateDeployment").is_empty());
 }
 
-const DEPLOY: &[&str] = &["deploy", "--env", "production", "--poll-interval", "1s"];
-
 /// `deploy` with `--report`: the run and the pull request comment it wrote.
 fn deploy_reported(bed: &Bed) -> (Run, String) {
     let report = bed.dir.path().join("comment.md");
@@ -301,11 +287,7 @@ fn deploy_reported(bed: &Bed) -> (Run, String) {
 }
 
 fn rollout(bed: &Bed, action: &str) -> Run {
-    let mut args = vec!["rollout", action, "--env", "production"];
-    if action != "status" {
-        args.extend(["--poll-interval", "1s"]);
-    }
-    mvd(bed, &args)
+    mvd(bed, &common::codedeploy::rollout_args(action))
 }
 
 /// The task definition the deploy registered (the one after the world's two).

@@ -8,7 +8,7 @@
 mod common;
 
 use common::Run;
-use common::codedeploy::{Plan, Proxy};
+use common::codedeploy::{DEPLOY, Plan, Proxy};
 use common::moto::Moto;
 
 struct Bed {
@@ -43,27 +43,15 @@ fn bed_on(world: &str, plan: Plan, extra: &str) -> Bed {
 }
 
 fn cmd(bed: &Bed, args: &[&str]) -> std::process::Command {
-    let mut cmd = common::bin_std();
-    cmd.current_dir(bed.dir.path()).env("CI", "true");
-    for (k, v) in bed.proxy.env() {
-        cmd.env(k, v);
-    }
-    cmd.args(args);
-    cmd
+    common::codedeploy::mvd_cmd(bed.dir.path(), &bed.proxy, args)
 }
 
 fn mvd(bed: &Bed, args: &[&str]) -> Run {
     Run::from(&cmd(bed, args).output().unwrap())
 }
 
-const DEPLOY: &[&str] = &["deploy", "--env", "production", "--poll-interval", "1s"];
-
 fn rollout(bed: &Bed, action: &str) -> Run {
-    let mut args = vec!["rollout", action, "--env", "production"];
-    if action != "status" {
-        args.extend(["--poll-interval", "1s"]);
-    }
-    mvd(bed, &args)
+    mvd(bed, &common::codedeploy::rollout_args(action))
 }
 
 /// The task definition the deploy registers (the one after the world's two).
@@ -386,7 +374,7 @@ fn rollback_deploys_the_previous_task_definition_as_a_native_blue_green() {
     assert_eq!(sent[0]["taskDefinition"], bed.world["previous"]);
     assert!(
         r.stderr
-            .contains("with an ECS native blue/green deployment")
+            .contains("through ECS (service movieverse-production/movieverse-app)")
             && r.stderr.contains("rolled back (ECS service deployment"),
         "{}",
         r.dump()

@@ -259,45 +259,23 @@ pub(super) fn rollback(
             }
             Err(e) => return Err(fail(&e, &format!("{name}/{}: rollback", spec.name))),
         };
-        let id = if let (
-            Switch::CodeDeploy {
-                client,
-                application,
-                group,
-            },
-            Some(rendered),
-        ) = (&switch, &rendered_appspec)
-        {
-                let content = appspec(rendered, &previous).map_err(|why| Error::Usage {
-                    message: format!("{name}: {why}"),
-                    help: "the appspec template must keep the AppSpec's shape (Resources: - TargetService: Properties: …)".into(),
-                })?;
-                eprintln!(
-                    "{name}/{}: rolling back to {previous} through CodeDeploy ({scope}, {})",
-                    spec.name, b.deployment_config
-                );
-                client
-                    .create(
-                        application,
-                        group,
-                        &b.deployment_config,
-                        (&content.0, &content.1),
-                        &format!("movieverse-deploy rollback of {name} to {previous}"),
-                    )
-                    .await
-                    .map_err(|e| fail(&e, &format!("{name}: create the rollback deployment")))?
-        } else {
-            eprintln!(
-                "{name}/{}: rolling back to {previous} with an ECS native blue/green deployment",
-                spec.name
-            );
-            ecs.update(&spec, &previous)
-                .await
-                .map_err(|e| fail(&e, &format!("{name}: update the service to {previous}")))?;
-            started(&switch, &cancel, deadline)
-                .await
-                .map_err(|e| fail(&e, &format!("{name}: find the rollback deployment")))?
-        };
+        eprintln!(
+            "{name}/{}: rolling back to {previous} through {} ({scope})",
+            spec.name,
+            switch.owner()
+        );
+        let id = switch
+            .start(
+                &ecs,
+                &spec,
+                rendered_appspec.as_ref(),
+                &previous,
+                &b.deployment_config,
+                &format!("movieverse-deploy rollback of {name} to {previous}"),
+                (&cancel, deadline),
+            )
+            .await
+            .map_err(|e| fail(&e, &format!("{name}: start the rollback deployment")))?;
         println!("deployment={id}");
         if args.no_wait {
             eprintln!(
@@ -439,6 +417,46 @@ impl Switch {
         match self {
             Switch::CodeDeploy { .. } => "Ready",
             Switch::Native { .. } => "the PAUSE hook after test traffic (POST_TEST_TRAFFIC_SHIFT)",
+        }
+    }
+
+    /// Starts a blue-green of `revision` (registered): `CreateDeployment` of the rendered
+    /// `appspec` pointed at it, or natively `UpdateService` and the service deployment ECS
+    /// started (looked for until the deadline, or a cancel). Its id.
+    #[allow(clippy::too_many_arguments)]
+    async fn start(
+        &self,
+        ecs: &Ecs,
+        spec: &ServiceSpec,
+        rendered: Option<&serde_json::Value>,
+        revision: &str,
+        config: &str,
+        description: &str,
+        (cancel, deadline): (&CancellationToken, Instant),
+    ) -> Result<String, PlatformError> {
+        if let (
+            Switch::CodeDeploy {
+                client,
+                application,
+                group,
+            },
+            Some(rendered),
+        ) = (self, rendered)
+        {
+            // The AppSpec's shape was checked before anything changed (`inputs`).
+            let (content, sha) = appspec(rendered, revision).map_err(|why| {
+                PlatformError::new(
+                    crate::platform::observation::ErrorKind::Invalid,
+                    "CreateDeployment",
+                    why,
+                )
+            })?;
+            client
+                .create(application, group, config, (&content, &sha), description)
+                .await
+        } else {
+            ecs.update(spec, revision).await?;
+            started(self, cancel, deadline).await
         }
     }
 
@@ -833,39 +851,19 @@ impl Green<'_> {
                 .registered
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(revision.clone());
-            let id = if let (
-                Switch::CodeDeploy {
-                    client,
-                    application,
-                    group,
-                },
-                Some(rendered),
-            ) = (&self.switch, &self.appspec)
-            {
-                let (content, sha) = appspec(rendered, &revision)?;
-                client
-                    .create(
-                        application,
-                        group,
-                        &self.b.deployment_config,
-                        (&content, &sha),
-                        &format!("movieverse-deploy: {} to {revision}", self.name),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?
-            } else {
-                self.ecs
-                    .update(&self.spec, &revision)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                started(
-                    &self.switch,
-                    &self.cancel,
-                    Instant::now() + self.b.progress_deadline.0,
+            let id = self
+                .switch
+                .start(
+                    &self.ecs,
+                    &self.spec,
+                    self.appspec.as_ref(),
+                    &revision,
+                    &self.b.deployment_config,
+                    &format!("movieverse-deploy: {} to {revision}", self.name),
+                    (&self.cancel, Instant::now() + self.b.progress_deadline.0),
                 )
                 .await
-                .map_err(|e| e.to_string())?
-            };
+                .map_err(|e| e.to_string())?;
             eprintln!(
                 "{}: {} {id} started ({}{})",
                 self.name,

@@ -41,19 +41,52 @@ pub const STEP: Duration = Duration::from_millis(300);
 /// The role ECS native blue/green assumes to move the listener rules, in the tests' config.
 pub const ROLE: &str = "arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers";
 
+/// `deploy --env production`, polling every second.
+pub const DEPLOY: &[&str] = &["deploy", "--env", "production", "--poll-interval", "1s"];
+
+/// The real binary in `dir` (CI), its AWS SDK pointed at `proxy`.
+pub fn mvd_cmd(dir: &std::path::Path, proxy: &Proxy, args: &[&str]) -> std::process::Command {
+    let mut cmd = super::bin_std();
+    cmd.current_dir(dir).env("CI", "true");
+    for (k, v) in proxy.env() {
+        cmd.env(k, v);
+    }
+    cmd.args(args);
+    cmd
+}
+
+/// `rollout ACTION --env production` (polling every second when it waits).
+pub fn rollout_args(action: &str) -> Vec<&str> {
+    let mut args = vec!["rollout", action, "--env", "production"];
+    if action != "status" {
+        args.extend(["--poll-interval", "1s"]);
+    }
+    args
+}
+
+/// Removes the example production environment's checks of green from `dir`/deploy.yml:
+/// their URL is not on this machine, and a test adds its own.
+pub fn without_checks(dir: &std::path::Path) {
+    let path = dir.join("deploy.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let at = text
+        .find("        analysis:\n          initial_delay: 30s\n")
+        .unwrap();
+    let end = text[at..].find("    env:\n").unwrap() + at;
+    std::fs::write(&path, format!("{}{}", &text[..at], &text[end..])).unwrap();
+}
+
 /// Rewrites the example's production environment in `dir`/deploy.yml (written by
 /// `Moto::staging_config`) to ECS native blue/green on `world`'s load balancer (from
 /// `moto_world.py native`; the example's ARNs where it has none), without its checks, with
 /// `extra` lines added to the strategy (a gate, checks).
 pub fn native_config(dir: &std::path::Path, world: &Value, extra: &str) {
+    without_checks(dir);
     let path = dir.join("deploy.yml");
     let text = std::fs::read_to_string(&path).unwrap();
     let from = text.find("        application: movieverse\n").unwrap();
     let to = text.find("        termination_wait: 5m\n").unwrap();
-    let checks = text
-        .find("        analysis:\n          initial_delay: 30s\n")
-        .unwrap();
-    let end = text[checks..].find("    env:\n").unwrap() + checks;
+    let end = text[to..].find("    env:\n").unwrap() + to;
     let native = format!(
         "        controller: ecs\n        green_target_group: {}\n        prod_listener_rule: {}\n        test_listener_rule: {}\n        infrastructure_role: {ROLE}\n        test_port: 8080\n",
         world["green"].as_str().unwrap_or("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-green/0123456789abcdef"),
@@ -63,7 +96,7 @@ pub fn native_config(dir: &std::path::Path, world: &Value, extra: &str) {
     let text = format!(
         "{}{native}{}{extra}{}",
         &text[..from],
-        &text[to..checks],
+        &text[to..end],
         &text[end..]
     )
     .replacen(
