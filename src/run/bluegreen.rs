@@ -106,12 +106,7 @@ async fn live_facts(
                 (false, Some(what)) => (false, format!("deployment group {scope} does not stop at Ready: `deploy` refuses {what} until it does (deploymentReadyOption.actionOnTimeout: STOP_DEPLOYMENT)")),
                 (false, None) => (true, format!("deployment group {scope} does not stop at Ready (no gate or checks ask it to)")),
             });
-            let unwatched: Vec<&str> = b
-                .alarms
-                .iter()
-                .filter(|a| !g.alarms.contains(a))
-                .map(String::as_str)
-                .collect();
+            let unwatched = g.unwatched(&b.alarms);
             if !b.alarms.is_empty() {
                 facts.push(if unwatched.is_empty() {
                     (
@@ -1259,13 +1254,7 @@ impl<'a> Green<'a> {
                 })?;
                 // The alarms deploy.yml names roll a deployment back only if the group
                 // watches them (ECS native gets them with the service update).
-                let unwatched: Vec<&str> = self
-                    .b
-                    .alarms
-                    .iter()
-                    .filter(|a| !g.alarms.contains(a))
-                    .map(String::as_str)
-                    .collect();
+                let unwatched = g.unwatched(&self.b.alarms);
                 if !unwatched.is_empty() {
                     return Err(Error::Deployment {
                         code: 3,

@@ -58,6 +58,17 @@ pub struct Group {
     pub alarms: Vec<String>,
 }
 
+impl Group {
+    /// Those of `alarms` the group does not watch.
+    pub fn unwatched<'a>(&self, alarms: &'a [String]) -> Vec<&'a str> {
+        alarms
+            .iter()
+            .filter(|a| !self.alarms.contains(a))
+            .map(String::as_str)
+            .collect()
+    }
+}
+
 fn sdk(s: Status) -> DeploymentStatus {
     DeploymentStatus::from(s.name())
 }
