@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::error::ProvideErrorMetadata as _;
 use base64::Engine as _;
+use secrecy::ExposeSecret as _;
 
 static ASSUMED: OnceLock<Credentials> = OnceLock::new();
 
@@ -85,13 +86,14 @@ pub fn claims(token: &str) -> (String, String) {
 /// role's credentials.
 pub async fn assume_role_from_github(role: &str, region: &str) -> Result<(), OidcError> {
     let url = std::env::var("ACTIONS_ID_TOKEN_REQUEST_URL").map_err(|_| OidcError::NoPermission)?;
-    let bearer =
-        std::env::var("ACTIONS_ID_TOKEN_REQUEST_TOKEN").map_err(|_| OidcError::NoPermission)?;
-    crate::report::mask(&bearer);
+    let bearer = secrecy::SecretString::from(
+        std::env::var("ACTIONS_ID_TOKEN_REQUEST_TOKEN").map_err(|_| OidcError::NoPermission)?,
+    );
+    crate::report::mask(bearer.expose_secret());
     let sep = if url.contains('?') { '&' } else { '?' };
     let response = reqwest::Client::new()
         .get(format!("{url}{sep}audience={AUDIENCE}"))
-        .bearer_auth(&bearer)
+        .bearer_auth(bearer.expose_secret())
         .send()
         .await
         .map_err(|e| OidcError::Token(format!("{e}")))?;
@@ -105,11 +107,13 @@ pub async fn assume_role_from_github(role: &str, region: &str) -> Result<(), Oid
         .json()
         .await
         .map_err(|e| OidcError::Token(format!("the answer is not JSON: {e}")))?;
-    let token = body["value"]
-        .as_str()
-        .ok_or_else(|| OidcError::Token("the answer has no `value`".into()))?
-        .to_owned();
-    crate::report::mask(&token);
+    let token = secrecy::SecretString::from(
+        body["value"]
+            .as_str()
+            .ok_or_else(|| OidcError::Token("the answer has no `value`".into()))?
+            .to_owned(),
+    );
+    crate::report::mask(token.expose_secret());
     let session = format!(
         "movieverse-deploy-{}",
         std::env::var("GITHUB_RUN_ID").unwrap_or_else(|_| "local".into())
@@ -119,7 +123,7 @@ pub async fn assume_role_from_github(role: &str, region: &str) -> Result<(), Oid
         .assume_role_with_web_identity()
         .role_arn(role)
         .role_session_name(session.chars().take(64).collect::<String>())
-        .web_identity_token(&token)
+        .web_identity_token(token.expose_secret())
         .send()
         .await
         .map_err(|e| {
@@ -132,7 +136,7 @@ pub async fn assume_role_from_github(role: &str, region: &str) -> Result<(), Oid
                 code.as_str(),
                 "AccessDenied" | "InvalidIdentityToken" | "IDPRejectedClaim"
             ) {
-                let (sub, aud) = claims(&token);
+                let (sub, aud) = claims(token.expose_secret());
                 OidcError::Trust {
                     role: role.to_owned(),
                     message: format!("{code}: {message}"),

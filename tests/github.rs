@@ -471,3 +471,27 @@ async fn every_request_is_valid_for_githubs_openapi_description() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_error_that_echoes_the_token_is_printed_without_it() {
+    let moto = Moto::start();
+    let work = tempfile::tempdir().unwrap();
+    moto.staging_config(work.path());
+    let env = gh_env("movieverse/app");
+    // A GitHub that refuses every call with a message repeating the token it was sent.
+    let (api, _) = common::answer_all(
+        "401 Unauthorized",
+        "application/json",
+        serde_json::json!({"message": format!("Bad credentials: {TOKEN}")}).to_string(),
+    );
+    let r = deploy(&moto, work.path(), &api, &env, IMAGE_A, &[]);
+    assert_eq!(r.code, 0, "reporting never fails a deploy\n{}", r.dump());
+    assert!(
+        r.stderr.contains("Bad credentials: ***"),
+        "GitHub's message is shown, scrubbed:\n{}",
+        r.dump()
+    );
+    let summary = std::fs::read_to_string(&env.summary).unwrap_or_default();
+    let outputs = std::fs::read_to_string(&env.outputs).unwrap_or_default();
+    assert_no_secret(&[&r.stdout, &r.stderr, &summary, &outputs]);
+}

@@ -137,11 +137,13 @@ pub struct PlatformError {
 }
 
 impl PlatformError {
+    /// `message` is what the platform said, with the process's secrets blanked
+    /// ([`crate::report::scrub`]): an AWS or Kubernetes error may echo a value it was sent.
     pub fn new(kind: ErrorKind, operation: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             kind,
             operation: operation.into(),
-            message: message.into(),
+            message: crate::report::scrub(&message.into()),
         }
     }
 }

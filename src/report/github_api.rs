@@ -16,7 +16,7 @@ pub struct Target {
     pub api_url: String,
     pub owner: String,
     pub repo: String,
-    pub token: String,
+    pub token: secrecy::SecretString,
     /// The pull request, on `pull_request` events.
     pub pr: Option<u64>,
     /// Why the comment will be skipped (a pull request from a fork).
@@ -65,7 +65,7 @@ impl Target {
             api_url: var("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into()),
             owner,
             repo,
-            token,
+            token: secrecy::SecretString::from(token),
             pr,
             read_only,
             run_url,

@@ -13,9 +13,26 @@ pub fn in_actions() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
+/// The secrets this process holds (tokens, keys, webhook secrets), for [`scrub`].
+static SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Secrets shorter than this are not scrubbed: they would blank ordinary words.
+const SCRUB_MIN_LEN: usize = 6;
+
 /// Masks a secret in the GitHub Actions log (`::add-mask::`, line by line for a multi-line
-/// value). Outside Actions it does nothing: the secret is simply never printed.
+/// value), and remembers it so that [`scrub`] blanks it in anything printed, in Actions or
+/// not (an API's error message may echo a value it was sent).
 pub fn mask(secret: &str) {
+    {
+        let mut known = SECRETS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for line in secret.lines().map(str::trim) {
+            if line.len() >= SCRUB_MIN_LEN && !known.iter().any(|k| k == line) {
+                known.push(line.to_owned());
+            }
+        }
+    }
     if !in_actions() {
         return;
     }
@@ -24,6 +41,20 @@ pub fn mask(secret: &str) {
         let _ = writeln!(out, "::add-mask::{line}");
     }
     let _ = out.flush();
+}
+
+/// `text` with every secret [`mask`] was given replaced by `***`.
+pub fn scrub(text: &str) -> String {
+    let known = SECRETS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut out = text.to_owned();
+    for secret in known.iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "***");
+        }
+    }
+    out
 }
 
 /// Starts a collapsible group in the Actions log; a plain header elsewhere.
@@ -91,4 +122,23 @@ fn random_hex() -> String {
         let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{:016x}", h.finish()));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_secrets_are_scrubbed_from_what_is_printed() {
+        mask("ghs_scrubTEST0123456789");
+        mask("line-one-secret\nline-two-secret\n");
+        mask("abc");
+        assert_eq!(
+            scrub("401 Bad credentials: ghs_scrubTEST0123456789 (token ghs_scrubTEST0123456789)"),
+            "401 Bad credentials: *** (token ***)"
+        );
+        assert_eq!(scrub("a line-two-secret b"), "a *** b");
+        // Too short to blank without blanking ordinary words.
+        assert_eq!(scrub("abc def"), "abc def");
+    }
 }

@@ -20,7 +20,11 @@ pub struct Reporting {
 }
 
 fn warn(e: &dyn std::fmt::Display) {
-    eprintln!("warning: {e}; the deploy goes on without it");
+    // GitHub's error messages may echo what they were sent.
+    eprintln!(
+        "warning: {}; the deploy goes on without it",
+        crate::report::scrub(&e.to_string())
+    );
 }
 
 impl Reporting {
