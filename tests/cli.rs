@@ -417,6 +417,20 @@ fn k8s_blue_green(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// `plan --env ENV` of `config`, its output snapshotted as `snapshot`, then `render` into
+/// `out`; both succeed.
+fn plan_and_render(config: &str, env: &str, snapshot: &str, out: &Path) {
+    let r = run(&["--config", config, "plan", "--env", env], &common::root());
+    assert_eq!(r.code, 0, "{}", r.dump());
+    insta::assert_snapshot!(snapshot.to_owned(), r.stdout);
+    let out = out.to_str().unwrap();
+    let r = run(
+        &["--config", config, "render", "--env", env, "--out", out],
+        &common::root(),
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+}
+
 /// The example's production environment as ECS native blue/green (`controller: ecs`).
 fn native_blue_green(dir: &Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(example()).unwrap();
@@ -438,27 +452,8 @@ fn an_ecs_native_blue_green_plans_and_renders_the_strategy_hook_and_listener_rul
     let dir = tempfile::tempdir().unwrap();
     let config = native_blue_green(dir.path());
     let config = config.to_str().unwrap();
-    let r = run(
-        &["--config", config, "plan", "--env", "production"],
-        &common::root(),
-    );
-    assert_eq!(r.code, 0, "{}", r.dump());
-    insta::assert_snapshot!("plan_native_blue_green", r.stdout);
-
     let out = dir.path().join("out");
-    let r = run(
-        &[
-            "--config",
-            config,
-            "render",
-            "--env",
-            "production",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &common::root(),
-    );
-    assert_eq!(r.code, 0, "{}", r.dump());
+    plan_and_render(config, "production", "plan_native_blue_green", &out);
     // No AppSpec: ECS itself switches the listener rules.
     assert!(
         !files(&out)
@@ -478,28 +473,9 @@ fn a_kubernetes_blue_green_plans_renders_and_simulates_with_the_selector_left_to
     let dir = tempfile::tempdir().unwrap();
     let config = k8s_blue_green(dir.path());
     let config = config.to_str().unwrap();
-    let r = run(
-        &["--config", config, "plan", "--env", "production-k8s"],
-        &common::root(),
-    );
-    assert_eq!(r.code, 0, "{}", r.dump());
-    insta::assert_snapshot!("plan_k8s_blue_green", r.stdout);
-
     // The live and preview Services carry no selector: the rollout's router owns it.
     let out = dir.path().join("out");
-    let r = run(
-        &[
-            "--config",
-            config,
-            "render",
-            "--env",
-            "production-k8s",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &common::root(),
-    );
-    assert_eq!(r.code, 0, "{}", r.dump());
+    plan_and_render(config, "production-k8s", "plan_k8s_blue_green", &out);
     let services: Vec<_> = files(&out)
         .into_iter()
         .filter(|f| f.to_string_lossy().contains("service"))
