@@ -64,6 +64,16 @@ pub fn rollout_args(action: &str) -> Vec<&str> {
     args
 }
 
+/// Raises the checks' `threshold` in `dir`/deploy.yml from 2 to 50: failing checks then go
+/// on for a long while, so a test can interrupt the run while they do.
+pub fn checks_that_keep_failing(dir: &std::path::Path) {
+    let path = dir.join("deploy.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("          threshold: 2\n"), "{text}");
+    let text = text.replacen("          threshold: 2\n", "          threshold: 50\n", 1);
+    std::fs::write(&path, text).unwrap();
+}
+
 /// Removes the example production environment's checks of green from `dir`/deploy.yml:
 /// their URL is not on this machine, and a test adds its own.
 pub fn without_checks(dir: &std::path::Path) {
