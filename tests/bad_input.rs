@@ -522,13 +522,40 @@ fn cases() -> Vec<Case> {
             "unknown value `rollin`",
         ),
         case(
-            "canary_on_ecs",
+            "ecs_canary_without_its_target_group",
             &[(
                 STAGING_ROLLING,
-                "    strategy:\n      canary:\n        step_weight: 10\n        max_weight: 50\n        analysis:\n          metrics: []\n    env:\n      LOG_LEVEL: info",
+                "    strategy:\n      canary:\n        step_weight: 10\n        max_weight: 50\n        listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse-staging/0123456789abcdef/1111111111111111/2222222222222222\n        analysis:\n          metrics: []\n    env:\n      LOG_LEVEL: info",
+            )],
+            "deploy.yml:66:7",
+            "a canary on ECS needs `canary_target_group`",
+        ),
+        case(
+            "ecs_canary_on_a_rule_and_a_listener",
+            &[(
+                STAGING_ROLLING,
+                "    strategy:\n      canary:\n        steps: [10, 25, 50, 75, 100]\n        canary_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-staging-canary/0123456789abcdef\n        listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse-staging/0123456789abcdef/1111111111111111/2222222222222222\n        listener_arn: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/movieverse-staging/0123456789abcdef/1111111111111111\n        analysis:\n          metrics: []\n    env:\n      LOG_LEVEL: info",
+            )],
+            "deploy.yml:70:9",
+            "both `listener_rule` and `listener_arn` are set",
+        ),
+        case(
+            "ecs_canary_listener_rule_that_is_not_an_arn",
+            &[(
+                STAGING_ROLLING,
+                "    strategy:\n      canary:\n        steps: [10, 50]\n        canary_target_group: movieverse-staging-canary\n        listener_rule: movieverse-rule\n        analysis:\n          metrics: []\n    env:\n      LOG_LEVEL: info",
+            )],
+            "deploy.yml:69:24",
+            "`movieverse-rule` is not an Application Load Balancer listener rule ARN",
+        ),
+        case(
+            "ecs_setting_on_a_kubernetes_canary",
+            &[(
+                "        steps: [10, 25, 50, 75, 100]\n",
+                "        steps: [10, 25, 50, 75, 100]\n        listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/1111111111111111/2222222222222222\n",
             )],
             "deploy.yml:",
-            "supported on Kubernetes only",
+            "`listener_rule` is an ECS setting",
         ),
         case(
             "metric_without_bounds",

@@ -307,8 +307,12 @@ fn fill_defaults(mut config: Config) -> Config {
     }
     // On ECS an analysis that names no metric judges the ALB's (the spec's three).
     for env in config.environments.values_mut() {
-        if let (Target::Ecs, Strategy::BlueGreen(b)) = (env.target, &mut env.strategy)
-            && let Some(a) = b.analysis.as_deref_mut()
+        let analysis = match (env.target, &mut env.strategy) {
+            (Target::Ecs, Strategy::BlueGreen(b)) => b.analysis.as_deref_mut(),
+            (Target::Ecs, Strategy::Canary(c)) => Some(&mut c.analysis),
+            _ => None,
+        };
+        if let Some(a) = analysis
             && a.metrics.is_empty()
         {
             a.metrics = defaults::alb_metrics();

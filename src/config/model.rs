@@ -779,6 +779,23 @@ pub struct Canary {
     /// Roll back when the canary has not been promoted within this time.
     #[serde(default = "defaults::canary_deadline")]
     pub deadline: Duration,
+    /// ECS: the canary's own service, beside the stable one (`ecs.service`) in the same
+    /// cluster, rendered from the same templates with the canary's target group. Defaults
+    /// to `<service>-canary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_service: Option<String>,
+    /// ECS: the canary service's target group (ARN); the stable one is
+    /// `ecs.load_balancer.target_group_arn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_target_group: Option<String>,
+    /// ECS: the ALB listener rule (ARN) whose forward action weighs the two target groups
+    /// (`ModifyRule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_rule: Option<String>,
+    /// ECS: or the listener (ARN), when its default action forwards to the two target groups
+    /// (`ModifyListener`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_arn: Option<String>,
 }
 
 /// One explicit canary step: a weight (then analysed), or a pause after the step before.
@@ -793,6 +810,35 @@ pub enum CanaryStep {
 }
 
 impl Canary {
+    /// The settings only ECS reads, with the ones written.
+    pub fn ecs_settings(&self) -> Vec<&'static str> {
+        [
+            ("canary_service", self.canary_service.is_some()),
+            ("canary_target_group", self.canary_target_group.is_some()),
+            ("listener_rule", self.listener_rule.is_some()),
+            ("listener_arn", self.listener_arn.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
+    }
+
+    /// The canary's ECS service: `canary_service`, or `<service>-canary`.
+    pub fn canary_service_name(&self, ecs: &Ecs) -> String {
+        self.canary_service
+            .clone()
+            .unwrap_or_else(|| format!("{}-canary", ecs.service))
+    }
+
+    /// The listener rule or listener whose forward action the canary weighs (validated
+    /// present on ECS).
+    pub fn listener(&self) -> &str {
+        self.listener_rule
+            .as_deref()
+            .or(self.listener_arn.as_deref())
+            .unwrap_or_default()
+    }
+
     /// The schedule as steps, whichever form was configured (`step_weight`/`max_weight`
     /// gives weights only). Assumes a validated config.
     pub fn schedule(&self) -> Vec<CanaryStep> {

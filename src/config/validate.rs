@@ -908,12 +908,16 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
         }
         Strategy::Canary(canary) => {
             let p = at(&path!["canary"]);
-            if env.target != Target::Kubernetes {
-                c.err_key(
-                    &p,
-                    "canary with metric analysis is supported on Kubernetes only for now",
-                    "on ECS use `blue-green` with deployment_config `CodeDeployDefault.ECSCanary10Percent5Minutes`",
-                );
+            if env.target == Target::Kubernetes {
+                for key in canary.ecs_settings() {
+                    c.err_key(
+                        &[p.clone(), path![key]].concat(),
+                        format!("`{key}` is an ECS setting: a canary on Kubernetes weighs its Ingress or HTTPRoute"),
+                        "remove it; `kubernetes.router` says what carries the canary's weight",
+                    );
+                }
+            } else if let Some(ecs) = &env.ecs {
+                ecs_canary(c, ecs, canary, &p);
             }
             canary_settings(c, config, canary, &p);
             let weights = canary.weights();
@@ -934,6 +938,77 @@ fn strategy(c: &mut Checker<'_>, config: &Config, env: &Environment, base: &[Seg
                 }
             }
         }
+    }
+}
+
+/// A canary on ECS, at `p`: two services (stable and canary), each in its own target group,
+/// weighed on one ALB listener rule or listener.
+fn ecs_canary(c: &mut Checker<'_>, ecs: &Ecs, canary: &Canary, p: &[Seg]) {
+    let key = |k: &str| -> Vec<Seg> { p.iter().cloned().chain([Seg::Key(k.into())]).collect() };
+    let stable_tg = ecs
+        .load_balancer
+        .as_ref()
+        .map(|lb| lb.target_group_arn.as_str());
+    if stable_tg.is_none() {
+        c.err_key(
+            p,
+            "a canary on ECS needs the service's load balancer: the stable service's target group takes the stable share of traffic",
+            "add `ecs.load_balancer.target_group_arn` (the stable target group)",
+        );
+    }
+    match &canary.canary_target_group {
+        None => c.err_key(
+            p,
+            "a canary on ECS needs `canary_target_group`: the canary service registers in it, and the listener weighs it against the stable one",
+            "write the canary target group's ARN, behind the same listener as the stable one: arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID",
+        ),
+        Some(tg) => {
+            c.check(
+                is_arn(tg, "elasticloadbalancing", "targetgroup/"),
+                &key("canary_target_group"),
+                || format!("`{tg}` is not a target group ARN"),
+                "write arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID",
+            );
+            if stable_tg == Some(tg.as_str()) {
+                c.err(
+                    &key("canary_target_group"),
+                    "the canary target group is the stable one (ecs.load_balancer.target_group_arn)",
+                    "the canary needs a target group of its own, behind the same listener",
+                );
+            }
+        }
+    }
+    match (&canary.listener_rule, &canary.listener_arn) {
+        (None, None) => c.err_key(
+            p,
+            "a canary on ECS needs `listener_rule` (or `listener_arn`): its forward action carries the two weights",
+            "write the ARN of the listener rule that forwards to the stable target group: arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener-rule/app/LB/ID/ID/ID (or `listener_arn` for the listener's default action)",
+        ),
+        (Some(_), Some(_)) => c.err_key(
+            &key("listener_arn"),
+            "both `listener_rule` and `listener_arn` are set: the weights go on one of them",
+            "keep `listener_rule` for a rule, or `listener_arn` for the listener's default action",
+        ),
+        (Some(rule), None) => c.check(
+            is_arn(rule, "elasticloadbalancing", "listener-rule/app/"),
+            &key("listener_rule"),
+            || format!("`{rule}` is not an Application Load Balancer listener rule ARN"),
+            "write arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener-rule/app/LB/ID/ID/ID",
+        ),
+        (None, Some(listener)) => c.check(
+            is_arn(listener, "elasticloadbalancing", "listener/app/"),
+            &key("listener_arn"),
+            || format!("`{listener}` is not an Application Load Balancer listener ARN"),
+            "write arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/app/LB/ID/ID",
+        ),
+    }
+    let name = canary.canary_service_name(ecs);
+    if name == ecs.service || ecs.services.iter().any(|s| s.name == name) {
+        c.err(
+            &key("canary_service"),
+            format!("the canary service `{name}` is already a service of this environment"),
+            "name a service of its own for the canary, for example `<service>-canary`",
+        );
     }
 }
 

@@ -652,9 +652,19 @@ impl QueryVars {
                 Some((crate::config::Strategy::BlueGreen(_), true)) => {
                     format!("{}-preview", config.app)
                 }
+                // A canary on ECS: its own ECS service.
+                Some((crate::config::Strategy::Canary(c), false)) => {
+                    environment.and_then(|e| e.ecs.as_ref()).map_or_else(
+                        || format!("{}-canary", config.app),
+                        |ecs| c.canary_service_name(ecs),
+                    )
+                }
                 _ => format!("{}-canary", config.app),
             },
-            stable_service: config.app.clone(),
+            stable_service: match environment.map(|e| (&e.strategy, e.ecs.as_ref())) {
+                Some((crate::config::Strategy::Canary(_), Some(ecs))) => ecs.service.clone(),
+                _ => config.app.clone(),
+            },
             window: promql_window(window_secs),
             window_seconds: window_secs.max(1),
             test_url: environment.and_then(|e| match (&e.strategy, &e.kubernetes) {
@@ -665,8 +675,15 @@ impl QueryVars {
                 (crate::config::Strategy::BlueGreen(b), None) => e.url_on_port(b.test_port),
                 _ => None,
             }),
-            // The canary's (green's) target group is known by name only: the edge looks it up.
-            canary_target_group: None,
+            // A canary's target group is an ARN in deploy.yml; green's is known by name only:
+            // the edge looks it up.
+            canary_target_group: environment.and_then(|e| match (&e.strategy, e.target) {
+                (crate::config::Strategy::Canary(c), crate::config::Target::Ecs) => c
+                    .canary_target_group
+                    .as_deref()
+                    .and_then(crate::platform::ecs::alb::target_group_dimension),
+                _ => None,
+            }),
             stable_target_group: environment
                 .and_then(|e| e.ecs.as_ref())
                 .and_then(|e| e.load_balancer.as_ref())
@@ -680,6 +697,9 @@ impl QueryVars {
                             .as_deref()
                             .or(b.prod_listener_rule.as_deref())?,
                     )
+                }
+                crate::config::Strategy::Canary(c) if e.target == crate::config::Target::Ecs => {
+                    crate::platform::ecs::alb::load_balancer_dimension(c.listener())
                 }
                 _ => None,
             }),

@@ -117,6 +117,9 @@ pub fn ecs_template_ids(env: &Environment, main: bool, scaling: bool) -> Vec<&'s
     ids
 }
 
+/// Where a canary's own ECS service renders: `canary/service.json`, …
+pub const CANARY_DIR: &str = "canary/";
+
 /// One rendering pass: the context, the templates, and for ECS the service (name, output
 /// directory prefix) the artifacts belong to.
 type Job = (Value, Vec<&'static str>, Option<(String, String)>);
@@ -205,6 +208,25 @@ impl<'a> Renderer<'a> {
                     }
                     let ids = ecs_template_ids(env, i == 0, svc.scaling.is_some());
                     jobs.push((ctx, ids, Some((svc.name.to_owned(), svc.dir.clone()))));
+                }
+                // A canary's own service: the main one's templates, its target group.
+                if let Strategy::Canary(c) = &env.strategy {
+                    let main = &ecs.all_services(&config.app, env_name)[0];
+                    let lb = main.load_balancer.map(|lb| crate::config::EcsLoadBalancer {
+                        target_group_arn: c.canary_target_group.clone().unwrap_or_default(),
+                        health_check_grace_period: lb.health_check_grace_period,
+                    });
+                    let name = c.canary_service_name(ecs);
+                    let svc = crate::config::EcsService {
+                        name: &name,
+                        dir: CANARY_DIR.into(),
+                        load_balancer: lb.as_ref(),
+                        ..main.clone()
+                    };
+                    let mut ctx = base.clone();
+                    ctx["ecs"] = ecs_context(config, env_name, env, ecs, &svc);
+                    let ids = ecs_template_ids(env, false, svc.scaling.is_some());
+                    jobs.push((ctx, ids, Some((name.clone(), svc.dir.clone()))));
                 }
             }
             _ => jobs.push((base, template_ids(env), None)),

@@ -265,19 +265,26 @@ pub(super) fn rendered_specs(
         return Ok((git, r.image, specs));
     }
     let ecs = environment.ecs.as_ref().expect("an ECS environment");
+    // A canary's own service comes last.
+    let canary = match &environment.strategy {
+        Strategy::Canary(c) => Some(c.canary_service_name(ecs)),
+        _ => None,
+    };
     let specs = ecs
         .all_services(&loaded.config.app, env)
         .iter()
-        .map(|svc| {
+        .map(|svc| svc.name.to_owned())
+        .chain(canary)
+        .map(|name| {
             let find = |id: &str| {
                 r.artifacts
                     .iter()
-                    .find(|a| a.template == id && a.service.as_deref() == Some(svc.name))
+                    .find(|a| a.template == id && a.service.as_deref() == Some(name.as_str()))
                     .map(|a| a.value.clone())
             };
             ServiceSpec {
                 cluster: ecs.cluster.clone(),
-                name: svc.name.to_owned(),
+                name: name.clone(),
                 definition: find(ECS_TASK_DEFINITION)
                     .expect("a task definition is rendered for each service"),
                 service: find(ECS_SERVICE).expect("service settings are rendered for each service"),
@@ -555,9 +562,10 @@ fn progress_deadline(loaded: &Loaded, env: &str, configured: Duration, poll: Dur
 pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
     let name = one_environment(loaded, &args.wait.env.env, "deploys")?;
     let env = &loaded.config.environments[name];
-    // A canary or a blue-green on Kubernetes: the engine plays it step by step.
-    let engine_on_k8s = matches!(env.strategy, Strategy::Canary(_) | Strategy::BlueGreen(_))
-        && env.target == Target::Kubernetes;
+    // A canary (ECS or Kubernetes) or a blue-green on Kubernetes: the engine plays it step
+    // by step.
+    let played = matches!(env.strategy, Strategy::Canary(_))
+        || matches!(env.strategy, Strategy::BlueGreen(_)) && env.target == Target::Kubernetes;
     let blue_green = match &env.strategy {
         Strategy::BlueGreen(b) if env.target == Target::Ecs => Some(b),
         _ => None,
@@ -572,7 +580,7 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
             help: "CodeDeploy or ECS carries a blue-green on ECS on by itself; other rollouts are played by this process (a canary or blue-green on Kubernetes waits at `gate: manual` instead)".into(),
         });
     }
-    let (name, rolling) = if engine_on_k8s || blue_green.is_some() {
+    let (name, rolling) = if played || blue_green.is_some() {
         (name, None)
     } else {
         let (name, _, rolling) = single_rolling(loaded, name)?;
@@ -591,6 +599,9 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
         return super::bluegreen::deploy(loaded, name, b, args);
     }
     let Some(rolling) = rolling else {
+        if env.target == Target::Ecs {
+            return super::ecs_canary::deploy(loaded, name, args);
+        }
         return super::rollout::deploy(loaded, name, args);
     };
     let (git, image, specs) = rendered_specs(loaded, name, args.image.clone())?;

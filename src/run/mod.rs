@@ -15,6 +15,7 @@ use crate::render::{self, Rendered, Renderer};
 mod analyze;
 mod bluegreen;
 mod deploy;
+mod ecs_canary;
 mod github;
 mod image;
 mod rollout;

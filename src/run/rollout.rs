@@ -598,7 +598,10 @@ impl Effects for Rollout<'_> {
     }
 
     fn say(&self, script: &Script, state: &State, event: &Event) {
-        eprintln!("{}", event_line(self.name, script, state, event));
+        eprintln!(
+            "{}",
+            event_line(self.name, script, state, event, "Deployment")
+        );
     }
 
     fn name(&self) -> &str {
@@ -718,16 +721,8 @@ impl Rollout<'_> {
             Strategy::Rolling(_) => None,
         };
         if let Some(a) = analysis {
-            let now = now_ms();
             let vars = self.vars(self.script.timing.interval);
-            row.metric_links = a
-                .metrics
-                .iter()
-                .filter_map(|m| {
-                    crate::metrics::link(&self.loaded.config, m, &vars, state.started_at, now)
-                        .map(|url| (m.name.clone(), url))
-                })
-                .collect();
+            row.metric_links = metric_links(self.loaded, self.name, a, &vars, state.started_at);
         }
         reporting
             .finish_row(
@@ -797,7 +792,13 @@ pub(super) fn colour_step_text(
 }
 
 /// One line per engine event, for the log.
-fn event_line(env: &str, script: &Script, state: &State, e: &Event) -> String {
+pub(super) fn event_line(
+    env: &str,
+    script: &Script,
+    state: &State,
+    e: &Event,
+    workload: &str,
+) -> String {
     let total = script.steps.len();
     if state.colours.is_some() {
         match e {
@@ -843,7 +844,7 @@ fn event_line(env: &str, script: &Script, state: &State, e: &Event) -> String {
             format!(
                 "{env}: step {}/{total}: {}",
                 index + 1,
-                super::simulate::step_text(*step, "Deployment")
+                super::simulate::step_text(*step, workload)
             )
         }
         Event::Weight { weight } => format!("{env}: canary weight {weight}%"),
@@ -867,7 +868,7 @@ fn event_line(env: &str, script: &Script, state: &State, e: &Event) -> String {
             format!("{env}: rolling back, traffic to stable first: {reason}")
         }
         Event::Reverting { step } => {
-            format!("{env}: {}", super::simulate::step_text(*step, "Deployment"))
+            format!("{env}: {}", super::simulate::step_text(*step, workload))
         }
         Event::Finished { outcome } => format!("{env}: {}", super::simulate::outcome_text(outcome)),
     }
@@ -916,6 +917,53 @@ pub(super) fn conclude(name: &str, ended: Ended) -> Result<(), Error> {
         ));
     }
     result
+}
+
+/// How a `deploy` begins, given the rollout saved on the platform.
+pub(super) enum Begin {
+    /// The same revision was promoted: a rerun changes nothing.
+    NoChange,
+    /// A new rollout; `restart`: the same revision's last rollout was cancelled.
+    Fresh { restart: bool },
+    /// The same revision's rollout ended otherwise (rolled back, failed): not tried again.
+    Ended(Outcome),
+    /// The same revision's rollout stands where it was left: it goes on.
+    Resume(State),
+    /// Another revision's rollout stands unfinished: traffic goes back to stable first.
+    Supersede(State),
+}
+
+/// What a `deploy` of `revision` (its script's hash `hash`) does with the saved rollout.
+pub(super) fn begin(saved: Option<State>, revision: &str, hash: &str) -> Begin {
+    match saved {
+        Some(s) if s.revision == revision && s.script == hash => match s.outcome() {
+            Some(Outcome::Promoted) => Begin::NoChange,
+            Some(Outcome::Cancelled) => Begin::Fresh { restart: true },
+            Some(o) => Begin::Ended(o.clone()),
+            None => Begin::Resume(s),
+        },
+        Some(old) if !old.is_done() => Begin::Supersede(old),
+        _ => Begin::Fresh { restart: false },
+    }
+}
+
+/// Links to each metric's query at its provider, over the rollout so far.
+pub(super) fn metric_links(
+    loaded: &Loaded,
+    _name: &str,
+    analysis: &crate::config::Analysis,
+    vars: &QueryVars,
+    started_at: Millis,
+) -> Vec<(String, String)> {
+    let now = now_ms();
+    analysis
+        .metrics
+        .iter()
+        .filter_map(|m| {
+            crate::metrics::link(&loaded.config, m, vars, started_at, now)
+                .map(|url| (m.name.clone(), url))
+        })
+        .collect()
 }
 
 /// `--no-wait` and `--timeout` refused for a rollout this process plays step by step (`what`:
@@ -984,30 +1032,29 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
             c.save(&state).await?;
             return conclude(name, Ended::Done(Outcome::Promoted));
         };
-        let hash = c.script.hash();
-        let (mut state, first) = match saved {
-            Some(s) if s.revision == revision && s.script == hash => match s.outcome() {
-                Some(Outcome::Promoted) => {
-                    eprintln!("{name}: no change: the rollout of {revision} finished, promoted; nothing applied");
-                    return conclude(name, Ended::Done(Outcome::Promoted));
-                }
-                Some(Outcome::Cancelled) => {
+        let (mut state, first) = match begin(saved, &revision, &c.script.hash()) {
+            Begin::NoChange => {
+                eprintln!("{name}: no change: the rollout of {revision} finished, promoted; nothing applied");
+                return conclude(name, Ended::Done(Outcome::Promoted));
+            }
+            Begin::Fresh { restart } => {
+                if restart {
                     eprintln!("{name}: the last rollout of {revision} was cancelled: starting it again");
-                    c.pre_rollout().await?;
-                    (State::new(&c.script, &revision, now_ms()), Input::Start)
                 }
-                Some(o) => {
-                    return Err(Error::Deployment {
-                        code: 1,
-                        message: format!("error: {name}: the rollout of {revision} ended: {}\n  = help: deploy a new revision; this one is not tried again", super::simulate::outcome_text(o)),
-                    });
-                }
-                None => {
-                    eprintln!("{name}: resuming the rollout of {revision} at step {}/{} (weight {}%)", s.index + 1, c.script.steps.len(), s.weight);
-                    (s, Input::Resume)
-                }
-            },
-            Some(old) if !old.is_done() => {
+                c.pre_rollout().await?;
+                (State::new(&c.script, &revision, now_ms()), Input::Start)
+            }
+            Begin::Ended(o) => {
+                return Err(Error::Deployment {
+                    code: 1,
+                    message: format!("error: {name}: the rollout of {revision} ended: {}\n  = help: deploy a new revision; this one is not tried again", super::simulate::outcome_text(&o)),
+                });
+            }
+            Begin::Resume(s) => {
+                eprintln!("{name}: resuming the rollout of {revision} at step {}/{} (weight {}%)", s.index + 1, c.script.steps.len(), s.weight);
+                (s, Input::Resume)
+            }
+            Begin::Supersede(old) => {
                 c.pre_rollout().await?;
                 eprintln!(
                     "{name}: a rollout of {} stands at step {}/{} (weight {}%): taking traffic back to stable first, then starting the rollout of {revision}",
@@ -1022,10 +1069,6 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
                     failures: vec![],
                 });
                 c.save(&old).await?;
-                (State::new(&c.script, &revision, now_ms()), Input::Start)
-            }
-            _ => {
-                c.pre_rollout().await?;
                 (State::new(&c.script, &revision, now_ms()), Input::Start)
             }
         };
@@ -1355,6 +1398,9 @@ pub fn rollout(loaded: &Loaded, args: &RolloutArgs) -> Result<(), Error> {
         no_wait: false,
     };
     let wait = wait.unwrap_or(&default_wait);
+    if let (Strategy::Canary(_), None) = (&env.strategy, &env.kubernetes) {
+        return super::ecs_canary::rollout(loaded, name, input, wait);
+    }
     let rt = runtime()?;
     rt.block_on(async {
         let mut c = Rollout::new(loaded, name, None, wait).await?;
@@ -1414,7 +1460,7 @@ async fn drive_from(
     name: &str,
 ) -> Result<(), Error> {
     let Some(input) = input else {
-        return print_out(&status_text(name, &c.script, &state));
+        return print_out(&status_text(name, &c.script, &state, "Deployment"));
     };
     if let Some(e) = green_rendered_elsewhere(c, &state, &input) {
         return Err(e);
@@ -1440,7 +1486,7 @@ impl Rollout<'_> {
     }
 }
 
-fn status_text(name: &str, script: &Script, s: &State) -> String {
+pub(super) fn status_text(name: &str, script: &Script, s: &State, workload: &str) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "{name}: rollout of {}", s.revision);
     if let Some(c) = &s.colours {
@@ -1462,7 +1508,7 @@ fn status_text(name: &str, script: &Script, s: &State) -> String {
             "  paused at step {}/{} ({}), weight {}%: continue with `movieverse-deploy rollout promote --env {name}`, or `rollout abort`",
             s.index + 1,
             script.steps.len(),
-            step.map(|s| super::simulate::step_text(s, "Deployment"))
+            step.map(|s| super::simulate::step_text(s, workload))
                 .unwrap_or_default(),
             s.weight
         ),
@@ -1475,7 +1521,7 @@ fn status_text(name: &str, script: &Script, s: &State) -> String {
             "  at step {}/{} ({}), weight {}%",
             s.index + 1,
             script.steps.len(),
-            step.map(|s| super::simulate::step_text(s, "Deployment"))
+            step.map(|s| super::simulate::step_text(s, workload))
                 .unwrap_or_default(),
             s.weight
         ),

@@ -8,8 +8,13 @@
 //! `UpdateService` with `strategy: BLUE_GREEN` starts a service deployment that moves by the
 //! same plan (see [`Native`]), read with `ListServiceDeployments` and
 //! `DescribeServiceDeployments`, answered at its PAUSE hook with `ContinueServiceDeployment`
-//! and stopped with `StopServiceDeployment`. The real binary talks to it over HTTP on
-//! loopback, as it would to AWS.
+//! and stopped with `StopServiceDeployment`. An `UpdateService` on the rolling path (the
+//! services of a canary on ECS) is seen rolling: moto keeps the deployment it created the
+//! service with, the proxy shows a PRIMARY deployment of the new task definition that
+//! completes a [`STEP`] later (see [`Roll`]). Every `ModifyRule` and `ModifyListener` is
+//! followed by a read of the same rule or listener from moto, whose forward weights are kept
+//! ([`Proxy::weights`]). The real binary talks to it over HTTP on loopback, as it would to
+//! AWS.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -298,8 +303,59 @@ impl Native {
     }
 }
 
+/// A service rolled by `UpdateService` on the rolling path, as ECS would show it: a PRIMARY
+/// deployment of `task_definition`, `IN_PROGRESS` with no task running for a [`STEP`], then
+/// `COMPLETED` with `desired` tasks running, the one before it ACTIVE until then.
+struct Roll {
+    task_definition: String,
+    previous: String,
+    desired: i64,
+    since: Instant,
+    n: usize,
+}
+
+impl Roll {
+    /// The service as `DescribeServices` shows it now.
+    fn show(&self, s: &mut Value) {
+        let done = self.since.elapsed() >= STEP;
+        let running = if done { self.desired } else { 0 };
+        let mut deployments = vec![json!({
+            "id": format!("ecs-svc/70000000000000{:05}", self.n),
+            "status": "PRIMARY",
+            "taskDefinition": self.task_definition,
+            "desiredCount": self.desired,
+            "pendingCount": self.desired - running,
+            "runningCount": running,
+            "failedTasks": 0,
+            "rolloutState": if done { "COMPLETED" } else { "IN_PROGRESS" },
+            "rolloutStateReason": if done { "ECS deployment completed." } else { "ECS deployment in progress." },
+        })];
+        if !done && self.previous != self.task_definition {
+            deployments.push(json!({
+                "id": format!("ecs-svc/60000000000000{:05}", self.n),
+                "status": "ACTIVE",
+                "taskDefinition": self.previous,
+                "desiredCount": self.desired,
+                "pendingCount": 0,
+                "runningCount": self.desired,
+                "failedTasks": 0,
+                "rolloutState": "COMPLETED",
+            }));
+        }
+        s["deployments"] = json!(deployments);
+        s["taskDefinition"] = json!(self.task_definition);
+        s["desiredCount"] = json!(self.desired);
+        s["runningCount"] = json!(running);
+        s["pendingCount"] = json!(self.desired - running);
+    }
+}
+
 #[derive(Default)]
 struct State {
+    /// Services rolled by `UpdateService` on the rolling path, by name.
+    rolling: HashMap<String, Roll>,
+    /// The forward weights moto holds after each `ModifyRule` / `ModifyListener`, read back.
+    weights: Vec<Vec<(String, i64)>>,
     /// The alarms the deployment group watches: moto keeps a group's `alarmConfiguration`
     /// but answers `{}`, so `GetDeploymentGroup` is answered with these (by default the two
     /// of the example's production environment).
@@ -390,6 +446,11 @@ impl Proxy {
         }
     }
 
+    /// The forward weights moto held after each `ModifyRule` / `ModifyListener`, in order.
+    pub fn weights(&self) -> Vec<Vec<(String, i64)>> {
+        self.state.lock().unwrap().weights.clone()
+    }
+
     /// The status of the native service deployment started `n`-th (from 1).
     pub fn native_status(&self, n: usize) -> String {
         self.state.lock().unwrap().native[n - 1].status()
@@ -444,6 +505,69 @@ fn circuit_breaker(body: &[u8], previous: &str) -> Vec<u8> {
         }
     }
     v.to_string().into_bytes()
+}
+
+/// moto's `DescribeServices` answer with each service rolled through the proxy shown as ECS
+/// would show it.
+fn rolled(body: &[u8], rolling: &HashMap<String, Roll>) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+        return body.to_vec();
+    };
+    let mut changed = false;
+    if let Some(services) = v["services"].as_array_mut() {
+        for s in services {
+            let name = s["serviceName"].as_str().unwrap_or_default().to_owned();
+            if let Some(r) = rolling.get(&name) {
+                r.show(s);
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        v.to_string().into_bytes()
+    } else {
+        body.to_vec()
+    }
+}
+
+/// A value for a form-encoded body.
+fn encode(value: &str) -> String {
+    reqwest::Url::parse_with_params("http://x/", [("v", value)])
+        .map(|u| {
+            u.query()
+                .unwrap_or_default()
+                .trim_start_matches("v=")
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+/// The target groups and weights of the forward action in a load balancer XML answer (the first
+/// `<TargetGroups>` list).
+fn forward_weights(xml: &str) -> Vec<(String, i64)> {
+    let Some(list) = xml
+        .split_once("<TargetGroups>")
+        .and_then(|(_, rest)| rest.split_once("</TargetGroups>"))
+        .map(|(list, _)| list)
+    else {
+        return Vec::new();
+    };
+    let field = |member: &str, tag: &str| -> Option<String> {
+        let open = format!("<{tag}>");
+        let close = format!("</{tag}>");
+        member
+            .split_once(&open)
+            .and_then(|(_, rest)| rest.split_once(&close))
+            .map(|(v, _)| v.trim().to_owned())
+    };
+    list.split("</member>")
+        .filter_map(|m| {
+            Some((
+                field(m, "TargetGroupArn")?,
+                field(m, "Weight").and_then(|w| w.parse().ok()).unwrap_or(1),
+            ))
+        })
+        .collect()
 }
 
 /// A form-encoded (Query protocol) body as a map of its parameters.
@@ -540,12 +664,53 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
                     Some(previous) if s.calls.iter().any(|(op, _)| op == "UpdateService") => {
                         (status, ct, circuit_breaker(&body, previous))
                     }
-                    _ => (status, ct, body),
+                    _ => (status, ct, rolled(&body, &s.rolling)),
                 }
             }
             None if ecs_op.as_deref().is_some_and(|op| NATIVE_OPS.contains(&op)) => {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
                 native(ecs_op.as_deref().unwrap(), &body, state, &forward)
+            }
+            None if query_params(&request.body).is_some_and(|p| {
+                p.get("Action").and_then(Value::as_str) == Some("GetMetricData")
+            }) =>
+            {
+                let params = query_params(&request.body).unwrap_or_default();
+                let xml = super::metric_math::play(&params, &|body| forward(body).2);
+                (200, "text/xml".to_owned(), xml.into_bytes())
+            }
+            None if ["ModifyRule", "ModifyListener"].contains(
+                &query_params(&request.body)
+                    .and_then(|p| p.get("Action").cloned())
+                    .and_then(|a| a.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+                    .as_str(),
+            ) =>
+            {
+                let answer = forward(request.body.clone());
+                let params = query_params(&request.body).unwrap_or_default();
+                let read = match params.get("RuleArn").and_then(Value::as_str) {
+                    Some(rule) => format!(
+                        "Action=DescribeRules&Version=2015-12-01&RuleArns.member.1={}",
+                        encode(rule)
+                    ),
+                    None => format!(
+                        "Action=DescribeListeners&Version=2015-12-01&ListenerArns.member.1={}",
+                        encode(
+                            params
+                                .get("ListenerArn")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                        )
+                    ),
+                };
+                let (_, _, back) = forward(read.into_bytes());
+                state
+                    .lock()
+                    .unwrap()
+                    .weights
+                    .push(forward_weights(&String::from_utf8_lossy(&back)));
+                answer
             }
             None => forward(request.body.clone()),
             Some(op) => {
@@ -617,8 +782,42 @@ fn native(
             }], "failures": []}),
         ),
         "UpdateService" => {
+            let previous = {
+                let s = state.lock().unwrap();
+                let name = body["service"].as_str().unwrap_or_default();
+                s.rolling.get(name).map(|r| r.task_definition.clone())
+            };
             let (code, ct, out) = forward(body.to_string().into_bytes());
             let config = &body["deploymentConfiguration"];
+            if code == 200 && config["strategy"] != "BLUE_GREEN" {
+                let answer: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+                let service = &answer["service"];
+                let mut s = state.lock().unwrap();
+                let n = s.rolling.len() + 1;
+                let name = service["serviceName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let task_definition = service["taskDefinition"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                s.rolling.insert(
+                    name,
+                    Roll {
+                        previous: previous.unwrap_or_else(|| {
+                            service["deployments"][0]["taskDefinition"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned()
+                        }),
+                        task_definition,
+                        desired: service["desiredCount"].as_i64().unwrap_or(0),
+                        since: Instant::now(),
+                        n,
+                    },
+                );
+            }
             if code == 200 && config["strategy"] == "BLUE_GREEN" {
                 let mut s = state.lock().unwrap();
                 let n = s.native.len() + 1;

@@ -10,6 +10,7 @@ pub mod bluegreen;
 pub mod codedeploy;
 pub mod convert;
 pub mod native;
+pub mod state_tags;
 
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{DesiredStatus, SortOrder, TaskDefinitionStatus};
@@ -357,6 +358,100 @@ impl Ecs {
             .await
     }
 
+    /// The service's ARN and tags.
+    pub async fn tags(
+        &self,
+        spec: &ServiceSpec,
+    ) -> Result<(String, Vec<(String, String)>), PlatformError> {
+        let resp = self
+            .ecs
+            .describe_services()
+            .cluster(&spec.cluster)
+            .services(&spec.name)
+            .include(aws_sdk_ecs::types::ServiceField::Tags)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeServices", &e))?;
+        let service = resp.services().first().ok_or_else(|| {
+            PlatformError::new(
+                ErrorKind::NotFound,
+                "DescribeServices",
+                format!(
+                    "service {} not found in cluster {}; create the service first (this tool updates services, it does not create them)",
+                    spec.name, spec.cluster
+                ),
+            )
+        })?;
+        Ok((
+            service.service_arn().unwrap_or_default().to_owned(),
+            service
+                .tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().to_owned(),
+                        t.value().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    /// Sets `add` on the resource `arn` (one `TagResource`), then removes `remove`.
+    pub async fn set_tags(
+        &self,
+        arn: &str,
+        add: &[(String, String)],
+        remove: Vec<String>,
+    ) -> Result<(), PlatformError> {
+        self.ecs
+            .tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(
+                add.iter()
+                    .map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| classify("TagResource", &e))?;
+        if !remove.is_empty() {
+            self.ecs
+                .untag_resource()
+                .resource_arn(arn)
+                .set_tag_keys(Some(remove))
+                .send()
+                .await
+                .map_err(|e| classify("UntagResource", &e))?;
+        }
+        Ok(())
+    }
+
+    /// Scales the service to 0: its auto scaling (when on) first held at 0 to 0, so it
+    /// stays there; a later deploy of the service registers the rendered bounds again.
+    pub async fn scale_to_zero(&self, spec: &ServiceSpec) -> Result<(), PlatformError> {
+        if let Some(scaling) = &spec.scaling {
+            let mut held = scaling.clone();
+            held["scalableTarget"]["MinCapacity"] = serde_json::json!(0);
+            held["scalableTarget"]["MaxCapacity"] = serde_json::json!(0);
+            held["policies"] = serde_json::json!([]);
+            let held = ServiceSpec {
+                scaling: Some(held),
+                ..spec.clone()
+            };
+            self.apply_scaling(&held).await?;
+        }
+        self.ecs
+            .update_service()
+            .cluster(&spec.cluster)
+            .service(&spec.name)
+            .desired_count(0)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("UpdateService", &e))
+    }
+
     /// The service's deployment controller (`ECS`, `CODE_DEPLOY`, `EXTERNAL`; ECS when unset).
     pub async fn controller(&self, spec: &ServiceSpec) -> Result<String, PlatformError> {
         let services = self
@@ -405,8 +500,13 @@ impl Platform for Ecs {
         // Only what the rendered settings say is compared: a setting the template leaves out is
         // not sent on update either, so it must not count as a difference on every run.
         let rendered = convert::service_settings_from_rendered(&spec.service);
-        let settings_changed =
-            restrict(&convert::service_settings_to_json(&service), &rendered) != rendered;
+        // Without auto scaling the desired count is deploy.yml's too (and sent on update).
+        let count_changed = spec.scaling.is_none()
+            && spec.service["desiredCount"]
+                .as_i64()
+                .is_some_and(|n| n != i64::from(service.desired_count()));
+        let settings_changed = count_changed
+            || restrict(&convert::service_settings_to_json(&service), &rendered) != rendered;
         Ok(Prepared {
             service: view(&service),
             definition_changed,
@@ -415,6 +515,31 @@ impl Platform for Ecs {
     }
 
     async fn register(&self, spec: &ServiceSpec) -> Result<String, PlatformError> {
+        // The family's newest revision is reused when it is the rendered one (registered by
+        // a run that was cut short, or by a canary's own service for the stable one to run):
+        // `DescribeTaskDefinition` of the family alone reads its newest active revision.
+        if let Some(family) = spec.definition["family"].as_str() {
+            match self
+                .ecs
+                .describe_task_definition()
+                .task_definition(family)
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    if let Some(td) = out.task_definition()
+                        && convert::normalize(&convert::task_definition_to_json(td))
+                            == convert::normalize(&spec.definition)
+                        && let Some(arn) = td.task_definition_arn()
+                    {
+                        return Ok(arn.to_owned());
+                    }
+                }
+                // A new family has no revision yet.
+                Err(e) if kind_of(e.code().unwrap_or_default(), 400) == ErrorKind::Invalid => {}
+                Err(e) => return Err(classify("DescribeTaskDefinition", &e)),
+            }
+        }
         let request = convert::fill_register(
             self.ecs.register_task_definition(),
             &spec.definition,

@@ -1,0 +1,365 @@
+//! The canary on ECS behind an ALB, end to end: the real binary against moto (two ECS
+//! services, target groups, a listener rule with forward weights, `CloudWatch` datapoints of
+//! the canary's target group) behind the scenario proxy of `tests/common/codedeploy.rs`,
+//! which shows each `UpdateService` rolling as ECS would and reads the rule back from moto
+//! after every weight change.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::Run;
+use common::codedeploy::{Plan, Proxy};
+use common::moto::Moto;
+use serde_json::{Value, json};
+
+struct Bed {
+    moto: Moto,
+    proxy: Proxy,
+    dir: tempfile::TempDir,
+    world: Value,
+}
+
+/// `deploy --env production`, polling every 200 ms.
+const DEPLOY: &[&str] = &["deploy", "--env", "production", "--poll-interval", "200ms"];
+
+/// The task definition the deploy registers (the one after the world's two).
+const NEW_REVISION: &str =
+    "arn:aws:ecs:us-east-1:123456789012:task-definition/movieverse-production:3";
+
+/// The canary's strategy with `schedule` (its steps), a 1 s analysis judged twice before it
+/// rolls back, and `extra` lines.
+fn strategy(world: &Value, schedule: &str, extra: &str) -> String {
+    format!(
+        "    strategy:\n      canary:\n        {schedule}\n        canary_target_group: {}\n        listener_rule: {}\n        deadline: 10m\n{extra}        analysis:\n          initial_delay: 1s\n          interval: 1s\n          threshold: 2\n",
+        world["canary"].as_str().unwrap(),
+        world["rule"].as_str().unwrap(),
+    )
+}
+
+/// The example's production environment as a canary on ECS on the world's load balancer:
+/// its blue-green strategy replaced by `strategy`, the stable target group the world's.
+fn bed(schedule: &str, extra: &str) -> Bed {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    moto.staging_config(dir.path());
+    let world: Value = serde_json::from_str(&moto.world(&["canary"])).unwrap();
+    let path = dir.path().join("deploy.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let from = text.find("    strategy:\n      blue-green:\n").unwrap();
+    let to = text[from..]
+        .find("    env:\n      LOG_LEVEL: warn")
+        .unwrap()
+        + from;
+    let text = format!(
+        "{}{}{}",
+        &text[..from],
+        strategy(&world, schedule, extra),
+        &text[to..]
+    )
+    .replacen(
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-blue/0123456789abcdef",
+        world["stable"].as_str().unwrap(),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let proxy = Proxy::start(&moto.endpoint, Plan::Succeed);
+    Bed {
+        moto,
+        proxy,
+        dir,
+        world,
+    }
+}
+
+fn cmd(bed: &Bed, args: &[&str]) -> std::process::Command {
+    common::codedeploy::mvd_cmd(bed.dir.path(), &bed.proxy, args)
+}
+
+fn mvd(bed: &Bed, args: &[&str]) -> Run {
+    Run::from(&cmd(bed, args).output().unwrap())
+}
+
+fn rollout(bed: &Bed, action: &str) -> Run {
+    let mut args = vec!["rollout", action, "--env", "production"];
+    if action != "status" {
+        args.extend(["--poll-interval", "200ms"]);
+    }
+    mvd(bed, &args)
+}
+
+/// `CloudWatch` datapoints of the canary's target group, one a second for the next two
+/// minutes: requests, 5xx responses among them, and the p99 response time.
+fn traffic(bed: &Bed, requests: f64, errors: f64, p99_seconds: f64) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let tg = common_dimension(bed.world["canary"].as_str().unwrap(), ":targetgroup/");
+    let lb = common_dimension(
+        bed.world["load_balancer"].as_str().unwrap(),
+        ":loadbalancer/",
+    );
+    let mut points = Vec::new();
+    for at in now.saturating_sub(60)..now + 120 {
+        points.push(json!(["RequestCount", tg, at, requests, lb]));
+        points.push(json!(["HTTPCode_Target_5XX_Count", tg, at, errors, lb]));
+        points.push(json!(["TargetResponseTime", tg, at, p99_seconds, lb]));
+    }
+    let out = bed
+        .moto
+        .world(&["put-metrics", &Value::from(points).to_string()]);
+    assert!(out.contains("ok"), "{out}");
+}
+
+/// The `CloudWatch` dimension value in an ARN: from `targetgroup/…`, or after
+/// `loadbalancer/` (`app/…`).
+fn common_dimension(arn: &str, marker: &str) -> String {
+    let at = arn.find(marker).unwrap();
+    if marker == ":targetgroup/" {
+        arn[at + 1..].to_owned()
+    } else {
+        arn[at + marker.len()..].to_owned()
+    }
+}
+
+/// The weights moto held after each change, as (stable, canary) in percent.
+fn weights(bed: &Bed) -> Vec<(i64, i64)> {
+    let stable = bed.world["stable"].as_str().unwrap();
+    let canary = bed.world["canary"].as_str().unwrap();
+    bed.proxy
+        .weights()
+        .iter()
+        .map(|w| {
+            let of = |tg: &str| w.iter().filter(|(t, _)| t == tg).map(|(_, n)| n).sum();
+            (of(stable), of(canary))
+        })
+        .collect()
+}
+
+async fn services(moto: &Moto) -> Vec<aws_sdk_ecs::types::Service> {
+    let ecs = aws_sdk_ecs::Client::new(&moto.sdk_config().await);
+    ecs.describe_services()
+        .cluster("movieverse-production")
+        .services("movieverse-app")
+        .services("movieverse-app-canary")
+        .send()
+        .await
+        .unwrap()
+        .services()
+        .to_vec()
+}
+
+fn updates(bed: &Bed, service: &str) -> Vec<Value> {
+    bed.proxy
+        .calls("UpdateService")
+        .into_iter()
+        .filter(|b| b["service"] == service)
+        .collect()
+}
+
+#[test]
+fn the_proxy_reads_metric_math_as_cloudwatch_does() {
+    common::metric_math::self_check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_is_weighed_step_by_step_then_promoted() {
+    let bed = bed("steps: [10, 25, 50]", "");
+    traffic(&bed, 1000.0, 0.0, 0.12);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    // Read back from moto after each change: every step's weight, then all back on stable.
+    assert_eq!(
+        weights(&bed),
+        [(90, 10), (75, 25), (50, 50), (100, 0)],
+        "{}",
+        r.dump()
+    );
+    // The canary service ran the new revision, then the stable one did, and the canary went
+    // back to 0.
+    let canary = updates(&bed, "movieverse-app-canary");
+    assert_eq!(canary[0]["taskDefinition"], NEW_REVISION, "{}", r.dump());
+    assert_eq!(canary[0]["desiredCount"], 5);
+    assert_eq!(canary.last().unwrap()["desiredCount"], 0);
+    let stable = updates(&bed, "movieverse-app");
+    assert_eq!(stable.len(), 1, "{}", r.dump());
+    assert_eq!(stable[0]["taskDefinition"], NEW_REVISION);
+    // One registration: the stable service runs the revision the canary ran.
+    assert_eq!(bed.proxy.calls("RegisterTaskDefinition").len(), 1);
+    // Each check judged the ALB's metrics of the canary's target group.
+    assert!(
+        r.stderr.contains("success-rate 100 (>= 99) ok")
+            && r.stderr.contains("p99-latency-ms 120 (<= 500) ok")
+            && r.stderr.contains("error-rate 0 (<= 1) ok"),
+        "{}",
+        r.dump()
+    );
+    assert!(r.stderr.contains("promoted"), "{}", r.dump());
+    let live = services(&bed.moto).await;
+    assert_eq!(live[0].task_definition(), Some(NEW_REVISION));
+
+    // A rerun changes nothing: no registration, no update, no weight.
+    let before = (
+        bed.proxy.calls("UpdateService").len(),
+        bed.proxy.weights().len(),
+    );
+    let again = mvd(&bed, DEPLOY);
+    assert_eq!(again.code, 0, "{}", again.dump());
+    assert!(again.stderr.contains("no change"), "{}", again.dump());
+    assert_eq!(
+        (
+            bed.proxy.calls("UpdateService").len(),
+            bed.proxy.weights().len()
+        ),
+        before
+    );
+    assert_eq!(bed.proxy.calls("RegisterTaskDefinition").len(), 1);
+}
+
+#[test]
+fn a_failing_canary_is_rolled_back_at_the_threshold_with_its_values() {
+    let bed = bed("steps: [10, 25, 50]", "");
+    traffic(&bed, 1000.0, 80.0, 0.12);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 1, "{}", r.dump());
+    // The values that failed, against their bounds.
+    assert!(
+        r.stderr
+            .contains("ROLLED BACK: 2 failed checks reached the threshold of 2 at weight 10%")
+            && r.stderr.contains("success-rate = 92 (bound >= 99)")
+            && r.stderr.contains("error-rate = 8 (bound <= 1)"),
+        "{}",
+        r.dump()
+    );
+    // At 10 % it failed twice: the weight went back to 0 first, then the canary to 0.
+    assert_eq!(weights(&bed), [(90, 10), (100, 0)], "{}", r.dump());
+    assert_eq!(
+        updates(&bed, "movieverse-app-canary").last().unwrap()["desiredCount"],
+        0
+    );
+    assert!(updates(&bed, "movieverse-app").is_empty(), "{}", r.dump());
+    // The stable service never left its revision.
+    let status = rollout(&bed, "status");
+    assert!(
+        status.stdout.contains("ended: ROLLED BACK"),
+        "{}",
+        status.dump()
+    );
+}
+
+#[test]
+fn a_paused_canary_waits_for_rollout_promote() {
+    let bed = bed("steps: [10, {pause: manual}, 50]", "");
+    traffic(&bed, 1000.0, 0.0, 0.12);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stdout.contains("result=paused"), "{}", r.dump());
+    assert_eq!(weights(&bed), [(90, 10)]);
+    let status = rollout(&bed, "status");
+    assert!(
+        status.stdout.contains("paused at step"),
+        "{}",
+        status.dump()
+    );
+    let p = rollout(&bed, "promote");
+    assert_eq!(p.code, 0, "{}", p.dump());
+    assert_eq!(
+        weights(&bed),
+        [(90, 10), (50, 50), (100, 0)],
+        "{}",
+        p.dump()
+    );
+    assert_eq!(
+        updates(&bed, "movieverse-app")[0]["taskDefinition"],
+        NEW_REVISION
+    );
+}
+
+#[test]
+fn killed_mid_canary_a_new_deploy_resumes_with_the_weights_as_saved() {
+    let bed = bed("steps: [10, 25, 50]", "");
+    traffic(&bed, 1000.0, 0.0, 0.12);
+    let mut child = cmd(&bed, DEPLOY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed once the canary takes 25 %.
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    while weights(&bed).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the canary never reached 25 %"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(weights(&bed), [(90, 10), (75, 25)]);
+    // Saved before the weight changed: at step 4 (25 %), its weight still 10 %.
+    let status = rollout(&bed, "status");
+    assert!(
+        status
+            .stdout
+            .contains("at step 4/10 (send 25% of traffic to the canary), weight 10%"),
+        "{}",
+        status.dump()
+    );
+
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stderr.contains("resuming the rollout"), "{}", r.dump());
+    // Resumed at 25 %: the weight is set again (idempotent), then 50 %, then promotion.
+    let w = weights(&bed);
+    assert_eq!(w[..2], [(90, 10), (75, 25)]);
+    assert_eq!(w.last(), Some(&(100, 0)), "{}", r.dump());
+    assert!(w.contains(&(50, 50)));
+    assert!(!w[2..].contains(&(90, 10)), "{w:?}");
+    assert_eq!(bed.proxy.calls("RegisterTaskDefinition").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_forwards_to_another_target_group_is_refused_before_any_change() {
+    use aws_sdk_elasticloadbalancingv2::types::{
+        Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple,
+    };
+    let bed = bed("steps: [10, 50]", "");
+    // The rule also forwards to someone else's target group.
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&bed.moto.sdk_config().await);
+    let tuple = |tg: &str| {
+        TargetGroupTuple::builder()
+            .target_group_arn(tg)
+            .weight(50)
+            .build()
+    };
+    let other = bed.world["other"].as_str().unwrap();
+    elb.modify_rule()
+        .rule_arn(bed.world["rule"].as_str().unwrap())
+        .actions(
+            Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .forward_config(
+                    ForwardActionConfig::builder()
+                        .target_groups(tuple(bed.world["stable"].as_str().unwrap()))
+                        .target_groups(tuple(other))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains(&format!("it forwards to {other} (weight 50)"))
+            && r.stderr.contains("nothing was changed"),
+        "{}",
+        r.dump()
+    );
+    assert!(bed.proxy.calls("UpdateService").is_empty(), "{}", r.dump());
+    assert!(bed.proxy.calls("RegisterTaskDefinition").is_empty());
+    assert!(bed.proxy.weights().is_empty());
+}
