@@ -20,7 +20,7 @@ pub struct Plan {
     pub image: ImagePlan,
     pub environments: Vec<EnvPlan>,
     /// What the plan noticed that a deploy would trip on, or should not do (a dirty tree, a
-    /// missing Containerfile, a strategy `deploy` does not drive yet).
+    /// missing Containerfile, an uncommitted tree).
     pub warnings: Vec<String>,
 }
 
@@ -90,30 +90,8 @@ pub fn build(config: &Config, git: &GitInfo, image: &str, rendered: &[Rendered])
             platforms: config.image.platforms.clone(),
         },
         environments,
-        warnings: strategy_warnings(config, rendered),
+        warnings: Vec::new(),
     }
-}
-
-/// Environments whose strategy `deploy` does not drive yet (a canary on ECS): the plan says
-/// so up front.
-fn strategy_warnings(config: &Config, rendered: &[Rendered]) -> Vec<String> {
-    rendered
-        .iter()
-        .filter_map(|r| {
-            let env = &config.environments[&r.env];
-            match &env.strategy {
-                crate::config::Strategy::Rolling(_) | crate::config::Strategy::BlueGreen(_) => {
-                    None
-                }
-                crate::config::Strategy::Canary(_) if env.target == Target::Kubernetes => None,
-                other @ crate::config::Strategy::Canary(_) => Some(format!(
-                    "environment {}: `deploy` does not drive the {} strategy yet (it refuses before changing anything); `plan`, `render`, `status` and `rollback` work",
-                    r.env,
-                    other.name()
-                )),
-            }
-        })
-        .collect()
 }
 
 /// `1h 2m 5s` style, `0s` for zero.

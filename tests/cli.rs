@@ -431,6 +431,38 @@ fn plan_and_render(config: &str, env: &str, snapshot: &str, out: &Path) {
     assert_eq!(r.code, 0, "{}", r.dump());
 }
 
+/// The example's production environment as a canary on ECS: two services, weighed on an ALB
+/// listener rule, judged by the default ALB analysis (deploy.yml names no metric).
+fn ecs_canary(dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(example()).unwrap();
+    let from = text.find("    strategy:\n      blue-green:\n").unwrap();
+    let to = text[from..].find("    env:\n      LOG_LEVEL: warn").unwrap() + from;
+    let text = format!(
+        "{}    strategy:\n      canary:\n        steps: [10, 25, 50, 75, 100]\n        canary_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-canary/fedcba9876543210\n        listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/1111111111111111/aaaaaaaaaaaaaaaa\n        analysis:\n          interval: 1m\n          threshold: 3\n{}",
+        &text[..from],
+        &text[to..]
+    );
+    let path = dir.join("deploy.yml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::write(dir.join("Containerfile"), "FROM scratch\n").unwrap();
+    path
+}
+
+#[test]
+fn an_ecs_canary_plans_its_router_and_analysis_and_renders_the_canary_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ecs_canary(dir.path());
+    let config = config.to_str().unwrap();
+    let out = dir.path().join("out");
+    plan_and_render(config, "production", "plan_ecs_canary", &out);
+    let service: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("production/canary/service.json")).unwrap(),
+    )
+    .unwrap();
+    insta::assert_json_snapshot!("ecs_canary_service", service);
+    assert!(out.join("production/canary/scaling.json").exists());
+}
+
 /// The example's production environment as ECS native blue/green (`controller: ecs`).
 fn native_blue_green(dir: &Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(example()).unwrap();

@@ -93,7 +93,7 @@ fn single_rolling<'a>(
         Strategy::Rolling(r) => Ok((name, e, r)),
         strategy => Err(Error::Usage {
             message: format!("environment `{name}` is {} with the {} strategy, which `deploy` does not drive yet", e.target, strategy.name()),
-            help: "this release deploys rolling environments (ECS, Kubernetes), blue-green on ECS (CodeDeploy or ECS native) and Kubernetes, and canaries on Kubernetes; `plan`, `render` and `status` work for every environment".into(),
+            help: "this release deploys rolling environments (ECS, Kubernetes), blue-green on ECS (CodeDeploy or ECS native) and Kubernetes, and canaries on ECS and Kubernetes; `plan`, `render` and `status` work for every environment".into(),
         }),
     }
 }

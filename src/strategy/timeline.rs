@@ -416,7 +416,13 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                 match *step {
                     Step::Deploy(Track::Canary) => {
                         phases.push(phase(
-                            "apply the manifests; start the canary Deployment and wait until ready",
+                            match env.ecs.as_ref().filter(|_| env.kubernetes.is_none()) {
+                                Some(ecs) => format!(
+                                    "start the canary service {} on the new task definition and wait until ready",
+                                    c.canary_service_name(ecs)
+                                ),
+                                None => "apply the manifests; start the canary Deployment and wait until ready".into(),
+                            },
                             at,
                             at,
                         ));
@@ -456,7 +462,11 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                     Step::Deploy(Track::Stable) => {
                         promote = at;
                         phases.push(phase(
-                            "promote: roll the stable Deployment to the new version",
+                            if env.kubernetes.is_some() {
+                                "promote: roll the stable Deployment to the new version"
+                            } else {
+                                "promote: roll the stable service to the canary's task definition"
+                            },
                             at,
                             latest(at),
                         ));
@@ -472,6 +482,16 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                     "a manual gate waits for `rollout promote`: the totals leave that wait out"
                         .into(),
                 );
+            }
+            if env.kubernetes.is_none() {
+                notes.push(format!(
+                    "traffic: the ALB {} {} forwards to the stable and the canary target groups by weight (ModifyRule / ModifyListener); it plays any schedule: explicit steps, step_weight/max_weight, pauses",
+                    if c.listener_rule.is_some() { "listener rule" } else { "listener's default action of" },
+                    c.listener()
+                ));
+                if a.metrics.iter().any(|m| m.query == crate::config::defaults::alb_metrics()[0].query) {
+                    notes.push("analysis: deploy.yml names no metric, so the ALB's CloudWatch metrics of the canary's target group judge (AWS/ApplicationELB: success rate from RequestCount and HTTPCode_Target_5XX_Count, p99 TargetResponseTime, 5xx rate); name `metrics:` to judge with Prometheus or Datadog instead".into());
+                }
             }
             if let (Some(&100), Some(k)) = (weights.last(), env.kubernetes.as_ref())
                 && k.canary_replicas < k.replicas
