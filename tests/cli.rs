@@ -436,7 +436,10 @@ fn plan_and_render(config: &str, env: &str, snapshot: &str, out: &Path) {
 fn ecs_canary(dir: &Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(example()).unwrap();
     let from = text.find("    strategy:\n      blue-green:\n").unwrap();
-    let to = text[from..].find("    env:\n      LOG_LEVEL: warn").unwrap() + from;
+    let to = text[from..]
+        .find("    env:\n      LOG_LEVEL: warn")
+        .unwrap()
+        + from;
     let text = format!(
         "{}    strategy:\n      canary:\n        steps: [10, 25, 50, 75, 100]\n        canary_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-canary/fedcba9876543210\n        listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/1111111111111111/aaaaaaaaaaaaaaaa\n        analysis:\n          interval: 1m\n          threshold: 3\n{}",
         &text[..from],

@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::Run;
 use common::codedeploy::{Plan, Proxy};
 use common::moto::Moto;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 struct Bed {
     moto: Moto,
@@ -27,42 +27,13 @@ const DEPLOY: &[&str] = &["deploy", "--env", "production", "--poll-interval", "2
 const NEW_REVISION: &str =
     "arn:aws:ecs:us-east-1:123456789012:task-definition/movieverse-production:3";
 
-/// The canary's strategy with `schedule` (its steps), a 1 s analysis judged twice before it
-/// rolls back, and `extra` lines.
-fn strategy(world: &Value, schedule: &str, extra: &str) -> String {
-    format!(
-        "    strategy:\n      canary:\n        {schedule}\n        canary_target_group: {}\n        listener_rule: {}\n        deadline: 10m\n{extra}        analysis:\n          initial_delay: 1s\n          interval: 1s\n          threshold: 2\n",
-        world["canary"].as_str().unwrap(),
-        world["rule"].as_str().unwrap(),
-    )
-}
-
-/// The example's production environment as a canary on ECS on the world's load balancer:
-/// its blue-green strategy replaced by `strategy`, the stable target group the world's.
+/// The example's production environment as a canary on ECS on the world's load balancer.
 fn bed(schedule: &str, extra: &str) -> Bed {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     moto.staging_config(dir.path());
     let world: Value = serde_json::from_str(&moto.world(&["canary"])).unwrap();
-    let path = dir.path().join("deploy.yml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let from = text.find("    strategy:\n      blue-green:\n").unwrap();
-    let to = text[from..]
-        .find("    env:\n      LOG_LEVEL: warn")
-        .unwrap()
-        + from;
-    let text = format!(
-        "{}{}{}",
-        &text[..from],
-        strategy(&world, schedule, extra),
-        &text[to..]
-    )
-    .replacen(
-        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-blue/0123456789abcdef",
-        world["stable"].as_str().unwrap(),
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
+    common::codedeploy::canary_config(dir.path(), &world, schedule, extra);
     let proxy = Proxy::start(&moto.endpoint, Plan::Succeed);
     Bed {
         moto,
@@ -88,39 +59,8 @@ fn rollout(bed: &Bed, action: &str) -> Run {
     mvd(bed, &args)
 }
 
-/// `CloudWatch` datapoints of the canary's target group, one a second for the next two
-/// minutes: requests, 5xx responses among them, and the p99 response time.
 fn traffic(bed: &Bed, requests: f64, errors: f64, p99_seconds: f64) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let tg = common_dimension(bed.world["canary"].as_str().unwrap(), ":targetgroup/");
-    let lb = common_dimension(
-        bed.world["load_balancer"].as_str().unwrap(),
-        ":loadbalancer/",
-    );
-    let mut points = Vec::new();
-    for at in now.saturating_sub(60)..now + 120 {
-        points.push(json!(["RequestCount", tg, at, requests, lb]));
-        points.push(json!(["HTTPCode_Target_5XX_Count", tg, at, errors, lb]));
-        points.push(json!(["TargetResponseTime", tg, at, p99_seconds, lb]));
-    }
-    let out = bed
-        .moto
-        .world(&["put-metrics", &Value::from(points).to_string()]);
-    assert!(out.contains("ok"), "{out}");
-}
-
-/// The `CloudWatch` dimension value in an ARN: from `targetgroup/…`, or after
-/// `loadbalancer/` (`app/…`).
-fn common_dimension(arn: &str, marker: &str) -> String {
-    let at = arn.find(marker).unwrap();
-    if marker == ":targetgroup/" {
-        arn[at + 1..].to_owned()
-    } else {
-        arn[at + marker.len()..].to_owned()
-    }
+    common::codedeploy::alb_traffic(&bed.moto, &bed.world, requests, errors, p99_seconds);
 }
 
 /// The weights moto held after each change, as (stable, canary) in percent.

@@ -489,7 +489,10 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                     if c.listener_rule.is_some() { "listener rule" } else { "listener's default action of" },
                     c.listener()
                 ));
-                if a.metrics.iter().any(|m| m.query == crate::config::defaults::alb_metrics()[0].query) {
+                if a.metrics
+                    .iter()
+                    .any(|m| m.query == crate::config::defaults::alb_metrics()[0].query)
+                {
                     notes.push("analysis: deploy.yml names no metric, so the ALB's CloudWatch metrics of the canary's target group judge (AWS/ApplicationELB: success rate from RequestCount and HTTPCode_Target_5XX_Count, p99 TargetResponseTime, 5xx rate); name `metrics:` to judge with Prometheus or Datadog instead".into());
                 }
             }

@@ -354,8 +354,9 @@ impl Roll {
 struct State {
     /// Services rolled by `UpdateService` on the rolling path, by name.
     rolling: HashMap<String, Roll>,
-    /// The forward weights moto holds after each `ModifyRule` / `ModifyListener`, read back.
-    weights: Vec<Vec<(String, i64)>>,
+    /// The forward weights moto holds after each `ModifyRule` / `ModifyListener`, read back,
+    /// and when the read answered.
+    weights: Vec<(Instant, Vec<(String, i64)>)>,
     /// The alarms the deployment group watches: moto keeps a group's `alarmConfiguration`
     /// but answers `{}`, so `GetDeploymentGroup` is answered with these (by default the two
     /// of the example's production environment).
@@ -369,6 +370,8 @@ struct State {
     /// `GetDeployment` calls still to answer with a throttling error.
     throttle_reads: u32,
     tracked: HashMap<String, Tracked>,
+    /// When each of `calls` arrived.
+    call_times: Vec<Instant>,
     /// Every `CodeDeploy` call: operation and request body.
     calls: Vec<(String, Value)>,
     /// ECS as the circuit breaker leaves it: once an `UpdateService` was seen,
@@ -378,6 +381,11 @@ struct State {
 }
 
 impl State {
+    fn record(&mut self, operation: &str, body: Value) {
+        self.calls.push((operation.to_owned(), body));
+        self.call_times.push(Instant::now());
+    }
+
     fn track(&mut self, id: &str) -> &mut Tracked {
         let plan = self.plan.unwrap_or(Plan::Succeed);
         if !self.tracked.contains_key(id)
@@ -448,7 +456,34 @@ impl Proxy {
 
     /// The forward weights moto held after each `ModifyRule` / `ModifyListener`, in order.
     pub fn weights(&self) -> Vec<Vec<(String, i64)>> {
-        self.state.lock().unwrap().weights.clone()
+        self.state
+            .lock()
+            .unwrap()
+            .weights
+            .iter()
+            .map(|(_, w)| w.clone())
+            .collect()
+    }
+
+    /// When each read of [`Proxy::weights`] answered.
+    pub fn weights_seen_at(&self) -> Vec<Instant> {
+        self.state
+            .lock()
+            .unwrap()
+            .weights
+            .iter()
+            .map(|(at, _)| *at)
+            .collect()
+    }
+
+    /// Every call seen so far, by operation (or Query action), with when it arrived.
+    pub fn timed_calls(&self) -> Vec<(String, Instant)> {
+        let s = self.state.lock().unwrap();
+        s.calls
+            .iter()
+            .map(|(op, _)| op.clone())
+            .zip(s.call_times.iter().copied())
+            .collect()
     }
 
     /// The status of the native service deployment started `n`-th (from 1).
@@ -642,7 +677,7 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
             .filter(|_| operation.is_none());
         if let Some(op) = &ecs_op {
             let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-            state.lock().unwrap().calls.push((op.clone(), body));
+            state.lock().unwrap().record(op, body);
         }
         // Query-protocol calls (CloudWatch, ELBv2) are recorded by their Action, with their
         // parameters, then forwarded.
@@ -653,8 +688,7 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
             state
                 .lock()
                 .unwrap()
-                .calls
-                .push((action.to_owned(), Value::Object(params.clone())));
+                .record(action, Value::Object(params.clone()));
         }
         let (status, ct, body) = match operation {
             None if ecs_op.as_deref() == Some("DescribeServices") => {
@@ -705,17 +739,16 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
                     ),
                 };
                 let (_, _, back) = forward(read.into_bytes());
-                state
-                    .lock()
-                    .unwrap()
-                    .weights
-                    .push(forward_weights(&String::from_utf8_lossy(&back)));
+                state.lock().unwrap().weights.push((
+                    Instant::now(),
+                    forward_weights(&String::from_utf8_lossy(&back)),
+                ));
                 answer
             }
             None => forward(request.body.clone()),
             Some(op) => {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-                state.lock().unwrap().calls.push((op.clone(), body.clone()));
+                state.lock().unwrap().record(&op, body.clone());
                 codedeploy(&op, &body, state, &forward)
             }
         };
@@ -1133,4 +1166,58 @@ fn codedeploy(
         }
         _ => forward(body.to_string().into_bytes()),
     }
+}
+
+/// Rewrites the example's production environment in `dir`/deploy.yml (written by
+/// `Moto::staging_config`) to a canary on ECS on `world`'s load balancer (from
+/// `moto_world.py canary`): its blue-green strategy replaced by a canary with `schedule` (its
+/// steps line), a 1 s analysis judged twice before it rolls back, and `extra` lines; the
+/// stable target group the world's.
+pub fn canary_config(dir: &std::path::Path, world: &Value, schedule: &str, extra: &str) {
+    let path = dir.join("deploy.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let from = text.find("    strategy:\n      blue-green:\n").unwrap();
+    let to = text[from..]
+        .find("    env:\n      LOG_LEVEL: warn")
+        .unwrap()
+        + from;
+    let strategy = format!(
+        "    strategy:\n      canary:\n        {schedule}\n        canary_target_group: {}\n        listener_rule: {}\n        deadline: 10m\n{extra}        analysis:\n          initial_delay: 1s\n          interval: 1s\n          threshold: 2\n",
+        world["canary"].as_str().unwrap(),
+        world["rule"].as_str().unwrap(),
+    );
+    let text = format!("{}{strategy}{}", &text[..from], &text[to..]).replacen(
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-blue/0123456789abcdef",
+        world["stable"].as_str().unwrap(),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+}
+
+/// `CloudWatch` datapoints of the canary's target group on `world`'s load balancer, one a
+/// second from a minute ago to two minutes ahead: requests, 5xx responses among them, and
+/// the response time (the proxy reads a percentile as the maximum).
+pub fn alb_traffic(
+    moto: &super::moto::Moto,
+    world: &Value,
+    requests: f64,
+    errors: f64,
+    seconds: f64,
+) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let canary = world["canary"].as_str().unwrap();
+    let tg = &canary[canary.find(":targetgroup/").unwrap() + 1..];
+    let balancer = world["load_balancer"].as_str().unwrap();
+    let lb = balancer.split_once(":loadbalancer/").unwrap().1;
+    let mut points = Vec::new();
+    for at in now.saturating_sub(60)..now + 120 {
+        points.push(json!(["RequestCount", tg, at, requests, lb]));
+        points.push(json!(["HTTPCode_Target_5XX_Count", tg, at, errors, lb]));
+        points.push(json!(["TargetResponseTime", tg, at, seconds, lb]));
+    }
+    let out = moto.world(&["put-metrics", &Value::from(points).to_string()]);
+    assert!(out.contains("ok"), "{out}");
 }
