@@ -549,6 +549,42 @@ fn cases() -> Vec<Case> {
             "`movieverse-rule` is not an Application Load Balancer listener rule ARN",
         ),
         case(
+            "native_linear_canary_with_a_step_under_3_percent",
+            &[(
+                STAGING_ROLLING,
+                "    strategy:\n      canary:\n        step_weight: 2\n        max_weight: 98\n        router: ecs\n        infrastructure_role: arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers\n        canary_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-staging-canary/0123456789abcdef\n        listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse-staging/0123456789abcdef/1111111111111111/2222222222222222\n        analysis:\n          metrics: []\n    env:\n      LOG_LEVEL: info",
+            )],
+            "deploy.yml:67:22",
+            "ECS native LINEAR steps 2%: ECS takes steps of 3% to 100%",
+        ),
+        case(
+            "native_canary_with_a_schedule_only_the_alb_plays",
+            &[(
+                STAGING_ROLLING,
+                "    strategy:\n      canary:\n        steps: [10, 25, 50, 75, 100]\n        router: ecs\n        infrastructure_role: arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers\n        canary_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-staging-canary/0123456789abcdef\n        listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse-staging/0123456789abcdef/1111111111111111/2222222222222222\n        analysis:\n          metrics: []\n    env:\n      LOG_LEVEL: info",
+            )],
+            "deploy.yml:67:16",
+            "this schedule needs the ALB router",
+        ),
+        case(
+            "native_linear_canary_that_stops_short_of_its_last_step",
+            &[(
+                STAGING_ROLLING,
+                "    strategy:\n      canary:\n        step_weight: 10\n        max_weight: 50\n        router: ecs\n        infrastructure_role: arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers\n        canary_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-staging-canary/0123456789abcdef\n        listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse-staging/0123456789abcdef/1111111111111111/2222222222222222\n        analysis:\n          metrics: []\n    env:\n      LOG_LEVEL: info",
+            )],
+            "deploy.yml:68:21",
+            "the last step before promotion is 90%, not 50%",
+        ),
+        case(
+            "native_canary_without_its_role",
+            &[(
+                STAGING_ROLLING,
+                "    strategy:\n      canary:\n        steps: [10]\n        router: ecs\n        canary_service: movieverse-app-canary\n        canary_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-staging-canary/0123456789abcdef\n        listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse-staging/0123456789abcdef/1111111111111111/2222222222222222\n        analysis:\n          metrics: []\n    env:\n      LOG_LEVEL: info",
+            )],
+            "deploy.yml:66:7",
+            "ECS native CANARY and LINEAR need `infrastructure_role`",
+        ),
+        case(
             "ecs_setting_on_a_kubernetes_canary",
             &[(
                 "        steps: [10, 25, 50, 75, 100]\n",

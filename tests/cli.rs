@@ -466,6 +466,34 @@ fn an_ecs_canary_plans_its_router_and_analysis_and_renders_the_canary_service() 
     assert!(out.join("production/canary/scaling.json").exists());
 }
 
+#[test]
+fn an_ecs_native_canary_plans_and_renders_the_strategy_and_its_pause_hook() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ecs_canary(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "        steps: [10, 25, 50, 75, 100]\n",
+        "        step_weight: 25\n        max_weight: 75\n        router: ecs\n        infrastructure_role: arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers\n",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap();
+    let out = dir.path().join("out");
+    plan_and_render(config, "production", "plan_ecs_native_canary", &out);
+    let service: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("production/service.json")).unwrap(),
+    )
+    .unwrap();
+    insta::assert_json_snapshot!(
+        "ecs_native_canary_service",
+        serde_json::json!({
+            "deploymentConfiguration": service["deploymentConfiguration"],
+            "loadBalancers": service["loadBalancers"],
+        })
+    );
+    // One service: no canary service is rendered.
+    assert!(!out.join("production/canary").exists());
+}
+
 /// The example's production environment as ECS native blue/green (`controller: ecs`).
 fn native_blue_green(dir: &Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(example()).unwrap();

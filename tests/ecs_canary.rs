@@ -303,3 +303,107 @@ async fn a_listener_that_forwards_to_another_target_group_is_refused_before_any_
     assert!(bed.proxy.calls("RegisterTaskDefinition").is_empty());
     assert!(bed.proxy.weights().is_empty());
 }
+
+/// ECS native (`router: ecs`) on the world's service, rule and target groups.
+const NATIVE: &str = "        router: ecs\n        infrastructure_role: arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers\n";
+
+/// The `ContinueServiceDeployment` answers sent, in order.
+fn answers(bed: &Bed) -> Vec<String> {
+    bed.proxy
+        .calls("ContinueServiceDeployment")
+        .iter()
+        .map(|b| b["action"].as_str().unwrap_or("CONTINUE").to_owned())
+        .collect()
+}
+
+#[test]
+fn a_native_canary_judged_healthy_is_continued_at_each_hook() {
+    let bed = bed("steps: [10]", NATIVE);
+    traffic(&bed, 1000.0, 0.0, 0.12);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    // One UpdateService of the one service: the CANARY strategy with the PAUSE hook before
+    // each production traffic shift, the canary target group and rule ECS moves.
+    let sent = updates(&bed, "movieverse-app");
+    assert_eq!(sent.len(), 1, "{}", r.dump());
+    let d = &sent[0]["deploymentConfiguration"];
+    assert_eq!(d["strategy"], "CANARY");
+    assert_eq!(
+        d["canaryConfiguration"],
+        serde_json::json!({"canaryPercent": 10.0, "canaryBakeTimeInMinutes": 0})
+    );
+    assert_eq!(
+        d["lifecycleHooks"][0]["lifecycleStages"],
+        serde_json::json!(["PRE_PRODUCTION_TRAFFIC_SHIFT"])
+    );
+    let lb = &sent[0]["loadBalancers"][0];
+    assert_eq!(
+        lb["advancedConfiguration"]["alternateTargetGroupArn"],
+        bed.world["canary"]
+    );
+    assert_eq!(
+        lb["advancedConfiguration"]["productionListenerRule"],
+        bed.world["rule"]
+    );
+    assert!(updates(&bed, "movieverse-app-canary").is_empty());
+    // Judged at 10 %, then all: CONTINUE at both hooks; ECS moved the rule (read back).
+    assert_eq!(answers(&bed), ["CONTINUE", "CONTINUE"], "{}", r.dump());
+    assert_eq!(weights(&bed), [(90, 10), (0, 100)], "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("check at 10%: success-rate 100 (>= 99) ok"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        bed.proxy.calls("ModifyRule").is_empty(),
+        "ECS moves the rule, not this tool"
+    );
+    // A rerun changes nothing.
+    let again = mvd(&bed, DEPLOY);
+    assert_eq!(again.code, 0, "{}", again.dump());
+    assert!(again.stderr.contains("no change"), "{}", again.dump());
+    assert_eq!(updates(&bed, "movieverse-app").len(), 1);
+}
+
+#[test]
+fn a_native_canary_judged_failing_is_answered_rollback() {
+    let bed = bed("steps: [10]", NATIVE);
+    traffic(&bed, 1000.0, 80.0, 0.12);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 1, "{}", r.dump());
+    assert!(
+        r.stderr.contains("error-rate = 8 (bound <= 1)")
+            && r.stderr.contains("answering the PAUSE hook ROLLBACK"),
+        "{}",
+        r.dump()
+    );
+    assert_eq!(answers(&bed), ["CONTINUE", "ROLLBACK"], "{}", r.dump());
+    assert_eq!(weights(&bed), [(90, 10), (100, 0)], "{}", r.dump());
+    assert!(bed.proxy.calls("StopServiceDeployment").is_empty());
+}
+
+#[test]
+fn a_native_linear_canary_is_judged_at_every_step() {
+    let bed = bed("step_weight: 25\n        max_weight: 75", NATIVE);
+    traffic(&bed, 1000.0, 0.0, 0.12);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let d = &updates(&bed, "movieverse-app")[0]["deploymentConfiguration"];
+    assert_eq!(d["strategy"], "LINEAR");
+    assert_eq!(d["linearConfiguration"]["stepPercent"], 25.0);
+    assert_eq!(
+        weights(&bed),
+        [(75, 25), (50, 50), (25, 75), (0, 100)],
+        "{}",
+        r.dump()
+    );
+    for w in [25, 50, 75] {
+        assert!(
+            r.stderr
+                .contains(&format!("check at {w}%: success-rate 100")),
+            "{}",
+            r.dump()
+        );
+    }
+}

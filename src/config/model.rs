@@ -796,6 +796,37 @@ pub struct Canary {
     /// (`ModifyListener`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listener_arn: Option<String>,
+    /// ECS: who moves the traffic. `alb` (the default): two services, and this tool sets the
+    /// listener rule's weights at each step; it plays any schedule. `ecs`: ECS native `CANARY`
+    /// (`steps: [W]`: W %, then all) or `LINEAR` (`step_weight: S`: S % more at each step) on
+    /// the one service; ECS moves the listener rule, and a PAUSE hook before each shift waits
+    /// for this tool's analysis to answer CONTINUE or ROLLBACK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<EcsRouter>,
+    /// ECS native (`router: ecs`): the IAM role ECS assumes to change the listener rule
+    /// (`advancedConfiguration.roleArn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infrastructure_role: Option<String>,
+}
+
+/// Who moves a canary's traffic on ECS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EcsRouter {
+    /// The ALB listener rule's weights between two services, set by this tool.
+    #[default]
+    Alb,
+    /// ECS native `CANARY` or `LINEAR`, gated at each step by this tool's analysis.
+    Ecs,
+}
+
+/// The ECS native shape a canary's schedule plays as (`router: ecs`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NativeShape {
+    /// `CANARY`: `percent` of the traffic, then all of it.
+    Canary { percent: u8 },
+    /// `LINEAR`: `step` % more at each step, up to all of it.
+    Linear { step: u8 },
 }
 
 /// One explicit canary step: a weight (then analysed), or a pause after the step before.
@@ -817,10 +848,30 @@ impl Canary {
             ("canary_target_group", self.canary_target_group.is_some()),
             ("listener_rule", self.listener_rule.is_some()),
             ("listener_arn", self.listener_arn.is_some()),
+            ("router", self.router.is_some()),
+            ("infrastructure_role", self.infrastructure_role.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, set)| set.then_some(k))
         .collect()
+    }
+
+    /// ECS native `CANARY` or `LINEAR` (`router: ecs`).
+    pub fn native(&self) -> bool {
+        self.router == Some(EcsRouter::Ecs)
+    }
+
+    /// How ECS native plays the schedule: one weight is `CANARY`, `step_weight` is
+    /// `LINEAR`; `None` for a schedule it cannot play. Assumes nothing about validity.
+    pub fn native_shape(&self) -> Option<NativeShape> {
+        match (&self.steps, self.step_weight) {
+            (Some(steps), None) => match steps.as_slice() {
+                [CanaryStep::Weight(w)] => Some(NativeShape::Canary { percent: *w }),
+                _ => None,
+            },
+            (None, Some(step)) => Some(NativeShape::Linear { step }),
+            _ => None,
+        }
     }
 
     /// The canary's ECS service: `canary_service`, or `<service>-canary`.

@@ -1002,6 +1002,17 @@ fn ecs_canary(c: &mut Checker<'_>, ecs: &Ecs, canary: &Canary, p: &[Seg]) {
             "write arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/app/LB/ID/ID",
         ),
     }
+    if canary.native() {
+        native_canary(c, canary, p);
+        return;
+    }
+    if canary.infrastructure_role.is_some() {
+        c.err_key(
+            &key("infrastructure_role"),
+            "`infrastructure_role` is a setting of ECS native CANARY and LINEAR (`router: ecs`); this canary's weights are set by this tool (`router: alb`)",
+            "remove it, or add `router: ecs` for ECS native",
+        );
+    }
     let name = canary.canary_service_name(ecs);
     if name == ecs.service || ecs.services.iter().any(|s| s.name == name) {
         c.err(
@@ -1011,6 +1022,94 @@ fn ecs_canary(c: &mut Checker<'_>, ecs: &Ecs, canary: &Canary, p: &[Seg]) {
         );
     }
 }
+
+/// A canary on ECS with `router: ecs` (ECS native `CANARY` or `LINEAR`), at `p`: one service,
+/// the listener rule ECS moves, its role, and a schedule ECS can play.
+fn native_canary(c: &mut Checker<'_>, canary: &Canary, p: &[Seg]) {
+    let key = |k: &str| -> Vec<Seg> { p.iter().cloned().chain([Seg::Key(k.into())]).collect() };
+    for (k, set, why) in [
+        (
+            "canary_service",
+            canary.canary_service.is_some(),
+            "ECS native runs the canary inside the one service: there is no canary service",
+        ),
+        (
+            "listener_arn",
+            canary.listener_arn.is_some(),
+            "ECS native moves a listener rule: write `listener_rule` (its ARN) instead",
+        ),
+    ] {
+        if set {
+            c.err_key(
+                &key(k),
+                format!("`{k}` does not apply to ECS native (`router: ecs`)"),
+                why,
+            );
+        }
+    }
+    match &canary.infrastructure_role {
+        None => c.err_key(
+            p,
+            "ECS native CANARY and LINEAR need `infrastructure_role`: the role ECS assumes to change the listener rule",
+            "write its ARN, for example arn:aws:iam::ACCOUNT:role/ecsInfrastructureRoleForLoadBalancers",
+        ),
+        Some(role) => c.check(
+            is_arn(role, "iam", "role/"),
+            &key("infrastructure_role"),
+            || format!("`{role}` is not an IAM role ARN"),
+            "write arn:aws:iam::ACCOUNT:role/NAME",
+        ),
+    }
+    match canary.native_shape() {
+        None if canary.steps.is_some() => c.err(
+            &key("steps"),
+            "ECS native CANARY shifts one weight and then all the traffic: this schedule needs the ALB router",
+            "use `router: alb` (two services; this tool sets each weight, any schedule), or write one weight, `steps: [10]`, or `step_weight` for LINEAR",
+        ),
+        Some(crate::config::NativeShape::Canary { percent }) => c.check(
+            (1..100).contains(&percent),
+            &key("steps"),
+            || format!("ECS native CANARY at {percent}%: the canary's share must be below 100 (then ECS shifts the rest)"),
+            "write a weight from 1 to 99, for example `steps: [10]`",
+        ),
+        Some(crate::config::NativeShape::Linear { step }) => {
+            if step < NATIVE_MIN_LINEAR_STEP {
+                c.err(
+                    &key("step_weight"),
+                    format!("ECS native LINEAR steps {step}%: ECS takes steps of {NATIVE_MIN_LINEAR_STEP}% to 100%"),
+                    format!("use a step_weight of at least {NATIVE_MIN_LINEAR_STEP}, or `router: alb` for smaller steps"),
+                );
+            } else if step < 100 {
+                let last = 99 / step * step;
+                c.check(
+                    canary.max_weight == Some(last),
+                    &key("max_weight"),
+                    || format!(
+                        "ECS native LINEAR goes {step}% at a time up to 100%, so the last step before promotion is {last}%, not {}%",
+                        canary.max_weight.unwrap_or(0)
+                    ),
+                    &format!("set `max_weight: {last}`, or use `router: alb` to stop at another weight"),
+                );
+            }
+        }
+        None => {}
+    }
+    if canary
+        .steps
+        .iter()
+        .flatten()
+        .any(|s| matches!(s, crate::config::CanaryStep::Pause { .. }))
+    {
+        c.err(
+            &key("steps"),
+            "ECS native CANARY cannot pause between its steps",
+            "use `pause_before_promotion` (ECS holds at the PAUSE hook before the last shift), or `router: alb`",
+        );
+    }
+}
+
+/// ECS native LINEAR's smallest `stepPercent`.
+const NATIVE_MIN_LINEAR_STEP: u8 = 3;
 
 /// `blue-green` with `controller: ecs` on ECS, at `p`: ECS native blue/green's settings
 /// present and well formed, `CodeDeploy`'s absent.

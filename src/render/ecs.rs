@@ -267,6 +267,47 @@ fn task_definition(out: &mut Out<'_>, td: &Value) {
     }
 }
 
+/// The main service of an ECS native canary: the strategy deploy.yml's schedule plays as,
+/// the PAUSE hook before each production traffic shift (the analysis answers it: without it
+/// ECS would shift on its own), and the load balancer's `advancedConfiguration`.
+fn native_canary(out: &mut Out<'_>, c: &crate::config::Canary, svc: &Value) {
+    let d = &svc["deploymentConfiguration"];
+    let strategy = d["strategy"].as_str().unwrap_or("ROLLING");
+    let expected = match c.native_shape() {
+        Some(crate::config::NativeShape::Linear { .. }) => "LINEAR",
+        _ => "CANARY",
+    };
+    if strategy != expected {
+        out.err(
+            "deploymentConfiguration.strategy",
+            format!("strategy `{strategy}` is not the {expected} deploy.yml's canary plays as (`router: ecs`)"),
+            format!("use `\"strategy\": \"{expected}\"`"),
+        );
+    }
+    let paused = d["lifecycleHooks"].as_array().is_some_and(|hooks| {
+        hooks.iter().any(|h| {
+            h["targetType"] == "PAUSE"
+                && h["lifecycleStages"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|x| x == "PRE_PRODUCTION_TRAFFIC_SHIFT"))
+        })
+    });
+    if !paused {
+        out.err(
+            "deploymentConfiguration.lifecycleHooks",
+            "no PAUSE hook at PRE_PRODUCTION_TRAFFIC_SHIFT: ECS would shift every step without waiting for the analysis",
+            "keep the hook the built-in template writes: {\"targetType\": \"PAUSE\", \"lifecycleStages\": [\"PRE_PRODUCTION_TRAFFIC_SHIFT\"]}",
+        );
+    }
+    if !svc["loadBalancers"][0]["advancedConfiguration"].is_object() {
+        out.err(
+            "loadBalancers[0].advancedConfiguration",
+            "ECS native canary needs the load balancer's advancedConfiguration",
+            "keep `advancedConfiguration` with alternateTargetGroupArn (the canary target group), productionListenerRule and roleArn (the built-in template writes them from deploy.yml)",
+        );
+    }
+}
+
 fn service(out: &mut Out<'_>, env: &Environment, svc: &Value, containers: &[(String, Vec<u64>)]) {
     let controller = svc["deploymentController"]["type"]
         .as_str()
@@ -313,6 +354,11 @@ fn service(out: &mut Out<'_>, env: &Environment, svc: &Value, containers: &[(Str
                 "keep `advancedConfiguration` with alternateTargetGroupArn, productionListenerRule, testListenerRule and roleArn (the built-in template writes them from deploy.yml)",
             );
         }
+    }
+    if let Strategy::Canary(c) = &env.strategy
+        && c.native()
+    {
+        native_canary(out, c, svc);
     }
     for (i, lb) in svc["loadBalancers"]
         .as_array()

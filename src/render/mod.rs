@@ -209,8 +209,11 @@ impl<'a> Renderer<'a> {
                     let ids = ecs_template_ids(env, i == 0, svc.scaling.is_some());
                     jobs.push((ctx, ids, Some((svc.name.to_owned(), svc.dir.clone()))));
                 }
-                // A canary's own service: the main one's templates, its target group.
-                if let Strategy::Canary(c) = &env.strategy {
+                // A canary's own service (ALB router): the main one's templates, its target
+                // group. ECS native runs the canary inside the one service.
+                if let Strategy::Canary(c) = &env.strategy
+                    && !c.native()
+                {
                     let main = &ecs.all_services(&config.app, env_name)[0];
                     let lb = main.load_balancer.map(|lb| crate::config::EcsLoadBalancer {
                         target_group_arn: c.canary_target_group.clone().unwrap_or_default(),
@@ -597,9 +600,22 @@ fn summarize(id: &str, v: &Value) -> String {
                                 .filter_map(Value::as_str)
                         })
                         .collect();
+                    // CANARY and LINEAR: the share of each step and its bake.
+                    let bake = match (&dc["canaryConfiguration"], &dc["linearConfiguration"]) {
+                        (Value::Object(c), _) => format!(
+                            "{}% then all, bake {} min",
+                            c.get("canaryPercent").unwrap_or(&Value::Null),
+                            c.get("canaryBakeTimeInMinutes").unwrap_or(&Value::Null)
+                        ),
+                        (_, Value::Object(l)) => format!(
+                            "{}% a step, bake {} min a step",
+                            l.get("stepPercent").unwrap_or(&Value::Null),
+                            l.get("stepBakeTimeInMinutes").unwrap_or(&Value::Null)
+                        ),
+                        _ => format!("bake {} min", dc["bakeTimeInMinutes"]),
+                    };
                     format!(
-                        ", strategy {strategy} (bake {} min{})",
-                        dc["bakeTimeInMinutes"],
+                        ", strategy {strategy} ({bake}{})",
                         if stages.is_empty() {
                             String::new()
                         } else {
@@ -795,6 +811,8 @@ fn ecs_context(
         "X86_64"
     };
     json!({
+        // The environment's main service (`ecs.service`), not one of `ecs.services`.
+        "main": svc.dir.is_empty(),
         "cluster": ecs.cluster,
         "service": svc.name,
         "family": svc.family,
@@ -872,6 +890,19 @@ fn strategy_context(env: &Environment) -> Value {
             "type": "canary",
             "weights": c.weights(),
             "deadline": c.deadline.as_secs(),
+            // ECS: `alb` (two services, weights set by this tool) or `ecs` (native CANARY or
+            // LINEAR, a PAUSE hook before each shift answered by the analysis; ECS bakes each
+            // step for the analysis interval, in whole minutes).
+            "router": c.router.unwrap_or_default(),
+            "native": c.native_shape().filter(|_| c.native()).map(|shape| match shape {
+                crate::config::NativeShape::Canary { percent } => json!({"type": "CANARY", "percent": percent}),
+                crate::config::NativeShape::Linear { step } => json!({"type": "LINEAR", "percent": step}),
+            }),
+            "bake_minutes": c.analysis.interval.as_secs() / 60,
+            "pause_timeout_minutes": crate::config::defaults::NATIVE_PAUSE_TIMEOUT_MINUTES,
+            "canary_target_group": c.canary_target_group,
+            "listener_rule": c.listener_rule,
+            "infrastructure_role": c.infrastructure_role,
             // Kubernetes rolls the stable Deployment at promotion time with the spec's
             // rolling numbers.
             "max_surge": 1,

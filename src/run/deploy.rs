@@ -265,9 +265,9 @@ pub(super) fn rendered_specs(
         return Ok((git, r.image, specs));
     }
     let ecs = environment.ecs.as_ref().expect("an ECS environment");
-    // A canary's own service comes last.
+    // A canary's own service (ALB router) comes last.
     let canary = match &environment.strategy {
-        Strategy::Canary(c) => Some(c.canary_service_name(ecs)),
+        Strategy::Canary(c) if !c.native() => Some(c.canary_service_name(ecs)),
         _ => None,
     };
     let specs = ecs

@@ -34,12 +34,21 @@ use crate::platform::Platform as _;
 use crate::platform::ServiceSpec;
 use crate::platform::ecs::Ecs;
 use crate::platform::ecs::alb::{Alb, Forwarder, Weights, check_forward, weights_of};
+use crate::platform::ecs::native::{self, Native, Next, Toward};
 use crate::platform::ecs::state_tags;
 use crate::platform::observation::PlatformError;
 use crate::report::terminal::Vocabulary;
 use crate::rollout::engine::{Analysis, Effect, Event, Input, Outcome, State, Status};
 use crate::rollout::script::{Script, Track, canary};
 use crate::strategy::rolling::{Outcome as RollingOutcome, Rolling, Settings};
+
+/// Who moves a canary's traffic on ECS.
+enum Router {
+    /// The canary's own service, weighed on the listener rule by this process.
+    Alb(Box<ServiceSpec>),
+    /// ECS native CANARY or LINEAR in the one service.
+    Native(Native),
+}
 
 /// Everything a canary on ECS needs, read and validated up front.
 struct EcsCanary<'a> {
@@ -52,9 +61,12 @@ struct EcsCanary<'a> {
     analysis: Analysis,
     measurer: Measurer,
     /// The stable service first, then the environment's other services: they roll to the
-    /// new revision together at promotion.
+    /// new revision together at promotion. Under ECS native the first is the one service
+    /// the canary runs in.
     stable: Vec<ServiceSpec>,
-    canary: ServiceSpec,
+    /// Who moves the traffic: the canary's own service, weighed on the listener by this
+    /// process, or ECS native.
+    router: Router,
     stable_tg: String,
     canary_tg: String,
     image: String,
@@ -65,6 +77,8 @@ struct EcsCanary<'a> {
     tags: Vec<(String, String)>,
     /// The state's text as we last read or wrote it.
     last: Option<String>,
+    /// Whether the rollout, as last saved, has promoted the new revision.
+    promoted: bool,
     cancel: CancellationToken,
 }
 
@@ -81,10 +95,16 @@ impl<'a> EcsCanary<'a> {
         };
         let ecs_config = env.ecs.as_ref().expect("an ECS environment");
         let (git, image, mut stable) = rendered_specs(loaded, name, image)?;
-        let canary_spec = stable
-            .pop()
-            .expect("a canary's own service is rendered last");
         let region = &loaded.config.region;
+        let router = if c.native() {
+            Router::Native(Native::from_env(region).await)
+        } else {
+            Router::Alb(Box::new(
+                stable
+                    .pop()
+                    .expect("a canary's own service is rendered last"),
+            ))
+        };
         let measurer = Measurer::connect(&loaded.config, &c.analysis)
             .await
             .map_err(|e| provider_error(name, "the metric provider cannot be used", &e))?;
@@ -98,7 +118,7 @@ impl<'a> EcsCanary<'a> {
             analysis: Analysis::from_canary(c),
             measurer,
             stable,
-            canary: canary_spec,
+            router,
             stable_tg: ecs_config
                 .load_balancer
                 .as_ref()
@@ -118,6 +138,7 @@ impl<'a> EcsCanary<'a> {
             arn: String::new(),
             tags: Vec::new(),
             last: None,
+            promoted: false,
             cancel: CancellationToken::new(),
         })
     }
@@ -158,10 +179,30 @@ impl<'a> EcsCanary<'a> {
                 ),
             });
         }
-        self.ecs
-            .tags(&self.canary)
-            .await
-            .map_err(|e| self.err(&e, "read the canary service"))?;
+        match &self.router {
+            Router::Alb(canary) => {
+                self.ecs
+                    .tags(canary)
+                    .await
+                    .map_err(|e| self.err(&e, "read the canary service"))?;
+            }
+            Router::Native(_) => {
+                let controller = self
+                    .ecs
+                    .controller(&self.stable[0])
+                    .await
+                    .map_err(|e| self.err(&e, "read the service"))?;
+                if controller != "ECS" {
+                    return Err(Error::Deployment {
+                        code: 3,
+                        message: format!(
+                            "error: {}: service {} has the {controller} deployment controller; ECS native CANARY and LINEAR need the ECS controller; nothing was changed\n  = help: the deployment controller is set when the service is created: create the service with `deploymentController: ECS`, or use `router: alb`",
+                            self.name, self.stable[0].name
+                        ),
+                    });
+                }
+            }
+        }
         self.measurer
             .preflight(&self.vars(60), now_ms())
             .await
@@ -227,6 +268,7 @@ impl<'a> EcsCanary<'a> {
             .await
             .map_err(|e| self.err(&e, "save the rollout in the stable service's tags"))?;
         self.last = Some(text);
+        self.promoted = state.promoted;
         Ok(())
     }
 
@@ -290,19 +332,167 @@ impl<'a> EcsCanary<'a> {
     /// The canary service up on the new revision: its auto scaling's bounds first (a
     /// scaled-down canary is held at 0), then the rolling machine with the desired count
     /// sent.
-    async fn deploy_canary(&self) -> Input {
-        if let Err(e) = self.ecs.apply_scaling(&self.canary).await {
+    async fn deploy_canary(&self, canary: &ServiceSpec) -> Input {
+        if let Err(e) = self.ecs.apply_scaling(canary).await {
             return Input::Done(Err(e.to_string()));
         }
         let spec = ServiceSpec {
             scaling: None,
-            ..self.canary.clone()
+            ..canary.clone()
         };
         self.roll(vec![spec]).await
     }
 
+    /// ECS native: the service updated to the new revision (unless a deployment of it is in
+    /// flight already: a resumed run follows that one), then followed until the new tasks
+    /// hold at the PAUSE hook before the first shift.
+    async fn native_start(&self, n: &Native) -> Input {
+        let spec = &self.stable[0];
+        let started = async {
+            if n.in_flight(&spec.cluster, &spec.name).await?.is_empty() {
+                let prepared = self.ecs.prepare(spec).await?;
+                let revision = if prepared.definition_changed {
+                    let revision = self.ecs.register(spec).await?;
+                    eprintln!("{}: registered {revision}", self.name);
+                    revision
+                } else {
+                    prepared.service.revision.clone()
+                };
+                self.ecs.update(spec, &revision).await?;
+                eprintln!(
+                    "{}: updated service {} to {revision}: ECS starts its {} deployment",
+                    self.name,
+                    spec.name,
+                    self.native_kind()
+                );
+            }
+            Ok::<(), PlatformError>(())
+        };
+        if let Err(e) = started.await {
+            return Input::Done(Err(e.to_string()));
+        }
+        self.native_follow(n, Toward::Shifts(0)).await
+    }
+
+    fn native_kind(&self) -> &'static str {
+        match self.c.native_shape() {
+            Some(crate::config::NativeShape::Linear { .. }) => "LINEAR",
+            _ => "CANARY",
+        }
+    }
+
+    /// Follows the service deployment in flight `toward` a point: answering its PAUSE hook,
+    /// stopping it, or waiting; each wait one poll, bounded by the progress deadline and
+    /// the bake of a step, cancellable.
+    async fn native_follow(&self, n: &Native, toward: Toward) -> Input {
+        let spec = &self.stable[0];
+        let arn = match n.in_flight(&spec.cluster, &spec.name).await {
+            Ok(arns) => arns.into_iter().next(),
+            Err(e) => return Input::Done(Err(e.to_string())),
+        };
+        let Some(arn) = arn else {
+            return Input::Done(if toward == Toward::Back {
+                // Nothing in flight: ECS has nothing to take back.
+                Ok(())
+            } else {
+                Err(format!(
+                    "no service deployment of {} is in flight: it ended without this run (see `aws ecs list-service-deployments --service {}`)",
+                    spec.name, spec.name
+                ))
+            });
+        };
+        let deadline = tokio::time::Instant::now()
+            + crate::config::defaults::progress_deadline().0
+            + self.c.analysis.interval.0;
+        let mut last = String::new();
+        loop {
+            let r = match n.read(&arn).await {
+                Ok(r) => r,
+                Err(e) if e.kind.retryable() => {
+                    eprintln!("{}: {e}; reading again", self.name);
+                    if self.pause(deadline).await.is_err() && toward != Toward::Back {
+                        return Input::Cancel;
+                    }
+                    continue;
+                }
+                Err(e) => return Input::Done(Err(e.to_string())),
+            };
+            let shown = format!(
+                "{} ({})",
+                r.status,
+                r.stage.as_deref().unwrap_or("no stage")
+            );
+            if shown != last {
+                eprintln!("{}: service deployment {shown}", self.name);
+                last = shown;
+            }
+            let acted = match native::next(&r, toward) {
+                Next::Done => return Input::Done(Ok(())),
+                Next::Failed(why) => return Input::Done(Err(why)),
+                Next::Answer { hook, go_on } => {
+                    eprintln!(
+                        "{}: answering the PAUSE hook {}",
+                        self.name,
+                        if go_on { "CONTINUE" } else { "ROLLBACK" }
+                    );
+                    n.answer(&arn, &hook, go_on).await
+                }
+                Next::Stop => {
+                    eprintln!(
+                        "{}: stopping the service deployment with rollback",
+                        self.name
+                    );
+                    n.stop(&arn).await
+                }
+                Next::Wait => Ok(()),
+            };
+            if let Err(e) = acted {
+                return Input::Done(Err(e.to_string()));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Input::Done(Err(format!(
+                    "the service deployment {arn} stayed {} past the deadline",
+                    r.status
+                )));
+            }
+            if self.pause(deadline).await.is_err() && toward != Toward::Back {
+                return Input::Cancel;
+            }
+        }
+    }
+
+    /// One poll interval (at most until `deadline`); `Err` when cancelled.
+    async fn pause(&self, deadline: tokio::time::Instant) -> Result<(), ()> {
+        let until = (tokio::time::Instant::now() + self.wait.poll_interval).min(deadline);
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => Ok(()),
+            () = self.cancel.cancelled() => Err(()),
+        }
+    }
+
     /// The weights on the listener; the ones the load balancer answers must be the ones sent.
     async fn set_weight(&self, weight: u8) -> Result<(), PlatformError> {
+        if let Router::Native(n) = &self.router {
+            // ECS moves the weights; on the way back, it rolls the deployment back.
+            let toward = if weight == 0 {
+                Toward::Back
+            } else {
+                Toward::Shifts(self.shift_of(weight))
+            };
+            return match self.native_follow(n, toward).await {
+                Input::Done(Ok(())) => Ok(()),
+                Input::Done(Err(why)) => Err(PlatformError::new(
+                    crate::platform::observation::ErrorKind::Invalid,
+                    "DescribeServiceDeployments",
+                    why,
+                )),
+                _ => Err(PlatformError::new(
+                    crate::platform::observation::ErrorKind::Invalid,
+                    "DescribeServiceDeployments",
+                    "cancelled",
+                )),
+            };
+        }
         let w = Weights::canary_at(weight);
         let answered = self
             .alb
@@ -373,10 +563,23 @@ impl<'a> EcsCanary<'a> {
         self.set_weight(0)
             .await
             .map_err(|e| self.err(&e, "weight 0"))?;
-        self.ecs
-            .scale_to_zero(&self.canary)
-            .await
-            .map_err(|e| self.err(&e, "scale the canary service down"))
+        match &self.router {
+            Router::Alb(canary) => self
+                .ecs
+                .scale_to_zero(canary)
+                .await
+                .map_err(|e| self.err(&e, "scale the canary service down")),
+            Router::Native(_) => Ok(()),
+        }
+    }
+
+    /// Which production traffic shift of ECS native takes the canary to `weight` (from 1).
+    fn shift_of(&self, weight: u8) -> usize {
+        self.c
+            .weights()
+            .iter()
+            .position(|w| *w == weight)
+            .map_or(usize::MAX, |i| i + 1)
     }
 
     async fn report(
@@ -418,8 +621,36 @@ impl<'a> EcsCanary<'a> {
 
 impl Effects for EcsCanary<'_> {
     async fn run(&self, effect: Effect) -> Input {
+        if let Router::Native(n) = &self.router {
+            return match effect {
+                Effect::Deploy(Track::Canary) => self.native_start(n).await,
+                Effect::Deploy(Track::Stable) => {
+                    let promoted = self.native_follow(n, Toward::End).await;
+                    if promoted != Input::Done(Ok(())) || self.stable.len() == 1 {
+                        return promoted;
+                    }
+                    // The environment's other services roll to the new revision.
+                    self.roll(self.stable[1..].to_vec()).await
+                }
+                Effect::Measure {
+                    since,
+                    last,
+                    weight,
+                } => self.measure(since, last, weight).await,
+                // Promoted, ECS has ended the old tasks: the weight is all on the new ones.
+                Effect::SetWeight(0) if self.promoted => Input::Done(Ok(())),
+                Effect::SetWeight(w) => {
+                    Input::Done(self.set_weight(w).await.map_err(|e| e.to_string()))
+                }
+                // ECS scales the tasks of a shifted or rolled-back deployment down itself.
+                Effect::ScaleDown(_) => Input::Done(Ok(())),
+            };
+        }
+        let Router::Alb(canary) = &self.router else {
+            unreachable!("native returned above")
+        };
         let result = match effect {
-            Effect::Deploy(Track::Canary) => return self.deploy_canary().await,
+            Effect::Deploy(Track::Canary) => return self.deploy_canary(canary).await,
             Effect::Deploy(Track::Stable) => return self.roll(self.stable.clone()).await,
             Effect::Measure {
                 since,
@@ -427,7 +658,7 @@ impl Effects for EcsCanary<'_> {
                 weight,
             } => return self.measure(since, last, weight).await,
             Effect::SetWeight(w) => self.set_weight(w).await,
-            Effect::ScaleDown(Track::Canary) => self.ecs.scale_to_zero(&self.canary).await,
+            Effect::ScaleDown(Track::Canary) => self.ecs.scale_to_zero(canary).await,
             Effect::ScaleDown(Track::Stable) => {
                 return Input::Done(Err("a canary never scales its stable service down".into()));
             }
@@ -444,12 +675,53 @@ impl Effects for EcsCanary<'_> {
     }
 
     fn say(&self, script: &Script, state: &State, event: &Event) {
+        if let Router::Native(_) = &self.router
+            && let Some(line) = native_line(self.name, script, state, event)
+        {
+            eprintln!("{line}");
+            return;
+        }
         eprintln!("{}", event_line(self.name, script, state, event, "service"));
     }
 
     fn name(&self) -> &str {
         self.name
     }
+}
+
+/// An engine event of an ECS native canary in ECS's words (`None`: the common words fit).
+fn native_line(env: &str, script: &Script, state: &State, e: &Event) -> Option<String> {
+    use crate::rollout::script::Step;
+    let step = |s: &Step| -> String {
+        match s {
+            Step::Deploy(Track::Canary) => "update the service: ECS starts the new tasks in the canary target group and holds them at the PAUSE hook before the first shift".into(),
+            Step::Deploy(Track::Stable) => "promote: CONTINUE at the last PAUSE hook; ECS shifts all traffic to the new tasks and ends the deployment".into(),
+            Step::SetWeight(0) if state.promoted => "nothing to move back: all traffic is on the new tasks".into(),
+            Step::SetWeight(0) => "ROLLBACK at the PAUSE hook (or stop the deployment with rollback): ECS puts all traffic back on the previous tasks".into(),
+            Step::SetWeight(w) => format!("CONTINUE at the PAUSE hook: ECS shifts {w}% of traffic to the new tasks"),
+            Step::ScaleDown(_) => "nothing to scale down: ECS ends the tasks it no longer needs".into(),
+            other => super::simulate::step_text(*other, "service"),
+        }
+    };
+    Some(match e {
+        Event::Step { index, step: s } => {
+            format!(
+                "{env}: step {}/{}: {}",
+                index + 1,
+                script.steps.len(),
+                step(s)
+            )
+        }
+        Event::Reverting { step: s } => format!("{env}: {}", step(s)),
+        Event::Weight { weight: 0 } if state.promoted => {
+            format!("{env}: all traffic on the new revision")
+        }
+        Event::Weight { weight: 0 } => format!("{env}: all traffic back on the previous tasks"),
+        Event::Weight { weight } => {
+            format!("{env}: ECS shifted {weight}% of traffic to the new tasks")
+        }
+        _ => return None,
+    })
 }
 
 /// `deploy` of a canary environment on ECS.

@@ -405,6 +405,7 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
             // Walk the script the engine plays: each step's earliest start (every check passes
             // at once) and latest (the failed checks the threshold allows come first).
             let script = crate::rollout::script::canary(c);
+            let native = c.native() && env.kubernetes.is_none();
             let (replicas, surge) = env.kubernetes.as_ref().map_or((1, 1), |k| (k.replicas, 1));
             let promotion = u64::from(replicas.div_ceil(surge)) * healthy;
             let mut phases = Vec::new();
@@ -414,6 +415,31 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                 use crate::rollout::script::{Gate, Step, Track};
                 let latest = |at: u64| if analysed { at + slack } else { at };
                 match *step {
+                    Step::Deploy(Track::Canary) if native => {
+                        phases.push(phase(
+                            "update the service: ECS starts the new tasks in the canary target group and holds at the PAUSE hook before the first shift",
+                            at,
+                            at,
+                        ));
+                        at += healthy;
+                    }
+                    Step::SetWeight(w) if native && w > 0 => phases.push(Phase {
+                        name: format!("canary weight {w}% (ECS shifts when the analysis answers the PAUSE hook CONTINUE)"),
+                        earliest_start: at,
+                        latest_start: latest(at),
+                        weight: Some(w),
+                    }),
+                    // ECS native ends the old tasks itself once all traffic moved.
+                    Step::SetWeight(0) if native => {}
+                    Step::Deploy(Track::Stable) if native => {
+                        promote = at;
+                        phases.push(phase(
+                            "promote: CONTINUE at the last PAUSE hook; ECS shifts all traffic to the new tasks and ends the deployment",
+                            at,
+                            latest(at),
+                        ));
+                        at += promotion;
+                    }
                     Step::Deploy(Track::Canary) => {
                         phases.push(phase(
                             match env.ecs.as_ref().filter(|_| env.kubernetes.is_none()) {
@@ -483,18 +509,28 @@ pub fn timeline(config: &Config, env: &Environment) -> Timeline {
                         .into(),
                 );
             }
-            if env.kubernetes.is_none() {
+            if native {
                 notes.push(format!(
-                    "traffic: the ALB {} {} forwards to the stable and the canary target groups by weight (ModifyRule / ModifyListener); it plays any schedule: explicit steps, step_weight/max_weight, pauses",
+                    "traffic: ECS native {} moves the listener rule {} to the canary target group; a PAUSE hook before each shift waits for the analysis (CONTINUE, or ROLLBACK at the threshold). ECS plays one weight then all (CANARY, `steps: [W]`) or equal steps to 100% (LINEAR, `step_weight`); other schedules (explicit steps such as 10/25/50/75/100, pauses between steps) need `router: alb`",
+                    match c.native_shape() {
+                        Some(crate::config::NativeShape::Linear { .. }) => "LINEAR",
+                        _ => "CANARY",
+                    },
+                    c.listener()
+                ));
+            } else if env.kubernetes.is_none() {
+                notes.push(format!(
+                    "traffic: the ALB {} {} forwards to the stable and the canary target groups by weight (ModifyRule / ModifyListener); it plays any schedule: explicit steps, step_weight/max_weight, pauses (ECS native, `router: ecs`, plays one weight then all, or equal steps)",
                     if c.listener_rule.is_some() { "listener rule" } else { "listener's default action of" },
                     c.listener()
                 ));
-                if a.metrics
+            }
+            if env.kubernetes.is_none()
+                && a.metrics
                     .iter()
                     .any(|m| m.query == crate::config::defaults::alb_metrics()[0].query)
-                {
-                    notes.push("analysis: deploy.yml names no metric, so the ALB's CloudWatch metrics of the canary's target group judge (AWS/ApplicationELB: success rate from RequestCount and HTTPCode_Target_5XX_Count, p99 TargetResponseTime, 5xx rate); name `metrics:` to judge with Prometheus or Datadog instead".into());
-                }
+            {
+                notes.push("analysis: deploy.yml names no metric, so the ALB's CloudWatch metrics of the canary's target group judge (AWS/ApplicationELB: success rate from RequestCount and HTTPCode_Target_5XX_Count, p99 TargetResponseTime, 5xx rate); name `metrics:` to judge with Prometheus or Datadog instead".into());
             }
             if let (Some(&100), Some(k)) = (weights.last(), env.kubernetes.as_ref())
                 && k.canary_replicas < k.replicas

@@ -215,11 +215,56 @@ struct Native {
     continued: Option<Instant>,
     /// When a rollback was asked for, and why.
     rollback: Option<(Instant, &'static str)>,
+    /// ECS native CANARY or LINEAR: its shifts (see [`Shifts`]).
+    shifts: Option<Shifts>,
+}
+
+/// An ECS native CANARY or LINEAR deployment: after `SCALE_UP`, before each production
+/// traffic shift the PAUSE hook (`PRE_PRODUCTION_TRAFFIC_SHIFT`, a new hook id each time)
+/// awaits an answer; CONTINUE shifts (`PRODUCTION_TRAFFIC_SHIFT` for a step, `BAKE_TIME` for
+/// a step), and ECS's move of the listener rule is played on moto at once; after the last
+/// shift (100 %) and its bake, `SUCCESSFUL`. ROLLBACK or a stop puts the rule back on the
+/// production target group.
+struct Shifts {
+    /// The canary's share after each shift; the last is 100.
+    weights: Vec<u8>,
+    /// When each hook was answered CONTINUE.
+    continued: Vec<Instant>,
+    rule: String,
+    production: String,
+    alternate: String,
+}
+
+impl Shifts {
+    /// Stage, the hooks' details (the awaiting one last) and whether it succeeded, at `t`
+    /// since the deployment started.
+    fn now(&self, t: Duration) -> (&'static str, Vec<Value>, bool) {
+        let hook = |i: usize, status: &str| json!({"hookId": format!("hook-pre-prod-{}", i + 1), "targetType": "PAUSE", "status": status, "timeoutAction": "ROLLBACK"});
+        let mut hooks: Vec<Value> = (0..self.continued.len())
+            .map(|i| hook(i, "SUCCEEDED"))
+            .collect();
+        if t < 2 * STEP {
+            return ("SCALE_UP", hooks, false);
+        }
+        let since = self.continued.last().map(Instant::elapsed);
+        match since {
+            Some(e) if e < STEP => ("PRODUCTION_TRAFFIC_SHIFT", hooks, false),
+            Some(e) if e < 2 * STEP => ("BAKE_TIME", hooks, false),
+            _ if self.continued.len() == self.weights.len() => ("CLEAN_UP", hooks, true),
+            _ => {
+                hooks.push(hook(self.continued.len(), "AWAITING_ACTION"));
+                ("PRE_PRODUCTION_TRAFFIC_SHIFT", hooks, false)
+            }
+        }
+    }
 }
 
 impl Native {
     /// The `ServiceDeployment` as `DescribeServiceDeployments` shows it now.
     fn describe(&self) -> Value {
+        if let Some(shifts) = &self.shifts {
+            return self.describe_shifts(shifts);
+        }
         let mut status = "IN_PROGRESS";
         let mut stage = "SCALE_UP";
         let mut hook = None;
@@ -300,6 +345,49 @@ impl Native {
 
     fn status(&self) -> String {
         self.describe()["status"].as_str().unwrap().to_owned()
+    }
+
+    /// [`Native::describe`] of a CANARY or LINEAR deployment.
+    fn describe_shifts(&self, shifts: &Shifts) -> Value {
+        let t = self.since.elapsed();
+        let (mut status, mut stage, hooks, done) = if t < STEP {
+            ("PENDING", Some("RECONCILE_SERVICE"), Vec::new(), false)
+        } else {
+            let (stage, hooks, done) = shifts.now(t);
+            ("IN_PROGRESS", Some(stage), hooks, done)
+        };
+        if done {
+            status = "SUCCESSFUL";
+        }
+        let mut reason = None;
+        if let Some((at, why)) = self.rollback {
+            let e = at.elapsed();
+            status = if e < STEP {
+                "ROLLBACK_REQUESTED"
+            } else if e < 2 * STEP {
+                "ROLLBACK_IN_PROGRESS"
+            } else {
+                "ROLLBACK_SUCCESSFUL"
+            };
+            stage = None;
+            reason = Some(why);
+        }
+        let mut d = json!({
+            "serviceDeploymentArn": self.arn,
+            "serviceArn": format!("arn:aws:ecs:us-east-1:123456789012:service/{}/{}", self.cluster, self.service),
+            "clusterArn": format!("arn:aws:ecs:us-east-1:123456789012:cluster/{}", self.cluster),
+            "createdAt": self.created_at,
+            "status": status,
+            "lifecycleHookDetails": hooks,
+        });
+        if let Some(stage) = stage {
+            d["lifecycleStage"] = json!(stage);
+        }
+        if let Some(why) = reason {
+            d["statusReason"] = json!(why);
+            d["rollback"] = json!({"reason": why, "startedAt": self.created_at + 1.0});
+        }
+        d
     }
 }
 
@@ -703,7 +791,12 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
             }
             None if ecs_op.as_deref().is_some_and(|op| NATIVE_OPS.contains(&op)) => {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-                native(ecs_op.as_deref().unwrap(), &body, state, &forward)
+                let elb = Elb {
+                    upstream,
+                    client: &client,
+                    rt: &rt,
+                };
+                native(ecs_op.as_deref().unwrap(), &body, state, &forward, &elb)
             }
             None if query_params(&request.body).is_some_and(|p| {
                 p.get("Action").and_then(Value::as_str) == Some("GetMetricData")
@@ -789,6 +882,7 @@ fn native(
     body: &Value,
     state: &Mutex<State>,
     forward: &dyn Fn(Vec<u8>) -> (u16, String, Vec<u8>),
+    elb: &Elb<'_>,
 ) -> (u16, String, Vec<u8>) {
     let invalid = |message: String| {
         answer(
@@ -822,7 +916,7 @@ fn native(
             };
             let (code, ct, out) = forward(body.to_string().into_bytes());
             let config = &body["deploymentConfiguration"];
-            if code == 200 && config["strategy"] != "BLUE_GREEN" {
+            if code == 200 && config["strategy"].as_str().is_none_or(|s| s == "ROLLING") {
                 let answer: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
                 let service = &answer["service"];
                 let mut s = state.lock().unwrap();
@@ -878,6 +972,50 @@ fn native(
                     hook,
                     continued: None,
                     rollback: None,
+                    shifts: None,
+                });
+            }
+            let shifted = match (
+                config["strategy"].as_str(),
+                &config["canaryConfiguration"],
+                &config["linearConfiguration"],
+            ) {
+                (Some("CANARY"), c, _) => {
+                    c["canaryPercent"].as_f64().map(|p| vec![percent(p), 100])
+                }
+                (Some("LINEAR"), _, l) => l["stepPercent"].as_f64().map(|p| {
+                    let step = percent(p).max(1);
+                    let mut weights: Vec<u8> = (step..100).step_by(usize::from(step)).collect();
+                    weights.push(100);
+                    weights
+                }),
+                _ => None,
+            };
+            if code == 200
+                && let Some(weights) = shifted
+            {
+                let mut s = state.lock().unwrap();
+                let n = s.native.len() + 1;
+                let cluster = body["cluster"].as_str().unwrap_or("default").to_owned();
+                let service = body["service"].as_str().unwrap_or_default().to_owned();
+                let lb = &body["loadBalancers"][0];
+                s.native.push(Native {
+                    arn: format!("arn:aws:ecs:us-east-1:123456789012:service-deployment/{cluster}/{service}/sd{n:04}"),
+                    cluster,
+                    service,
+                    plan: Plan::Succeed,
+                    since: Instant::now(),
+                    created_at: 1_800_000_000.0 + f64::from(u32::try_from(n).unwrap()),
+                    hook: true,
+                    continued: None,
+                    rollback: None,
+                    shifts: Some(Shifts {
+                        weights,
+                        continued: Vec::new(),
+                        rule: lb["advancedConfiguration"]["productionListenerRule"].as_str().unwrap_or_default().to_owned(),
+                        production: lb["targetGroupArn"].as_str().unwrap_or_default().to_owned(),
+                        alternate: lb["advancedConfiguration"]["alternateTargetGroupArn"].as_str().unwrap_or_default().to_owned(),
+                    }),
                 });
             }
             (code, ct, out)
@@ -927,6 +1065,39 @@ fn native(
                 &json!({"serviceDeployments": found, "failures": failures}),
             )
         }
+        "ContinueServiceDeployment" if shifted(state, arn) => {
+            let mut s = state.lock().unwrap();
+            let d = s.native.iter_mut().find(|d| d.arn == arn).unwrap();
+            let now = d.describe();
+            let awaiting = now["lifecycleHookDetails"]
+                .as_array()
+                .and_then(|h| h.last())
+                .filter(|h| h["status"] == "AWAITING_ACTION")
+                .map(|h| h["hookId"].clone());
+            if awaiting.is_none() || awaiting.as_ref() != Some(&body["hookId"]) {
+                return invalid(format!(
+                    "The lifecycle hook {} of {arn} is not awaiting action",
+                    body["hookId"]
+                ));
+            }
+            let shifts = d.shifts.as_mut().unwrap();
+            let canary = if body["action"] == "ROLLBACK" {
+                d.rollback = Some((Instant::now(), "Rolled back by the lifecycle hook's answer"));
+                0
+            } else {
+                shifts.continued.push(Instant::now());
+                shifts.weights[shifts.continued.len() - 1]
+            };
+            let (rule, production, alternate) = (
+                shifts.rule.clone(),
+                shifts.production.clone(),
+                shifts.alternate.clone(),
+            );
+            drop(s);
+            let seen = elb.set_weights(&rule, &production, &alternate, canary);
+            state.lock().unwrap().weights.push((Instant::now(), seen));
+            answer(200, &json!({"serviceDeploymentArn": arn}))
+        }
         "ContinueServiceDeployment" => {
             let mut s = state.lock().unwrap();
             let Some(d) = s.native.iter_mut().find(|d| d.arn == arn) else {
@@ -968,9 +1139,86 @@ fn native(
                 Instant::now(),
                 "Stopped by a user request (StopServiceDeployment ROLLBACK)",
             ));
+            if let Some(shifts) = &d.shifts {
+                let (rule, production, alternate) = (
+                    shifts.rule.clone(),
+                    shifts.production.clone(),
+                    shifts.alternate.clone(),
+                );
+                drop(s);
+                let seen = elb.set_weights(&rule, &production, &alternate, 0);
+                state.lock().unwrap().weights.push((Instant::now(), seen));
+            }
             answer(200, &json!({"serviceDeploymentArn": arn}))
         }
         _ => forward(body.to_string().into_bytes()),
+    }
+}
+
+/// A percentage written as a JSON number (`10.0`), whole.
+fn percent(p: f64) -> u8 {
+    format!("{p:.0}").parse().unwrap_or(0)
+}
+
+/// Whether `arn` is a CANARY or LINEAR deployment of the proxy's.
+fn shifted(state: &Mutex<State>, arn: &str) -> bool {
+    state
+        .lock()
+        .unwrap()
+        .native
+        .iter()
+        .any(|d| d.arn == arn && d.shifts.is_some())
+}
+
+/// moto's load balancer API, called by the proxy itself (as ECS native moves a listener rule).
+pub struct Elb<'a> {
+    upstream: &'a str,
+    client: &'a reqwest::Client,
+    rt: &'a tokio::runtime::Runtime,
+}
+
+impl Elb<'_> {
+    fn call(&self, body: String) -> String {
+        self.rt.block_on(async {
+            let Ok(r) = self
+                .client
+                .post(self.upstream)
+                .header("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+                .header(
+                    "Authorization",
+                    "AWS4-HMAC-SHA256 Credential=testing/20261130/us-east-1/elasticloadbalancing/aws4_request, SignedHeaders=host, Signature=0",
+                )
+                .body(body)
+                .send()
+                .await
+            else {
+                return String::new();
+            };
+            r.text().await.unwrap_or_default()
+        })
+    }
+
+    /// The rule's forward action at `canary` % on `alternate`, the rest on `production`; the
+    /// weights read back from moto.
+    fn set_weights(
+        &self,
+        rule: &str,
+        production: &str,
+        alternate: &str,
+        canary: u8,
+    ) -> Vec<(String, i64)> {
+        let p = "Actions.member.1.ForwardConfig.TargetGroups.member";
+        self.call(format!(
+            "Action=ModifyRule&Version=2015-12-01&RuleArn={}&Actions.member.1.Type=forward&{p}.1.TargetGroupArn={}&{p}.1.Weight={}&{p}.2.TargetGroupArn={}&{p}.2.Weight={canary}",
+            encode(rule),
+            encode(production),
+            100 - canary,
+            encode(alternate),
+        ));
+        forward_weights(&self.call(format!(
+            "Action=DescribeRules&Version=2015-12-01&RuleArns.member.1={}",
+            encode(rule)
+        )))
     }
 }
 

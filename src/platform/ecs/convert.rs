@@ -1246,6 +1246,22 @@ fn deployment_configuration(mut f: Fields<'_>) -> Result<ecs::DeploymentConfigur
         .set_maximum_percent(f.int("maximumPercent")?)
         .set_minimum_healthy_percent(f.int("minimumHealthyPercent")?)
         .set_bake_time_in_minutes(f.int("bakeTimeInMinutes")?)
+        .set_canary_configuration(f.nested("canaryConfiguration", |mut c| {
+            let config = ecs::CanaryConfiguration::builder()
+                .set_canary_percent(c.float("canaryPercent")?)
+                .set_canary_bake_time_in_minutes(c.int("canaryBakeTimeInMinutes")?)
+                .build();
+            c.finish()?;
+            Ok(config)
+        })?)
+        .set_linear_configuration(f.nested("linearConfiguration", |mut l| {
+            let config = ecs::LinearConfiguration::builder()
+                .set_step_percent(l.float("stepPercent")?)
+                .set_step_bake_time_in_minutes(l.int("stepBakeTimeInMinutes")?)
+                .build();
+            l.finish()?;
+            Ok(config)
+        })?)
         .set_lifecycle_hooks(f.list("lifecycleHooks", lifecycle_hook)?)
         .set_alarms(f.nested("alarms", |mut a| {
             let alarms = ecs::DeploymentAlarms::builder()

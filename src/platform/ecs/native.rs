@@ -66,6 +66,99 @@ pub struct Reading {
     pub triggered_alarms: Vec<String>,
     /// `deploymentCircuitBreaker` when it `TRIGGERED`: failed tasks and threshold.
     pub breaker_tripped: Option<(i32, i32)>,
+    /// The PAUSE hooks answered and passed (`SUCCEEDED`): under CANARY and LINEAR, one per
+    /// production traffic shift made (the hook fires before each). ⚠ That ECS lists every
+    /// execution of the hook, not only the newest, is read from the API's shape and not
+    /// confirmed against AWS.
+    pub hooks_passed: usize,
+}
+
+/// Where a native canary's effect takes its service deployment (`router: ecs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toward {
+    /// `n` production traffic shifts made (0: the new tasks are up, held at the hook before
+    /// the first shift); the hook before shift `n` is answered CONTINUE.
+    Shifts(usize),
+    /// Every shift, to the end (`SUCCESSFUL`): promotion.
+    End,
+    /// Back to the old tasks: ROLLBACK at a hook awaiting, else a stop with rollback, until
+    /// ECS has rolled back.
+    Back,
+}
+
+/// What to do next about deployment `r` to get it `toward` a point. Pure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Wait,
+    /// Answer the PAUSE hook: CONTINUE (`true`) or ROLLBACK.
+    Answer {
+        hook: String,
+        go_on: bool,
+    },
+    /// `StopServiceDeployment` with rollback.
+    Stop,
+    Done,
+    /// It ended otherwise: why.
+    Failed(String),
+}
+
+/// The next move for a native canary's service deployment. Pure; the table is tested.
+pub fn next(r: &Reading, toward: Toward) -> Next {
+    let rolling_back = r.status.starts_with("ROLLBACK") || r.status.starts_with("STOP");
+    let ended_back = matches!(r.status.as_str(), "ROLLBACK_SUCCESSFUL" | "STOPPED");
+    if toward == Toward::Back {
+        return match (&r.awaiting_hook, r.status.as_str()) {
+            _ if ended_back => Next::Done,
+            (_, "ROLLBACK_FAILED") => Next::Failed(format!(
+                "ECS could not roll the service deployment back: {}",
+                r.status_reason.as_deref().unwrap_or("ROLLBACK_FAILED")
+            )),
+            (_, "SUCCESSFUL") => Next::Failed(
+                "the service deployment already finished: all traffic is on the new tasks; deploy the previous image to go back".into(),
+            ),
+            _ if rolling_back => Next::Wait,
+            (Some(hook), _) => Next::Answer {
+                hook: hook.clone(),
+                go_on: false,
+            },
+            _ => Next::Stop,
+        };
+    }
+    if rolling_back || r.status == "ROLLBACK_FAILED" {
+        let why = r
+            .rollback_reason
+            .as_deref()
+            .or(r.status_reason.as_deref())
+            .unwrap_or("ECS rolled it back");
+        let alarms = if r.triggered_alarms.is_empty() {
+            String::new()
+        } else {
+            format!(" (alarms: {})", r.triggered_alarms.join(", "))
+        };
+        return Next::Failed(format!("{} {}: {why}{alarms}", r.arn, r.status));
+    }
+    if r.status == "SUCCESSFUL" {
+        return Next::Done;
+    }
+    match toward {
+        Toward::Shifts(n) if r.hooks_passed >= n => {
+            let shifted = r.stage.as_deref() != Some("PRODUCTION_TRAFFIC_SHIFT");
+            let held = n > 0 || r.awaiting_hook.is_some();
+            if shifted && held {
+                Next::Done
+            } else {
+                Next::Wait
+            }
+        }
+        Toward::Shifts(_) | Toward::End => match &r.awaiting_hook {
+            Some(hook) => Next::Answer {
+                hook: hook.clone(),
+                go_on: true,
+            },
+            None => Next::Wait,
+        },
+        Toward::Back => unreachable!("handled above"),
+    }
 }
 
 /// What `r` means to a waiter: the deployment itself, or with `rollback` its rollback
@@ -264,6 +357,11 @@ impl Native {
                 .find(|h| h.status() == Some(&DeploymentLifecycleHookStatus::AwaitingAction))
                 .and_then(|h| h.hook_id())
                 .map(str::to_owned),
+            hooks_passed: d
+                .lifecycle_hook_details()
+                .iter()
+                .filter(|h| h.status() == Some(&DeploymentLifecycleHookStatus::Succeeded))
+                .count(),
             triggered_alarms: d
                 .alarms()
                 .map(|a| a.triggered_alarm_names().to_vec())
@@ -318,6 +416,54 @@ mod tests {
             stage: stage.map(str::to_owned),
             ..Reading::default()
         }
+    }
+
+    #[test]
+    fn a_native_canary_moves_toward_its_shift() {
+        let at = |status: &str, stage: &str, passed: usize, hook: Option<&str>| Reading {
+            hooks_passed: passed,
+            awaiting_hook: hook.map(str::to_owned),
+            ..r(status, Some(stage))
+        };
+        let go = |h: &str, go_on| Next::Answer {
+            hook: h.into(),
+            go_on,
+        };
+        let hold = at("IN_PROGRESS", "PRE_PRODUCTION_TRAFFIC_SHIFT", 0, Some("h1"));
+        let shifting = at("IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT", 1, None);
+        let baking = at("IN_PROGRESS", "BAKE_TIME", 1, None);
+        let second = at("IN_PROGRESS", "PRE_PRODUCTION_TRAFFIC_SHIFT", 1, Some("h2"));
+        let scaling = at("IN_PROGRESS", "SCALE_UP", 0, None);
+        for (reading_, toward, want) in [
+            (&scaling, Toward::Shifts(0), Next::Wait),
+            (&hold, Toward::Shifts(0), Next::Done),
+            (&hold, Toward::Shifts(1), go("h1", true)),
+            (&shifting, Toward::Shifts(1), Next::Wait),
+            (&baking, Toward::Shifts(1), Next::Done),
+            (&second, Toward::Shifts(1), Next::Done),
+            (&second, Toward::Shifts(2), go("h2", true)),
+            (&second, Toward::End, go("h2", true)),
+            (&baking, Toward::End, Next::Wait),
+            (&r("SUCCESSFUL", Some("CLEAN_UP")), Toward::End, Next::Done),
+            (&second, Toward::Back, go("h2", false)),
+            (&baking, Toward::Back, Next::Stop),
+            (&r("ROLLBACK_IN_PROGRESS", None), Toward::Back, Next::Wait),
+            (&r("ROLLBACK_SUCCESSFUL", None), Toward::Back, Next::Done),
+        ] {
+            assert_eq!(
+                next(reading_, toward),
+                want,
+                "{reading_:?} toward {toward:?}"
+            );
+        }
+        assert!(matches!(
+            next(&r("ROLLBACK_IN_PROGRESS", None), Toward::Shifts(1)),
+            Next::Failed(_)
+        ));
+        assert!(matches!(
+            next(&r("SUCCESSFUL", None), Toward::Back),
+            Next::Failed(_)
+        ));
     }
 
     #[test]
