@@ -107,8 +107,25 @@ fn the_proxy_reads_metric_math_as_cloudwatch_does() {
 async fn a_healthy_canary_is_weighed_step_by_step_then_promoted() {
     let bed = bed("steps: [10, 25, 50]", "");
     traffic(&bed, 1000.0, 0.0, 0.12);
-    let r = mvd(&bed, DEPLOY);
+    let report = bed.dir.path().join("comment.md");
+    let mut args = DEPLOY.to_vec();
+    args.extend(["--report", report.to_str().unwrap()]);
+    let r = mvd(&bed, &args);
     assert_eq!(r.code, 0, "{}", r.dump());
+    // The pull request comment: a row per weight with the ALB's metrics.
+    let comment = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        comment.contains(
+            "| step | weight | success-rate | p99-latency-ms | error-rate | failed checks |"
+        ),
+        "{comment}"
+    );
+    for (step, w) in [(1, 10), (2, 25), (3, 50)] {
+        assert!(
+            comment.contains(&format!("| {step} | {w} % | 100 ✅ | 120 ✅ | 0 ✅ | 0 |")),
+            "{comment}"
+        );
+    }
     // Read back from moto after each change: every step's weight, then all back on stable.
     assert_eq!(
         weights(&bed),
@@ -214,6 +231,38 @@ fn a_paused_canary_waits_for_rollout_promote() {
         updates(&bed, "movieverse-app")[0]["taskDefinition"],
         NEW_REVISION
     );
+}
+
+#[test]
+fn rollout_abort_takes_the_traffic_back_first_then_scales_the_canary_down() {
+    let bed = bed("steps: [10, {pause: manual}, 50]", "");
+    traffic(&bed, 1000.0, 0.0, 0.12);
+    let r = mvd(&bed, DEPLOY);
+    assert!(r.stdout.contains("result=paused"), "{}", r.dump());
+    let a = rollout(&bed, "abort");
+    assert_eq!(a.code, 1, "{}", a.dump());
+    assert!(a.stderr.contains("rollout abort"), "{}", a.dump());
+    assert_eq!(weights(&bed), [(90, 10), (100, 0)], "{}", a.dump());
+    // The weight went back before the canary was scaled down.
+    let calls = bed.proxy.timed_calls();
+    let last_weight = calls
+        .iter()
+        .rposition(|(op, _)| op == "ModifyRule")
+        .unwrap();
+    let scaled_down = calls
+        .iter()
+        .rposition(|(op, _)| op == "UpdateService")
+        .unwrap();
+    assert!(last_weight < scaled_down, "{calls:?}");
+    assert_eq!(
+        updates(&bed, "movieverse-app-canary").last().unwrap()["desiredCount"],
+        0
+    );
+    assert!(updates(&bed, "movieverse-app").is_empty());
+    // Again: accepted, nothing more to do.
+    let again = rollout(&bed, "abort");
+    assert_eq!(again.code, 0, "{}", again.dump());
+    assert_eq!(weights(&bed).len(), 2);
 }
 
 #[test]

@@ -2152,10 +2152,13 @@ mod tests {
 
         let mut service = staging_service();
         service["deploymentConfiguration"]["linearConfiguration"] =
-            json!({"stepPercent": 10.0, "stepBakeTimeInMinutes": 6});
+            json!({"stepPercent": 10.0, "stepBakeTimeInMinutes": 6, "stepCount": 3});
         let e =
             fill_update_service(ecs_client().update_service(), &service, "arn", false).unwrap_err();
-        assert_eq!(e.path, "deploymentConfiguration.linearConfiguration");
+        assert_eq!(
+            e.path,
+            "deploymentConfiguration.linearConfiguration.stepCount"
+        );
 
         let mut service = staging_service();
         service["desiredCount"] = json!("two");
