@@ -144,6 +144,29 @@ async fn a_healthy_canary_is_weighed_step_by_step_then_promoted() {
     assert_eq!(stable[0]["taskDefinition"], NEW_REVISION);
     // One registration: the stable service runs the revision the canary ran.
     assert_eq!(bed.proxy.calls("RegisterTaskDefinition").len(), 1);
+    // Auto scaling covers the canary service too; scaled down, it is held at 0.
+    let targets: Vec<(String, String, String)> = bed
+        .proxy
+        .calls("RegisterScalableTarget")
+        .iter()
+        .map(|b| {
+            (
+                b["ResourceId"].as_str().unwrap_or_default().to_owned(),
+                b["MinCapacity"].to_string(),
+                b["MaxCapacity"].to_string(),
+            )
+        })
+        .collect();
+    let canary_target = "service/movieverse-production/movieverse-app-canary".to_owned();
+    assert!(
+        targets.contains(&(canary_target.clone(), "2".into(), "10".into())),
+        "{targets:?}"
+    );
+    assert_eq!(
+        targets.last(),
+        Some(&(canary_target, "0".into(), "0".into())),
+        "{targets:?}"
+    );
     // Each check judged the ALB's metrics of the canary's target group.
     assert!(
         r.stderr.contains("success-rate 100 (>= 99) ok")
@@ -231,6 +254,24 @@ fn a_paused_canary_waits_for_rollout_promote() {
         updates(&bed, "movieverse-app")[0]["taskDefinition"],
         NEW_REVISION
     );
+}
+
+#[test]
+fn the_weights_can_live_on_the_listeners_default_action() {
+    let bed = bed("steps: [20]", "");
+    let path = bed.dir.path().join("deploy.yml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        &format!("listener_rule: {}", bed.world["rule"].as_str().unwrap()),
+        &format!("listener_arn: {}", bed.world["listener"].as_str().unwrap()),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    traffic(&bed, 1000.0, 0.0, 0.12);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(bed.proxy.calls("ModifyRule").is_empty());
+    assert_eq!(bed.proxy.calls("ModifyListener").len(), 2, "{}", r.dump());
+    assert_eq!(weights(&bed), [(80, 20), (100, 0)], "{}", r.dump());
 }
 
 #[test]
