@@ -129,6 +129,22 @@ pub enum Command {
     )]
     Rollback(WaitArgs),
 
+    /// Check, read-only, what a deploy of an environment depends on (ECS: the image
+    /// repository, cluster, services and their deployment controllers, target groups,
+    /// listeners and rules, the `CodeDeploy` group, alarms, metric providers); exit 3 when
+    /// anything is missing, each problem with its deploy.yml line.
+    #[command(
+        after_help = "Examples:\n  movieverse-deploy verify --env production\n  movieverse-deploy verify --env all\n\nNot checked yet: IAM roles, secrets, the log group; Kubernetes environments are\nchecked by `plan --server-dry-run`."
+    )]
+    Verify(EnvArgs),
+
+    /// Write a commented deploy.yml for one environment (to --config, ./deploy.yml by
+    /// default) that passes `plan` as written.
+    #[command(
+        after_help = "Examples:\n  movieverse-deploy init --app movieverse --env staging\n  movieverse-deploy init --env production --target kubernetes\n\nValues marked `# replace` are placeholders (account, roles, subnets, security groups,\nhost): put yours in before the first deploy. Nothing is written over an existing file\nwithout --force."
+    )]
+    Init(InitArgs),
+
     /// Print the JSON Schema of deploy.yml (for editors and linters).
     #[command(
         after_help = "Example:\n  movieverse-deploy schema > deploy.schema.json\n  # then in deploy.yml: # yaml-language-server: $schema=./deploy.schema.json"
@@ -377,4 +393,33 @@ pub struct PromoteArgs {
 
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The environment's name (a DNS-1123 label).
+    #[arg(long, default_value = "staging", value_name = "NAME")]
+    pub env: String,
+    /// Where the environment runs.
+    #[arg(long, value_enum, default_value_t = InitTarget::Ecs)]
+    pub target: InitTarget,
+    /// The application name (a DNS-1123 label); by default the directory's name.
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    /// The AWS region.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// The 12-digit AWS account id.
+    #[arg(long, default_value = "123456789012", value_name = "ID")]
+    pub account_id: String,
+    /// Write over an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Where `init`'s environment runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitTarget {
+    Ecs,
+    Kubernetes,
 }

@@ -578,3 +578,51 @@ fn a_kubernetes_blue_green_plans_renders_and_simulates_with_the_selector_left_to
         .join("\n");
     insta::assert_snapshot!("simulate_k8s_blue_green", played);
 }
+
+#[test]
+fn init_writes_a_commented_deploy_yml_that_plans_as_written_and_never_over_a_file() {
+    for (target, env) in [("ecs", "staging"), ("kubernetes", "production")] {
+        let dir = tempfile::tempdir().unwrap();
+        let app_dir = dir.path().join("Movie_Verse");
+        std::fs::create_dir(&app_dir).unwrap();
+        let r = run(&["init", "--target", target, "--env", env], &app_dir);
+        assert_eq!(r.code, 0, "{}", r.dump());
+        assert!(r.stdout.contains("app movie-verse"), "{}", r.dump());
+        let text = std::fs::read_to_string(app_dir.join("deploy.yml")).unwrap();
+        insta::assert_snapshot!(format!("init_{target}"), text);
+        // As written, it plans (a Containerfile is the user's: its absence is a warning).
+        let plan = run(&["plan", "--env", env], &app_dir);
+        assert_eq!(plan.code, 0, "{}", plan.dump());
+        // Nothing is written over it without --force.
+        std::fs::write(app_dir.join("deploy.yml"), "app: mine\n").unwrap();
+        let again = run(&["init", "--target", target, "--env", env], &app_dir);
+        assert_eq!(again.code, 2, "{}", again.dump());
+        assert!(
+            again
+                .stderr
+                .contains("exists; `init` does not write over it")
+                && again.stderr.contains("--force"),
+            "{}",
+            again.dump()
+        );
+        assert_eq!(
+            std::fs::read_to_string(app_dir.join("deploy.yml")).unwrap(),
+            "app: mine\n"
+        );
+        let forced = run(
+            &["init", "--target", target, "--env", env, "--force"],
+            &app_dir,
+        );
+        assert_eq!(forced.code, 0, "{}", forced.dump());
+        assert_eq!(
+            std::fs::read_to_string(app_dir.join("deploy.yml")).unwrap(),
+            text
+        );
+    }
+    // A flag that would not load is said, and nothing is written.
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(&["init", "--app", "Movie Verse"], dir.path());
+    assert_eq!(r.code, 2, "{}", r.dump());
+    assert!(r.stderr.contains("deploy.yml:5"), "{}", r.dump());
+    assert!(!dir.path().join("deploy.yml").exists());
+}

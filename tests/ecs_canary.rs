@@ -497,3 +497,138 @@ fn a_native_linear_canary_is_judged_at_every_step() {
         );
     }
 }
+
+/// The line of deploy.yml (in `bed`) that holds `text`, as `deploy.yml:N`.
+fn line_of(bed: &Bed, text: &str) -> String {
+    let config = std::fs::read_to_string(bed.dir.path().join("deploy.yml")).unwrap();
+    let n = config
+        .lines()
+        .position(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("`{text}` is not in deploy.yml"));
+    format!("deploy.yml:{}", n + 1)
+}
+
+fn edit(bed: &Bed, from: &str, to: &str) {
+    let path = bed.dir.path().join("deploy.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "`{from}` is not in deploy.yml");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_passes_when_everything_exists_and_names_each_missing_piece_with_its_line() {
+    let bed = bed("steps: [10, 50]", "");
+    let ecr = aws_sdk_ecr::Client::new(&bed.moto.sdk_config().await);
+    ecr.create_repository()
+        .repository_name("movieverse")
+        .send()
+        .await
+        .unwrap();
+    let verify = |bed: &Bed| mvd(bed, &["verify", "--env", "production"]);
+    let r = verify(&bed);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    for line in [
+        "ok       ECR repository movieverse: exists",
+        "ok       ECS cluster movieverse-production: ACTIVE",
+        "ok       ECS service movieverse-app: exists, deployment controller ECS",
+        "ok       ECS service movieverse-app-canary: exists, deployment controller ECS",
+        "ok       metric providers: 3 metric(s): every provider answers, every query runs",
+        "0 problem(s); nothing was changed",
+    ] {
+        assert!(r.stdout.contains(line), "{line}\n{}", r.dump());
+    }
+    assert_eq!(
+        r.stdout.matches("ok       target group").count(),
+        2,
+        "{}",
+        r.dump()
+    );
+    assert!(r.stdout.contains("ok       listener rule"), "{}", r.dump());
+    // Read only: nothing was updated, tagged or weighed.
+    for op in [
+        "UpdateService",
+        "TagResource",
+        "ModifyRule",
+        "RegisterTaskDefinition",
+    ] {
+        assert!(bed.proxy.calls(op).is_empty(), "{op}");
+    }
+
+    // Each missing piece in turn: exit 3, named with its deploy.yml line.
+    let canary = bed.world["canary"].as_str().unwrap().to_owned();
+    let rule = bed.world["rule"].as_str().unwrap().to_owned();
+    let gone_tg = canary.replace("movieverse-canary", "movieverse-gone");
+    let last = if rule.ends_with('0') { '1' } else { '0' };
+    let gone_rule = format!("{}{last}", &rule[..rule.len() - 1]);
+    for (from, to, key, says) in [
+        (
+            "        listener_rule: ".to_owned(),
+            "        canary_service: movieverse-app-blue\n        listener_rule: ".to_owned(),
+            "canary_service: movieverse-app-blue".to_owned(),
+            "ECS service movieverse-app-blue: does not exist in cluster movieverse-production"
+                .to_owned(),
+        ),
+        (
+            format!("canary_target_group: {canary}"),
+            format!("canary_target_group: {gone_tg}"),
+            format!("canary_target_group: {gone_tg}"),
+            format!("target group {gone_tg}: does not exist"),
+        ),
+        (
+            format!("listener_rule: {rule}"),
+            format!("listener_rule: {gone_rule}"),
+            format!("listener_rule: {gone_rule}"),
+            format!("listener rule {gone_rule}: does not exist"),
+        ),
+        (
+            "      cluster: movieverse-production".to_owned(),
+            "      cluster: movieverse-elsewhere".to_owned(),
+            "cluster: movieverse-elsewhere".to_owned(),
+            "ECS cluster movieverse-elsewhere: does not exist".to_owned(),
+        ),
+    ] {
+        edit(&bed, &from, &to);
+        let r = verify(&bed);
+        assert_eq!(r.code, 3, "{key}\n{}", r.dump());
+        assert!(
+            r.stdout.contains(&format!("MISSING  {says}")),
+            "{says}\n{}",
+            r.dump()
+        );
+        assert!(
+            r.stderr.contains(&format!("production: {says}"))
+                && r.stderr.contains(&format!("--> {}", line_of(&bed, &key))),
+            "{says} at {}\n{}",
+            line_of(&bed, &key),
+            r.dump()
+        );
+        edit(&bed, &to, &from);
+    }
+    // The repository last: deleted, `build` creates it (the example says so); once deploy.yml
+    // does not let it, it is missing.
+    ecr.delete_repository()
+        .repository_name("movieverse")
+        .send()
+        .await
+        .unwrap();
+    let r = verify(&bed);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stdout.contains("ECR repository movieverse: missing; `build` creates it"),
+        "{}",
+        r.dump()
+    );
+    edit(&bed, "create_repository: true", "create_repository: false");
+    let r = verify(&bed);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("ECR repository movieverse: does not exist")
+            && r.stderr.contains(&format!(
+                "--> {}",
+                line_of(&bed, "  repository: movieverse")
+            )),
+        "{}",
+        r.dump()
+    );
+}

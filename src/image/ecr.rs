@@ -86,6 +86,24 @@ impl Ecr {
         })
     }
 
+    /// Whether the repository exists (read only).
+    pub async fn exists(&self, name: &str) -> Result<bool, String> {
+        match self
+            .client
+            .describe_repositories()
+            .repository_names(name)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(!out.repositories().is_empty()),
+            Err(e) if e.code() == Some("RepositoryNotFoundException") => Ok(false),
+            Err(e) => Err(format!(
+                "DescribeRepositories: {}",
+                e.message().or(e.code()).unwrap_or("the call failed")
+            )),
+        }
+    }
+
     /// The repository's tag mutability; a missing repository is created when `create`.
     pub async fn repository(
         &self,

@@ -47,6 +47,34 @@ impl CloudWatch {
         Self { client }
     }
 
+    /// Which of the alarms `names` do not exist (`DescribeAlarms`).
+    pub async fn missing_alarms(&self, names: &[String]) -> Result<Vec<String>, String> {
+        let out = self
+            .client
+            .describe_alarms()
+            .set_alarm_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(|e| {
+                use aws_sdk_cloudwatch::error::ProvideErrorMetadata as _;
+                format!(
+                    "DescribeAlarms: {}",
+                    e.message().or(e.code()).unwrap_or("the call failed")
+                )
+            })?;
+        let found: Vec<&str> = out
+            .metric_alarms()
+            .iter()
+            .filter_map(|a| a.alarm_name())
+            .chain(out.composite_alarms().iter().filter_map(|a| a.alarm_name()))
+            .collect();
+        Ok(names
+            .iter()
+            .filter(|n| !found.contains(&n.as_str()))
+            .cloned()
+            .collect())
+    }
+
     /// The value of `expression` over `[from, to]` (seconds since the epoch).
     pub async fn query(
         &self,

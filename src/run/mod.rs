@@ -18,8 +18,10 @@ mod deploy;
 mod ecs_canary;
 mod github;
 mod image;
+mod init;
 mod rollout;
 mod simulate;
+mod verify;
 
 /// Why a command failed, and so its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let schema = serde_json::to_string_pretty(&config::json_schema())
                 .expect("the schema serializes");
             print_out(&format!("{schema}\n"))
+        }
+        Command::Init(args) => init::init(&cli.config, &args),
+        Command::Verify(args) => {
+            let loaded = config::load(&cli.config)?;
+            verify::verify(&loaded, &args.env)
         }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -93,6 +93,24 @@ impl Weights {
 }
 
 impl Alb {
+    /// The listener's port; `None` when there is no such listener.
+    pub async fn listener_port(&self, arn: &str) -> Result<Option<i32>, PlatformError> {
+        match self
+            .client
+            .describe_listeners()
+            .listener_arns(arn)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .listeners()
+                .first()
+                .and_then(aws_sdk_elasticloadbalancingv2::types::Listener::port)),
+            Err(e) if e.code() == Some("ListenerNotFound") => Ok(None),
+            Err(e) => Err(classify("DescribeListeners", &e)),
+        }
+    }
+
     /// The forward action's target groups and weights, as the load balancer says them now.
     pub async fn forward(&self, at: Forwarder<'_>) -> Result<Vec<(String, i32)>, PlatformError> {
         let actions = self.actions(at).await?;

@@ -358,6 +358,21 @@ impl Ecs {
             .await
     }
 
+    /// The cluster's status (`ACTIVE`, `INACTIVE`, …); `None` when there is no such cluster.
+    pub async fn cluster_status(&self, name: &str) -> Result<Option<String>, PlatformError> {
+        let out = self
+            .ecs
+            .describe_clusters()
+            .clusters(name)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeClusters", &e))?;
+        Ok(out
+            .clusters()
+            .first()
+            .map(|c| c.status().unwrap_or("UNKNOWN").to_owned()))
+    }
+
     /// The service's ARN and tags.
     pub async fn tags(
         &self,
