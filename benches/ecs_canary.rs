@@ -13,6 +13,9 @@
 //!    is the last `TagResource` before a `ModifyRule`; visible is when the proxy's read of the
 //!    rule back from moto, made right after the `ModifyRule`, answered with the new weights.
 //!
+//! 4. (#15) `verify` of the same environment: wall time of the process and the AWS calls it
+//!    made, as the proxy saw them.
+//!
 //! Run: `cargo bench --bench ecs_canary` (or scripts/bench).
 
 #[path = "../tests/common/mod.rs"]
@@ -84,6 +87,8 @@ fn real() {
     common::codedeploy::canary_config(dir.path(), &world, "steps: [10, 25, 50]", "");
     common::codedeploy::alb_traffic(&moto, &world, 1000.0, 0.0, 0.12);
     let proxy = Proxy::start(&moto.endpoint, Plan::Succeed);
+    verify_figure(dir.path(), &proxy);
+    let skip = proxy.timed_calls().len();
     let mut cmd = bin();
     cmd.current_dir(dir.path())
         .args(["deploy", "--env", "production", "--poll-interval", "200ms"]);
@@ -96,7 +101,7 @@ fn real() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let calls = proxy.timed_calls();
+    let calls = proxy.timed_calls().split_off(skip);
     let elb = |op: &str| {
         [
             "DescribeRules",
@@ -188,6 +193,52 @@ fn real() {
         latencies.len(),
         latencies.get(latencies.len() / 2).map_or(0.0, ms),
         latencies.last().map_or(0.0, ms)
+    );
+}
+
+/// Figure 4 (#15): `verify` of the same environment, 5 runs: wall time of the process and
+/// the AWS calls it made (through the proxy).
+fn verify_figure(dir: &std::path::Path, proxy: &common::codedeploy::Proxy) {
+    let mut times = Vec::new();
+    let mut calls = Vec::new();
+    let mut checks = String::new();
+    for _ in 0..5 {
+        let before = proxy.timed_calls().len();
+        let mut cmd = bin();
+        cmd.current_dir(dir).args(["verify", "--env", "production"]);
+        for (k, v) in proxy.env() {
+            cmd.env(k, v);
+        }
+        let started = std::time::Instant::now();
+        let out = cmd.output().unwrap();
+        times.push(started.elapsed());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        checks = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.split_once(" check(s) in").map(|(n, _)| n.to_owned()))
+            .unwrap_or_default();
+        let made: Vec<String> = proxy.timed_calls()[before..]
+            .iter()
+            .map(|(op, _)| op.clone())
+            .collect();
+        calls.push(made);
+    }
+    times.sort();
+    let mut ops = std::collections::BTreeMap::new();
+    for op in &calls[0] {
+        *ops.entry(op.clone()).or_insert(0) += 1;
+    }
+    let detail: Vec<String> = ops.iter().map(|(op, n)| format!("{op} {n}")).collect();
+    println!(
+        "verify --env production (the canary environment, {checks} checks; real binary, moto + proxy, 5 runs): median {:.2} s, max {:.2} s wall; {} AWS calls seen by the proxy ({})",
+        times[2].as_secs_f64(),
+        times[4].as_secs_f64(),
+        calls[0].len(),
+        detail.join(", ")
     );
 }
 

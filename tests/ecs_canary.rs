@@ -614,7 +614,8 @@ async fn verify_passes_when_everything_exists_and_names_each_missing_piece_with_
     let r = verify(&bed);
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(
-        r.stdout.contains("ECR repository movieverse: missing; `build` creates it"),
+        r.stdout
+            .contains("ECR repository movieverse: missing; `build` creates it"),
         "{}",
         r.dump()
     );
