@@ -35,16 +35,9 @@ fn bin() -> std::process::Command {
 fn simulated() {
     let dir = tempfile::tempdir().unwrap();
     let root = common::root();
-    let text = std::fs::read_to_string(root.join("examples/movieverse/deploy.yml")).unwrap();
-    let from = text.find("    strategy:\n      blue-green:\n").unwrap();
-    let to = text[from..]
-        .find("    env:\n      LOG_LEVEL: warn")
-        .unwrap()
-        + from;
-    let text = format!(
-        "{}    strategy:\n      canary:\n        steps: [10, 25, 50, 75, 100]\n        deadline: 60m\n        canary_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-canary/fedcba9876543210\n        listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/1111111111111111/aaaaaaaaaaaaaaaa\n        analysis:\n          initial_delay: 1m\n          interval: 1m\n          threshold: 5\n{}",
-        &text[..from],
-        &text[to..]
+    let text = common::with_production_strategy(
+        &std::fs::read_to_string(root.join("examples/movieverse/deploy.yml")).unwrap(),
+        "    strategy:\n      canary:\n        steps: [10, 25, 50, 75, 100]\n        deadline: 60m\n        canary_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-canary/fedcba9876543210\n        listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/1111111111111111/aaaaaaaaaaaaaaaa\n        analysis:\n          initial_delay: 1m\n          interval: 1m\n          threshold: 5\n",
     );
     std::fs::write(dir.path().join("deploy.yml"), text).unwrap();
     std::fs::write(dir.path().join("Containerfile"), "FROM scratch\n").unwrap();

@@ -434,16 +434,9 @@ fn plan_and_render(config: &str, env: &str, snapshot: &str, out: &Path) {
 /// The example's production environment as a canary on ECS: two services, weighed on an ALB
 /// listener rule, judged by the default ALB analysis (deploy.yml names no metric).
 fn ecs_canary(dir: &Path) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(example()).unwrap();
-    let from = text.find("    strategy:\n      blue-green:\n").unwrap();
-    let to = text[from..]
-        .find("    env:\n      LOG_LEVEL: warn")
-        .unwrap()
-        + from;
-    let text = format!(
-        "{}    strategy:\n      canary:\n        steps: [10, 25, 50, 75, 100]\n        canary_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-canary/fedcba9876543210\n        listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/1111111111111111/aaaaaaaaaaaaaaaa\n        analysis:\n          interval: 1m\n          threshold: 3\n{}",
-        &text[..from],
-        &text[to..]
+    let text = common::with_production_strategy(
+        &std::fs::read_to_string(example()).unwrap(),
+        "    strategy:\n      canary:\n        steps: [10, 25, 50, 75, 100]\n        canary_target_group: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-canary/fedcba9876543210\n        listener_rule: arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/movieverse/0123456789abcdef/1111111111111111/aaaaaaaaaaaaaaaa\n        analysis:\n          interval: 1m\n          threshold: 3\n",
     );
     let path = dir.join("deploy.yml");
     std::fs::write(&path, text).unwrap();

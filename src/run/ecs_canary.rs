@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::deploy::{platform_error, rendered_specs, run_machines_with, watch_signals};
 use super::rollout::{
-    Begin, Effects, Ended, begin, conclude, event_line, metric_links, now_ms, play,
-    played_step_by_step, pre_rollout_hooks, provider_error, status_text,
+    Begin, Effects, Ended, begin, check_once, conclude, event_line, facts_of, metric_links, now_ms,
+    play, played_step_by_step, pre_rollout_hooks, provider_error, status_text,
 };
 use super::{Error, print_out};
 use crate::cli::{DeployArgs, WaitArgs};
@@ -522,29 +522,20 @@ impl<'a> EcsCanary<'a> {
     async fn measure(&self, since: u64, last: bool, weight: u8) -> Input {
         let now = now_ms();
         let vars = self.vars((now.saturating_sub(since) / 1000).max(1));
-        let not_after =
-            tokio::time::Instant::now() + Duration::from_secs(self.script.timing.interval.max(1));
         let facts = self.facts(HookPoint::Step, weight, Some((since, now)));
-        let m = self
-            .measurer
-            .measure(&vars, since, now, not_after, &facts, last)
-            .await;
-        Input::Measured {
-            readings: m.readings,
-            requests: m.requests,
-            probes: m.probes,
-        }
+        check_once(
+            &self.measurer,
+            &vars,
+            &facts,
+            (since, now),
+            &self.script,
+            last,
+        )
+        .await
     }
 
     fn facts(&self, phase: HookPoint, weight: u8, window: Option<(u64, u64)>) -> Facts {
-        Facts {
-            app: self.loaded.config.app.clone(),
-            environment: self.name.to_owned(),
-            revision: self.image.clone(),
-            phase,
-            weight,
-            window: window.map(|(a, b)| [super::analyze::stamp(a), super::analyze::stamp(b)]),
-        }
+        facts_of(self.loaded, self.name, &self.image, phase, weight, window)
     }
 
     async fn pre_rollout(&self) -> Result<(), Error> {

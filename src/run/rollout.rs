@@ -439,33 +439,22 @@ impl<'a> Rollout<'a> {
 
     async fn measure(&self, since: Millis, last: bool, weight: u8) -> Input {
         let now = now_ms();
-        let window = (now.saturating_sub(since) / 1000).max(1);
-        let vars = self.vars(window);
-        // A rate-limited provider is waited for at most one interval.
-        let not_after =
-            tokio::time::Instant::now() + Duration::from_secs(self.script.timing.interval.max(1));
+        let vars = self.vars((now.saturating_sub(since) / 1000).max(1));
         let facts = self.facts(HookPoint::Step, weight, Some((since, now)));
-        let m = self
-            .measurer
-            .measure(&vars, since, now, not_after, &facts, last)
-            .await;
-        Input::Measured {
-            readings: m.readings,
-            requests: m.requests,
-            probes: m.probes,
-        }
+        check_once(
+            &self.measurer,
+            &vars,
+            &facts,
+            (since, now),
+            &self.script,
+            last,
+        )
+        .await
     }
 
     /// What a webhook is told.
     fn facts(&self, phase: HookPoint, weight: u8, window: Option<(Millis, Millis)>) -> Facts {
-        Facts {
-            app: self.loaded.config.app.clone(),
-            environment: self.name.to_owned(),
-            revision: self.image.clone(),
-            phase,
-            weight,
-            window: window.map(|(a, b)| [super::analyze::stamp(a), super::analyze::stamp(b)]),
-        }
+        facts_of(self.loaded, self.name, &self.image, phase, weight, window)
     }
 
     /// The `pre-rollout` webhooks, before anything changes: a failed one ends the deploy.
@@ -917,6 +906,48 @@ pub(super) fn conclude(name: &str, ended: Ended) -> Result<(), Error> {
         ));
     }
     result
+}
+
+/// What a webhook is told about environment `env`'s rollout of `revision`.
+pub(super) fn facts_of(
+    loaded: &Loaded,
+    env: &str,
+    revision: &str,
+    phase: HookPoint,
+    weight: u8,
+    window: Option<(Millis, Millis)>,
+) -> Facts {
+    Facts {
+        app: loaded.config.app.clone(),
+        environment: env.to_owned(),
+        revision: revision.to_owned(),
+        phase,
+        weight,
+        window: window.map(|(a, b)| [super::analyze::stamp(a), super::analyze::stamp(b)]),
+    }
+}
+
+/// One check of `script`'s analysis over `window`: every metric, the HTTP checks and the
+/// webhooks (the pre-promotion ones too when `last`); a rate-limited provider is waited for
+/// at most one interval.
+pub(super) async fn check_once(
+    measurer: &Measurer,
+    vars: &QueryVars,
+    facts: &Facts,
+    (since, now): (Millis, Millis),
+    script: &Script,
+    last: bool,
+) -> Input {
+    let not_after =
+        tokio::time::Instant::now() + Duration::from_secs(script.timing.interval.max(1));
+    let m = measurer
+        .measure(vars, since, now, not_after, facts, last)
+        .await;
+    Input::Measured {
+        readings: m.readings,
+        requests: m.requests,
+        probes: m.probes,
+    }
 }
 
 /// How a `deploy` begins, given the rollout saved on the platform.

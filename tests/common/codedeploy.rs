@@ -1423,22 +1423,17 @@ fn codedeploy(
 /// stable target group the world's.
 pub fn canary_config(dir: &std::path::Path, world: &Value, schedule: &str, extra: &str) {
     let path = dir.join("deploy.yml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let from = text.find("    strategy:\n      blue-green:\n").unwrap();
-    let to = text[from..]
-        .find("    env:\n      LOG_LEVEL: warn")
-        .unwrap()
-        + from;
     let strategy = format!(
         "    strategy:\n      canary:\n        {schedule}\n        canary_target_group: {}\n        listener_rule: {}\n        deadline: 10m\n{extra}        analysis:\n          initial_delay: 1s\n          interval: 1s\n          threshold: 2\n",
         world["canary"].as_str().unwrap(),
         world["rule"].as_str().unwrap(),
     );
-    let text = format!("{}{strategy}{}", &text[..from], &text[to..]).replacen(
-        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-blue/0123456789abcdef",
-        world["stable"].as_str().unwrap(),
-        1,
-    );
+    let text = super::with_production_strategy(&std::fs::read_to_string(&path).unwrap(), &strategy)
+        .replacen(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/movieverse-blue/0123456789abcdef",
+            world["stable"].as_str().unwrap(),
+            1,
+        );
     std::fs::write(&path, text).unwrap();
 }
 

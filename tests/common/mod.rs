@@ -147,6 +147,17 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
 
 /// The variables that point the AWS SDK (ours and the binary's) at `endpoint`, with test
 /// credentials and no credentials file or instance metadata: nothing leaves loopback.
+/// deploy.yml `text` (the example's) with its production environment's strategy replaced by
+/// `strategy` (YAML lines, indented as the environment's keys).
+pub fn with_production_strategy(text: &str, strategy: &str) -> String {
+    let from = text.find("    strategy:\n      blue-green:\n").unwrap();
+    let to = text[from..]
+        .find("    env:\n      LOG_LEVEL: warn")
+        .unwrap()
+        + from;
+    format!("{}{strategy}{}", &text[..from], &text[to..])
+}
+
 pub fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT_URL", endpoint.into()),
