@@ -20,7 +20,7 @@ pub struct Plan {
     pub image: ImagePlan,
     pub environments: Vec<EnvPlan>,
     /// What the plan noticed that a deploy would trip on, or should not do (a dirty tree, a
-    /// missing Containerfile, an uncommitted tree).
+    /// missing Containerfile).
     pub warnings: Vec<String>,
 }
 

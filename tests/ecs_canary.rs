@@ -454,6 +454,16 @@ fn a_native_canary_judged_healthy_is_continued_at_each_hook() {
     assert_eq!(again.code, 0, "{}", again.dump());
     assert!(again.stderr.contains("no change"), "{}", again.dump());
     assert_eq!(updates(&bed, "movieverse-app").len(), 1);
+    // `rollback` would start another native deployment held at its hook: refused, with the
+    // ways back.
+    let back = mvd(&bed, &["rollback", "--env", "production"]);
+    assert_eq!(back.code, 2, "{}", back.dump());
+    assert!(
+        back.stderr.contains("rollout abort") && back.stderr.contains("--image"),
+        "{}",
+        back.dump()
+    );
+    assert_eq!(updates(&bed, "movieverse-app").len(), 1);
 }
 
 #[test]

@@ -726,10 +726,25 @@ pub fn rollback(loaded: &Loaded, args: &WaitArgs) -> Result<(), Error> {
     let mut specs = specs(loaded, name, None)?;
     let (deadline, on_cancel) = match &loaded.config.environments[name].strategy {
         Strategy::Rolling(r) => (r.progress_deadline.0, r.on_cancel),
+        Strategy::Canary(c) if c.native() && env.target == Target::Ecs => {
+            return Err(Error::Usage {
+                message: format!(
+                    "environment `{name}` is a canary through ECS native: a service update there starts another CANARY/LINEAR deployment, held at its PAUSE hook"
+                ),
+                help: format!(
+                    "a rollout in flight goes back with `movieverse-deploy rollout abort --env {name}`; after a promotion, deploy the previous image as a new canary: `movieverse-deploy deploy --env {name} --image REPOSITORY@sha256:DIGEST`"
+                ),
+            });
+        }
         Strategy::Canary(_) => {
             specs.truncate(1);
+            let workload = if env.target == Target::Ecs {
+                "service"
+            } else {
+                "Deployment"
+            };
             eprintln!(
-                "{name}: canary environment: rolling back the stable Deployment {}; the canary Deployment is left as it is",
+                "{name}: canary environment: rolling back the stable {workload} {}; the canary {workload} is left as it is",
                 specs[0].name
             );
             (

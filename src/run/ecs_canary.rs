@@ -1,6 +1,10 @@
-//! The canary on ECS behind an Application Load Balancer: the edge that plays the rollout
-//! engine's effects on two ECS services and one forward action.
+//! The canary on ECS: the edge that plays the rollout engine's effects, with one of two
+//! routers. `router: alb` (below): two ECS services and one forward action this process
+//! weighs. `router: ecs`: ECS native CANARY or LINEAR in the one service, ECS moving the
+//! rule, each shift held at a PAUSE hook that the analysis answers (`native_start`,
+//! `native_follow`, and `platform::ecs::native::next` for what to do next).
 //!
+//! With the ALB router:
 //! - `Deploy(canary)`: the rolling machine on the canary's own service (rendered from the
 //!   same templates, in the canary target group), its auto scaling registered first;
 //! - `SetWeight(w)`: `ModifyRule` (or `ModifyListener`) with a forward action of stable at
