@@ -236,6 +236,15 @@ struct Shifts {
 }
 
 impl Shifts {
+    /// The rule ECS moves, and the production and alternate target groups.
+    fn rule(&self) -> (String, String, String) {
+        (
+            self.rule.clone(),
+            self.production.clone(),
+            self.alternate.clone(),
+        )
+    }
+
     /// Stage, the hooks' details (the awaiting one last) and whether it succeeded, at `t`
     /// since the deployment started.
     fn now(&self, t: Duration) -> (&'static str, Vec<Value>, bool) {
@@ -1088,14 +1097,9 @@ fn native(
                 shifts.continued.push(Instant::now());
                 shifts.weights[shifts.continued.len() - 1]
             };
-            let (rule, production, alternate) = (
-                shifts.rule.clone(),
-                shifts.production.clone(),
-                shifts.alternate.clone(),
-            );
+            let rule = shifts.rule();
             drop(s);
-            let seen = elb.set_weights(&rule, &production, &alternate, canary);
-            state.lock().unwrap().weights.push((Instant::now(), seen));
+            elb.move_rule(state, &rule, canary);
             answer(200, &json!({"serviceDeploymentArn": arn}))
         }
         "ContinueServiceDeployment" => {
@@ -1139,15 +1143,9 @@ fn native(
                 Instant::now(),
                 "Stopped by a user request (StopServiceDeployment ROLLBACK)",
             ));
-            if let Some(shifts) = &d.shifts {
-                let (rule, production, alternate) = (
-                    shifts.rule.clone(),
-                    shifts.production.clone(),
-                    shifts.alternate.clone(),
-                );
+            if let Some(rule) = d.shifts.as_ref().map(Shifts::rule) {
                 drop(s);
-                let seen = elb.set_weights(&rule, &production, &alternate, 0);
-                state.lock().unwrap().weights.push((Instant::now(), seen));
+                elb.move_rule(state, &rule, 0);
             }
             answer(200, &json!({"serviceDeploymentArn": arn}))
         }
@@ -1196,6 +1194,13 @@ impl Elb<'_> {
             };
             r.text().await.unwrap_or_default()
         })
+    }
+
+    /// ECS's move of `rule` (rule, production and alternate target groups) to `canary` %,
+    /// played on moto, and the weights read back kept.
+    fn move_rule(&self, state: &Mutex<State>, rule: &(String, String, String), canary: u8) {
+        let seen = self.set_weights(&rule.0, &rule.1, &rule.2, canary);
+        state.lock().unwrap().weights.push((Instant::now(), seen));
     }
 
     /// The rule's forward action at `canary` % on `alternate`, the rest on `production`; the
