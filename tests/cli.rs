@@ -460,6 +460,44 @@ fn an_ecs_canary_plans_its_router_and_analysis_and_renders_the_canary_service() 
 }
 
 #[test]
+fn a_healthy_simulated_canary_on_ecs_takes_the_plans_best_time() {
+    // ECS rolls the stable service's 5 tasks at once (maximumPercent 200): the promotion is
+    // one health time in the plan and in the simulator alike.
+    let dir = tempfile::tempdir().unwrap();
+    let config = ecs_canary(dir.path());
+    let config = config.to_str().unwrap();
+    let root = common::root();
+    let sim = run(
+        &[
+            "--config",
+            config,
+            "deploy",
+            "--env",
+            "production",
+            "--simulate",
+        ],
+        &root,
+    );
+    assert_eq!(sim.code, 0, "{}", sim.dump());
+    let plan = run(&["--config", config, "plan", "--env", "production"], &root);
+    let played = sim
+        .stdout
+        .lines()
+        .chain(sim.stderr.lines())
+        .find_map(|l| {
+            l.strip_prefix("Played ")?
+                .split_once(" of virtual time")
+                .map(|(t, _)| t.to_owned())
+        })
+        .unwrap();
+    assert!(
+        plan.stdout.contains(&format!("total: best {played},")),
+        "simulated {played}\n{}",
+        plan.stdout
+    );
+}
+
+#[test]
 fn an_ecs_native_canary_plans_and_renders_the_strategy_and_its_pause_hook() {
     let dir = tempfile::tempdir().unwrap();
     let config = ecs_canary(dir.path());

@@ -56,11 +56,19 @@ pub fn simulate(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Er
     };
     let hc = &loaded.config.container.health_check;
     let healthy = u64::from(hc.healthy_threshold) * hc.interval.as_secs();
-    let replicas = env.kubernetes.as_ref().map_or_else(
-        || env.ecs.as_ref().map_or(1, |e| e.desired_count),
-        |k| k.replicas,
-    );
-    let mut world = World::new(scenario, u64::from(replicas.max(1)) * healthy, healthy);
+    // The stable workload rolls in batches: one new pod at a time on Kubernetes (surge 1), as
+    // many tasks as ECS's maximumPercent leaves room for on ECS (all of them at 200 %).
+    let batches = match (&env.kubernetes, &env.ecs) {
+        (Some(k), _) => k.replicas.max(1),
+        (None, Some(e)) => {
+            let desired = e.desired_count.max(1);
+            let room =
+                desired * crate::render::ecs_max_percent(env, desired).saturating_sub(100) / 100;
+            desired.div_ceil(room.max(1))
+        }
+        (None, None) => 1,
+    };
+    let mut world = World::new(scenario, u64::from(batches) * healthy, healthy);
     world.preview = matches!(env.strategy, Strategy::BlueGreen(_));
     let engine = Engine {
         script: &script,
