@@ -26,14 +26,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::deploy::{platform_error, rendered_specs, run_machines_with, watch_signals};
 use super::rollout::{
-    Begin, Effects, Ended, begin, check_once, conclude, event_line, facts_of, metric_links, now_ms,
-    play, played_step_by_step, pre_rollout_hooks, provider_error, status_text,
+    Begin, Effects, Ended, Judge, begin, conclude, event_line, metric_links, now_ms, play,
+    played_step_by_step, provider_error, status_text,
 };
 use super::{Error, print_out};
 use crate::cli::{DeployArgs, WaitArgs};
-use crate::config::{Canary, HookPoint, Loaded};
+use crate::config::{Canary, Loaded};
 use crate::driver::Unit;
-use crate::metrics::{Facts, Measurer, QueryVars};
+use crate::metrics::{Measurer, QueryVars};
 use crate::platform::Platform as _;
 use crate::platform::ServiceSpec;
 use crate::platform::ecs::Ecs;
@@ -207,12 +207,7 @@ impl<'a> EcsCanary<'a> {
                 }
             }
         }
-        self.measurer
-            .preflight(&self.vars(60), now_ms())
-            .await
-            .map_err(|(what, e)| {
-                provider_error(self.name, &format!("{what}: the query does not run"), &e)
-            })
+        self.judge().preflight().await
     }
 
     /// The saved state, if any (the stable service's tags).
@@ -523,33 +518,22 @@ impl<'a> EcsCanary<'a> {
         Ok(())
     }
 
-    async fn measure(&self, since: u64, last: bool, weight: u8) -> Input {
-        let now = now_ms();
-        let vars = self.vars((now.saturating_sub(since) / 1000).max(1));
-        let facts = self.facts(HookPoint::Step, weight, Some((since, now)));
-        check_once(
-            &self.measurer,
-            &vars,
-            &facts,
-            (since, now),
-            &self.script,
-            last,
-        )
-        .await
+    /// The analysis, told this rollout's revision.
+    fn judge(&self) -> Judge<'_> {
+        Judge {
+            loaded: self.loaded,
+            name: self.name,
+            revision: &self.image,
+            measurer: &self.measurer,
+        }
     }
 
-    fn facts(&self, phase: HookPoint, weight: u8, window: Option<(u64, u64)>) -> Facts {
-        facts_of(self.loaded, self.name, &self.image, phase, weight, window)
+    async fn measure(&self, since: u64, last: bool, weight: u8) -> Input {
+        self.judge().check(&self.script, since, last, weight).await
     }
 
     async fn pre_rollout(&self) -> Result<(), Error> {
-        pre_rollout_hooks(
-            self.name,
-            &self.measurer,
-            &self.vars(60),
-            &self.facts(HookPoint::PreRollout, 0, None),
-        )
-        .await
+        self.judge().pre_rollout().await
     }
 
     /// Traffic back on stable and the canary at 0: what an older rollout is left with when

@@ -314,12 +314,7 @@ impl<'a> Rollout<'a> {
                 });
             }
         }
-        self.measurer
-            .preflight(&self.vars(60), now_ms())
-            .await
-            .map_err(|(what, e)| {
-                provider_error(self.name, &format!("{what}: the query does not run"), &e)
-            })
+        self.judge().preflight().await
     }
 
     /// The saved state (if any) and the stable Deployment's resourceVersion; `None` when the
@@ -437,35 +432,22 @@ impl<'a> Rollout<'a> {
         }
     }
 
+    /// The analysis, told this rollout's revision.
+    fn judge(&self) -> Judge<'_> {
+        Judge {
+            loaded: self.loaded,
+            name: self.name,
+            revision: &self.image,
+            measurer: &self.measurer,
+        }
+    }
+
     async fn measure(&self, since: Millis, last: bool, weight: u8) -> Input {
-        let now = now_ms();
-        let vars = self.vars((now.saturating_sub(since) / 1000).max(1));
-        let facts = self.facts(HookPoint::Step, weight, Some((since, now)));
-        check_once(
-            &self.measurer,
-            &vars,
-            &facts,
-            (since, now),
-            &self.script,
-            last,
-        )
-        .await
+        self.judge().check(&self.script, since, last, weight).await
     }
 
-    /// What a webhook is told.
-    fn facts(&self, phase: HookPoint, weight: u8, window: Option<(Millis, Millis)>) -> Facts {
-        facts_of(self.loaded, self.name, &self.image, phase, weight, window)
-    }
-
-    /// The `pre-rollout` webhooks, before anything changes: a failed one ends the deploy.
     async fn pre_rollout(&self) -> Result<(), Error> {
-        pre_rollout_hooks(
-            self.name,
-            &self.measurer,
-            &self.vars(60),
-            &self.facts(HookPoint::PreRollout, 0, None),
-        )
-        .await
+        self.judge().pre_rollout().await
     }
 
     async fn set_weight(&self, weight: u8) -> Result<(), PlatformError> {
@@ -908,45 +890,78 @@ pub(super) fn conclude(name: &str, ended: Ended) -> Result<(), Error> {
     result
 }
 
-/// What a webhook is told about environment `env`'s rollout of `revision`.
-pub(super) fn facts_of(
-    loaded: &Loaded,
-    env: &str,
-    revision: &str,
-    phase: HookPoint,
-    weight: u8,
-    window: Option<(Millis, Millis)>,
-) -> Facts {
-    Facts {
-        app: loaded.config.app.clone(),
-        environment: env.to_owned(),
-        revision: revision.to_owned(),
-        phase,
-        weight,
-        window: window.map(|(a, b)| [super::analyze::stamp(a), super::analyze::stamp(b)]),
-    }
+/// An environment's analysis as a rollout of `revision` plays it (a canary on ECS or
+/// Kubernetes, a blue-green on Kubernetes): the pre-flight of its providers, its
+/// `pre-rollout` webhooks, and one check of a step.
+pub(super) struct Judge<'a> {
+    pub loaded: &'a Loaded,
+    pub name: &'a str,
+    pub revision: &'a str,
+    pub measurer: &'a Measurer,
 }
 
-/// One check of `script`'s analysis over `window`: every metric, the HTTP checks and the
-/// webhooks (the pre-promotion ones too when `last`); a rate-limited provider is waited for
-/// at most one interval.
-pub(super) async fn check_once(
-    measurer: &Measurer,
-    vars: &QueryVars,
-    facts: &Facts,
-    (since, now): (Millis, Millis),
-    script: &Script,
-    last: bool,
-) -> Input {
-    let not_after =
-        tokio::time::Instant::now() + Duration::from_secs(script.timing.interval.max(1));
-    let m = measurer
-        .measure(vars, since, now, not_after, facts, last)
-        .await;
-    Input::Measured {
-        readings: m.readings,
-        requests: m.requests,
-        probes: m.probes,
+impl Judge<'_> {
+    fn vars(&self, window_secs: u64) -> QueryVars {
+        QueryVars::for_environment(&self.loaded.config, self.name, window_secs)
+    }
+
+    /// What a webhook is told.
+    fn facts(&self, phase: HookPoint, weight: u8, window: Option<(Millis, Millis)>) -> Facts {
+        Facts {
+            app: self.loaded.config.app.clone(),
+            environment: self.name.to_owned(),
+            revision: self.revision.to_owned(),
+            phase,
+            weight,
+            window: window.map(|(a, b)| [super::analyze::stamp(a), super::analyze::stamp(b)]),
+        }
+    }
+
+    /// Before anything changes: each metric provider answers and every query runs.
+    pub(super) async fn preflight(&self) -> Result<(), Error> {
+        self.measurer
+            .preflight(&self.vars(60), now_ms())
+            .await
+            .map_err(|(what, e)| {
+                provider_error(self.name, &format!("{what}: the query does not run"), &e)
+            })
+    }
+
+    /// The `pre-rollout` webhooks, before anything changes: a failed one ends the deploy.
+    pub(super) async fn pre_rollout(&self) -> Result<(), Error> {
+        pre_rollout_hooks(
+            self.name,
+            self.measurer,
+            &self.vars(60),
+            &self.facts(HookPoint::PreRollout, 0, None),
+        )
+        .await
+    }
+
+    /// One check of `script`'s analysis over the window since `since`: every metric, the
+    /// HTTP checks and the webhooks (the pre-promotion ones too when `last`); a rate-limited
+    /// provider is waited for at most one interval.
+    pub(super) async fn check(
+        &self,
+        script: &Script,
+        since: Millis,
+        last: bool,
+        weight: u8,
+    ) -> Input {
+        let now = now_ms();
+        let vars = self.vars((now.saturating_sub(since) / 1000).max(1));
+        let facts = self.facts(HookPoint::Step, weight, Some((since, now)));
+        let not_after =
+            tokio::time::Instant::now() + Duration::from_secs(script.timing.interval.max(1));
+        let m = self
+            .measurer
+            .measure(&vars, since, now, not_after, &facts, last)
+            .await;
+        Input::Measured {
+            readings: m.readings,
+            requests: m.requests,
+            probes: m.probes,
+        }
     }
 }
 
