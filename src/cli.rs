@@ -209,10 +209,12 @@ pub struct PlanArgs {
     #[arg(long)]
     pub server_dry_run: bool,
 
-    /// For blue-green environments on ECS: read (never change) what the deploy relies on
-    /// and say it with the plan: whether the `CodeDeploy` deployment group stops at Ready and
-    /// watches deploy.yml's alarms, or the service has the ECS controller (ECS native); and
-    /// a deployment in flight. Needs AWS credentials.
+    /// For ECS environments: read (never change) the live services and say with the plan what
+    /// a deploy would change: the task definition (registered anew or not) and the service
+    /// settings, as diffs. For blue-green, also what the deploy relies on: whether the
+    /// `CodeDeploy` deployment group stops at Ready and watches deploy.yml's alarms, or the
+    /// service has the ECS controller (ECS native); and a deployment in flight. Needs AWS
+    /// credentials.
     #[arg(long)]
     pub live: bool,
 }
@@ -397,6 +399,13 @@ pub struct PromoteArgs {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
+    /// Import a live service instead of writing a skeleton: `ecs:CLUSTER/SERVICE` (its task
+    /// definition and auto scaling) or `k8s:NAMESPACE/DEPLOYMENT` (with its Service,
+    /// Ingress, HPA and PDB). deploy.yml is written with templates only where the live
+    /// objects differ from the built-in ones, so that a deploy of the image it runs changes
+    /// nothing.
+    #[arg(long, value_name = "SOURCE")]
+    pub from: Option<String>,
     /// The environment's name (a DNS-1123 label).
     #[arg(long, default_value = "staging", value_name = "NAME")]
     pub env: String,
@@ -406,10 +415,10 @@ pub struct InitArgs {
     /// The application name (a DNS-1123 label); by default the directory's name.
     #[arg(long, value_name = "NAME")]
     pub app: Option<String>,
-    /// The AWS region.
+    /// The AWS region (with `--from ecs:`, where the service is read).
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
-    /// The 12-digit AWS account id.
+    /// The 12-digit AWS account id (with `--from`, read from the service).
     #[arg(long, default_value = "123456789012", value_name = "ID")]
     pub account_id: String,
     /// Write over an existing file.

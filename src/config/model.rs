@@ -330,6 +330,10 @@ impl fmt::Display for Target {
 pub struct Ecs {
     pub cluster: String,
     pub service: String,
+    /// The task definition family of `service`. Defaults to `APP-ENV`; set it to keep the
+    /// family a service already runs (`init --from ecs:` does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
     /// Task CPU units (Fargate: 256, 512, 1024, 2048, 4096, 8192, 16384).
     #[serde(default = "defaults::cpu")]
     pub cpu: u32,
@@ -398,7 +402,10 @@ impl Ecs {
     pub fn all_services<'a>(&'a self, app: &str, env: &str) -> Vec<EcsService<'a>> {
         let main = EcsService {
             name: &self.service,
-            family: format!("{app}-{env}"),
+            family: self
+                .family
+                .clone()
+                .unwrap_or_else(|| format!("{app}-{env}")),
             dir: String::new(),
             command: None,
             desired_count: self.desired_count,

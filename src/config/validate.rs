@@ -383,9 +383,12 @@ fn is_env_name(s: &str) -> bool {
 fn secret_reference(c: &mut Checker<'_>, target: Target, path: &[Seg], reference: &str) {
     match target {
         Target::Ecs => {
-            let ok = (reference.starts_with("arn:aws:secretsmanager:")
-                || reference.starts_with("arn:aws:ssm:"))
-                && reference.split(':').count() >= 7;
+            // arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME, or
+            // arn:aws:ssm:REGION:ACCOUNT:parameter/NAME (one colon fewer).
+            let parts: Vec<&str> = reference.split(':').collect();
+            let ok = (reference.starts_with("arn:aws:secretsmanager:") && parts.len() >= 7)
+                || (reference.starts_with("arn:aws:ssm:")
+                    && parts.get(5).is_some_and(|p| p.starts_with("parameter/")));
             if !ok {
                 c.err_secret(
                     path,

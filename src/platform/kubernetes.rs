@@ -578,7 +578,7 @@ impl Kubernetes {
                         ObjectChange::Unchanged
                     } else {
                         ObjectChange::Change {
-                            diff: yaml_diff(&live, &would),
+                            diff: super::yaml_diff(&live, &would, "live", "after apply"),
                         }
                     }
                 }
@@ -594,16 +594,6 @@ impl Kubernetes {
         }
         Ok(Some(out))
     }
-}
-
-fn yaml_diff(live: &Value, would: &Value) -> String {
-    let a = crate::render::to_yaml(live).unwrap_or_default();
-    let b = crate::render::to_yaml(would).unwrap_or_default();
-    similar::TextDiff::from_lines(&a, &b)
-        .unified_diff()
-        .context_radius(3)
-        .header("live", "after apply")
-        .to_string()
 }
 
 fn missing_namespace(ns: &str) -> PlatformError {

@@ -175,3 +175,14 @@ pub trait Platform: Send + Sync {
         spec: &ServiceSpec,
     ) -> impl Future<Output = Result<Option<String>, PlatformError>> + Send;
 }
+
+/// A unified diff of two JSON values as YAML, headed `from` and `to`.
+pub fn yaml_diff(a: &serde_json::Value, b: &serde_json::Value, from: &str, to: &str) -> String {
+    let a = crate::render::to_yaml(a).unwrap_or_default();
+    let b = crate::render::to_yaml(b).unwrap_or_default();
+    similar::TextDiff::from_lines(&a, &b)
+        .unified_diff()
+        .context_radius(3)
+        .header(from, to)
+        .to_string()
+}

@@ -49,33 +49,19 @@ use crate::rollout::engine::{
 };
 use crate::rollout::script::{Gate, Script, Step, Track, blue_green};
 
-/// What `plan --live` read of one blue-green environment on ECS.
-#[derive(Debug, Clone, serde::Serialize)]
-pub(super) struct LiveFacts {
-    pub env: String,
-    /// Each fact: whether it is as the deploy needs it, and what it is.
-    pub facts: Vec<(bool, String)>,
+/// What `plan --live` reads of a blue-green environment on ECS: what the deploy relies on
+/// (the deployment group or the controller, a deployment in flight). Nothing changes.
+pub(super) async fn live_facts(
+    loaded: &Loaded,
+    name: &str,
+    b: &BlueGreen,
+    image: Option<String>,
+) -> Result<Vec<(bool, String)>, Error> {
+    let (_, _, spec, _) = inputs(loaded, name, b, image)?;
+    facts_of(loaded, name, b, &spec).await
 }
 
-/// `plan --live`: for each blue-green environment on ECS selected, what the deploy relies on,
-/// read (nothing changes). Other environments are left out.
-pub(super) fn live(loaded: &Loaded, selection: &Selection) -> Result<Vec<LiveFacts>, Error> {
-    let names = super::select(loaded, &selection.env)?;
-    let rt = runtime()?;
-    let mut out = Vec::new();
-    for name in names {
-        let env = &loaded.config.environments[&name];
-        let (crate::config::Strategy::BlueGreen(b), Some(_)) = (&env.strategy, &env.ecs) else {
-            continue;
-        };
-        let (_, _, spec, _) = inputs(loaded, &name, b, selection.image.clone())?;
-        let facts = rt.block_on(live_facts(loaded, &name, b, &spec))?;
-        out.push(LiveFacts { env: name, facts });
-    }
-    Ok(out)
-}
-
-async fn live_facts(
+async fn facts_of(
     loaded: &Loaded,
     name: &str,
     b: &BlueGreen,
@@ -155,18 +141,6 @@ async fn live_facts(
         None => (true, "no deployment in flight".to_owned()),
     });
     Ok(facts)
-}
-
-/// `plan --live`'s facts as text, after the plan.
-pub(super) fn live_text(all: &[LiveFacts]) -> String {
-    let mut out = String::new();
-    for l in all {
-        let _ = writeln!(out, "\nLive: {} (read, nothing changed)", l.env);
-        for (ok, fact) in &l.facts {
-            let _ = writeln!(out, "  {} {fact}", if *ok { "ok  " } else { "FAIL" });
-        }
-    }
-    out
 }
 
 /// `rollback --env E` for a blue-green environment on ECS.

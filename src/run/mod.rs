@@ -19,6 +19,7 @@ mod ecs_canary;
 mod github;
 mod image;
 mod init;
+mod live;
 mod rollout;
 mod simulate;
 mod verify;
@@ -87,9 +88,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 .expect("the schema serializes");
             print_out(&format!("{schema}\n"))
         }
-        Command::Init(args) => init::init(&cli.config, &args),
+        Command::Init(args) => {
+            if args.from.as_deref().is_some_and(|f| f.starts_with("ecs:")) {
+                aws_login_in(&args.region, cli.role_to_assume.as_deref())?;
+            }
+            init::init(&cli.config, &args)
+        }
         Command::Verify(args) => {
             let loaded = config::load(&cli.config)?;
+            aws_login(&loaded, cli.role_to_assume.as_deref())?;
             verify::verify(&loaded, &args.env)
         }
         Command::Completions { shell } => {
@@ -181,7 +188,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             };
             let facts = if args.live {
                 aws_login(&loaded, cli.role_to_assume.as_deref())?;
-                Some(bluegreen::live(&loaded, &args.selection)?)
+                Some(live::live(&loaded, &args.selection)?)
             } else {
                 None
             };
@@ -193,7 +200,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                         text.push_str(&deploy::server_dry_run_text(live));
                     }
                     if let Some(facts) = &facts {
-                        text.push_str(&bluegreen::live_text(facts));
+                        text.push_str(&live::live_text(facts));
                     }
                     text
                 }
@@ -289,14 +296,16 @@ fn publish_plan(plan: &plan::Plan, live: Option<&[deploy::LiveDiff]>) -> Result<
 /// With a role to assume, exchanges the job's OIDC token for its credentials before any AWS
 /// call. Input is validated first (the config is loaded), so a refusal changes nothing.
 fn aws_login(loaded: &Loaded, role: Option<&str>) -> Result<(), Error> {
+    aws_login_in(&loaded.config.region, role)
+}
+
+/// [`aws_login`] before there is a deploy.yml (`init --from ecs:`).
+fn aws_login_in(region: &str, role: Option<&str>) -> Result<(), Error> {
     let Some(role) = role.filter(|r| !r.is_empty()) else {
         return Ok(());
     };
     deploy::runtime()?
-        .block_on(crate::aws::assume_role_from_github(
-            role,
-            &loaded.config.region,
-        ))
+        .block_on(crate::aws::assume_role_from_github(role, region))
         .map_err(|e| Error::Deployment {
             code: 3,
             message: e.to_string(),

@@ -13,8 +13,9 @@
 //! service with, the proxy shows a PRIMARY deployment of the new task definition that
 //! completes a [`STEP`] later (see [`Roll`]). Every `ModifyRule` and `ModifyListener` is
 //! followed by a read of the same rule or listener from moto, whose forward weights are kept
-//! ([`Proxy::weights`]). The real binary talks to it over HTTP on loopback, as it would to
-//! AWS.
+//! ([`Proxy::weights`]). moto drops a service's `deploymentConfiguration` and health check
+//! grace period: the proxy keeps them from `CreateService` and `UpdateService` and shows them.
+//! The real binary talks to it over HTTP on loopback, as it would to AWS.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -471,6 +472,10 @@ struct State {
     call_times: Vec<Instant>,
     /// Every `CodeDeploy` call: operation and request body.
     calls: Vec<(String, Value)>,
+    /// What moto drops of a service: its `deploymentConfiguration` and
+    /// `healthCheckGracePeriodSeconds` as `CreateService` and `UpdateService` set them, by
+    /// service name; `DescribeServices` answers with them.
+    settings: HashMap<String, serde_json::Map<String, Value>>,
     /// ECS as the circuit breaker leaves it: once an `UpdateService` was seen,
     /// `DescribeServices` answers with the failed deployment gone and ECS's rollback to this
     /// task definition as the primary deployment.
@@ -605,6 +610,25 @@ impl Proxy {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         super::aws_env(&self.url)
     }
+}
+
+/// moto's `DescribeServices` answer with the settings it dropped put back.
+fn with_settings(
+    body: &[u8],
+    settings: &HashMap<String, serde_json::Map<String, Value>>,
+) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+        return body.to_vec();
+    };
+    if let Some(services) = v["services"].as_array_mut() {
+        for s in services {
+            let name = s["serviceName"].as_str().unwrap_or_default().to_owned();
+            for (k, value) in settings.get(&name).into_iter().flatten() {
+                s[k] = value.clone();
+            }
+        }
+    }
+    v.to_string().into_bytes()
 }
 
 /// moto's `DescribeServices` answer as ECS shows a circuit breaker's rollback once the failed
@@ -774,7 +798,21 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
             .filter(|_| operation.is_none());
         if let Some(op) = &ecs_op {
             let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-            state.lock().unwrap().record(op, body);
+            let mut s = state.lock().unwrap();
+            let name = match op.as_str() {
+                "CreateService" => body["serviceName"].as_str(),
+                "UpdateService" => body["service"].as_str(),
+                _ => None,
+            };
+            if let Some(name) = name {
+                let kept = s.settings.entry(name.to_owned()).or_default();
+                for key in ["deploymentConfiguration", "healthCheckGracePeriodSeconds"] {
+                    if !body[key].is_null() {
+                        kept.insert(key.to_owned(), body[key].clone());
+                    }
+                }
+            }
+            s.record(op, body);
         }
         // Query-protocol calls (CloudWatch, ELBv2) are recorded by their Action, with their
         // parameters, then forwarded.
@@ -791,12 +829,13 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
             None if ecs_op.as_deref() == Some("DescribeServices") => {
                 let (status, ct, body) = forward(request.body.clone());
                 let s = state.lock().unwrap();
-                match &s.circuit_breaker_back_to {
+                let body = match &s.circuit_breaker_back_to {
                     Some(previous) if s.calls.iter().any(|(op, _)| op == "UpdateService") => {
-                        (status, ct, circuit_breaker(&body, previous))
+                        circuit_breaker(&body, previous)
                     }
-                    _ => (status, ct, rolled(&body, &s.rolling)),
-                }
+                    _ => rolled(&body, &s.rolling),
+                };
+                (status, ct, with_settings(&body, &s.settings))
             }
             None if ecs_op.as_deref().is_some_and(|op| NATIVE_OPS.contains(&op)) => {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);

@@ -1125,6 +1125,41 @@ fn canonical(v: Value) -> Value {
     }
 }
 
+/// `td` with the value of every plain variable whose name looks like a secret replaced by a
+/// mark: what a diff or a report may show of a live task definition. Each hidden value is
+/// also given to [`crate::report::mask`], so nothing printed later shows it either.
+pub fn hide_plain_secrets(td: &serde_json::Value) -> serde_json::Value {
+    let mut v = td.clone();
+    for c in v["containerDefinitions"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        for e in c["environment"].as_array_mut().into_iter().flatten() {
+            let secret = e["name"]
+                .as_str()
+                .is_some_and(crate::config::validate::looks_like_secret);
+            if secret && let Some(value) = e["value"].as_str() {
+                crate::report::mask(value);
+                e["value"] = Value::from("(a plain value that looks like a secret: not shown)");
+            }
+        }
+    }
+    v
+}
+
+/// `td` without the fields the API fills (`taskDefinitionArn`, `revision`, `status`...): what
+/// a `RegisterTaskDefinition` request of the same definition says.
+pub fn registrable(td: &serde_json::Value) -> serde_json::Value {
+    let mut v = td.clone();
+    if let Value::Object(o) = &mut v {
+        for key in API_FILLED {
+            o.remove(*key);
+        }
+    }
+    v
+}
+
 /// Canonical form for comparing a rendered task definition with the live one: drops
 /// API-filled fields (`taskDefinitionArn`, `revision`, `status`, `requiresAttributes`,
 /// `compatibilities`, `registeredAt`/`By`, `deregisteredAt`, `tags`), nulls, empty
@@ -1137,11 +1172,8 @@ fn canonical(v: Value) -> Value {
 /// `normalize(rendered) == normalize(task_definition_to_json(registered))` holds for an
 /// unchanged definition.
 pub fn normalize(td: &serde_json::Value) -> serde_json::Value {
-    let mut v = td.clone();
+    let mut v = registrable(td);
     if let Value::Object(o) = &mut v {
-        for key in API_FILLED {
-            o.remove(*key);
-        }
         for key in ["cpu", "memory"] {
             if let Some(Value::Number(n)) = o.get(key) {
                 let s = n.to_string();

@@ -9,6 +9,7 @@ pub mod alb;
 pub mod bluegreen;
 pub mod codedeploy;
 pub mod convert;
+pub mod import;
 pub mod native;
 pub mod state_tags;
 
@@ -479,8 +480,58 @@ impl Ecs {
     }
 }
 
-impl Platform for Ecs {
-    async fn prepare(&self, spec: &ServiceSpec) -> Result<Prepared, PlatformError> {
+/// The live service beside what a deploy of a spec would send, both in canonical form (see
+/// [`convert::normalize`] and [`convert::service_settings_from_rendered`]).
+struct Compared {
+    service: aws_sdk_ecs::types::Service,
+    /// The running task definition; `None` when the service runs none.
+    live_definition: Option<serde_json::Value>,
+    definition: serde_json::Value,
+    live_settings: serde_json::Value,
+    settings: serde_json::Value,
+}
+
+/// What a deploy of a spec would change on the live service (`plan --live`; nothing is
+/// changed to find it).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LiveDifference {
+    pub service: String,
+    /// The task definition the service runs.
+    pub running: String,
+    /// A unified diff from the running task definition to the rendered one; empty when a
+    /// deploy of the same image registers nothing.
+    pub definition: String,
+    /// A unified diff of the service settings a deploy sends; empty when it changes none.
+    pub settings: String,
+}
+
+/// The live service's settings and the rendered ones, ready to compare: only what the
+/// rendered settings say (a setting the template leaves out is not sent on update either, so
+/// it must not count as a difference on every run), and without auto scaling (`scaled`) the
+/// desired count, which is deploy.yml's then and sent on update. Pure.
+pub fn settings_pair(
+    live: &serde_json::Value,
+    live_desired: u32,
+    rendered_service: &serde_json::Value,
+    scaled: bool,
+) -> (serde_json::Value, serde_json::Value) {
+    let mut settings = convert::service_settings_from_rendered(rendered_service);
+    let mut live = restrict(live, &settings);
+    if !scaled
+        && let (Some(n), serde_json::Value::Object(r), serde_json::Value::Object(l)) = (
+            rendered_service["desiredCount"].as_i64(),
+            &mut settings,
+            &mut live,
+        )
+    {
+        r.insert("desiredCount".into(), n.into());
+        l.insert("desiredCount".into(), live_desired.into());
+    }
+    (live, settings)
+}
+
+impl Ecs {
+    async fn compare(&self, spec: &ServiceSpec) -> Result<Compared, PlatformError> {
         let service = self
             .describe(&spec.cluster, std::slice::from_ref(&spec.name))
             .await?
@@ -497,35 +548,68 @@ impl Platform for Ecs {
                 )
             })?;
         let current = running_revision(&service);
-        let definition_changed = if current.is_empty() {
-            true
+        let live_definition = if current.is_empty() {
+            None
         } else {
-            let live = self
-                .ecs
+            self.ecs
                 .describe_task_definition()
                 .task_definition(current)
                 .send()
                 .await
-                .map_err(|e| classify("DescribeTaskDefinition", &e))?;
-            live.task_definition().is_none_or(|td| {
-                convert::normalize(&convert::task_definition_to_json(td))
-                    != convert::normalize(&spec.definition)
-            })
+                .map_err(|e| classify("DescribeTaskDefinition", &e))?
+                .task_definition()
+                .map(|td| convert::normalize(&convert::task_definition_to_json(td)))
         };
-        // Only what the rendered settings say is compared: a setting the template leaves out is
-        // not sent on update either, so it must not count as a difference on every run.
-        let rendered = convert::service_settings_from_rendered(&spec.service);
-        // Without auto scaling the desired count is deploy.yml's too (and sent on update).
-        let count_changed = spec.scaling.is_none()
-            && spec.service["desiredCount"]
-                .as_i64()
-                .is_some_and(|n| n != i64::from(service.desired_count()));
-        let settings_changed = count_changed
-            || restrict(&convert::service_settings_to_json(&service), &rendered) != rendered;
+        let (live_settings, settings) = settings_pair(
+            &convert::service_settings_to_json(&service),
+            u32::try_from(service.desired_count()).unwrap_or(0),
+            &spec.service,
+            spec.scaling.is_some(),
+        );
+        Ok(Compared {
+            service,
+            live_definition,
+            definition: convert::normalize(&spec.definition),
+            live_settings,
+            settings,
+        })
+    }
+
+    /// What a deploy of `spec` would change: the running task definition and the service's
+    /// settings against the rendered ones, as diffs (empty: no change). Reads only.
+    pub async fn live_difference(
+        &self,
+        spec: &ServiceSpec,
+    ) -> Result<LiveDifference, PlatformError> {
+        let c = self.compare(spec).await?;
+        let diff = |live: Option<&serde_json::Value>, rendered: &serde_json::Value| {
+            if live == Some(rendered) {
+                String::new()
+            } else {
+                super::yaml_diff(
+                    &convert::hide_plain_secrets(live.unwrap_or(&serde_json::Value::Null)),
+                    &convert::hide_plain_secrets(rendered),
+                    "live",
+                    "rendered",
+                )
+            }
+        };
+        Ok(LiveDifference {
+            service: spec.name.clone(),
+            running: running_revision(&c.service).to_owned(),
+            definition: diff(c.live_definition.as_ref(), &c.definition),
+            settings: diff(Some(&c.live_settings), &c.settings),
+        })
+    }
+}
+
+impl Platform for Ecs {
+    async fn prepare(&self, spec: &ServiceSpec) -> Result<Prepared, PlatformError> {
+        let c = self.compare(spec).await?;
         Ok(Prepared {
-            service: view(&service),
-            definition_changed,
-            settings_changed,
+            service: view(&c.service),
+            definition_changed: c.live_definition.as_ref() != Some(&c.definition),
+            settings_changed: c.live_settings != c.settings,
         })
     }
 
