@@ -78,6 +78,7 @@ fn real() {
     moto.staging_config(dir.path());
     let world: serde_json::Value = serde_json::from_str(&moto.world(&["canary"])).unwrap();
     common::codedeploy::canary_config(dir.path(), &world, "steps: [10, 25, 50]", "");
+    moto.world(&["identity", "production"]);
     common::codedeploy::alb_traffic(&moto, &world, 1000.0, 0.0, 0.12);
     let proxy = Proxy::start(&moto.endpoint, Plan::Succeed);
     verify_figure(dir.path(), &proxy);

@@ -511,11 +511,23 @@ fn a_native_linear_canary_is_judged_at_every_step() {
 /// The line of deploy.yml (in `bed`) that holds `text`, as `deploy.yml:N`.
 fn line_of(bed: &Bed, text: &str) -> String {
     let config = std::fs::read_to_string(bed.dir.path().join("deploy.yml")).unwrap();
-    let n = config
-        .lines()
-        .position(|l| l.contains(text))
+    let lines: Vec<&str> = config.lines().collect();
+    let n = lines
+        .iter()
+        .rposition(|l| l.contains(text))
         .unwrap_or_else(|| panic!("`{text}` is not in deploy.yml"));
     format!("deploy.yml:{}", n + 1)
+}
+
+/// [`edit`] of the last `from` (the example names production's roles after staging's).
+fn edit_last(bed: &Bed, from: &str, to: &str) {
+    let path = bed.dir.path().join("deploy.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let at = text
+        .rfind(from)
+        .unwrap_or_else(|| panic!("`{from}` is not in deploy.yml"));
+    let text = format!("{}{to}{}", &text[..at], &text[at + from.len()..]);
+    std::fs::write(&path, text).unwrap();
 }
 
 fn edit(bed: &Bed, from: &str, to: &str) {
@@ -534,11 +546,28 @@ async fn verify_passes_when_everything_exists_and_names_each_missing_piece_with_
         .send()
         .await
         .unwrap();
+    bed.moto.world(&["identity", "production"]);
     let verify = |bed: &Bed| mvd(bed, &["verify", "--env", "production"]);
     let r = verify(&bed);
     assert_eq!(r.code, 0, "{}", r.dump());
+    let mut report = r.stdout.clone();
+    for (key, name) in [
+        ("stable", "[stable target group]"),
+        ("canary", "[canary target group]"),
+        ("rule", "[listener rule]"),
+    ] {
+        report = report.replace(bed.world[key].as_str().unwrap(), name);
+    }
+    insta::with_settings!({filters => vec![(r"in \d+\.\d s", "in [t] s")]}, {
+        insta::assert_snapshot!("verify_ecs_canary_report", report);
+    });
     for line in [
         "ok       ECR repository movieverse: exists",
+        "ok       IAM role movieverse-task-execution: exists",
+        "ok       IAM role movieverse-task: exists",
+        "ok       secret arn:aws:secretsmanager:us-east-1:123456789012:secret:movieverse/production/database-url: exists (container movieverse-app)",
+        "ok       secret arn:aws:secretsmanager:us-east-1:123456789012:secret:movieverse/datadog-api-key: exists (container datadog-agent)",
+        "ok       log group /ecs/movieverse-production: exists",
         "ok       ECS cluster movieverse-production: ACTIVE",
         "ok       ECS service movieverse-app: exists, deployment controller ECS",
         "ok       ECS service movieverse-app-canary: exists, deployment controller ECS",
@@ -596,8 +625,20 @@ async fn verify_passes_when_everything_exists_and_names_each_missing_piece_with_
             "cluster: movieverse-elsewhere".to_owned(),
             "ECS cluster movieverse-elsewhere: does not exist".to_owned(),
         ),
+        (
+            "role/movieverse-task\n".to_owned(),
+            "role/movieverse-gone\n".to_owned(),
+            "task_role_arn: arn:aws:iam::123456789012:role/movieverse-gone".to_owned(),
+            "IAM role movieverse-gone: does not exist".to_owned(),
+        ),
+        (
+            "secret:movieverse/production/jwt-secret".to_owned(),
+            "secret:movieverse/production/jwt-gone".to_owned(),
+            "JWT_SECRET: arn:aws:secretsmanager:us-east-1:123456789012:secret:movieverse/production/jwt-gone".to_owned(),
+            "secret arn:aws:secretsmanager:us-east-1:123456789012:secret:movieverse/production/jwt-gone: does not exist (container movieverse-app reads it)".to_owned(),
+        ),
     ] {
-        edit(&bed, &from, &to);
+        edit_last(&bed, &from, &to);
         let r = verify(&bed);
         assert_eq!(r.code, 3, "{key}\n{}", r.dump());
         assert!(
@@ -612,8 +653,22 @@ async fn verify_passes_when_everything_exists_and_names_each_missing_piece_with_
             line_of(&bed, &key),
             r.dump()
         );
-        edit(&bed, &to, &from);
+        edit_last(&bed, &to, &from);
     }
+    // A log group that is missing: the app container's options create it.
+    aws_sdk_cloudwatchlogs::Client::new(&bed.moto.sdk_config().await)
+        .delete_log_group()
+        .log_group_name("/ecs/movieverse-production")
+        .send()
+        .await
+        .unwrap();
+    let r = verify(&bed);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stdout.contains("ok       log group /ecs/movieverse-production: missing; the first task creates it (awslogs-create-group)"),
+        "{}",
+        r.dump()
+    );
     // The repository last: deleted, `build` creates it (the example says so); once deploy.yml
     // does not let it, it is missing.
     ecr.delete_repository()

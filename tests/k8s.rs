@@ -305,3 +305,234 @@ async fn sigint_during_a_rollout_puts_the_previous_template_back() {
     );
     assert_eq!(image_of(&client, ns).await, GOOD);
 }
+
+/// `kubectl apply` of one object for the test's set-up.
+async fn put(client: &kube::Client, ns: Option<&str>, object: serde_json::Value) {
+    let api_version = object["apiVersion"].as_str().unwrap().to_owned();
+    let kind = object["kind"].as_str().unwrap().to_owned();
+    let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+    let gvk = kube::core::GroupVersionKind::gvk(group, version, &kind);
+    let (resource, _) = kube::discovery::pinned_kind(client, &gvk).await.unwrap();
+    let api: Api<kube::api::DynamicObject> = match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    api.patch(
+        &name,
+        &kube::api::PatchParams::apply("test").force(),
+        &kube::api::Patch::Apply(object),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_checks_the_namespace_the_ingress_class_the_secrets_and_every_permission() {
+    use serde_json::json;
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-verify";
+    config(dir.path(), ns, "600s", "");
+    let verify = |kubeconfig: &Path| {
+        Run::from(
+            &assert_cmd::Command::from_std({
+                let mut cmd =
+                    k8s::mvd_cmd(cluster, dir.path(), &["verify", "--env", "production-k8s"]);
+                cmd.env("KUBECONFIG", kubeconfig);
+                cmd
+            })
+            .output()
+            .unwrap(),
+        )
+    };
+    let line_of = |text: &str| {
+        let config = std::fs::read_to_string(dir.path().join("deploy.yml")).unwrap();
+        let lines: Vec<&str> = config.lines().collect();
+        let n = lines.iter().rposition(|l| l.contains(text)).unwrap();
+        format!("deploy.yml:{}", n + 1)
+    };
+
+    // Before anything exists: the namespace is created by the deploy, but the Secrets and
+    // the IngressClass are missing.
+    let r = verify(&cluster.kubeconfig);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    for line in [
+        "ok       namespace mv-verify: missing; the deploy creates it (kubernetes.create_namespace)",
+        "MISSING  IngressClass nginx: does not exist: no ingress controller serves this class",
+        "MISSING  Secret movieverse-secrets: cannot exist yet: namespace mv-verify does not",
+    ] {
+        assert!(r.stdout.contains(line), "{line}\n{}", r.dump());
+    }
+    assert!(
+        r.stderr
+            .contains(&format!("--> {}", line_of("class: nginx"))),
+        "{}",
+        r.dump()
+    );
+
+    // Everything present: exit 0 with the checked list.
+    put(
+        &client,
+        None,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    )
+    .await;
+    put(
+        &client,
+        None,
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx"}}),
+    )
+    .await;
+    for (secret, data) in [
+        (
+            "movieverse-secrets",
+            json!({"database-url": "cGxhbnRlZA==", "redis-url": "cGxhbnRlZA==", "jwt-secret": "cGxhbnRlZA=="}),
+        ),
+        ("datadog", json!({"api-key": "cGxhbnRlZA=="})),
+        (
+            "movieverse-tls",
+            json!({"tls.crt": "cGxhbnRlZA==", "tls.key": "cGxhbnRlZA=="}),
+        ),
+    ] {
+        put(
+            &client,
+            Some(ns),
+            json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": secret}, "data": data}),
+        )
+        .await;
+    }
+    let r = verify(&cluster.kubeconfig);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    insta::with_settings!({filters => vec![(r"in \d+\.\d s", "in [t] s")]}, {
+        insta::assert_snapshot!("verify_k8s_report", r.stdout);
+    });
+
+    // Each missing piece in turn: exit 3, named with its line.
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
+        .delete("datadog", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let r = verify(&cluster.kubeconfig);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("production-k8s: Secret datadog: does not exist in namespace mv-verify")
+            && r.stderr.contains(&format!(
+                "--> {}",
+                line_of("datadog_api_key_secret: datadog/api-key")
+            )),
+        "{}",
+        r.dump()
+    );
+    put(
+        &client,
+        Some(ns),
+        json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "datadog"}, "data": {"api-key": "cGxhbnRlZA=="}}),
+    )
+    .await;
+
+    // A user who may only read (the built-in `view` role in the namespace): every verb it
+    // lacks is named.
+    put(
+        &client,
+        Some(ns),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}),
+    )
+    .await;
+    put(
+        &client,
+        Some(ns),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "reader-view"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}]}),
+    )
+    .await;
+    let token = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request(
+            "reader",
+            &kube::api::PostParams::default(),
+            &k8s_openapi::api::authentication::v1::TokenRequest {
+                spec: k8s_openapi::api::authentication::v1::TokenRequestSpec {
+                    audiences: vec![],
+                    expiration_seconds: Some(600),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let admin = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
+    let reader_config = dir.path().join("reader.kubeconfig");
+    let reader = admin
+        .lines()
+        .map(|l| match l.split_once("token: ") {
+            Some((indent, _)) => format!("{indent}token: {token}"),
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&reader_config, reader).unwrap();
+    let r = verify(&reader_config);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stdout
+            .contains("MISSING  permissions a deploy uses: the current user may not: ")
+            && r.stdout.contains("create/patch/delete deployments.apps;")
+            && r.stdout.contains("may not: create namespaces;")
+            && r.stdout.contains("patch deployments.apps/scale")
+            && r.stdout.contains("create/patch services"),
+        "{}",
+        r.dump()
+    );
+    assert!(!r.stdout.contains(&token) && !r.stderr.contains(&token));
+
+    // Through the Gateway API: its CRD, then the Gateway the route attaches to.
+    let path = dir.path().join("deploy.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen(
+        "      ingress:\n",
+        "      router: gateway-api\n      gateway:\n        name: web\n      ingress:\n",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let r = verify(&cluster.kubeconfig);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stdout
+            .contains("MISSING  CRD httproutes.gateway.networking.k8s.io: is not installed"),
+        "{}",
+        r.dump()
+    );
+    k8s::install_gateway_api(&client).await;
+    let r = verify(&cluster.kubeconfig);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stdout
+            .contains("ok       CRD httproutes.gateway.networking.k8s.io: installed")
+            && r.stdout
+                .contains("MISSING  Gateway web: does not exist in namespace mv-verify")
+            && r.stderr.contains(&format!("--> {}", line_of("name: web"))),
+        "{}",
+        r.dump()
+    );
+    put(&client, Some(ns), json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "web"},
+        "spec": {"gatewayClassName": "test", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})).await;
+    let r = verify(&cluster.kubeconfig);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stdout.contains("ok       Gateway web: exists"),
+        "{}",
+        r.dump()
+    );
+}

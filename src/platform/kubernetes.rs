@@ -28,6 +28,8 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Scope;
 use serde_json::{Value, json};
 
+pub mod preflight;
+
 use super::{Platform, Prepared, ServiceSpec, Wake};
 use crate::platform::observation::{
     DeploymentView, ErrorKind, PlatformError, Rollout, ServiceEvent, ServiceView, StoppedTask,
@@ -192,6 +194,31 @@ impl Kubernetes {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
+    /// The resource of a kind (its plural, group and version) and its scope, discovered once
+    /// per kind.
+    async fn discover(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, Scope), PlatformError> {
+        let key = format!("{api_version}/{kind}");
+        let known = self.kinds.lock().expect("not poisoned").get(&key).cloned();
+        if let Some(k) = known {
+            return Ok(k);
+        }
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, caps) = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|e| classify(&format!("discover {key}"), &e))?;
+        let entry = (resource, caps.scope);
+        self.kinds
+            .lock()
+            .expect("not poisoned")
+            .insert(key, entry.clone());
+        Ok(entry)
+    }
+
     /// The API of a manifest's kind, discovered once per kind.
     async fn dynamic(
         &self,
@@ -203,23 +230,7 @@ impl Kubernetes {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let key = format!("{api_version}/{kind}");
-        let known = self.kinds.lock().expect("not poisoned").get(&key).cloned();
-        let (resource, scope) = if let Some(k) = known {
-            k
-        } else {
-            let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-            let gvk = GroupVersionKind::gvk(group, version, kind);
-            let (resource, caps) = kube::discovery::pinned_kind(&self.client, &gvk)
-                .await
-                .map_err(|e| classify(&format!("discover {key}"), &e))?;
-            let entry = (resource, caps.scope);
-            self.kinds
-                .lock()
-                .expect("not poisoned")
-                .insert(key, entry.clone());
-            entry
-        };
+        let (resource, scope) = self.discover(api_version, kind).await?;
         let api = match scope {
             Scope::Namespaced => {
                 Api::namespaced_with(self.client.clone(), &self.namespace, &resource)

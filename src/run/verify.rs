@@ -1,8 +1,7 @@
-//! `verify --env NAME|all` (#15, first part: ECS environments): a read-only pre-flight of what
-//! a deploy depends on. Every check reads one thing (describe, get, list: nothing is changed)
+//! `verify --env NAME|all`: a read-only pre-flight of what a deploy depends on. Every check
+//! reads one thing (describe, get, list: nothing is changed, and no secret's value is read)
 //! and says where deploy.yml names it; each missing piece is a diagnostic with its line and
-//! what to do, and any of them makes the exit code 3. Not checked yet: IAM roles, secrets,
-//! the log group, and Kubernetes environments (said as such, never passed silently).
+//! what to do, and any of them makes the exit code 3.
 
 use std::fmt::Write as _;
 
@@ -11,8 +10,8 @@ use crate::config::tree::Seg;
 use crate::config::{Loaded, Strategy, Target};
 use crate::diag::Diagnostics;
 use crate::platform::ServiceSpec;
-use crate::platform::ecs::Ecs;
 use crate::platform::ecs::alb::{Alb, Forwarder};
+use crate::platform::ecs::{Ecs, classify};
 use crate::platform::observation::{ErrorKind, PlatformError};
 
 /// One check: what was read, where deploy.yml names it, and what was found.
@@ -48,15 +47,10 @@ pub fn verify(loaded: &Loaded, env: &str) -> Result<(), Error> {
     let mut out = String::new();
     let mut checked = 0;
     for name in &names {
-        let e = &loaded.config.environments[name];
-        if e.target == Target::Kubernetes {
-            let _ = writeln!(
-                out,
-                "{name}: not verified: `verify` checks ECS environments in this release; for Kubernetes, `plan --server-dry-run --env {name}` checks every manifest against the API server"
-            );
-            continue;
-        }
-        let checks = rt.block_on(ecs_checks(loaded, name));
+        let checks = match loaded.config.environments[name].target {
+            Target::Ecs => rt.block_on(ecs_checks(loaded, name)),
+            Target::Kubernetes => rt.block_on(k8s_checks(loaded, name)),
+        };
         let _ = writeln!(out, "{name}:");
         for c in checks {
             checked += 1;
@@ -95,6 +89,463 @@ pub fn verify(loaded: &Loaded, env: &str) -> Result<(), Error> {
         code: 3,
         message: Diagnostics(problems).sorted().to_string(),
     })
+}
+
+/// The checks of Kubernetes environment `name`, in order: the cluster, the namespace, what
+/// the router needs, the Secrets referenced, and every permission a deploy uses.
+async fn k8s_checks(loaded: &Loaded, name: &str) -> Vec<Check> {
+    use crate::platform::kubernetes::Kubernetes;
+    use crate::platform::kubernetes::preflight::needed;
+    let config = &loaded.config;
+    let env = &config.environments[name];
+    let k = env.kubernetes.as_ref().expect("a Kubernetes environment");
+    let base = vec![Seg::Key("environments".into()), Seg::Key(name.to_owned())];
+    let ns_at = key(&base, &["kubernetes", "namespace"]);
+    let mut checks = Vec::new();
+    let cluster =
+        match Kubernetes::connect(k.context.as_deref(), &k.namespace, k.create_namespace).await {
+            Ok(c) => c,
+            Err(e) => {
+                checks.push(Check {
+                    what: "Kubernetes cluster".into(),
+                    at: key(&base, &["kubernetes"]),
+                    found: Err((
+                        format!("{e:#}"),
+                        "set KUBECONFIG or `kubernetes.context`".into(),
+                    )),
+                });
+                return checks;
+            }
+        };
+    // A cluster that does not answer ends the checks; a read this user may not make does not.
+    let (namespace, reachable) = match cluster.namespace_present().await {
+        Ok(true) => (Ok("exists".to_owned()), true),
+        Ok(false) if k.create_namespace => (
+            Ok("missing; the deploy creates it (kubernetes.create_namespace)".to_owned()),
+            true,
+        ),
+        Ok(false) => (
+            Err((
+                "does not exist".to_owned(),
+                "create it (`kubectl create namespace`), or set `kubernetes.create_namespace: true`"
+                    .to_owned(),
+            )),
+            true,
+        ),
+        Err(e) => (Err(unreadable(&e)), e.kind == ErrorKind::Permission),
+    };
+    // Unknown (a read this user may not make) counts as there: the Secrets are asked anyway.
+    let namespace_there = !matches!(&namespace, Ok(s) if s.starts_with("missing"))
+        && !matches!(&namespace, Err((p, _)) if p == "does not exist");
+    checks.push(Check {
+        what: format!("namespace {}", k.namespace),
+        at: ns_at.clone(),
+        found: namespace,
+    });
+    if !reachable {
+        return checks;
+    }
+
+    let specs = match super::deploy::specs(loaded, name, None) {
+        Ok(specs) => specs,
+        Err(e) => {
+            checks.push(Check {
+                what: "manifests".into(),
+                at: base.clone(),
+                found: Err((
+                    format!("could not be rendered: {e}"),
+                    "fix deploy.yml or the templates (`movieverse-deploy render` shows the problem)".into(),
+                )),
+            });
+            return checks;
+        }
+    };
+    let manifests: Vec<&serde_json::Value> = specs
+        .iter()
+        .flat_map(|s| {
+            std::iter::once(&s.definition)
+                .chain(s.manifests.iter())
+                .chain(s.scaling.iter())
+        })
+        .collect();
+
+    // What the router needs.
+    let router_at = key(&base, &["kubernetes", "router"]);
+    for m in &manifests {
+        match m["kind"].as_str() {
+            Some("Ingress") => {
+                let class = m["spec"]["ingressClassName"]
+                    .as_str()
+                    .unwrap_or(&k.ingress.class);
+                let found = match cluster.ingress_class_exists(class).await {
+                    Ok(true) => Ok("exists".into()),
+                    Ok(false) => Err((
+                        "does not exist: no ingress controller serves this class".into(),
+                        "install the ingress controller (NGINX for a canary's weights), or set `kubernetes.ingress.class` to a class the cluster has".into(),
+                    )),
+                    Err(e) => Err(unreadable(&e)),
+                };
+                if !checks
+                    .iter()
+                    .any(|c| c.what == format!("IngressClass {class}"))
+                {
+                    checks.push(Check {
+                        what: format!("IngressClass {class}"),
+                        at: key(&base, &["kubernetes", "ingress", "class"]),
+                        found,
+                    });
+                }
+            }
+            Some("HTTPRoute") => {
+                const CRD: &str = "httproutes.gateway.networking.k8s.io";
+                let crd = match cluster.crd_exists(CRD).await {
+                    Ok(true) => Ok("installed".into()),
+                    Ok(false) => Err((
+                        "is not installed: the API server does not serve HTTPRoute".into(),
+                        "install the Gateway API CRDs (standard channel) and a Gateway controller, or use `router: nginx`".into(),
+                    )),
+                    Err(e) => Err(unreadable(&e)),
+                };
+                let installed = crd.is_ok();
+                if !checks.iter().any(|c| c.what == format!("CRD {CRD}")) {
+                    checks.push(Check {
+                        what: format!("CRD {CRD}"),
+                        at: router_at.clone(),
+                        found: crd,
+                    });
+                }
+                if let (true, Some(g)) = (installed, &k.gateway)
+                    && !checks.iter().any(|c| c.what.starts_with("Gateway "))
+                {
+                    let ns = g.namespace.as_deref().unwrap_or(&k.namespace);
+                    let found = match cluster.gateway_exists(&g.name, Some(ns)).await {
+                        Ok(true) => Ok("exists".into()),
+                        Ok(false) => Err((
+                            format!("does not exist in namespace {ns}"),
+                            "create the Gateway, or fix `kubernetes.gateway`".into(),
+                        )),
+                        Err(e) => Err(unreadable(&e)),
+                    };
+                    checks.push(Check {
+                        what: format!("Gateway {}", g.name),
+                        at: key(&base, &["kubernetes", "gateway", "name"]),
+                        found,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // The Secrets referenced, by name (their data is never read).
+    let datadog = config
+        .datadog
+        .enabled
+        .then(|| env.datadog_secret(config))
+        .flatten();
+    let mut seen: Vec<&str> = Vec::new();
+    for (reference, at) in env
+        .secrets
+        .iter()
+        .map(|(k, v)| (v.as_str(), key(&base, &["secrets", k])))
+        .chain(datadog.map(|d| (d, key(&base, &["datadog_api_key_secret"]))))
+        .chain(
+            k.ingress
+                .tls_secret
+                .as_deref()
+                .map(|t| (t, key(&base, &["kubernetes", "ingress", "tls_secret"]))),
+        )
+    {
+        let secret = reference.split_once('/').map_or(reference, |(n, _)| n);
+        if seen.contains(&secret) {
+            continue;
+        }
+        seen.push(secret);
+        let found = if namespace_there {
+            match cluster.secret_exists(secret).await {
+                Ok(true) => Ok("exists".into()),
+                Ok(false) => Err((
+                    format!("does not exist in namespace {}", k.namespace),
+                    "create the Secret (`kubectl create secret generic`), or fix the reference"
+                        .into(),
+                )),
+                Err(e) => Err(unreadable(&e)),
+            }
+        } else {
+            Err((
+                format!("cannot exist yet: namespace {} does not", k.namespace),
+                "create the namespace and the Secret before the first deploy".into(),
+            ))
+        };
+        checks.push(Check {
+            what: format!("Secret {secret}"),
+            at,
+            found,
+        });
+    }
+
+    // Every permission a deploy uses, asked of the API server for the current user.
+    let mut resources = Vec::new();
+    for m in &manifests {
+        // A kind the server does not serve was said above (its CRD).
+        if let Ok(r) = cluster.resource_of(m).await
+            && !resources.contains(&r)
+        {
+            resources.push(r);
+        }
+    }
+    let mut denied: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut asked = 0;
+    let mut failure = None;
+    for p in needed(&resources, k.create_namespace) {
+        asked += 1;
+        match cluster.may(&p).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let what = match p.subresource {
+                    Some(sub) => format!("{}/{sub}", p.resource.display()),
+                    None => p.resource.display(),
+                };
+                match denied.iter_mut().find(|(w, _)| *w == what) {
+                    Some((_, verbs)) => verbs.push(p.verb),
+                    None => denied.push((what, vec![p.verb])),
+                }
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let found = match (failure, denied.is_empty()) {
+        (Some(e), _) => Err(unreadable(&e)),
+        (None, true) => Ok(format!("all {asked} allowed (SelfSubjectAccessReview)")),
+        (None, false) => Err((
+            format!(
+                "the current user may not: {}",
+                denied
+                    .iter()
+                    .map(|(what, verbs)| format!("{} {what}", verbs.join("/")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            format!(
+                "grant them in namespace {} (a Role and RoleBinding for the deploy's user or service account; `kubectl auth can-i VERB RESOURCE -n {}` checks one)",
+                k.namespace, k.namespace
+            ),
+        )),
+    };
+    checks.push(Check {
+        what: "permissions a deploy uses".into(),
+        at: ns_at,
+        found,
+    });
+    checks
+}
+
+/// The IAM role named by a role ARN (its last path segment).
+fn role_name(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// The secret a `valueFrom` names: a Secrets Manager ARN without a JSON key, version stage or
+/// version id after it (`arn:aws:secretsmanager:R:A:secret:NAME:KEY:STAGE:ID`), or an SSM
+/// parameter's name.
+enum SecretRef<'a> {
+    SecretsManager(String),
+    Parameter(&'a str),
+}
+
+fn secret_ref(value_from: &str) -> SecretRef<'_> {
+    if value_from.starts_with("arn:aws:secretsmanager:") {
+        SecretRef::SecretsManager(value_from.split(':').take(7).collect::<Vec<_>>().join(":"))
+    } else {
+        // arn:aws:ssm:R:A:parameter/NAME names `/NAME` (a name without a slash: `NAME`).
+        let name = value_from
+            .split_once(":parameter")
+            .map_or(value_from, |(_, n)| n);
+        SecretRef::Parameter(name)
+    }
+}
+
+/// Roles, secrets and log groups of ECS environment `name`, from the task definitions a
+/// deploy would register (so a template's own references are checked too).
+async fn identity_checks(loaded: &Loaded, name: &str, base: &[Seg]) -> Vec<Check> {
+    let config = &loaded.config;
+    let env = &config.environments[name];
+    let ecs = env.ecs.as_ref().expect("an ECS environment");
+    let shared = crate::aws::sdk_config(&config.region, false).await;
+    let iam = aws_sdk_iam::Client::new(&shared);
+    let secrets = aws_sdk_secretsmanager::Client::new(&shared);
+    let ssm = aws_sdk_ssm::Client::new(&shared);
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&shared);
+    let mut checks = Vec::new();
+
+    for (field, arn) in [
+        ("execution_role_arn", &ecs.execution_role_arn),
+        ("task_role_arn", &ecs.task_role_arn),
+    ] {
+        let found = match iam.get_role().role_name(role_name(arn)).send().await {
+            Ok(_) => Ok("exists".into()),
+            Err(e)
+                if e.as_service_error().is_some_and(
+                    aws_sdk_iam::operation::get_role::GetRoleError::is_no_such_entity_exception,
+                ) =>
+            {
+                Err((
+                    "does not exist".into(),
+                    "create the role (with the ECS tasks trust policy), or fix its ARN".into(),
+                ))
+            }
+            Err(e) => Err(unreadable(&classify("GetRole", &e))),
+        };
+        checks.push(Check {
+            what: format!("IAM role {}", role_name(arn)),
+            at: key(base, &["ecs", field]),
+            found,
+        });
+    }
+
+    // What the task definitions reference: rendered as a deploy renders them.
+    let specs = match super::deploy::specs(loaded, name, None) {
+        Ok(specs) => specs,
+        Err(e) => {
+            checks.push(Check {
+                what: "task definitions".into(),
+                at: base.to_vec(),
+                found: Err((
+                    format!("could not be rendered: {e}"),
+                    "fix deploy.yml or the templates (`movieverse-deploy render` shows the problem)".into(),
+                )),
+            });
+            return checks;
+        }
+    };
+    let mut references: Vec<(String, String)> = Vec::new();
+    let mut groups: Vec<(String, bool)> = Vec::new();
+    for spec in &specs {
+        for c in spec.definition["containerDefinitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let container = c["name"].as_str().unwrap_or("?").to_owned();
+            for s in c["secrets"].as_array().into_iter().flatten() {
+                if let Some(v) = s["valueFrom"].as_str()
+                    && !references.iter().any(|(r, _)| r == v)
+                {
+                    references.push((v.to_owned(), container.clone()));
+                }
+            }
+            let options = &c["logConfiguration"]["options"];
+            if c["logConfiguration"]["logDriver"] == "awslogs"
+                && let Some(g) = options["awslogs-group"].as_str()
+            {
+                let creates = options["awslogs-create-group"] == "true";
+                match groups.iter_mut().find(|(n, _)| n == g) {
+                    Some((_, c)) => *c |= creates,
+                    None => groups.push((g.to_owned(), creates)),
+                }
+            }
+        }
+    }
+    for (reference, container) in references {
+        let at = env
+            .secrets
+            .iter()
+            .find(|(_, v)| **v == reference)
+            .map(|(k, _)| key(base, &["secrets", k]))
+            .or_else(|| {
+                (env.datadog_secret(config) == Some(reference.as_str())).then(|| {
+                    if env.datadog_api_key_secret.is_some() {
+                        key(base, &["datadog_api_key_secret"])
+                    } else {
+                        vec![
+                            Seg::Key("datadog".into()),
+                            Seg::Key("api_key_secret".into()),
+                        ]
+                    }
+                })
+            })
+            .unwrap_or_else(|| vec![Seg::Key("templates".into())]);
+        let (what, found) = match secret_ref(&reference) {
+            SecretRef::SecretsManager(id) => {
+                let found = match secrets.describe_secret().secret_id(&id).send().await {
+                    Ok(_) => Ok(format!("exists (container {container})")),
+                    Err(e) if e.as_service_error().is_some_and(aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretError::is_resource_not_found_exception) => Err((
+                        format!("does not exist (container {container} reads it)"),
+                        "create the secret in Secrets Manager, or fix its ARN".into(),
+                    )),
+                    Err(e) => Err(unreadable(&classify("DescribeSecret", &e))),
+                };
+                (format!("secret {id}"), found)
+            }
+            SecretRef::Parameter(parameter) => {
+                let filter = aws_sdk_ssm::types::ParameterStringFilter::builder()
+                    .key("Name")
+                    .option("Equals")
+                    .values(parameter)
+                    .build();
+                let found = match filter {
+                    Err(e) => Err((e.to_string(), "fix the parameter's ARN".into())),
+                    Ok(filter) => match ssm
+                        .describe_parameters()
+                        .parameter_filters(filter)
+                        .send()
+                        .await
+                    {
+                        Ok(out) if !out.parameters().is_empty() => {
+                            Ok(format!("exists (container {container})"))
+                        }
+                        Ok(_) => Err((
+                            format!("does not exist (container {container} reads it)"),
+                            "create the SSM parameter (SecureString), or fix its ARN".into(),
+                        )),
+                        Err(e) => Err(unreadable(&classify("DescribeParameters", &e))),
+                    },
+                };
+                (format!("SSM parameter {parameter}"), found)
+            }
+        };
+        checks.push(Check { what, at, found });
+    }
+    for (group, creates) in groups {
+        let at = if ecs.log_group.as_deref() == Some(group.as_str()) {
+            key(base, &["ecs", "log_group"])
+        } else {
+            key(base, &["ecs"])
+        };
+        let found = match logs
+            .describe_log_groups()
+            .log_group_name_prefix(&group)
+            .send()
+            .await
+        {
+            Ok(out)
+                if out
+                    .log_groups()
+                    .iter()
+                    .any(|g| g.log_group_name() == Some(group.as_str())) =>
+            {
+                Ok("exists".into())
+            }
+            Ok(_) if creates => Ok(
+                "missing; the first task creates it (awslogs-create-group), with logs:CreateLogGroup on the execution role"
+                    .into(),
+            ),
+            Ok(_) => Err((
+                "does not exist, and the task definition does not create it".into(),
+                "create the log group, or set `\"awslogs-create-group\": \"true\"` in the container's log options".into(),
+            )),
+            Err(e) => Err(unreadable(&classify("DescribeLogGroups", &e))),
+        };
+        checks.push(Check {
+            what: format!("log group {group}"),
+            at,
+            found,
+        });
+    }
+    checks
 }
 
 /// The checks of ECS environment `name`, in order.
@@ -160,6 +611,9 @@ async fn ecs_checks(loaded: &Loaded, name: &str) -> Vec<Check> {
             false
         }
     };
+
+    // The roles, the secrets and the log groups the task definitions name.
+    checks.extend(identity_checks(loaded, name, &base).await);
 
     // The services, each with the deployment controller its strategy needs.
     let expected = match &env.strategy {
