@@ -32,6 +32,16 @@ pub async fn sdk_config(region: &str, retries: bool) -> aws_config::SdkConfig {
     loader.load().await
 }
 
+/// Whether the standard chain (or an assumed role) gives credentials here: `plan --verify`
+/// verifies only where it can.
+pub async fn has_credentials(region: &str) -> bool {
+    use aws_credential_types::provider::ProvideCredentials as _;
+    match sdk_config(region, false).await.credentials_provider() {
+        Some(p) => p.provide_credentials().await.is_ok(),
+        None => false,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
     /// The job cannot request an ID token.

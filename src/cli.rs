@@ -217,6 +217,13 @@ pub struct PlanArgs {
     /// credentials.
     #[arg(long)]
     pub live: bool,
+
+    /// Run `verify`'s read-only checks of what a deploy depends on (roles, secrets, log
+    /// groups, target groups, listeners, the namespace, permissions...) after the plan, for
+    /// each environment this machine has credentials for; exit 3 when one is missing. The
+    /// Action's dry run passes it.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

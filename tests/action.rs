@@ -296,6 +296,10 @@ fn the_actions_script_passes_only_arguments_the_binary_accepts() {
                         let what = format!("{inputs:?}");
                         assert_eq!(code, 0, "{what}\n{stdout}");
                         let args = args.unwrap_or_else(|| panic!("the binary ran: {what}"));
+                        if dry_run == "true" {
+                            assert_eq!(args[2], "plan", "{what}");
+                            assert!(args.contains(&"--verify".to_owned()), "{what}");
+                        }
                         let parsed = movieverse_deploy::cli::Cli::try_parse_from(
                             std::iter::once("movieverse-deploy".to_owned()).chain(args.clone()),
                         );

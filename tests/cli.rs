@@ -657,3 +657,49 @@ fn init_writes_a_commented_deploy_yml_that_plans_as_written_and_never_over_a_fil
     assert!(r.stderr.contains("deploy.yml:5"), "{}", r.dump());
     assert!(!dir.path().join("deploy.yml").exists());
 }
+
+/// `plan --verify` (the Action's dry run) on a machine with no credentials: each environment
+/// is said as not verified, and the plan still succeeds.
+#[test]
+fn plan_verify_without_credentials_says_what_was_not_verified() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = common::bin();
+    cmd.current_dir(common::root())
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("KUBECONFIG", home.path().join("none"));
+    for k in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "KUBERNETES_SERVICE_HOST",
+    ] {
+        cmd.env_remove(k);
+    }
+    let r = Run::from(
+        &cmd.args([
+            "--config",
+            &example_arg(),
+            "plan",
+            "--env",
+            "all",
+            "--verify",
+        ])
+        .output()
+        .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    for line in [
+        "Verify (read-only checks of what a deploy depends on)",
+        "staging: not verified: no AWS credentials here",
+        "production-k8s: not verified: no Kubernetes configuration (KUBECONFIG) here",
+    ] {
+        assert!(r.stdout.contains(line), "{line}\n{}", r.dump());
+    }
+}

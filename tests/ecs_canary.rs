@@ -583,6 +583,15 @@ async fn verify_passes_when_everything_exists_and_names_each_missing_piece_with_
         r.dump()
     );
     assert!(r.stdout.contains("ok       listener rule"), "{}", r.dump());
+    // The Action's dry run (`plan --verify`) shows the same checks after the plan.
+    let planned = mvd(&bed, &["plan", "--env", "production", "--verify"]);
+    assert_eq!(planned.code, 0, "{}", planned.dump());
+    assert!(
+        planned.stdout.contains("Verify (read-only checks of what a deploy depends on)\nproduction:\n  ok       ECR repository movieverse: exists")
+            && planned.stdout.contains("15 check(s) in"),
+        "{}",
+        planned.dump()
+    );
     // Read only: nothing was updated, tagged or weighed.
     for op in [
         "UpdateService",
@@ -687,6 +696,15 @@ async fn verify_passes_when_everything_exists_and_names_each_missing_piece_with_
     edit(&bed, "create_repository: true", "create_repository: false");
     let r = verify(&bed);
     assert_eq!(r.code, 3, "{}", r.dump());
+    let planned = mvd(&bed, &["plan", "--env", "production", "--verify"]);
+    assert_eq!(planned.code, 3, "{}", planned.dump());
+    assert!(
+        planned
+            .stderr
+            .contains("ECR repository movieverse: does not exist"),
+        "{}",
+        planned.dump()
+    );
     assert!(
         r.stderr
             .contains("ECR repository movieverse: does not exist")

@@ -192,6 +192,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             } else {
                 None
             };
+            let verified = if args.verify {
+                aws_login(&loaded, cli.role_to_assume.as_deref())?;
+                Some(verify::report(&loaded, &args.selection.env, true)?)
+            } else {
+                None
+            };
             publish_plan(&plan, live.as_deref())?;
             let text = match args.output {
                 OutputFormat::Text => {
@@ -201,6 +207,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     }
                     if let Some(facts) = &facts {
                         text.push_str(&live::live_text(facts));
+                    }
+                    if let Some((report, _)) = &verified {
+                        text.push_str("\nVerify (read-only checks of what a deploy depends on)\n");
+                        text.push_str(report);
                     }
                     text
                 }
@@ -218,13 +228,20 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                             serde_json::to_value(facts).expect("facts serialize"),
                         );
                     }
+                    if let (Some((report, _)), Some(obj)) = (&verified, value.as_object_mut()) {
+                        obj.insert("verify".into(), report.clone().into());
+                    }
                     format!(
                         "{}\n",
                         serde_json::to_string_pretty(&value).expect("the plan serializes")
                     )
                 }
             };
-            print_out(&text)
+            print_out(&text)?;
+            match verified {
+                Some((_, result)) => result,
+                None => Ok(()),
+            }
         }
     }
 }

@@ -40,6 +40,20 @@ fn unreadable(e: &PlatformError) -> (String, String) {
 
 /// `verify`: the checks of each selected environment, printed; exit 3 when any failed.
 pub fn verify(loaded: &Loaded, env: &str) -> Result<(), Error> {
+    let (out, result) = report(loaded, env, false)?;
+    print_out(&out)?;
+    result
+}
+
+/// The checks of the environments `env` selects, as text, and exit 3 when any failed. With
+/// `only_where_credentials` (`plan --verify`, the Action's dry run), an environment this
+/// machine has no credentials for (no AWS credentials; no kubeconfig) is said as not
+/// verified instead of failing.
+pub(super) fn report(
+    loaded: &Loaded,
+    env: &str,
+    only_where_credentials: bool,
+) -> Result<(String, Result<(), Error>), Error> {
     let names = select(loaded, env)?;
     let rt = super::deploy::runtime()?;
     let started = std::time::Instant::now();
@@ -47,7 +61,27 @@ pub fn verify(loaded: &Loaded, env: &str) -> Result<(), Error> {
     let mut out = String::new();
     let mut checked = 0;
     for name in &names {
-        let checks = match loaded.config.environments[name].target {
+        let e = &loaded.config.environments[name];
+        if only_where_credentials {
+            let missing = match (&e.target, &e.kubernetes) {
+                (Target::Kubernetes, Some(k)) => rt
+                    .block_on(crate::platform::kubernetes::Kubernetes::connect(
+                        k.context.as_deref(),
+                        &k.namespace,
+                        false,
+                    ))
+                    .is_err()
+                    .then_some("no Kubernetes configuration (KUBECONFIG) here"),
+                _ => (!rt.block_on(crate::aws::has_credentials(&loaded.config.region))).then_some(
+                    "no AWS credentials here (set role-to-assume, or the standard AWS variables)",
+                ),
+            };
+            if let Some(why) = missing {
+                let _ = writeln!(out, "{name}: not verified: {why}");
+                continue;
+            }
+        }
+        let checks = match e.target {
             Target::Ecs => rt.block_on(ecs_checks(loaded, name)),
             Target::Kubernetes => rt.block_on(k8s_checks(loaded, name)),
         };
@@ -81,14 +115,16 @@ pub fn verify(loaded: &Loaded, env: &str) -> Result<(), Error> {
         started.elapsed().as_secs_f64(),
         problems.len()
     );
-    print_out(&out)?;
     if problems.is_empty() {
-        return Ok(());
+        return Ok((out, Ok(())));
     }
-    Err(Error::Deployment {
-        code: 3,
-        message: Diagnostics(problems).sorted().to_string(),
-    })
+    Ok((
+        out,
+        Err(Error::Deployment {
+            code: 3,
+            message: Diagnostics(problems).sorted().to_string(),
+        }),
+    ))
 }
 
 /// The checks of Kubernetes environment `name`, in order: the cluster, the namespace, what
