@@ -536,3 +536,147 @@ async fn verify_checks_the_namespace_the_ingress_class_the_secrets_and_every_per
         r.dump()
     );
 }
+
+/// `init --from k8s:`: a Deployment set made as a user would (Deployment with two
+/// containers, variables and a Secret reference, Service, Ingress, HPA, PDB), imported; the
+/// API server's dry run of a deploy of the image it runs changes nothing; and that deploy
+/// writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_from_a_deployment_set_round_trips() {
+    use serde_json::json;
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-import";
+    put(
+        &client,
+        None,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    )
+    .await;
+    let labels = json!({"app": "shop-web"});
+    put(&client, Some(ns), json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "shop-web", "labels": labels},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [
+                    {"name": "shop-web", "image": GOOD,
+                     "ports": [{"name": "http", "containerPort": 3000}],
+                     "env": [{"name": "LOG_LEVEL", "value": "info"},
+                             {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}],
+                     "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}},
+                    {"name": "proxy", "image": "envoyproxy/envoy:v1.31.0", "ports": [{"containerPort": 9901}]}
+                ]}
+            }
+        }
+    })).await;
+    put(
+        &client,
+        Some(ns),
+        json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "shop-web"},
+            "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": "http"}]}
+        }),
+    )
+    .await;
+    put(&client, Some(ns), json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "shop-web"},
+        "spec": {"ingressClassName": "nginx", "rules": [{"host": "shop.example.com", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "shop-web", "port": {"number": 80}}}}]}}]}
+    })).await;
+    put(&client, Some(ns), json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "shop-web"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "shop-web"},
+                 "minReplicas": 2, "maxReplicas": 6,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]}
+    })).await;
+    put(&client, Some(ns), json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "shop-web"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}
+    })).await;
+
+    let r = mvd(
+        cluster,
+        dir.path(),
+        &[
+            "init",
+            "--from",
+            &format!("k8s:{ns}/shop-web"),
+            "--env",
+            "production",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stdout.contains("changes nothing"), "{}", r.dump());
+    insta::assert_snapshot!("init_k8s_stdout", r.stdout);
+    insta::assert_snapshot!(
+        "init_k8s_deploy_yml",
+        std::fs::read_to_string(dir.path().join("deploy.yml")).unwrap()
+    );
+    insta::assert_snapshot!(
+        "init_k8s_deployment",
+        std::fs::read_to_string(dir.path().join("templates/kubernetes/deployment.yaml.j2"))
+            .unwrap()
+    );
+
+    // The plan's server dry run: every object unchanged, nothing created.
+    let r = mvd(
+        cluster,
+        dir.path(),
+        &[
+            "plan",
+            "--env",
+            "production",
+            "--image",
+            GOOD,
+            "--server-dry-run",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    for line in [
+        "Deployment shop-web: unchanged",
+        "Service shop-web: unchanged",
+        "Ingress shop-web: unchanged",
+        "HorizontalPodAutoscaler shop-web: unchanged",
+        "PodDisruptionBudget shop-web: unchanged",
+    ] {
+        assert!(r.stdout.contains(line), "{line}\n{}", r.dump());
+    }
+    assert!(
+        !r.stdout.contains("would be created") && !r.stdout.contains("would change"),
+        "{}",
+        r.dump()
+    );
+
+    // The first deploy of that image writes nothing: no new generation, no ReplicaSet.
+    let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+    let before = deployments.get("shop-web").await.unwrap();
+    let r = mvd(
+        cluster,
+        dir.path(),
+        &["deploy", "--env", "production", "--image", GOOD],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let after = deployments.get("shop-web").await.unwrap();
+    assert_eq!(
+        after.metadata.generation,
+        before.metadata.generation,
+        "{}",
+        r.dump()
+    );
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version,
+        "{}",
+        r.dump()
+    );
+    let sets = Api::<k8s_openapi::api::apps::v1::ReplicaSet>::namespaced(client.clone(), ns)
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(sets.items.len(), 1, "{}", r.dump());
+}

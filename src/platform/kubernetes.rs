@@ -28,6 +28,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Scope;
 use serde_json::{Value, json};
 
+pub mod import;
 pub mod preflight;
 
 use super::{Platform, Prepared, ServiceSpec, Wake};

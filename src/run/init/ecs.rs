@@ -110,7 +110,7 @@ pub fn dns_label(name: &str) -> String {
 }
 
 /// `registry`, `repository` of an image reference (tag or digest dropped).
-fn split_image(image: &str) -> (Option<String>, String) {
+pub(super) fn split_image(image: &str) -> (Option<String>, String) {
     let without_digest = image.split_once('@').map_or(image, |(a, _)| a);
     let (registry, path) = match without_digest.split_once('/') {
         Some((first, rest))

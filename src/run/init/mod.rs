@@ -12,6 +12,7 @@
 //! again before anything is written.
 
 mod ecs;
+mod k8s;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use crate::platform::ecs::Ecs;
 use crate::platform::ecs::convert::{hide_plain_secrets, normalize};
 use crate::platform::ecs::import::LiveService;
+use crate::platform::kubernetes::Kubernetes;
 use crate::render::templates::{ECS_SCALING, ECS_SERVICE, ECS_TASK_DEFINITION};
 
 use super::{Error, print_out};
@@ -142,6 +144,12 @@ pub fn init(path: &Path, args: &InitArgs) -> Result<(), Error> {
                     }
                     _ => Err(bad_from(from)),
                 },
+                Some(("k8s", rest)) => match rest.split_once('/') {
+                    Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() => {
+                        from_k8s(path, args, namespace, name)
+                    }
+                    _ => Err(bad_from(from)),
+                },
                 _ => Err(bad_from(from)),
             };
         }
@@ -180,7 +188,7 @@ pub fn init(path: &Path, args: &InitArgs) -> Result<(), Error> {
 fn bad_from(from: &str) -> Error {
     Error::Usage {
         message: format!("--from `{from}` names no live service"),
-        help: "write `--from ecs:CLUSTER/SERVICE`".into(),
+        help: "write `--from ecs:CLUSTER/SERVICE` or `--from k8s:NAMESPACE/DEPLOYMENT`".into(),
     }
 }
 
@@ -407,6 +415,171 @@ wrote {} (app {}, environment {} on ECS, rolling)
             let _ = write!(
                 out,
                 "warning: {id} still differs from the live object (a field `init` does not import); a deploy would change:\n{diff}"
+            );
+        }
+    }
+    print_out(&out)
+}
+
+/// What the API server's dry run of the draft's rendering would change on the live objects,
+/// by template id: (id, what).
+fn k8s_differences(
+    rt: &tokio::runtime::Runtime,
+    cluster: &Kubernetes,
+    dir: &Path,
+    config: &str,
+    draft: &k8s::Draft,
+) -> Result<Vec<(&'static str, String)>, Error> {
+    use crate::platform::kubernetes::ObjectChange;
+    let file = dir.join("deploy.yml");
+    write(&file, config)?;
+    let loaded = crate::config::load(&file).map_err(|e| {
+        Error::Environment(anyhow::anyhow!(
+            "the deploy.yml made from Deployment {} does not pass deploy.yml's checks (nothing was written):\n{e}",
+            draft.app
+        ))
+    })?;
+    let specs = super::deploy::specs(&loaded, &draft.env, Some(draft.image.clone()))?;
+    let mut out = Vec::new();
+    for spec in &specs {
+        let diffs = rt
+            .block_on(cluster.diff(spec))
+            .map_err(|e| Error::Environment(anyhow::anyhow!("the server dry run failed: {e}")))?
+            .unwrap_or_default();
+        for d in diffs {
+            let what = match d.change {
+                ObjectChange::Unchanged => continue,
+                ObjectChange::Create => format!("{} {} would be created", d.kind, d.name),
+                ObjectChange::Change { diff } => {
+                    format!("{} {} would change:\n{diff}", d.kind, d.name)
+                }
+            };
+            out.push((k8s::template_of(&d.kind).unwrap_or("?"), what));
+        }
+    }
+    Ok(out)
+}
+
+/// `init --from k8s:NAMESPACE/DEPLOYMENT`. Every object the app has is templated (the built-in
+/// templates label objects with the commit, so a Deployment made elsewhere never matches
+/// them), and what the built-in ones would add and the app has not is rendered empty; the
+/// API server's dry run of the result must change nothing.
+fn from_k8s(path: &Path, args: &InitArgs, namespace: &str, name: &str) -> Result<(), Error> {
+    let rt = super::deploy::runtime()?;
+    let cluster = rt
+        .block_on(Kubernetes::connect(None, namespace, false))
+        .map_err(Error::Environment)?;
+    let live = rt.block_on(cluster.read_app(name)).map_err(|e| {
+        Error::Environment(anyhow::anyhow!(
+            "cannot read Deployment {name} in namespace {namespace}: {e}; check the names and the kubeconfig's context"
+        ))
+    })?;
+    // A plain value that looks like a secret is never printed (a diff below would show it).
+    for c in live.deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for e in c["env"].as_array().into_iter().flatten() {
+            if e["name"]
+                .as_str()
+                .is_some_and(crate::config::validate::looks_like_secret)
+                && let Some(v) = e["value"].as_str()
+            {
+                crate::report::mask(v);
+            }
+        }
+    }
+    let draft = k8s::draft(
+        &live,
+        &args.env,
+        args.app.as_deref(),
+        &args.region,
+        &args.account_id,
+    )
+    .map_err(|message| Error::Usage {
+        message,
+        help: "`init --target kubernetes` writes a skeleton to start from instead".into(),
+    })?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let scratch = tempfile::tempdir().map_err(|e| {
+        Error::Environment(anyhow::Error::new(e).context("cannot make a scratch directory"))
+    })?;
+    for (_, file, text) in &draft.templates {
+        write(&scratch.path().join(file), text)?;
+    }
+    let refs: Vec<(&str, &str)> = draft
+        .templates
+        .iter()
+        .map(|(id, f, _)| (*id, f.as_str()))
+        .collect();
+    let config = draft.config(&refs);
+    // The client's connection lives on this runtime: the dry runs are made on it too.
+    let left = k8s_differences(&rt, &cluster, scratch.path(), &config, &draft)?;
+
+    refuse_existing(path, args.force)?;
+    for (_, file, _) in &draft.templates {
+        refuse_existing(&dir.join(file), args.force)?;
+    }
+    for (_, file, text) in &draft.templates {
+        write(&dir.join(file), text)?;
+    }
+    write(path, &config)?;
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "read Deployment {name} (namespace {namespace}): {} Service(s), {} Ingress(es), {} HPA(s), {} PDB(s)",
+        live.services.len(),
+        live.ingresses.len(),
+        live.autoscalers.len(),
+        live.budgets.len()
+    );
+    let _ = writeln!(
+        out,
+        "wrote {} (app {}, environment {} on Kubernetes, rolling)",
+        crate::diag::display_path(path).display(),
+        draft.app,
+        draft.env
+    );
+    for (_, file, _) in &draft.templates {
+        let _ = writeln!(
+            out,
+            "wrote {}",
+            crate::diag::display_path(&dir.join(file)).display()
+        );
+    }
+    for note in &draft.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    let moved = draft
+        .notes
+        .iter()
+        .any(|n| n.contains("looks like a secret"));
+    if left.is_empty() {
+        let _ = writeln!(
+            out,
+            "the API server's dry run of a deploy of the image the Deployment runs changes nothing: `movieverse-deploy plan --server-dry-run --env {} --image {}` shows it",
+            draft.env, draft.image
+        );
+    } else if moved
+        && left
+            .iter()
+            .all(|(id, _)| *id == crate::render::templates::K8S_DEPLOYMENT)
+    {
+        let _ = writeln!(
+            out,
+            "the first deploy rolls the Deployment once, to read those variables from their Secret; nothing else changes"
+        );
+    } else {
+        for (id, what) in &left {
+            let _ = writeln!(
+                out,
+                "warning: {id}: {} (a field `init` does not import)",
+                crate::report::scrub(what)
             );
         }
     }
