@@ -844,3 +844,163 @@ fn sigint_while_the_checks_of_green_run_stops_the_deployment_with_rollback() {
     assert_eq!(bed.proxy.calls("StopDeployment").len(), 1, "{stderr}");
     assert!(bed.proxy.calls("ContinueDeployment").is_empty(), "{stderr}");
 }
+
+/// `verify` of a blue-green environment through `CodeDeploy`: the deployment group (holding at
+/// Ready for the gate; watching deploy.yml's alarms), the alarms, the test listener's port, an
+/// SSM parameter as a secret; each missing piece in turn is exit 3 with its deploy.yml line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_checks_the_deployment_group_its_alarms_the_test_listener_and_the_secrets() {
+    let bed = bed_with(Plan::Gate, true, true);
+    bed.moto.world(&["identity", "production"]);
+    let shared = bed.moto.sdk_config().await;
+    aws_sdk_ecr::Client::new(&shared)
+        .create_repository()
+        .repository_name("movieverse")
+        .send()
+        .await
+        .unwrap();
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&shared);
+    for alarm in [
+        "movieverse-production-5xx",
+        "movieverse-production-p99-latency",
+    ] {
+        cloudwatch
+            .put_metric_alarm()
+            .alarm_name(alarm)
+            .namespace("AWS/ApplicationELB")
+            .metric_name("HTTPCode_Target_5XX_Count")
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(
+                aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold,
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let verify = || mvd(&bed, &["verify", "--env", "production"]);
+    let line_of = |text: &str| {
+        let config = std::fs::read_to_string(bed.dir.path().join("deploy.yml")).unwrap();
+        let lines: Vec<&str> = config.lines().collect();
+        let n = lines.iter().rposition(|l| l.contains(text)).unwrap();
+        format!("deploy.yml:{}", n + 1)
+    };
+    let edit = |from: &str, to: &str| {
+        let path = bed.dir.path().join("deploy.yml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let at = text.rfind(from).unwrap();
+        std::fs::write(
+            &path,
+            format!("{}{to}{}", &text[..at], &text[at + from.len()..]),
+        )
+        .unwrap();
+    };
+    let r = verify();
+    assert_eq!(r.code, 0, "{}", r.dump());
+    for line in [
+        "ok       CodeDeploy deployment group movieverse-production: exists, holds at Ready",
+        "ok       CloudWatch alarms: 2 exist",
+        "ok       ECS service movieverse-app: exists, deployment controller CODE_DEPLOY",
+        ": exists, port 8080",
+    ] {
+        assert!(r.stdout.contains(line), "{line}\n{}", r.dump());
+    }
+
+    // The group does not watch one of the alarms.
+    bed.proxy.set_group_alarms(&["movieverse-production-5xx"]);
+    let r = verify();
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr.contains("production: CodeDeploy deployment group movieverse-production: does not watch the alarm(s) movieverse-production-p99-latency")
+            && r.stderr.contains(&format!("--> {}", line_of("deployment_group: movieverse-production"))),
+        "{}",
+        r.dump()
+    );
+    bed.proxy.set_group_alarms(&[
+        "movieverse-production-5xx",
+        "movieverse-production-p99-latency",
+    ]);
+
+    // An alarm that does not exist.
+    cloudwatch
+        .delete_alarms()
+        .alarm_names("movieverse-production-p99-latency")
+        .send()
+        .await
+        .unwrap();
+    let r = verify();
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr.contains(
+            "production: CloudWatch alarms: movieverse-production-p99-latency do(es) not exist"
+        ) && r.stderr.contains(&format!(
+            "--> {}",
+            line_of("alarms: [movieverse-production-5xx")
+        )),
+        "{}",
+        r.dump()
+    );
+    edit(
+        "alarms: [movieverse-production-5xx, movieverse-production-p99-latency]",
+        "alarms: [movieverse-production-5xx]",
+    );
+    bed.proxy.set_group_alarms(&["movieverse-production-5xx"]);
+    let r = verify();
+    assert_eq!(r.code, 0, "{}", r.dump());
+
+    // The test listener is not on test_port.
+    edit("test_port: 8080", "test_port: 8081");
+    let r = verify();
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("listens on port 8080, and deploy.yml's test_port is 8081")
+            && r.stderr
+                .contains(&format!("--> {}", line_of("test_listener_arn: "))),
+        "{}",
+        r.dump()
+    );
+    edit("test_port: 8081", "test_port: 8080");
+
+    // A secret as an SSM parameter: missing, then there.
+    let parameter = "arn:aws:ssm:us-east-1:123456789012:parameter/movieverse/production/jwt";
+    edit(
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:movieverse/production/jwt-secret",
+        parameter,
+    );
+    let r = verify();
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr.contains("production: SSM parameter /movieverse/production/jwt: does not exist (container movieverse-app reads it)")
+            && r.stderr.contains(&format!("--> {}", line_of(parameter))),
+        "{}",
+        r.dump()
+    );
+    aws_sdk_ssm::Client::new(&shared)
+        .put_parameter()
+        .name("/movieverse/production/jwt")
+        .value("planted-by-the-test")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let r = verify();
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stdout
+            .contains("ok       SSM parameter /movieverse/production/jwt: exists"),
+        "{}",
+        r.dump()
+    );
+    assert!(!r.stdout.contains("planted-by-the-test") && !r.stderr.contains("planted-by-the-test"));
+    // Read only.
+    for op in [
+        "CreateDeployment",
+        "RegisterTaskDefinition",
+        "UpdateService",
+    ] {
+        assert!(bed.proxy.calls(op).is_empty(), "{op}");
+    }
+}

@@ -60,8 +60,9 @@ fn filters(ids: &serde_json::Value) -> Vec<(String, String)> {
         ids["security_group"].as_str().unwrap().to_owned(),
         "[sg]".into(),
     ));
-    for (i, s) in ids["subnets"].as_array().unwrap().iter().enumerate() {
-        out.push((s.as_str().unwrap().to_owned(), format!("[subnet {i}]")));
+    // (The service lists its subnets sorted by id, which moto makes at random.)
+    for s in ids["subnets"].as_array().unwrap() {
+        out.push((s.as_str().unwrap().to_owned(), "[subnet]".to_owned()));
     }
     out
 }

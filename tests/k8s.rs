@@ -372,6 +372,26 @@ async fn verify_checks_the_namespace_the_ingress_class_the_secrets_and_every_per
         r.dump()
     );
 
+    // Without create_namespace, the namespace itself is missing.
+    let path = dir.path().join("deploy.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("create_namespace: true", "create_namespace: false", 1),
+    )
+    .unwrap();
+    let r = verify(&cluster.kubeconfig);
+    assert_eq!(r.code, 3, "{}", r.dump());
+    assert!(
+        r.stderr
+            .contains("production-k8s: namespace mv-verify: does not exist")
+            && r.stderr
+                .contains(&format!("--> {}", line_of("namespace: mv-verify"))),
+        "{}",
+        r.dump()
+    );
+    std::fs::write(&path, text).unwrap();
+
     // Everything present: exit 0 with the checked list.
     put(
         &client,

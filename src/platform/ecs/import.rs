@@ -46,18 +46,7 @@ impl Ecs {
         cluster: &str,
         name: &str,
     ) -> Result<LiveService, PlatformError> {
-        let service = self
-            .describe(cluster, &[name.to_owned()])
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                PlatformError::new(
-                    ErrorKind::NotFound,
-                    "DescribeServices",
-                    format!("service {name} not found in cluster {cluster}"),
-                )
-            })?;
+        let service = self.describe_one(cluster, name).await?;
         let revision = running_revision(&service);
         if revision.is_empty() {
             return Err(PlatformError::new(

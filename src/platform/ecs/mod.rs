@@ -531,9 +531,13 @@ pub fn settings_pair(
 }
 
 impl Ecs {
-    async fn compare(&self, spec: &ServiceSpec) -> Result<Compared, PlatformError> {
-        let service = self
-            .describe(&spec.cluster, std::slice::from_ref(&spec.name))
+    /// Service `name` of `cluster`, described.
+    async fn describe_one(
+        &self,
+        cluster: &str,
+        name: &str,
+    ) -> Result<aws_sdk_ecs::types::Service, PlatformError> {
+        self.describe(cluster, &[name.to_owned()])
             .await?
             .into_iter()
             .next()
@@ -541,12 +545,13 @@ impl Ecs {
                 PlatformError::new(
                     ErrorKind::NotFound,
                     "DescribeServices",
-                    format!(
-                        "service {} not found in cluster {}",
-                        spec.name, spec.cluster
-                    ),
+                    format!("service {name} not found in cluster {cluster}"),
                 )
-            })?;
+            })
+    }
+
+    async fn compare(&self, spec: &ServiceSpec) -> Result<Compared, PlatformError> {
+        let service = self.describe_one(&spec.cluster, &spec.name).await?;
         let current = running_revision(&service);
         let live_definition = if current.is_empty() {
             None

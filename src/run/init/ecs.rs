@@ -12,50 +12,11 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use super::Draft;
 use crate::config::validate::looks_like_secret;
 use crate::platform::ecs::convert::registrable;
 use crate::platform::ecs::import::LiveService;
 use crate::render::templates::{ECS_SCALING, ECS_SERVICE, ECS_TASK_DEFINITION};
-
-/// deploy.yml for a live service, and the templates it may need.
-#[derive(Debug, Clone)]
-pub struct Draft {
-    pub app: String,
-    pub env: String,
-    /// The app container's image as the service runs it: what the first deploy (and
-    /// `plan --live --image`) names to change nothing.
-    pub image: String,
-    /// Templates that reproduce the live objects: (template id, path relative to deploy.yml,
-    /// text). The edge keeps those whose built-in rendering differs from the live object.
-    pub templates: Vec<(&'static str, String, String)>,
-    /// What the user has to do (secrets to create) or should know (what was not imported).
-    pub notes: Vec<String>,
-    /// deploy.yml without its `templates:` section (see [`Draft::config`]).
-    body: Body,
-}
-
-#[derive(Debug, Clone)]
-struct Body {
-    head: String,
-    environment: String,
-}
-
-impl Draft {
-    /// deploy.yml's text, with `templates` (id, path) overriding the built-in ones.
-    pub fn config(&self, templates: &[(&str, &str)]) -> String {
-        let mut out = self.body.head.clone();
-        if !templates.is_empty() {
-            out.push_str(
-                "\n# The live service differs from the built-in templates here: these reproduce it.\n# Remove one to use the built-in template (`plan --live` shows what would change).\ntemplates:\n",
-            );
-            for (id, path) in templates {
-                let _ = writeln!(out, "  {id}: {path}");
-            }
-        }
-        out.push_str(&self.body.environment);
-        out
-    }
-}
 
 /// A YAML scalar: plain when it reads back as the same string, JSON-quoted otherwise.
 pub(super) fn scalar(s: &str) -> String {
@@ -602,10 +563,9 @@ pub fn draft(live: &LiveService, env: &str, app: Option<&str>) -> Result<Draft, 
         image,
         templates,
         notes,
-        body: Body {
-            head,
-            environment: e,
-        },
+        head,
+        environment: e,
+        why: "# The live service differs from the built-in templates here: these reproduce it.\n# Remove one to use the built-in template (`plan --live` shows what would change).",
     })
 }
 

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use super::Draft;
 use super::ecs::{dns_label, scalar, split_image};
 use crate::config::validate::looks_like_secret;
 use crate::platform::kubernetes::import::LiveApp;
@@ -17,39 +18,6 @@ use crate::render::templates::{
     K8S_CONFIGMAP, K8S_DEPLOYMENT, K8S_HPA, K8S_HTTPROUTE, K8S_INGRESS, K8S_PDB, K8S_RBAC,
     K8S_SERVICE,
 };
-
-/// deploy.yml for a live app, and the templates it may need.
-#[derive(Debug, Clone)]
-pub struct Draft {
-    pub app: String,
-    pub env: String,
-    /// The app container's image as the Deployment runs it.
-    pub image: String,
-    /// Templates that reproduce the live objects, and empty ones for what the built-in
-    /// templates would add (a `ConfigMap`, RBAC, a PDB the app has not): (template id, path
-    /// relative to deploy.yml, text).
-    pub templates: Vec<(&'static str, String, String)>,
-    pub notes: Vec<String>,
-    head: String,
-    environment: String,
-}
-
-impl Draft {
-    /// deploy.yml's text, with `templates` (id, path) overriding the built-in ones.
-    pub fn config(&self, templates: &[(&str, &str)]) -> String {
-        let mut out = self.head.clone();
-        if !templates.is_empty() {
-            out.push_str(
-                "\n# The live app differs from the built-in templates here: these reproduce it (an\n# empty one renders nothing the app does not have). Remove one to use the built-in template\n# (`plan --server-dry-run` shows what would change).\ntemplates:\n",
-            );
-            for (id, path) in templates {
-                let _ = writeln!(out, "  {id}: {path}");
-            }
-        }
-        out.push_str(&self.environment);
-        out
-    }
-}
 
 /// The template id each kind renders from.
 pub fn template_of(kind: &str) -> Option<&'static str> {
@@ -486,6 +454,7 @@ pub fn draft(
         notes,
         head: head_text,
         environment: e,
+        why: "# The live app differs from the built-in templates here: these reproduce it (an\n# empty one renders nothing the app does not have). Remove one to use the built-in template\n# (`plan --server-dry-run` shows what would change).",
     })
 }
 

@@ -117,6 +117,61 @@ pub fn app_from_dir(dir: &Path) -> String {
     )
 }
 
+/// deploy.yml for a live service or app, and the templates it may need: made by
+/// [`ecs::draft`] or [`k8s::draft`] (pure); which templates are kept is decided here.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub app: String,
+    pub env: String,
+    /// The app container's image as it runs: what the first deploy (and `plan --live
+    /// --image`, `plan --server-dry-run --image`) names to change nothing.
+    pub image: String,
+    /// Templates that reproduce the live objects: (template id, path relative to deploy.yml,
+    /// text).
+    pub templates: Vec<(&'static str, String, String)>,
+    /// What the user has to do (secrets to create) or should know (what was not imported).
+    pub notes: Vec<String>,
+    /// deploy.yml before its `templates:` section, and after it.
+    head: String,
+    environment: String,
+    /// The comment over `templates:`.
+    why: &'static str,
+}
+
+impl Draft {
+    /// deploy.yml's text, with `templates` (id, path) overriding the built-in ones.
+    pub fn config(&self, templates: &[(&str, &str)]) -> String {
+        let mut out = self.head.clone();
+        if !templates.is_empty() {
+            let _ = writeln!(out, "\n{}\ntemplates:", self.why);
+            for (id, path) in templates {
+                let _ = writeln!(out, "  {id}: {path}");
+            }
+        }
+        out.push_str(&self.environment);
+        out
+    }
+}
+
+/// The directory of deploy.yml at `path`.
+fn parent_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// A scratch directory with every template of `draft` written in it, where drafts are
+/// rendered and compared before anything is written beside deploy.yml.
+fn scratch(draft: &Draft) -> Result<tempfile::TempDir, Error> {
+    let dir = tempfile::tempdir().map_err(|e| {
+        Error::Environment(anyhow::Error::new(e).context("cannot make a scratch directory"))
+    })?;
+    for (_, file, text) in &draft.templates {
+        write(&dir.path().join(file), text)?;
+    }
+    Ok(dir)
+}
+
 /// A file `init` would write exists and `--force` was not given.
 fn refuse_existing(path: &Path, force: bool) -> Result<(), Error> {
     if path.exists() && !force {
@@ -155,10 +210,7 @@ pub fn init(path: &Path, args: &InitArgs) -> Result<(), Error> {
         }
     }
     refuse_existing(path, args.force)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf);
+    let dir = parent_dir(path);
     let app = match &args.app {
         Some(app) => app.clone(),
         None => app_from_dir(&std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone())),
@@ -216,7 +268,7 @@ fn differences(
     live: &LiveService,
     dir: &Path,
     config: &str,
-    draft: &ecs::Draft,
+    draft: &Draft,
 ) -> Result<Vec<(&'static str, String)>, Error> {
     let file = dir.join("deploy.yml");
     write(&file, config)?;
@@ -318,19 +370,11 @@ fn from_ecs(path: &Path, args: &InitArgs, cluster: &str, service: &str) -> Resul
             message,
             help: "`init --target ecs` writes a skeleton to start from instead".into(),
         })?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let dir = parent_dir(path);
 
     // Which templates are needed: the draft without any, rendered and compared; then with
     // the needed ones, compared again. All in a scratch directory.
-    let scratch = tempfile::tempdir().map_err(|e| {
-        Error::Environment(anyhow::Error::new(e).context("cannot make a scratch directory"))
-    })?;
-    for (_, file, text) in &draft.templates {
-        write(&scratch.path().join(file), text)?;
-    }
+    let scratch = scratch(&draft)?;
     let first = differences(&live, scratch.path(), &draft.config(&[]), &draft)?;
     let kept: Vec<&(&str, String, String)> = draft
         .templates
@@ -428,7 +472,7 @@ fn k8s_differences(
     cluster: &Kubernetes,
     dir: &Path,
     config: &str,
-    draft: &k8s::Draft,
+    draft: &Draft,
 ) -> Result<Vec<(&'static str, String)>, Error> {
     use crate::platform::kubernetes::ObjectChange;
     let file = dir.join("deploy.yml");
@@ -501,16 +545,8 @@ fn from_k8s(path: &Path, args: &InitArgs, namespace: &str, name: &str) -> Result
         message,
         help: "`init --target kubernetes` writes a skeleton to start from instead".into(),
     })?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let scratch = tempfile::tempdir().map_err(|e| {
-        Error::Environment(anyhow::Error::new(e).context("cannot make a scratch directory"))
-    })?;
-    for (_, file, text) in &draft.templates {
-        write(&scratch.path().join(file), text)?;
-    }
+    let dir = parent_dir(path);
+    let scratch = scratch(&draft)?;
     let refs: Vec<(&str, &str)> = draft
         .templates
         .iter()
