@@ -261,6 +261,18 @@ fn write(path: &Path, text: &str) -> Result<(), Error> {
     })
 }
 
+/// deploy.yml's `config` written in the scratch directory `dir` and loaded as `plan` loads it
+/// (`what` the draft was made from, for the message when it does not load).
+fn load_draft(dir: &Path, config: &str, what: &str) -> Result<crate::config::Loaded, Error> {
+    let file = dir.join("deploy.yml");
+    write(&file, config)?;
+    crate::config::load(&file).map_err(|e| {
+        Error::Environment(anyhow::anyhow!(
+            "the deploy.yml made from {what} does not pass deploy.yml's checks (nothing was written):\n{e}"
+        ))
+    })
+}
+
 /// What differs between the rendering of a draft and the live service, by template id: the
 /// task definition (normalized as `register` compares), the settings a deploy sends (as
 /// `prepare` compares) and the auto scaling (bounds and policies).
@@ -270,14 +282,7 @@ fn differences(
     config: &str,
     draft: &Draft,
 ) -> Result<Vec<(&'static str, String)>, Error> {
-    let file = dir.join("deploy.yml");
-    write(&file, config)?;
-    let loaded = crate::config::load(&file).map_err(|e| {
-        Error::Environment(anyhow::anyhow!(
-            "the deploy.yml made from service {} does not pass deploy.yml's checks (nothing was written):\n{e}",
-            live.name
-        ))
-    })?;
+    let loaded = load_draft(dir, config, &format!("service {}", live.name))?;
     let renderer = crate::render::Renderer::new(&loaded).map_err(Error::Invalid)?;
     let output = renderer
         .render(&draft.env, &draft.image, &crate::git::GitInfo::unknown())
@@ -351,6 +356,8 @@ fn differences(
 
 /// `init --from ecs:CLUSTER/SERVICE`.
 fn from_ecs(path: &Path, args: &InitArgs, cluster: &str, service: &str) -> Result<(), Error> {
+    // Said before anything is read; checked again (with the templates) before writing.
+    refuse_existing(path, args.force)?;
     let rt = super::deploy::runtime()?;
     let live = rt
         .block_on(async {
@@ -397,9 +404,7 @@ fn from_ecs(path: &Path, args: &InitArgs, cluster: &str, service: &str) -> Resul
     write(path, &config)?;
 
     let mut out = format!(
-        "read service {} (cluster {}): task definition {}, {} container(s){}
-wrote {} (app {}, environment {} on ECS, rolling)
-",
+        "read service {} (cluster {}): task definition {}, {} container(s){}\nwrote {} (app {}, environment {} on ECS, rolling)\n",
         live.name,
         live.cluster,
         live.definition["taskDefinitionArn"]
@@ -475,14 +480,7 @@ fn k8s_differences(
     draft: &Draft,
 ) -> Result<Vec<(&'static str, String)>, Error> {
     use crate::platform::kubernetes::ObjectChange;
-    let file = dir.join("deploy.yml");
-    write(&file, config)?;
-    let loaded = crate::config::load(&file).map_err(|e| {
-        Error::Environment(anyhow::anyhow!(
-            "the deploy.yml made from Deployment {} does not pass deploy.yml's checks (nothing was written):\n{e}",
-            draft.app
-        ))
-    })?;
+    let loaded = load_draft(dir, config, &format!("Deployment {}", draft.app))?;
     let specs = super::deploy::specs(&loaded, &draft.env, Some(draft.image.clone()))?;
     let mut out = Vec::new();
     for spec in &specs {
@@ -509,6 +507,7 @@ fn k8s_differences(
 /// them), and what the built-in ones would add and the app has not is rendered empty; the
 /// API server's dry run of the result must change nothing.
 fn from_k8s(path: &Path, args: &InitArgs, namespace: &str, name: &str) -> Result<(), Error> {
+    refuse_existing(path, args.force)?;
     let rt = super::deploy::runtime()?;
     let cluster = rt
         .block_on(Kubernetes::connect(None, namespace, false))
