@@ -447,7 +447,12 @@ fn from_ecs(path: &Path, args: &InitArgs, cluster: &str, service: &str) -> Resul
     for note in &draft.notes {
         let _ = writeln!(out, "note: {note}");
     }
-    let moved = !draft.notes.is_empty() && left.iter().all(|(id, _)| *id == ECS_TASK_DEFINITION);
+    // Variables moved to secrets change the task definition, and only it.
+    let moved = draft
+        .notes
+        .iter()
+        .any(|n| n.contains("looks like a secret"))
+        && left.iter().all(|(id, _)| *id == ECS_TASK_DEFINITION);
     if left.is_empty() {
         let _ = writeln!(
             out,
