@@ -590,7 +590,12 @@ impl Kubernetes {
                         ObjectChange::Unchanged
                     } else {
                         ObjectChange::Change {
-                            diff: super::yaml_diff(&live, &would, "live", "after apply"),
+                            diff: super::yaml_diff(
+                                &hide_plain_secrets(&live),
+                                &hide_plain_secrets(&would),
+                                "live",
+                                "after apply",
+                            ),
                         }
                     }
                 }
@@ -606,6 +611,29 @@ impl Kubernetes {
         }
         Ok(Some(out))
     }
+}
+
+/// `object` with the value of every plain container variable whose name looks like a secret
+/// replaced by a mark (a Deployment made elsewhere may hold one): what a diff may show. Each
+/// hidden value is also given to [`crate::report::mask`].
+fn hide_plain_secrets(object: &Value) -> Value {
+    let mut v = object.clone();
+    for c in v["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        for e in c["env"].as_array_mut().into_iter().flatten() {
+            let secret = e["name"]
+                .as_str()
+                .is_some_and(crate::config::validate::looks_like_secret);
+            if secret && let Some(value) = e["value"].as_str() {
+                crate::report::mask(value);
+                e["value"] = json!("(a plain value that looks like a secret: not shown)");
+            }
+        }
+    }
+    v
 }
 
 fn missing_namespace(ns: &str) -> PlatformError {
@@ -1581,7 +1609,22 @@ pub fn service_view(
 #[cfg(test)]
 mod tests {
     #![allow(clippy::needless_pass_by_value)]
+
     use super::*;
+
+    #[test]
+    fn a_diff_never_shows_a_plain_value_that_looks_like_a_secret() {
+        let d = json!({"kind": "Deployment", "spec": {"template": {"spec": {"containers": [
+            {"name": "web", "env": [{"name": "API_TOKEN", "value": "planted-9f8e7d"}, {"name": "LOG_LEVEL", "value": "info"}]}
+        ]}}}});
+        let hidden = hide_plain_secrets(&d);
+        let text = hidden.to_string();
+        assert!(
+            !text.contains("planted-9f8e7d") && text.contains("\"info\""),
+            "{text}"
+        );
+        assert_eq!(crate::report::scrub("x planted-9f8e7d y"), "x *** y");
+    }
 
     fn deployment(v: Value) -> Deployment {
         serde_json::from_value(v).unwrap()
