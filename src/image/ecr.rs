@@ -86,8 +86,16 @@ impl Ecr {
         })
     }
 
-    /// Whether the repository exists (read only).
-    pub async fn exists(&self, name: &str) -> Result<bool, String> {
+    /// The repository, described; `None` when it does not exist.
+    async fn describe(
+        &self,
+        name: &str,
+    ) -> Result<
+        Option<aws_sdk_ecr::types::Repository>,
+        aws_sdk_ecr::error::SdkError<
+            aws_sdk_ecr::operation::describe_repositories::DescribeRepositoriesError,
+        >,
+    > {
         match self
             .client
             .describe_repositories()
@@ -95,13 +103,20 @@ impl Ecr {
             .send()
             .await
         {
-            Ok(out) => Ok(!out.repositories().is_empty()),
-            Err(e) if e.code() == Some("RepositoryNotFoundException") => Ok(false),
-            Err(e) => Err(format!(
+            Ok(out) => Ok(out.repositories().first().cloned()),
+            Err(e) if e.code() == Some("RepositoryNotFoundException") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the repository exists (read only).
+    pub async fn exists(&self, name: &str) -> Result<bool, String> {
+        self.describe(name).await.map(|r| r.is_some()).map_err(|e| {
+            format!(
                 "DescribeRepositories: {}",
                 e.message().or(e.code()).unwrap_or("the call failed")
-            )),
-        }
+            )
+        })
     }
 
     /// The repository's tag mutability; a missing repository is created when `create`.
@@ -111,22 +126,15 @@ impl Ecr {
         create: bool,
         mutability: TagMutability,
     ) -> Result<TagMutability, ImageError> {
-        match self
-            .client
-            .describe_repositories()
-            .repository_names(name)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out
-                .repositories()
-                .first()
-                .and_then(|r| r.image_tag_mutability())
-                .map_or(TagMutability::Mutable, |m| match m {
-                    ImageTagMutability::Mutable => TagMutability::Mutable,
-                    _ => TagMutability::Immutable,
-                })),
-            Err(e) if e.code() == Some("RepositoryNotFoundException") => {
+        match self.describe(name).await {
+            Ok(Some(r)) => {
+                Ok(r.image_tag_mutability()
+                    .map_or(TagMutability::Mutable, |m| match m {
+                        ImageTagMutability::Mutable => TagMutability::Mutable,
+                        _ => TagMutability::Immutable,
+                    }))
+            }
+            Ok(None) => {
                 if !create {
                     return Err(ImageError::Invalid {
                         message: format!("the ECR repository `{name}` does not exist"),

@@ -616,22 +616,14 @@ impl Kubernetes {
 /// `object` with the value of every plain container variable whose name looks like a secret
 /// replaced by a mark (a Deployment made elsewhere may hold one): what a diff may show. Each
 /// hidden value is also given to [`crate::report::mask`].
-fn hide_plain_secrets(object: &Value) -> Value {
+pub fn hide_plain_secrets(object: &Value) -> Value {
     let mut v = object.clone();
     for c in v["spec"]["template"]["spec"]["containers"]
         .as_array_mut()
         .into_iter()
         .flatten()
     {
-        for e in c["env"].as_array_mut().into_iter().flatten() {
-            let secret = e["name"]
-                .as_str()
-                .is_some_and(crate::config::validate::looks_like_secret);
-            if secret && let Some(value) = e["value"].as_str() {
-                crate::report::mask(value);
-                e["value"] = json!("(a plain value that looks like a secret: not shown)");
-            }
-        }
+        crate::report::hide_plain_secrets(c["env"].as_array_mut());
     }
     v
 }

@@ -43,6 +43,21 @@ pub fn mask(secret: &str) {
     let _ = out.flush();
 }
 
+/// In a list of variables (`{"name", "value"}`: an ECS container's `environment`, a pod
+/// container's `env`), the value of each one whose name looks like a secret replaced by a
+/// mark and given to [`mask`]: what a diff or a report may show of a live object.
+pub fn hide_plain_secrets(vars: Option<&mut Vec<serde_json::Value>>) {
+    for e in vars.into_iter().flatten() {
+        let secret = e["name"]
+            .as_str()
+            .is_some_and(crate::config::validate::looks_like_secret);
+        if secret && let Some(value) = e["value"].as_str() {
+            mask(value);
+            e["value"] = "(a plain value that looks like a secret: not shown)".into();
+        }
+    }
+}
+
 /// `text` with every secret [`mask`] was given replaced by `***`.
 pub fn scrub(text: &str) -> String {
     let known = SECRETS

@@ -1135,15 +1135,7 @@ pub fn hide_plain_secrets(td: &serde_json::Value) -> serde_json::Value {
         .into_iter()
         .flatten()
     {
-        for e in c["environment"].as_array_mut().into_iter().flatten() {
-            let secret = e["name"]
-                .as_str()
-                .is_some_and(crate::config::validate::looks_like_secret);
-            if secret && let Some(value) = e["value"].as_str() {
-                crate::report::mask(value);
-                e["value"] = Value::from("(a plain value that looks like a secret: not shown)");
-            }
-        }
+        crate::report::hide_plain_secrets(c["environment"].as_array_mut());
     }
     v
 }

@@ -522,22 +522,9 @@ fn from_k8s(path: &Path, args: &InitArgs, namespace: &str, name: &str) -> Result
             "cannot read Deployment {name} in namespace {namespace}: {e}; check the names and the kubeconfig's context"
         ))
     })?;
-    // A plain value that looks like a secret is never printed (a diff below would show it).
-    for c in live.deployment["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        for e in c["env"].as_array().into_iter().flatten() {
-            if e["name"]
-                .as_str()
-                .is_some_and(crate::config::validate::looks_like_secret)
-                && let Some(v) = e["value"].as_str()
-            {
-                crate::report::mask(v);
-            }
-        }
-    }
+    // A plain value that looks like a secret is never printed (a diff below would show it):
+    // masked, the copy dropped.
+    let _ = crate::platform::kubernetes::hide_plain_secrets(&live.deployment);
     let draft = k8s::draft(
         &live,
         &args.env,
