@@ -277,6 +277,12 @@ pub struct WaitArgs {
     /// Return once the deployment has started, without waiting for it.
     #[arg(long)]
     pub no_wait: bool,
+
+    /// When another run holds the environment's lease (one rollout per service at a time),
+    /// wait this long for it before giving up with exit 3 (for example `15m`); `0s`, the
+    /// default, gives up at once, naming the holder.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = crate::config::parse_duration)]
+    pub lock_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

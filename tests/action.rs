@@ -246,6 +246,7 @@ fn run_action(inputs: &[(&str, &str)]) -> (i32, String, Option<Vec<String>>) {
         "MVD_TO_REPOSITORY",
         "MVD_ROLLOUT",
         "MVD_RETURN_AT",
+        "MVD_LOCK_TIMEOUT",
     ] {
         cmd.env_remove(k);
     }
@@ -287,6 +288,7 @@ fn the_actions_script_passes_only_arguments_the_binary_accepts() {
                             ("MVD_ROLLOUT", rollout),
                             ("MVD_TO_TAGS", "v1.2.3 stable"),
                             ("MVD_RETURN_AT", "bake"),
+                            ("MVD_LOCK_TIMEOUT", "10m"),
                         ];
                         if with_image {
                             inputs.push(("MVD_IMAGE", image));
@@ -296,6 +298,13 @@ fn the_actions_script_passes_only_arguments_the_binary_accepts() {
                         let what = format!("{inputs:?}");
                         assert_eq!(code, 0, "{what}\n{stdout}");
                         let args = args.unwrap_or_else(|| panic!("the binary ran: {what}"));
+                        let waits = matches!(command, "deploy" | "rollback")
+                            || command == "rollout" && rollout != "status";
+                        assert_eq!(
+                            args.contains(&"--lock-timeout".to_owned()),
+                            waits && dry_run != "true",
+                            "{what}: {args:?}"
+                        );
                         if dry_run == "true" {
                             assert_eq!(args[2], "plan", "{what}");
                             assert!(args.contains(&"--verify".to_owned()), "{what}");

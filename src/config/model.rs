@@ -298,6 +298,34 @@ pub struct Environment {
     /// Kubernetes environment names a `secret-name/key`, an ECS one an ARN).
     #[serde(default)]
     pub datadog_api_key_secret: Option<String>,
+    /// One rollout of this environment's service at a time: a Kubernetes `Lease` in the
+    /// namespace, or on ECS a `DynamoDB` item when `table` is named.
+    #[serde(default)]
+    pub lock: Lock,
+}
+
+/// The lease a deploy holds while it changes the environment.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    /// ECS: the `DynamoDB` table holding the leases (partition key `lock`, a string). Without
+    /// one, an ECS deploy holds no lease: the rollout record and the workflow's `concurrency`
+    /// group keep rollouts apart.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// How long a lease stays held without a renewal (the holder renews it every third of
+    /// this): a holder that died is taken over this long after its last renewal.
+    #[serde(default = "defaults::lock_duration")]
+    pub duration: Duration,
+}
+
+impl Default for Lock {
+    fn default() -> Self {
+        Self {
+            table: None,
+            duration: defaults::lock_duration(),
+        }
+    }
 }
 
 impl Environment {
@@ -1484,6 +1512,9 @@ pub mod defaults {
     }
     pub fn progress_deadline() -> Duration {
         Duration::secs(600)
+    }
+    pub fn lock_duration() -> Duration {
+        Duration::secs(60)
     }
     pub fn revision_history() -> u32 {
         10

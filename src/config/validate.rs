@@ -364,6 +364,7 @@ fn environment(c: &mut Checker<'_>, config: &Config, name: &str, env: &Environme
             ),
         }
     }
+    lock(c, env, &at(&path!["lock"]));
     if let Some(url) = &env.url {
         c.check(
             url.starts_with("https://") || url.starts_with("http://"),
@@ -372,6 +373,34 @@ fn environment(c: &mut Checker<'_>, config: &Config, name: &str, env: &Environme
             "write the full URL, for example https://staging.movie-verse.com",
         );
     }
+}
+
+fn lock(c: &mut Checker<'_>, env: &Environment, p: &[Seg]) {
+    if let Some(table) = &env.lock.table {
+        if env.target == Target::Kubernetes {
+            c.err_key(
+                &[p, &path!["table"]].concat(),
+                "`lock.table` in a Kubernetes environment",
+                "remove it: a Kubernetes deploy holds a `Lease` in its namespace; a DynamoDB table is for ECS",
+            );
+        }
+        c.check(
+            (3..=255).contains(&table.len())
+                && table
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch)),
+            &[p, &path!["table"]].concat(),
+            || format!("`{table}` is not a DynamoDB table name"),
+            "use 3 to 255 letters, digits, `_`, `-` and `.`",
+        );
+    }
+    let secs = env.lock.duration.as_secs();
+    c.check(
+        (2..=3600).contains(&secs),
+        &[p, &path!["duration"]].concat(),
+        || format!("lock.duration is {}", env.lock.duration),
+        "use 2s to 1h (default 60s): a holder that died is taken over this long after its last renewal",
+    );
 }
 
 fn is_env_name(s: &str) -> bool {

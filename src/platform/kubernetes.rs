@@ -187,6 +187,11 @@ impl Kubernetes {
         Ok(Self::new(client, namespace, create_namespace))
     }
 
+    /// The client, for what lives beside the rollout (the lease).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -1186,7 +1191,7 @@ impl std::fmt::Display for Holder {
 }
 
 /// Maps a kube error to the kind the driver acts on.
-fn classify(op: &str, e: &kube::Error) -> PlatformError {
+pub(crate) fn classify(op: &str, e: &kube::Error) -> PlatformError {
     match e {
         kube::Error::Api(s) => {
             let kind = match s.code {

@@ -2,11 +2,13 @@
 //!
 //! - [`ecs`]: Amazon ECS and Application Auto Scaling through the AWS SDK.
 //! - [`kubernetes`]: Kubernetes through kube-rs (server-side apply, Deployment rollouts).
+//! - [`lease`]: where a rollout's lease is kept (a Kubernetes `Lease`, a `DynamoDB` item).
 //! - [`sim`]: a deterministic simulator with scripted task health, delays, API errors and
 //!   throttling, driven on tokio's clock (paused in tests, so minutes pass in microseconds).
 
 pub mod ecs;
 pub mod kubernetes;
+pub mod lease;
 pub mod observation;
 pub mod sim;
 

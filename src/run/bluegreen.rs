@@ -1389,6 +1389,7 @@ pub(super) fn deploy(
         eprintln!("{}", super::deploy::tag_note(&image, args.image.is_some()));
     }
     let script = blue_green(b);
+    let _lease = super::lock::hold(loaded, name, args.wait.lock_timeout)?;
     let rt = runtime()?;
     rt.block_on(async {
         let mut green =

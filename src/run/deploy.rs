@@ -139,7 +139,7 @@ fn endpoint_of(loaded: &Loaded, env: &str, operation: &str) -> String {
     format!("{service} at {url}")
 }
 
-fn region_of(loaded: &Loaded) -> String {
+pub(super) fn region_of(loaded: &Loaded) -> String {
     ["AWS_REGION", "AWS_DEFAULT_REGION"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
@@ -595,6 +595,15 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
             help: "pass --image REGISTRY/REPOSITORY@sha256:DIGEST (the `image` output of `build`), or run from the repository's checkout".into(),
         });
     }
+    // Every input is checked before the lease is taken (taking it writes to the cluster or
+    // the table): the rendering here, each strategy's flags before its `lock::hold`.
+    super::render_selection(
+        loaded,
+        &Selection {
+            env: name.to_owned(),
+            image: args.image.clone(),
+        },
+    )?;
     if let Some(b) = blue_green {
         return super::bluegreen::deploy(loaded, name, b, args);
     }
@@ -608,6 +617,7 @@ pub fn deploy(loaded: &Loaded, args: &DeployArgs) -> Result<(), Error> {
     if !super::check_image_arg(&image)? {
         eprintln!("{}", tag_note(&image, args.image.is_some()));
     }
+    let _lease = super::lock::hold(loaded, name, args.wait.lock_timeout)?;
     let settings = Settings {
         progress_deadline: progress_deadline(
             loaded,
@@ -720,10 +730,12 @@ async fn rollback_on<P: Platform>(
 pub fn rollback(loaded: &Loaded, args: &WaitArgs) -> Result<(), Error> {
     let name = one_environment(loaded, &args.env.env, "rolls back")?;
     let env = &loaded.config.environments[name];
+    let mut specs = specs(loaded, name, None)?;
+    let lease = || super::lock::hold(loaded, name, args.lock_timeout);
     if matches!(env.strategy, Strategy::BlueGreen(_)) && env.target == Target::Kubernetes {
+        let _lease = lease()?;
         return super::rollout::rollback_blue_green(loaded, name);
     }
-    let mut specs = specs(loaded, name, None)?;
     let (deadline, on_cancel) = match &loaded.config.environments[name].strategy {
         Strategy::Rolling(r) => (r.progress_deadline.0, r.on_cancel),
         Strategy::Canary(c) if c.native() && env.target == Target::Ecs => {
@@ -752,8 +764,12 @@ pub fn rollback(loaded: &Loaded, args: &WaitArgs) -> Result<(), Error> {
                 crate::strategy::rolling::CancelPolicy::default(),
             )
         }
-        Strategy::BlueGreen(b) => return super::bluegreen::rollback(loaded, name, b, args),
+        Strategy::BlueGreen(b) => {
+            let _lease = lease()?;
+            return super::bluegreen::rollback(loaded, name, b, args);
+        }
     };
+    let _lease = lease()?;
     let settings = Settings {
         progress_deadline: progress_deadline(loaded, name, deadline, args.poll_interval),
         keep_revisions: u32::MAX,

@@ -138,6 +138,7 @@ impl<'a> EcsCanary<'a> {
                 timeout: None,
                 poll_interval: wait.poll_interval,
                 no_wait: false,
+                lock_timeout: wait.lock_timeout,
             },
             arn: String::new(),
             tags: Vec::new(),
@@ -711,6 +712,7 @@ pub(super) fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(
         &args.wait,
         "the canary's `deadline` in deploy.yml bounds it; to end the run early, pause it (`pause_before_promotion: manual`, or `{pause: manual}` in `steps`) and continue later with `rollout promote`",
     )?;
+    let _lease = super::lock::hold(loaded, name, args.wait.lock_timeout)?;
     let rt = super::deploy::runtime()?;
     rt.block_on(async {
         let mut c = EcsCanary::new(loaded, name, args.image.clone(), &args.wait).await?;

@@ -20,6 +20,7 @@ mod github;
 mod image;
 mod init;
 mod live;
+mod lock;
 mod rollout;
 mod simulate;
 mod verify;

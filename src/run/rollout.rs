@@ -188,6 +188,7 @@ impl<'a> Rollout<'a> {
             timeout: None,
             poll_interval: wait.poll_interval,
             no_wait: false,
+            lock_timeout: wait.lock_timeout,
         };
         let (script, analysis, measurer, stable, shape) = match &env.strategy {
             Strategy::BlueGreen(b) => {
@@ -1044,6 +1045,7 @@ pub fn deploy(loaded: &Loaded, name: &str, args: &DeployArgs) -> Result<(), Erro
         &args.wait,
         "the canary's `deadline` in deploy.yml bounds it; to end the run early, pause it (`pause_before_promotion: manual`, or `{pause: manual}` in `steps`) and continue later with `rollout promote`",
     )?;
+    let _lease = super::lock::hold(loaded, name, args.wait.lock_timeout)?;
     let rt = runtime()?;
     rt.block_on(async {
         let mut c = Rollout::new(loaded, name, args.image.clone(), &args.wait).await?;
@@ -1432,6 +1434,15 @@ pub fn rollout(loaded: &Loaded, args: &RolloutArgs) -> Result<(), Error> {
     };
     let name = one_environment(loaded, env, "a rollout runs in")?;
     let env = &loaded.config.environments[name];
+    // Promote and resume play the rollout on: one process at a time. An abort never waits for
+    // the lease (a person must always be able to stop a rollout): the holder's next save
+    // finds the rollout moved and stops.
+    let _lease = match (&args.action, wait) {
+        (RolloutAction::Promote { .. } | RolloutAction::Resume(_), Some(w)) => {
+            super::lock::hold(loaded, name, w.lock_timeout)?
+        }
+        _ => None,
+    };
     if let (Strategy::BlueGreen(b), None) = (&env.strategy, &env.kubernetes) {
         return super::bluegreen::rollout(loaded, name, b, &args.action);
     }
@@ -1442,6 +1453,7 @@ pub fn rollout(loaded: &Loaded, args: &RolloutArgs) -> Result<(), Error> {
         timeout: None,
         poll_interval: Duration::from_secs(5),
         no_wait: false,
+        lock_timeout: Duration::ZERO,
     };
     let wait = wait.unwrap_or(&default_wait);
     if let (Strategy::Canary(_), None) = (&env.strategy, &env.kubernetes) {

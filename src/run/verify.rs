@@ -648,6 +648,34 @@ async fn ecs_checks(loaded: &Loaded, name: &str) -> Vec<Check> {
         }
     };
 
+    // The lease table, when deploy.yml names one.
+    if let Some(table) = &env.lock.table {
+        let dynamo = aws_sdk_dynamodb::Client::new(
+            &crate::aws::sdk_config(&super::deploy::region_of(loaded), true).await,
+        );
+        let found = match crate::platform::lease::table_key(&dynamo, table).await {
+            Ok(Some((k, t))) if k == "lock" && t == "S" => {
+                Ok("exists, partition key `lock` (string)".into())
+            }
+            Ok(Some((k, t))) => Err((
+                format!("has the partition key `{k}` ({t}), not `lock` (a string)"),
+                "create a table for the leases with the partition key `lock`, type String".into(),
+            )),
+            Ok(None) => Err((
+                "does not exist".into(),
+                format!(
+                    "create it: aws dynamodb create-table --table-name {table} --attribute-definitions AttributeName=lock,AttributeType=S --key-schema AttributeName=lock,KeyType=HASH --billing-mode PAY_PER_REQUEST"
+                ),
+            )),
+            Err(e) => Err(unreadable(&e)),
+        };
+        checks.push(Check {
+            what: format!("DynamoDB lease table {table}"),
+            at: key(&base, &["lock", "table"]),
+            found,
+        });
+    }
+
     // The roles, the secrets and the log groups the task definitions name.
     checks.extend(identity_checks(loaded, name, &base).await);
 

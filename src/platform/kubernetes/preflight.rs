@@ -91,6 +91,14 @@ pub fn needed(rendered: &[Resource], create_namespace: bool) -> Vec<Permission> 
         }
     }
     add("list", Resource::new("", "events", true), None);
+    // The deploy's lease (`platform::lease`).
+    for verb in ["get", "create", "update", "delete"] {
+        add(
+            verb,
+            Resource::new("coordination.k8s.io", "leases", true),
+            None,
+        );
+    }
     out
 }
 
