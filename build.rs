@@ -10,7 +10,7 @@ fn head_commit(git: &Path) -> Option<String> {
     let Some(reference) = head.strip_prefix("ref: ") else {
         return Some(head.to_owned());
     };
-    println!("cargo:rerun-if-changed=.git/{reference}");
+    watch(&git.join(reference));
     if let Ok(sha) = std::fs::read_to_string(git.join(reference)) {
         return Some(sha.trim().to_owned());
     }
@@ -21,10 +21,22 @@ fn head_commit(git: &Path) -> Option<String> {
     })
 }
 
+/// Reruns this script when `path` changes. Only a path that exists: cargo takes a missing one
+/// as changed on every build, which rebuilt the crate on every cargo invocation (a clone whose
+/// refs are not packed has no `.git/packed-refs`).
+fn watch(path: &Path) {
+    if path.exists() {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+}
+
 fn main() {
     println!("cargo:rerun-if-env-changed=MVD_BUILD_COMMIT");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/packed-refs");
+    let git = Path::new(".git");
+    watch(&git.join("HEAD"));
+    watch(&git.join("packed-refs"));
+    // A new loose ref (the branch's first commit after a pack) appears in here.
+    watch(&git.join("refs/heads"));
     let commit = std::env::var("MVD_BUILD_COMMIT")
         .ok()
         .filter(|c| !c.is_empty())

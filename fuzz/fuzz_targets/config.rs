@@ -1,0 +1,48 @@
+//! Hostile deploy.yml: loading (syntax, structure with error recovery, semantics) answers a
+//! config or located diagnostics, and never panics; every environment of a config that loads
+//! renders with the built-in templates (or says why not); the messages and annotations a user
+//! would see are formatted and scrubbed as the binary does.
+#![no_main]
+
+use std::path::PathBuf;
+
+use libfuzzer_sys::fuzz_target;
+use movieverse_deploy::config::{self, LoadError};
+use movieverse_deploy::render::Renderer;
+use movieverse_deploy_fuzz::{git, shown};
+
+fuzz_target!(|data: &[u8]| {
+    // `config::load` reads bytes and refuses what is not UTF-8 before parsing.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let loaded = match config::load_str(
+        PathBuf::from("deploy.yml"),
+        PathBuf::from("/nonexistent/movieverse-deploy-fuzz"),
+        text.to_owned(),
+    ) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Invalid(d)) => {
+            shown(&d);
+            return;
+        }
+        Err(e) => {
+            let _ = e.to_string();
+            return;
+        }
+    };
+    let renderer = match Renderer::new(&loaded) {
+        Ok(r) => r,
+        Err(d) => {
+            shown(&d);
+            return;
+        }
+    };
+    let git = git();
+    for name in loaded.config.environments.keys() {
+        let image = movieverse_deploy::render::default_image(&loaded.config, &git);
+        if let Err(d) = renderer.render(name, &image, &git) {
+            shown(&d);
+        }
+    }
+});

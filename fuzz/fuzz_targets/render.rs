@@ -1,0 +1,32 @@
+//! Hostile user templates: the first byte picks which built-in template the rest replaces
+//! (`templates.<id>` in deploy.yml); the example config then renders every environment with
+//! it. Rendering answers artifacts or diagnostics located in the template, and never panics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use movieverse_deploy::render::Renderer;
+use movieverse_deploy::render::templates::BUILTINS;
+use movieverse_deploy_fuzz::{example_with_template, git, shown};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, source)) = data.split_first() else {
+        return;
+    };
+    let id = BUILTINS[usize::from(pick) % BUILTINS.len()].id;
+    let Some(loaded) = example_with_template(id, source) else {
+        return;
+    };
+    let renderer = match Renderer::new(&loaded) {
+        Ok(r) => r,
+        Err(d) => {
+            shown(&d);
+            return;
+        }
+    };
+    let git = git();
+    for name in loaded.config.environments.keys() {
+        if let Err(d) = renderer.render(name, "registry.test/movieverse@sha256:0000000000000000000000000000000000000000000000000000000000000000", &git) {
+            shown(&d);
+        }
+    }
+});
