@@ -41,106 +41,6 @@ fn complete(d: &Deployment) -> bool {
         && st.replicas == Some(want)
 }
 
-/// A counting reverse proxy: HTTP/1.1 from the binary, HTTPS with the bearer token to the API
-/// server; responses are streamed back chunk by chunk (watches stay open). Returns its URL;
-/// every request line goes into `seen`.
-fn counting_proxy(
-    kubeconfig: &std::path::Path,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) -> String {
-    use std::fmt::Write as _;
-    use std::io::Write as _;
-    let config: serde_json::Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
-    let upstream = config["clusters"][0]["cluster"]["server"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ca = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        config["clusters"][0]["cluster"]["certificate-authority-data"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
-    let token = config["users"][0]["user"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .build()
-        .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut out) = stream else { continue };
-            let (client, upstream, token, seen) = (
-                client.clone(),
-                upstream.clone(),
-                token.clone(),
-                seen.clone(),
-            );
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                let mut reader = std::io::BufReader::new(out.try_clone().unwrap());
-                while let Some(request) = common::http::read_request(&mut reader) {
-                    let common::http::Request {
-                        method,
-                        path,
-                        headers,
-                        body,
-                    } = request;
-                    let headers: Vec<(String, String)> = headers
-                        .into_iter()
-                        .filter(|(k, _)| {
-                            !["host", "connection", "content-length"]
-                                .contains(&k.to_ascii_lowercase().as_str())
-                        })
-                        .collect();
-                    seen.lock().unwrap().push(format!("{method} {path}"));
-                    let mut request = client
-                        .request(
-                            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-                            format!("{upstream}{path}"),
-                        )
-                        .bearer_auth(&token)
-                        .body(body);
-                    for (k, v) in &headers {
-                        request = request.header(k.as_str(), v.as_str());
-                    }
-                    let Ok(mut response) = rt.block_on(request.send()) else {
-                        return;
-                    };
-                    let mut head = format!("HTTP/1.1 {}\r\n", response.status());
-                    if let Some(ct) = response.headers().get("content-type") {
-                        let _ = write!(head, "Content-Type: {}\r\n", ct.to_str().unwrap_or(""));
-                    }
-                    head.push_str("Transfer-Encoding: chunked\r\n\r\n");
-                    if out.write_all(head.as_bytes()).is_err() {
-                        return;
-                    }
-                    while let Ok(Some(chunk)) = rt.block_on(response.chunk()) {
-                        let framed =
-                            [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
-                        if out.write_all(&framed).and_then(|()| out.flush()).is_err() {
-                            return;
-                        }
-                    }
-                    if out.write_all(b"0\r\n\r\n").is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    url
-}
-
 fn main() {
     let started = Instant::now();
     let cluster = common::k8s::cluster();
@@ -151,13 +51,12 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     common::k8s::rolling_config(dir.path(), "bench", "120s", "");
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let proxy = counting_proxy(&cluster.kubeconfig, seen.clone());
-    let proxied = dir.path().join("kubeconfig");
-    std::fs::write(
-        &proxied,
-        format!("apiVersion: v1\nkind: Config\nclusters:\n  - name: proxy\n    cluster:\n      server: {proxy}\nusers:\n  - name: anyone\n    user: {{}}\ncontexts:\n  - name: proxy\n    context:\n      cluster: proxy\n      user: anyone\ncurrent-context: proxy\n"),
-    )
-    .unwrap();
+    let proxied = common::k8s::proxy(
+        &cluster.kubeconfig,
+        dir.path(),
+        seen.clone(),
+        std::sync::Arc::default(),
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -13,7 +13,66 @@ use aws_sdk_sts::error::ProvideErrorMetadata as _;
 use base64::Engine as _;
 use secrecy::ExposeSecret as _;
 
-static ASSUMED: OnceLock<Credentials> = OnceLock::new();
+static ASSUMED: OnceLock<aws_credential_types::provider::SharedCredentialsProvider> =
+    OnceLock::new();
+
+/// How long before they expire the role's credentials are exchanged again.
+const REFRESH_BEFORE: std::time::Duration = std::time::Duration::from_mins(5);
+
+/// The role's credentials from the job's OIDC token, exchanged again (a new token, a new
+/// `AssumeRoleWithWebIdentity`) when they are within [`REFRESH_BEFORE`] of their expiry: a
+/// rollout longer than the role's session (an hour by default: gates, bakes, a long canary)
+/// goes on with fresh credentials instead of failing with `ExpiredToken`.
+#[derive(Debug)]
+struct GithubOidc {
+    role: String,
+    region: String,
+    current: tokio::sync::Mutex<Credentials>,
+}
+
+/// Whether credentials expiring at `expiry` must be exchanged again at `now`.
+fn needs_refresh(expiry: Option<std::time::SystemTime>, now: std::time::SystemTime) -> bool {
+    expiry.is_some_and(|e| {
+        e.duration_since(now)
+            .map_or(true, |left| left < REFRESH_BEFORE)
+    })
+}
+
+impl aws_credential_types::provider::ProvideCredentials for GithubOidc {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            let mut current = self.current.lock().await;
+            if needs_refresh(current.expiry(), std::time::SystemTime::now()) {
+                match exchange(&self.role, &self.region).await {
+                    Ok(c) => {
+                        eprintln!(
+                            "renewed the credentials of {} with a new OIDC token (until {})",
+                            self.role,
+                            c.expiry().map_or_else(
+                                || "no expiry".to_owned(),
+                                |e| humantime::format_rfc3339_seconds(e).to_string()
+                            )
+                        );
+                        *current = c;
+                    }
+                    Err(e) => {
+                        return Err(
+                            aws_credential_types::provider::error::CredentialsError::provider_error(
+                                e,
+                            ),
+                        );
+                    }
+                }
+            }
+            Ok(current.clone())
+        })
+    }
+}
 
 /// The shared SDK configuration: `region` unless `AWS_REGION` says otherwise, the assumed
 /// role's credentials when there are some, and the SDK's retries only if `retries`.
@@ -26,8 +85,8 @@ pub async fn sdk_config(region: &str, retries: bool) -> aws_config::SdkConfig {
     {
         loader = loader.region(aws_config::Region::new(region.to_owned()));
     }
-    if let Some(c) = ASSUMED.get() {
-        loader = loader.credentials_provider(c.clone());
+    if let Some(p) = ASSUMED.get() {
+        loader = loader.credentials_provider(p.clone());
     }
     loader.load().await
 }
@@ -93,8 +152,39 @@ pub fn claims(token: &str) -> (String, String) {
 }
 
 /// Requests the job's ID token and assumes `role` with it; later SDK configurations use the
-/// role's credentials.
+/// role's credentials, renewed before they expire.
 pub async fn assume_role_from_github(role: &str, region: &str) -> Result<(), OidcError> {
+    let c = exchange(role, region).await?;
+    eprintln!(
+        "assumed {role} with the job's OIDC token (session {}, credentials until {})",
+        session_name(),
+        c.expiry().map_or_else(
+            || "no expiry".to_owned(),
+            |e| humantime::format_rfc3339_seconds(e).to_string()
+        )
+    );
+    let _ = ASSUMED.set(
+        aws_credential_types::provider::SharedCredentialsProvider::new(GithubOidc {
+            role: role.to_owned(),
+            region: region.to_owned(),
+            current: tokio::sync::Mutex::new(c),
+        }),
+    );
+    Ok(())
+}
+
+fn session_name() -> String {
+    format!(
+        "movieverse-deploy-{}",
+        std::env::var("GITHUB_RUN_ID").unwrap_or_else(|_| "local".into())
+    )
+    .chars()
+    .take(64)
+    .collect()
+}
+
+/// One exchange: a new ID token from GitHub, then `AssumeRoleWithWebIdentity`.
+async fn exchange(role: &str, region: &str) -> Result<Credentials, OidcError> {
     let url = std::env::var("ACTIONS_ID_TOKEN_REQUEST_URL").map_err(|_| OidcError::NoPermission)?;
     let bearer = secrecy::SecretString::from(
         std::env::var("ACTIONS_ID_TOKEN_REQUEST_TOKEN").map_err(|_| OidcError::NoPermission)?,
@@ -124,15 +214,17 @@ pub async fn assume_role_from_github(role: &str, region: &str) -> Result<(), Oid
             .to_owned(),
     );
     crate::report::mask(token.expose_secret());
-    let session = format!(
-        "movieverse-deploy-{}",
-        std::env::var("GITHUB_RUN_ID").unwrap_or_else(|_| "local".into())
-    );
-    let sts = aws_sdk_sts::Client::new(&sdk_config(region, true).await);
+    // The exchange needs no credentials (and must not ask the provider it feeds).
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).no_credentials();
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+    {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
+    let sts = aws_sdk_sts::Client::new(&loader.load().await);
     let out = sts
         .assume_role_with_web_identity()
         .role_arn(role)
-        .role_session_name(session.chars().take(64).collect::<String>())
+        .role_session_name(session_name())
         .web_identity_token(token.expose_secret())
         .send()
         .await
@@ -162,16 +254,31 @@ pub async fn assume_role_from_github(role: &str, region: &str) -> Result<(), Oid
         .ok_or_else(|| OidcError::Sts("the answer has no credentials".into()))?;
     crate::report::mask(c.secret_access_key());
     crate::report::mask(c.session_token());
-    let _ = ASSUMED.set(Credentials::new(
+    let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
+    Ok(Credentials::new(
         c.access_key_id(),
         c.secret_access_key(),
         Some(c.session_token().to_owned()),
-        None,
+        expiry,
         "github-oidc",
-    ));
-    eprintln!(
-        "assumed {role} with the job's OIDC token (session {session}, credentials until {})",
-        c.expiration()
-    );
-    Ok(())
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_renewed_five_minutes_before_they_expire() {
+        let now = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let at = |secs: u64| Some(now + std::time::Duration::from_secs(secs));
+        assert!(!needs_refresh(None, now));
+        assert!(!needs_refresh(at(3600), now));
+        assert!(!needs_refresh(at(300), now));
+        assert!(needs_refresh(at(299), now));
+        assert!(needs_refresh(
+            Some(now - std::time::Duration::from_secs(1)),
+            now
+        ));
+    }
 }

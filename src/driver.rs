@@ -151,6 +151,37 @@ where
     }
 }
 
+/// One platform call of a rollout's effect (a weight, a selector switch, a scale-down),
+/// retried as the driver retries its calls: throttled and transient errors up to 5 times after
+/// 1, 2, 4, 8, 16 s, each retry said on stderr (`who: retrying in 2 s (2/5): …`). Never cut
+/// short by a cancellation: these calls move traffic, and the way back to stable must not give
+/// up at the first throttled answer (the engine reacts to the cancellation once the call is
+/// done). Whatever else fails is returned at once.
+pub async fn retried<T, F, Fut>(who: &str, f: F) -> Result<T, PlatformError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, PlatformError>>,
+{
+    let say = |r: &Retry| {
+        eprintln!(
+            "{who}: retrying in {} s ({}/{}): {}: {}",
+            r.delay.as_secs(),
+            r.attempt,
+            r.of,
+            r.error.operation,
+            r.error.message
+        );
+    };
+    let never = Stop {
+        cancel: None,
+        deadline: None,
+    };
+    match with_retries(DriveOptions::default().retries, never, false, &say, f).await {
+        Ok(result) => result,
+        Err(Interrupted) => unreachable!("nothing interrupts a wait without a stop"),
+    }
+}
+
 async fn execute<P: Platform>(
     platform: &P,
     spec: &ServiceSpec,

@@ -2,6 +2,7 @@
 //! on tokio's paused clock: a data-driven table of scenarios, each asserting the outcome, the
 //! exit code, what the service runs afterwards, the API calls made and the virtual time taken.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use movieverse_deploy::driver::{DriveOptions, Unit, drive};
@@ -755,4 +756,118 @@ async fn many_services_are_polled_in_batches_of_ten() {
         describes <= 25 + 3 * polls,
         "{describes} DescribeServices calls"
     );
+}
+
+/// #14's fault matrix for the rolling strategy (ECS and Kubernetes play the same machine),
+/// on the simulator: every platform call × each fault class, once as a blip (the first two
+/// calls fail) and once for good. A timeout and a dropped connection are the same class as a
+/// 5xx by the time they reach the machine (`platform::ecs::classify` and the Kubernetes
+/// `classify` map them to `Transient`); credentials that expired without a renewal are
+/// `Permission`. ARCHITECTURE.md carries the table this test produces, between its markers:
+/// the test fails when they differ, and `MVD_UPDATE_DOCS=1` writes it there.
+#[tokio::test(start_paused = true)]
+async fn fault_matrix_rolling() {
+    const OPS: [&str; 7] = [
+        "DescribeServices",
+        "DescribeTaskDefinition",
+        "RegisterTaskDefinition",
+        "UpdateService",
+        "RegisterScalableTarget",
+        "PutScalingPolicy",
+        "ListTaskDefinitions",
+    ];
+    let faults: [(&str, ErrorKind, u32); 5] = [
+        ("throttled twice", ErrorKind::Throttled, 2),
+        ("5xx / timeout / reset twice", ErrorKind::Transient, 2),
+        ("throttled for good", ErrorKind::Throttled, 99),
+        ("5xx / timeout / reset for good", ErrorKind::Transient, 99),
+        ("expired static credentials", ErrorKind::Permission, 99),
+    ];
+    let mut table = format!(
+        "| call | {} |\n|---|{}\n",
+        faults.map(|f| f.0).join(" | "),
+        "---|".repeat(faults.len())
+    );
+    let (mut survived, mut cells) = (0, 0);
+    for op in OPS {
+        let mut line = format!("| `{op}` |");
+        for (_, kind, times) in faults {
+            let ran = run(
+                Scenario {
+                    faults: vec![Fault {
+                        operation: op,
+                        kind,
+                        times,
+                    }],
+                    ..Scenario::default()
+                },
+                settings(),
+                DriveOptions::default(),
+                None,
+                None,
+            )
+            .await;
+            let runs = ran.sim.revision(SVC);
+            let cell = match &ran.outcome {
+                Outcome::Succeeded { .. } if runs == V2 => "completed".to_owned(),
+                o => {
+                    let code = o.exit_code();
+                    let reverted = ran.events.iter().any(|(_, e)| {
+                        matches!(
+                            e,
+                            Event::Phase {
+                                phase: Phase::Reverting
+                            }
+                        )
+                    });
+                    if runs == V1 && reverted {
+                        format!("failed safe: put back on the previous revision, exit {code}")
+                    } else if runs == V1 {
+                        format!("failed safe: nothing changed, exit {code}")
+                    } else {
+                        format!("FAILED, left on {runs}, exit {code}")
+                    }
+                }
+            };
+            // Every cell must end completed or failed safe.
+            assert!(
+                cell == "completed" || cell.starts_with("failed safe"),
+                "{op} × {kind:?}×{times}: {cell}: {:?}",
+                ran.outcome
+            );
+            cells += 1;
+            survived += 1;
+            let _ = write!(line, " {cell} |");
+        }
+        table.push_str(&line);
+        table.push('\n');
+    }
+    let _ = write!(
+        table,
+        "\n{cells} faults injected, {survived} completed or failed safe (`cargo test --test engine fault_matrix_rolling`).\n"
+    );
+    let path = common_root().join("ARCHITECTURE.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (begin, end) = (
+        "<!-- fault-matrix rolling -->\n",
+        "<!-- /fault-matrix rolling -->",
+    );
+    let at = doc
+        .find(begin)
+        .expect("ARCHITECTURE.md has the matrix's markers")
+        + begin.len();
+    let to = doc[at..].find(end).expect("the end marker") + at;
+    if std::env::var_os("MVD_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, format!("{}{table}{}", &doc[..at], &doc[to..])).unwrap();
+    } else {
+        assert_eq!(
+            doc[at..to],
+            table,
+            "ARCHITECTURE.md's fault matrix is stale: MVD_UPDATE_DOCS=1 cargo test --test engine fault_matrix_rolling"
+        );
+    }
+}
+
+fn common_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

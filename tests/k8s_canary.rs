@@ -176,6 +176,84 @@ async fn a_healthy_canary_goes_through_every_weight_and_is_promoted_and_a_rerun_
     assert_eq!(before, after);
 }
 
+/// Faults on the calls that move traffic (#14): the API server fails the canary Ingress'
+/// weight writes and the canary's scale-down with a 500, twice each (kube's client retries
+/// 429 and 503 by itself; a 500 reaches our code). Each call is retried with back-off, said,
+/// and the canary is promoted as without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_traffic_calls_are_retried_and_the_canary_goes_on() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let prom = Prom::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-canary-faults";
+    config(dir.path(), ns, &prom, "");
+    first_deploy(cluster, dir.path(), &prom, HEALTHY);
+
+    let faults: k8s::Faults = std::sync::Arc::new(std::sync::Mutex::new(vec![
+        // The router's own writes of the weight (its field manager), not the manifests'
+        // apply.
+        k8s::Fault {
+            method: "PATCH",
+            path: "fieldManager=movieverse-deploy-router".into(),
+            status: 500,
+            times: 2,
+        },
+        k8s::Fault {
+            method: "PATCH",
+            path: format!("/namespaces/{ns}/deployments/movieverse-canary/scale"),
+            status: 500,
+            times: 2,
+        },
+    ]));
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let proxied = k8s::proxy(
+        &cluster.kubeconfig,
+        dir.path(),
+        seen.clone(),
+        faults.clone(),
+    );
+    let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(GOOD2));
+    cmd.env("KUBECONFIG", &proxied)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    // A watchdog: a hung request fails the test with what went through the proxy.
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_mins(3));
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    });
+    let r = Run::from(&child.wait_with_output().unwrap());
+    drop(watchdog);
+    assert_eq!(
+        r.code,
+        0,
+        "{}\nthrough the proxy:\n{}",
+        r.dump(),
+        seen.lock().unwrap().join("\n")
+    );
+    assert!(
+        faults.lock().unwrap().iter().all(|f| f.times == 0),
+        "every fault was met: {:?}\n{}",
+        faults.lock().unwrap(),
+        r.dump()
+    );
+    for line in [
+        "production-k8s: retrying in 1 s (1/5): set the canary weight on Ingress movieverse-canary",
+        "production-k8s: retrying in 2 s (2/5): set the canary weight on Ingress movieverse-canary",
+        "production-k8s: retrying in 1 s (1/5): scale Deployment movieverse-canary",
+        "promoted",
+    ] {
+        assert!(r.stderr.contains(line), "`{line}` missing:\n{}", r.dump());
+    }
+    assert_eq!(image_of(&client, ns, "movieverse").await, GOOD2);
+    assert_eq!(weight(&client, ns).await.as_deref(), Some("0"));
+    assert_eq!(replicas_of(&client, ns, "movieverse-canary").await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_with_five_percent_errors_is_rolled_back_at_the_threshold_with_the_values() {
     let cluster = k8s::cluster();

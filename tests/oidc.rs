@@ -121,6 +121,77 @@ async fn the_oidc_token_is_exchanged_for_the_role() {
     );
 }
 
+/// Credentials that expire soon are exchanged again (a new token, a new
+/// `AssumeRoleWithWebIdentity`) and the command goes on with them: a fake STS hands out
+/// credentials that expire in a minute, inside the five minutes before expiry in which they are
+/// renewed, so every new client of the run renews them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_near_their_expiry_are_renewed_and_the_command_goes_on() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    moto.staging_config(dir.path());
+    let (token_url, token_seen) = common::answer_all(
+        "200 OK",
+        "application/json",
+        serde_json::json!({"value": jwt()}).to_string(),
+    );
+    let expiry = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_mins(1),
+    );
+    let (sts_url, sts_seen) = common::answer_all(
+        "200 OK",
+        "text/xml",
+        format!(
+            "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIAFAKEFAKEFAKE</AccessKeyId><SecretAccessKey>PLANTEDsecretACCESSkey</SecretAccessKey><SessionToken>PLANTEDsessionTOKEN</SessionToken><Expiration>{expiry}</Expiration></Credentials><SubjectFromWebIdentityToken>repo:movieverse/app:ref:refs/heads/main</SubjectFromWebIdentityToken><AssumedRoleUser><AssumedRoleId>AROAFAKE:movieverse-deploy</AssumedRoleId><Arn>arn:aws:sts::123456789012:assumed-role/movieverse-deploy/x</Arn></AssumedRoleUser></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>"
+        ),
+    );
+    let r = status_with_role(
+        &moto,
+        dir.path(),
+        &[
+            (
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                &format!("{token_url}/token"),
+            ),
+            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN),
+            ("AWS_ENDPOINT_URL_STS", &sts_url),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(
+        r.stderr.contains(&format!(
+            "renewed the credentials of {ROLE} with a new OIDC token"
+        )),
+        "{}",
+        r.dump()
+    );
+    let tokens = token_seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("GET /token"))
+        .count();
+    let exchanges = sts_seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("POST "))
+        .count();
+    assert!(
+        tokens >= 2 && exchanges >= 2,
+        "{tokens} tokens, {exchanges} exchanges"
+    );
+    assert_never_printed(&r);
+    for planted in ["PLANTEDsecretACCESSkey", "PLANTEDsessionTOKEN"] {
+        for line in r.stdout.lines().chain(r.stderr.lines()) {
+            assert!(
+                !line.contains(planted) || line.starts_with("::add-mask::"),
+                "{planted} printed: {line}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_without_id_token_permission_is_told_so() {
     let moto = Moto::start();

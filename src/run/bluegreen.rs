@@ -33,6 +33,7 @@ use super::rollout::{Effects, Ended, conclude, now_ms, play};
 use super::{Error, print_out};
 use crate::cli::{DeployArgs, RolloutAction, Selection, WaitArgs};
 use crate::config::{BlueGreen, HookPoint, Loaded};
+use crate::driver::retried;
 use crate::git::GitInfo;
 use crate::metrics::{Facts, Measurer, QueryVars};
 use crate::platform::Platform as _;
@@ -865,10 +866,11 @@ impl Green<'_> {
         let Some(id) = self.id() else {
             return Err(format!("no {} was created", self.switch.what()));
         };
-        let now = self.switch.get(&id).await.map_err(|e| e.to_string())?;
+        let now = retried(self.name, || self.switch.get(&id))
+            .await
+            .map_err(|e| e.to_string())?;
         if now.status == Status::Ready {
-            self.switch
-                .continue_ready(&id)
+            retried(self.name, || self.switch.continue_ready(&id))
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -888,7 +890,9 @@ impl Green<'_> {
         };
         let waiter = self.waiter();
         let deadline = Instant::now() + self.b.progress_deadline.0;
-        let now = self.switch.get(&id).await.map_err(|e| e.to_string())?;
+        let now = retried(self.name, || self.switch.get(&id))
+            .await
+            .map_err(|e| e.to_string())?;
         match now.status {
             Status::Failed | Status::Stopped => {}
             Status::Succeeded => {
@@ -900,11 +904,12 @@ impl Green<'_> {
             }
             // A person's abort (or a cancelled run) stops the deployment; the checks' verdict
             // answers the gate.
-            _ => self
-                .switch
-                .stop(&id, !(self.user_abort || self.cancel.is_cancelled()))
-                .await
-                .map_err(|e| e.to_string())?,
+            _ => {
+                let with_rollback = !(self.user_abort || self.cancel.is_cancelled());
+                retried(self.name, || self.switch.stop(&id, with_rollback))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
         }
         let ended = Until {
             statuses: &[],

@@ -637,8 +637,10 @@ impl Effects for EcsCanary<'_> {
                 last,
                 weight,
             } => return self.measure(since, last, weight).await,
-            Effect::SetWeight(w) => self.set_weight(w).await,
-            Effect::ScaleDown(Track::Canary) => self.ecs.scale_to_zero(canary).await,
+            Effect::SetWeight(w) => crate::driver::retried(self.name, || self.set_weight(w)).await,
+            Effect::ScaleDown(Track::Canary) => {
+                crate::driver::retried(self.name, || self.ecs.scale_to_zero(canary)).await
+            }
             Effect::ScaleDown(Track::Stable) => {
                 return Input::Done(Err("a canary never scales its stable service down".into()));
             }

@@ -542,8 +542,11 @@ impl<'a> Rollout<'a> {
                 last,
                 weight,
             } => return self.measure(since, last, weight).await,
-            Effect::SetWeight(w) => self.set_weight(w).await,
-            Effect::ScaleDown(track) => self.k8s.scale(&self.workload(track), 0).await,
+            Effect::SetWeight(w) => crate::driver::retried(self.name, || self.set_weight(w)).await,
+            Effect::ScaleDown(track) => {
+                let workload = self.workload(track);
+                crate::driver::retried(self.name, || self.k8s.scale(&workload, 0)).await
+            }
         };
         Input::Done(result.map_err(|e| e.to_string()))
     }

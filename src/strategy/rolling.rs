@@ -243,8 +243,12 @@ enum State {
     CleaningUp {
         outcome: Outcome,
     },
+    /// Putting the service back on `previous`: after a cancellation (`failure: None`), or
+    /// after a platform failure once the service was updated (the failure, reported with
+    /// where the service ended).
     Reverting {
         previous: String,
+        failure: Option<(Failure, Vec<String>)>,
     },
     Done(Outcome),
 }
@@ -555,18 +559,71 @@ impl Rolling {
             (State::CleaningUp { outcome }, Input::CleanedUp { .. } | Input::CommandFailed(_)) => {
                 Self::finish(outcome)
             }
-            (State::Reverting { previous }, Input::Updated { .. }) => {
-                Self::finish(Outcome::Cancelled {
-                    reverted_to: Some(previous),
+            (
+                State::Reverting {
+                    previous,
+                    failure: None,
+                },
+                Input::Updated { .. },
+            ) => Self::finish(Outcome::Cancelled {
+                reverted_to: Some(previous),
+            }),
+            (State::Reverting { failure: None, .. }, Input::CommandFailed(e)) => {
+                Self::finish(Outcome::Failed {
+                    failure: Failure::Platform(e),
+                    details: vec![
+                        "cancelled, and putting the service back on its previous revision failed"
+                            .into(),
+                    ],
                 })
             }
-            (State::Reverting { .. }, Input::CommandFailed(e)) => Self::finish(Outcome::Failed {
-                failure: Failure::Platform(e),
-                details: vec![
-                    "cancelled, and putting the service back on its previous revision failed"
-                        .into(),
-                ],
-            }),
+            (
+                State::Reverting {
+                    previous,
+                    failure: Some((failure, mut details)),
+                },
+                Input::Updated { .. },
+            ) => {
+                details.push(format!(
+                    "the service was put back on its previous revision {previous}"
+                ));
+                Self::finish(Outcome::Failed { failure, details })
+            }
+            (
+                State::Reverting {
+                    previous,
+                    failure: Some((failure, mut details)),
+                },
+                Input::CommandFailed(e),
+            ) => {
+                details.push(format!(
+                    "putting the service back on its previous revision {previous} failed too: {e}"
+                ));
+                Self::finish(Outcome::Failed { failure, details })
+            }
+            // A platform failure once the service points at the new revision: the deploy
+            // stops, so the service goes back to what it ran (a first deploy, or a settings
+            // change on the same revision, has nothing to go back to).
+            (
+                State::ApplyingScaling {
+                    previous, revision, ..
+                }
+                | State::Waiting {
+                    previous, revision, ..
+                },
+                Input::CommandFailed(e),
+            ) if previous != revision && !previous.is_empty() => (
+                State::Reverting {
+                    previous: previous.clone(),
+                    failure: Some((Failure::Platform(e), vec![])),
+                },
+                Step {
+                    commands: vec![Command::Revert { revision: previous }],
+                    events: vec![Event::Phase {
+                        phase: Phase::Reverting,
+                    }],
+                },
+            ),
             (State::Waiting { deployment, .. }, Input::CommandFailed(e)) => {
                 Self::diagnose(Failure::Platform(e), vec![], deployment)
             }
@@ -742,6 +799,7 @@ impl Rolling {
                 CancelPolicy::Rollback => (
                     State::Reverting {
                         previous: previous.clone(),
+                        failure: None,
                     },
                     Step {
                         commands: vec![Command::Revert { revision: previous }],

@@ -315,3 +315,161 @@ pub fn deploy_args(image: &str) -> [&str; 7] {
 pub fn deploy(cluster: &Cluster, dir: &Path, image: &str) -> super::Run {
     mvd(cluster, dir, &deploy_args(image))
 }
+
+/// A fault the proxy answers instead of the API server: the next `times` requests whose
+/// method is `method` and whose path contains `path` get `status` (a Kubernetes `Status`
+/// body, as the API server writes it).
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub method: &'static str,
+    pub path: String,
+    pub status: u16,
+    pub times: u32,
+}
+
+pub type Faults = std::sync::Arc<std::sync::Mutex<Vec<Fault>>>;
+
+/// A counting, fault-injecting reverse proxy in front of `kubeconfig`'s API server: HTTP/1.1
+/// from the binary, HTTPS with the bearer token to the API server; responses are streamed
+/// back chunk by chunk (watches stay open). Every request line goes into `seen`; a request a
+/// fault matches is answered by the fault. Returns a kubeconfig in `dir` that points at it.
+pub fn proxy(
+    kubeconfig: &std::path::Path,
+    dir: &std::path::Path,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    faults: Faults,
+) -> PathBuf {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    let config: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(kubeconfig).unwrap()).unwrap();
+    let upstream = config["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ca = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        config["clusters"][0]["cluster"]["certificate-authority-data"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let token = config["users"][0]["user"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A client per connection, on that connection's own runtime: a pooled connection is driven
+    // by the runtime that opened it, and a runtime blocked reading its next request would
+    // stall every other thread that picked that connection from a shared pool.
+    let ca = reqwest::Certificate::from_pem(&ca).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut out) = stream else { continue };
+            let (client, upstream, token, seen, faults) = (
+                reqwest::Client::builder()
+                    .add_root_certificate(ca.clone())
+                    .build()
+                    .unwrap(),
+                upstream.clone(),
+                token.clone(),
+                seen.clone(),
+                faults.clone(),
+            );
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let mut reader = std::io::BufReader::new(out.try_clone().unwrap());
+                while let Some(request) = super::http::read_request(&mut reader) {
+                    let super::http::Request {
+                        method,
+                        path,
+                        headers,
+                        body,
+                    } = request;
+                    let headers: Vec<(String, String)> = headers
+                        .into_iter()
+                        .filter(|(k, _)| {
+                            !["host", "connection", "content-length"]
+                                .contains(&k.to_ascii_lowercase().as_str())
+                        })
+                        .collect();
+                    seen.lock().unwrap().push(format!("{method} {path}"));
+                    let injected = {
+                        let mut faults = faults.lock().unwrap();
+                        faults
+                            .iter_mut()
+                            .find(|f| f.times > 0 && f.method == method && path.contains(&f.path))
+                            .map(|f| {
+                                f.times -= 1;
+                                f.status
+                            })
+                    };
+                    if let Some(status) = injected {
+                        let body = format!(
+                            "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"message\":\"injected by the test proxy\",\"reason\":\"{}\",\"code\":{status}}}",
+                            if status == 429 {
+                                "TooManyRequests"
+                            } else {
+                                "InternalError"
+                            }
+                        );
+                        let head = format!(
+                            "HTTP/1.1 {status} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        if out
+                            .write_all(head.as_bytes())
+                            .and_then(|()| out.write_all(body.as_bytes()))
+                            .is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    let mut request = client
+                        .request(
+                            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                            format!("{upstream}{path}"),
+                        )
+                        .bearer_auth(&token)
+                        .body(body);
+                    for (k, v) in &headers {
+                        request = request.header(k.as_str(), v.as_str());
+                    }
+                    let Ok(mut response) = rt.block_on(request.send()) else {
+                        return;
+                    };
+                    let mut head = format!("HTTP/1.1 {}\r\n", response.status());
+                    if let Some(ct) = response.headers().get("content-type") {
+                        let _ = write!(head, "Content-Type: {}\r\n", ct.to_str().unwrap_or(""));
+                    }
+                    head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+                    if out.write_all(head.as_bytes()).is_err() {
+                        return;
+                    }
+                    while let Ok(Some(chunk)) = rt.block_on(response.chunk()) {
+                        let framed =
+                            [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+                        if out.write_all(&framed).and_then(|()| out.flush()).is_err() {
+                            return;
+                        }
+                    }
+                    if out.write_all(b"0\r\n\r\n").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let proxied = dir.join("kubeconfig-proxied");
+    std::fs::write(
+        &proxied,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n  - name: proxy\n    cluster:\n      server: {url}\nusers:\n  - name: anyone\n    user: {{}}\ncontexts:\n  - name: proxy\n    context:\n      cluster: proxy\n      user: anyone\ncurrent-context: proxy\n"),
+    )
+    .unwrap();
+    proxied
+}
