@@ -139,7 +139,7 @@ fn main() {
     });
 
     println!(
-        "method: the release binary (`{}`) against moto's DynamoDB on loopback, lock.duration 5 s; {RUNS} runs of each case",
+        "method: the binary `{}` (release under cargo bench) against moto's DynamoDB on loopback, lock.duration 5 s; {RUNS} runs of each case",
         common::bin_path().display()
     );
     let mut after_expiry = Vec::new();
