@@ -15,27 +15,14 @@
 mod common;
 
 use std::io::BufRead as _;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use common::moto::Moto;
 
 const RUNS: usize = 5;
 const TABLE: &str = "deploy-locks";
 const KEY: &str = "ecs/us-east-1/movieverse-staging/movieverse-app";
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
 
 fn deploy(moto: &Moto, dir: &std::path::Path, run: usize, extra: &[&str]) -> std::process::Command {
     let mut cmd = common::bin_std();
@@ -112,31 +99,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let table = rt.block_on(async {
-        let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
-        client
-            .create_table()
-            .table_name(TABLE)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("lock")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("lock")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .unwrap();
-        client
-    });
+    let table = rt.block_on(moto.lease_table(TABLE));
 
     println!(
         "method: the binary `{}` (release under cargo bench) against moto's DynamoDB on loopback, lock.duration 5 s; {RUNS} runs of each case",
@@ -144,7 +107,7 @@ fn main() {
     );
     let mut after_expiry = Vec::new();
     for i in 0..RUNS {
-        let renewed = now_ms();
+        let renewed = common::now_ms();
         rt.block_on(
             table
                 .put_item()
@@ -163,7 +126,7 @@ fn main() {
                 .send(),
         )
         .unwrap();
-        let expiry = Instant::now() + Duration::from_millis(renewed + 5000 - now_ms());
+        let expiry = Instant::now() + Duration::from_millis(renewed + 5000 - common::now_ms());
         let img = image(2 * i + 1);
         let (took, mut child) = until(
             &mut deploy(&moto, dir.path(), 2 * i, &["--no-wait", "--image", &img]),

@@ -121,23 +121,26 @@ fn row(
     }
 }
 
+/// Every platform call of a rolling deploy, in the order a deploy makes them.
+const OPERATIONS: [&str; 7] = [
+    "DescribeServices",
+    "DescribeTaskDefinition",
+    "RegisterTaskDefinition",
+    "UpdateService",
+    "RegisterScalableTarget",
+    "PutScalingPolicy",
+    "ListTaskDefinitions",
+];
+
 fn faults_everywhere(kind: ErrorKind, times: u32) -> Vec<Fault> {
-    [
-        "DescribeServices",
-        "DescribeTaskDefinition",
-        "RegisterTaskDefinition",
-        "UpdateService",
-        "RegisterScalableTarget",
-        "PutScalingPolicy",
-        "ListTaskDefinitions",
-    ]
-    .into_iter()
-    .map(|operation| Fault {
-        operation,
-        kind,
-        times,
-    })
-    .collect()
+    OPERATIONS
+        .into_iter()
+        .map(|operation| Fault {
+            operation,
+            kind,
+            times,
+        })
+        .collect()
 }
 
 fn table() -> Vec<Row> {
@@ -767,15 +770,6 @@ async fn many_services_are_polled_in_batches_of_ten() {
 /// the test fails when they differ, and `MVD_UPDATE_DOCS=1` writes it there.
 #[tokio::test(start_paused = true)]
 async fn fault_matrix_rolling() {
-    const OPS: [&str; 7] = [
-        "DescribeServices",
-        "DescribeTaskDefinition",
-        "RegisterTaskDefinition",
-        "UpdateService",
-        "RegisterScalableTarget",
-        "PutScalingPolicy",
-        "ListTaskDefinitions",
-    ];
     let faults: [(&str, ErrorKind, u32); 5] = [
         ("throttled twice", ErrorKind::Throttled, 2),
         ("5xx / timeout / reset twice", ErrorKind::Transient, 2),
@@ -789,7 +783,7 @@ async fn fault_matrix_rolling() {
         "---|".repeat(faults.len())
     );
     let (mut survived, mut cells) = (0, 0);
-    for op in OPS {
+    for op in OPERATIONS {
         let mut line = format!("| `{op}` |");
         for (_, kind, times) in faults {
             let ran = run(

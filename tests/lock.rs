@@ -12,10 +12,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use common::k8s;
 use common::moto::Moto;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -27,16 +24,6 @@ const TABLE: &str = "deploy-locks";
 const IMAGE: &str = "registry.test/movieverse@sha256:3333333333333333333333333333333333333333333333333333333333333333";
 const NEXT: &str = "registry.test/movieverse@sha256:4444444444444444444444444444444444444444444444444444444444444444";
 const KEY: &str = "ecs/us-east-1/movieverse-staging/movieverse-app";
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
 
 /// The staging environment on moto, with a lease table and a short lease.
 fn ecs_config(dir: &Path, moto: &Moto, duration: &str) {
@@ -79,32 +66,6 @@ fn output(cmd: &mut std::process::Command) -> common::Run {
     common::Run::from(&cmd.output().unwrap())
 }
 
-async fn dynamo(moto: &Moto) -> aws_sdk_dynamodb::Client {
-    let client = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
-    client
-        .create_table()
-        .table_name(TABLE)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("lock")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("lock")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    client
-}
-
 async fn item(
     client: &aws_sdk_dynamodb::Client,
 ) -> Option<std::collections::HashMap<String, AttributeValue>> {
@@ -125,7 +86,7 @@ fn s(item: &std::collections::HashMap<String, AttributeValue>, k: &str) -> Strin
 
 /// A holder on another machine, renewed now, as a runner that died would leave it.
 async fn plant(client: &aws_sdk_dynamodb::Client, duration_ms: u64, version: u64) {
-    let now = now_ms().to_string();
+    let now = common::now_ms().to_string();
     client
         .put_item()
         .table_name(TABLE)
@@ -155,7 +116,7 @@ async fn ecs_deploys_take_turns_on_the_dynamodb_lease() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     ecs_config(dir.path(), &moto, "3s");
-    let table = dynamo(&moto).await;
+    let table = moto.lease_table(TABLE).await;
 
     // A holds the lease while it waits for its deployment (polls once a minute).
     let mut a = ecs_deploy(
@@ -297,7 +258,7 @@ async fn a_missing_lease_table_is_an_environment_error_before_anything_changes()
         "{}",
         r.dump()
     );
-    dynamo(&moto).await;
+    moto.lease_table(TABLE).await;
     let r = verify(&moto);
     assert!(
         r.stdout

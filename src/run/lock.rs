@@ -364,6 +364,14 @@ async fn keep(
     };
     let me = record.holder.clone();
     let duration = record.duration;
+    let retry_soon = |e: &PlatformError| {
+        eprintln!(
+            "{env}: warning: renewing {}: {} failed: {}; trying again in 1 s",
+            store.describe(),
+            e.operation,
+            e.message
+        );
+    };
     let every = Duration::from_millis((duration / 3).max(500));
     let mut wait = every;
     loop {
@@ -393,12 +401,7 @@ async fn keep(
         let current = match store.read().await {
             Ok(c) => c,
             Err(e) => {
-                eprintln!(
-                    "{env}: warning: renewing {}: {} failed: {}; trying again",
-                    store.describe(),
-                    e.operation,
-                    e.message
-                );
+                retry_soon(&e);
                 wait = Duration::from_secs(1);
                 continue;
             }
@@ -426,12 +429,7 @@ async fn keep(
                         wait = every;
                     }
                     Err(e) => {
-                        eprintln!(
-                            "{env}: warning: renewing {}: {} failed: {}; trying again",
-                            store.describe(),
-                            e.operation,
-                            e.message
-                        );
+                        retry_soon(&e);
                         wait = Duration::from_secs(1);
                     }
                 }

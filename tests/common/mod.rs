@@ -158,6 +158,17 @@ pub fn with_production_strategy(text: &str, strategy: &str) -> String {
     format!("{}{strategy}{}", &text[..from], &text[to..])
 }
 
+/// The wall clock in milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
 pub fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT_URL", endpoint.into()),
