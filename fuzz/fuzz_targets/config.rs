@@ -8,8 +8,7 @@ use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
 use movieverse_deploy::config::{self, LoadError};
-use movieverse_deploy::render::Renderer;
-use movieverse_deploy_fuzz::{git, shown};
+use movieverse_deploy_fuzz::{render_all, shown};
 
 fuzz_target!(|data: &[u8]| {
     // `config::load` reads bytes and refuses what is not UTF-8 before parsing.
@@ -31,18 +30,5 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let renderer = match Renderer::new(&loaded) {
-        Ok(r) => r,
-        Err(d) => {
-            shown(&d);
-            return;
-        }
-    };
-    let git = git();
-    for name in loaded.config.environments.keys() {
-        let image = movieverse_deploy::render::default_image(&loaded.config, &git);
-        if let Err(d) = renderer.render(name, &image, &git) {
-            shown(&d);
-        }
-    }
+    render_all(&loaded, None);
 });

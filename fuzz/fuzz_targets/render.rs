@@ -4,9 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use movieverse_deploy::render::Renderer;
 use movieverse_deploy::render::templates::BUILTINS;
-use movieverse_deploy_fuzz::{example_with_template, git, shown};
+use movieverse_deploy_fuzz::{example_with_template, render_all};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, source)) = data.split_first() else {
@@ -16,17 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let Some(loaded) = example_with_template(id, source) else {
         return;
     };
-    let renderer = match Renderer::new(&loaded) {
-        Ok(r) => r,
-        Err(d) => {
-            shown(&d);
-            return;
-        }
-    };
-    let git = git();
-    for name in loaded.config.environments.keys() {
-        if let Err(d) = renderer.render(name, "registry.test/movieverse@sha256:0000000000000000000000000000000000000000000000000000000000000000", &git) {
-            shown(&d);
-        }
-    }
+    render_all(
+        &loaded,
+        Some(
+            "registry.test/movieverse@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ),
+    );
 });

@@ -15,6 +15,28 @@ pub fn shown(d: &Diagnostics) {
     let _ = d.to_annotations();
 }
 
+/// Renders every environment of `loaded` with `image` (the commit's default image when
+/// `None`), formatting whatever diagnostics come back.
+pub fn render_all(loaded: &Loaded, image: Option<&str>) {
+    let renderer = match movieverse_deploy::render::Renderer::new(loaded) {
+        Ok(r) => r,
+        Err(d) => {
+            shown(&d);
+            return;
+        }
+    };
+    let git = git();
+    let image = image.map_or_else(
+        || movieverse_deploy::render::default_image(&loaded.config, &git),
+        str::to_owned,
+    );
+    for name in loaded.config.environments.keys() {
+        if let Err(d) = renderer.render(name, &image, &git) {
+            shown(&d);
+        }
+    }
+}
+
 /// A commit, as GitHub Actions gives it.
 pub fn git() -> GitInfo {
     GitInfo {
