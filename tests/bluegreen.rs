@@ -422,6 +422,37 @@ fn rollout_abort_at_the_gate_stops_with_rollback() {
     );
 }
 
+/// Faults on the way back (#14): `CodeDeploy` fails the first two `StopDeployment` calls of an
+/// abort with a 500; the stop is retried with back-off, said, and traffic goes back to blue.
+#[test]
+fn a_failing_stop_is_retried_and_the_abort_still_goes_back_to_blue() {
+    let bed = bed_with(Plan::Gate, true, true);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let id = r.output("deployment");
+    bed.proxy.fail_next("StopDeployment", 2);
+    let aborted = rollout(&bed, "abort");
+    assert_eq!(aborted.code, 1, "{}", aborted.dump());
+    for line in [
+        "production: retrying in 1 s (1/5): StopDeployment",
+        "production: retrying in 2 s (2/5): StopDeployment",
+        "rolling back, traffic to blue: rollout abort",
+    ] {
+        assert!(
+            aborted.stderr.contains(line),
+            "`{line}` missing:\n{}",
+            aborted.dump()
+        );
+    }
+    assert!(
+        aborted.stderr.contains(&format!("{id}-rb Succeeded")),
+        "{}",
+        aborted.dump()
+    );
+    // The two that failed were answered by the proxy; the third was served.
+    assert_eq!(bed.proxy.calls("StopDeployment").len(), 1);
+}
+
 #[test]
 fn green_that_fails_is_rolled_back_by_codedeploy_and_the_reason_shown() {
     let bed = bed(Plan::Fail);

@@ -467,6 +467,9 @@ struct State {
     native: Vec<Native>,
     /// `GetDeployment` calls still to answer with a throttling error.
     throttle_reads: u32,
+    /// Calls answered with a 500 instead of being served: operation (ECS, `CodeDeploy`) or
+    /// query Action (`ELBv2`), and how many more times.
+    failing: Vec<(String, u32)>,
     tracked: HashMap<String, Tracked>,
     /// When each of `calls` arrived.
     call_times: Vec<Instant>,
@@ -543,6 +546,16 @@ impl Proxy {
     /// Answers the next `n` `GetDeployment` calls with `ThrottlingException` (400).
     pub fn throttle_reads(&self, n: u32) {
         self.state.lock().unwrap().throttle_reads = n;
+    }
+
+    /// The next `n` calls of `operation` (an ECS or `CodeDeploy` operation, or an `ELBv2`
+    /// Action) are answered with a 500, as a service's internal failure, and not served.
+    pub fn fail_next(&self, operation: &str, n: u32) {
+        self.state
+            .lock()
+            .unwrap()
+            .failing
+            .push((operation.to_owned(), n));
     }
 
     /// Ends the bake of every native deployment baking for ever (`Plan::Bake`): they
@@ -825,7 +838,31 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
                 .unwrap()
                 .record(action, Value::Object(params.clone()));
         }
+        // An injected failure: a 500 in the protocol's own shape, nothing served.
+        let query_action = query_params(&request.body)
+            .and_then(|p| p.get("Action").and_then(Value::as_str).map(str::to_owned));
+        let called = operation
+            .clone()
+            .or_else(|| ecs_op.clone())
+            .or(query_action.clone());
+        let injected = called.as_deref().is_some_and(|op| {
+            let mut s = state.lock().unwrap();
+            s.failing
+                .iter_mut()
+                .find(|(o, n)| o == op && *n > 0)
+                .map(|(_, n)| *n -= 1)
+                .is_some()
+        });
         let (status, ct, body) = match operation {
+            _ if injected && query_action.is_some() => (
+                500,
+                "text/xml".to_owned(),
+                b"<ErrorResponse><Error><Type>Receiver</Type><Code>InternalFailure</Code><Message>injected by the scenario proxy</Message></Error><RequestId>injected</RequestId></ErrorResponse>".to_vec(),
+            ),
+            _ if injected => answer(
+                500,
+                &json!({"__type": "ServerException", "message": "injected by the scenario proxy"}),
+            ),
             None if ecs_op.as_deref() == Some("DescribeServices") => {
                 let (status, ct, body) = forward(request.body.clone());
                 let s = state.lock().unwrap();
