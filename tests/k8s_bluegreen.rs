@@ -288,6 +288,63 @@ async fn a_green_that_fails_its_checks_never_takes_traffic_and_is_scaled_to_zero
     assert_eq!(all[&blue].0, 0, "the old blue is scaled to 0");
 }
 
+/// Faults on the way back (#14): the API server fails the selector switch of an abort with a
+/// 500, twice; the switch is retried with back-off, said, and traffic goes back to blue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_selector_switch_is_retried_and_the_abort_goes_back_to_blue() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let probe = common::probe::Server::start("unused");
+    let dir = tempfile::tempdir().unwrap();
+    let ns = "mv-bg-faults";
+    config(dir.path(), ns, &probe.url, "10m", "");
+    let blue = first_colour(cluster, dir.path(), &client, ns).await;
+    let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(GOOD2));
+    let running = common::run_until(&mut cmd, "keep blue");
+    let (_, seen, _) = running.signal("KILL");
+
+    let faults: k8s::Faults = std::sync::Arc::new(std::sync::Mutex::new(vec![k8s::Fault {
+        method: "PATCH",
+        path: "fieldManager=movieverse-deploy-router".into(),
+        status: 500,
+        times: 2,
+    }]));
+    let proxied = k8s::proxy(
+        &cluster.kubeconfig,
+        dir.path(),
+        std::sync::Arc::default(),
+        faults.clone(),
+    );
+    let mut abort = k8s::mvd_cmd(
+        cluster,
+        dir.path(),
+        &[
+            "rollout",
+            "abort",
+            "--env",
+            "production-k8s",
+            "--poll-interval",
+            "1s",
+        ],
+    );
+    abort.env("KUBECONFIG", &proxied);
+    let r = common::Run::from(&abort.output().unwrap());
+    assert_eq!(r.code, 1, "{}\n{seen}", r.dump());
+    assert!(faults.lock().unwrap()[0].times == 0, "{}", r.dump());
+    for line in [
+        "production-k8s: retrying in 1 s (1/5):",
+        "production-k8s: retrying in 2 s (2/5):",
+        "ROLLED BACK: rollout abort",
+    ] {
+        assert!(r.stderr.contains(line), "`{line}` missing:\n{}", r.dump());
+    }
+    assert_eq!(
+        selected(&client, ns, "movieverse").await,
+        blue,
+        "traffic is back on blue"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abort_during_the_termination_wait_switches_the_selector_back_to_blue() {
     let cluster = k8s::cluster();
