@@ -352,6 +352,61 @@ async fn sigint_while_waiting_puts_the_service_back_and_exits_130() {
     );
 }
 
+/// SIGKILL at each phase of a rolling deploy (#14), then `deploy` again: it goes on from what
+/// the killed run left (a registered revision is reused, not registered twice; a service
+/// already updated is "no change") and ends on the new revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_every_phase_a_rolling_deploy_run_again_ends_on_the_new_revision() {
+    for (i, phase) in [
+        "reading the service",
+        "registering the new task definition revision",
+        "updating the service",
+        "waiting for this deployment to complete",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let moto = Moto::start();
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &moto);
+        let (ecs, _) = clients(&moto).await;
+        let mut cmd = common::bin_std();
+        cmd.current_dir(dir.path()).env("CI", "true").args([
+            "deploy",
+            "--env",
+            "staging",
+            "--poll-interval",
+            "60s",
+        ]);
+        for (k, v) in moto.env() {
+            cmd.env(k, v);
+        }
+        let running = common::run_until(&mut cmd, phase);
+        let (code, seen, _) = running.signal("KILL");
+        assert_eq!(code, None, "{phase}: killed\n{seen}");
+        let again = mvd(
+            &moto,
+            dir.path(),
+            &["deploy", "--env", "staging", "--no-wait"],
+        );
+        assert_eq!(again.code, 0, "{phase}: {}\n{seen}", again.dump());
+        assert_eq!(
+            service(&ecs).await.task_definition(),
+            Some(format!("{REV}2").as_str()),
+            "{phase} ({i}): {}\n{seen}",
+            again.dump()
+        );
+        // Never a second registration of the same task definition.
+        assert_eq!(
+            active_revisions(&ecs).await.len(),
+            2,
+            "{phase}: {:?}\n{}",
+            active_revisions(&ecs).await,
+            again.dump()
+        );
+    }
+}
+
 const WORKER: &str = "    ecs:\n      cluster: movieverse-staging\n      service: movieverse-app\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
