@@ -495,3 +495,162 @@ async fn a_github_error_that_echoes_the_token_is_printed_without_it() {
     let outputs = std::fs::read_to_string(&env.outputs).unwrap_or_default();
     assert_no_secret(&[&r.stdout, &r.stderr, &summary, &outputs]);
 }
+
+/// #14's fault matrix for the GitHub calls, with the real binary against the stateful fake:
+/// each call of a deploy's report × each fault class. A rate limit is waited out as GitHub
+/// says (`Retry-After`, or `x-ratelimit-reset` when none are left); a 5xx or a dropped
+/// connection is tried again after 1, 2, 4 s. A call that still fails is a warning: reporting
+/// never fails a deploy, so every cell's deploy exits 0 with ECS on the new revision, and the
+/// report says what it could not write. ARCHITECTURE.md carries the table this test produces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_github() {
+    // (column, status, headers, body, times)
+    type Class = (
+        &'static str,
+        u16,
+        fn(&dyn Fn() -> String) -> Vec<(&'static str, String)>,
+        serde_json::Value,
+        u32,
+    );
+    use common::github::Fault;
+    use serde_json::json;
+    let secondary = json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."});
+    let primary = json!({"message": "API rate limit exceeded for installation ID 1."});
+    let boom = json!({"message": "Server Error"});
+    let reset_at = || (common::now_ms() / 1000 + 1).to_string();
+    let classes: [Class; 6] = [
+        (
+            "secondary rate limit, `Retry-After: 1`",
+            403,
+            |_| vec![("retry-after", "1".into())],
+            secondary.clone(),
+            1,
+        ),
+        (
+            "rate limit, none left until reset",
+            403,
+            |at| {
+                vec![
+                    ("x-ratelimit-remaining", "0".into()),
+                    ("x-ratelimit-reset", at()),
+                ]
+            },
+            primary.clone(),
+            1,
+        ),
+        (
+            "secondary rate limit, no header",
+            403,
+            |_| Vec::new(),
+            secondary.clone(),
+            0,
+        ),
+        ("5xx twice", 502, |_| Vec::new(), boom.clone(), 2),
+        ("connection reset twice", 0, |_| Vec::new(), json!(null), 2),
+        ("5xx for good", 500, |_| Vec::new(), boom.clone(), 99),
+    ];
+    // (row, method, path, whether a first deploy must create the comment first)
+    let calls: [(&str, &'static str, &'static str, bool); 5] = [
+        ("create a deployment", "POST", "/deployments", false),
+        ("set a deployment status", "POST", "/statuses", false),
+        (
+            "list the pull request's comments",
+            "GET",
+            "/issues/42/comments",
+            false,
+        ),
+        ("create the comment", "POST", "/issues/42/comments", false),
+        ("update the comment", "PATCH", "/issues/comments/", true),
+    ];
+    let moto = Moto::start();
+    let work = tempfile::tempdir().unwrap();
+    moto.staging_config(work.path());
+    // Each deploy a different image from the one before, so each is a change.
+    let mut images = [IMAGE_A, IMAGE_B].into_iter().cycle();
+    let mut table = format!(
+        "| call | {} |\n|---|{}\n",
+        classes.iter().map(|c| c.0).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(classes.len())
+    );
+    let mut injected = 0;
+    for (call, method, path, second) in calls {
+        let mut line = format!("| {call} |");
+        for (column, status, headers, body, times) in &classes {
+            // The secondary limit without a header waits a minute by GitHub's rules: that
+            // cell is the unit table's (`github_api::again`), not a minute of this test.
+            if *times == 0 {
+                line.push_str(" waits 60 s, then 120 s (unit table) |");
+                continue;
+            }
+            let fake = Fake::start();
+            let env = gh_env("movieverse/app");
+            if second {
+                let first = images.next().unwrap();
+                let r = deploy(&moto, work.path(), &fake.url, &env, first, &[]);
+                assert_eq!(r.code, 0, "{}", r.dump());
+            }
+            fake.fail(Fault {
+                method,
+                path,
+                status: *status,
+                headers: headers(&reset_at),
+                body: body.clone(),
+                times: *times,
+            });
+            let image = images.next().unwrap();
+            let r = deploy(&moto, work.path(), &fake.url, &env, image, &[]);
+            assert_eq!(
+                r.code,
+                0,
+                "{call} × {column}: reporting never fails a deploy\n{}",
+                r.dump()
+            );
+            assert_no_secret(&[&r.stdout, &r.stderr]);
+            let waited = r
+                .stderr
+                .matches(&format!("GitHub: {call}: waiting"))
+                .count();
+            let written = match call {
+                "create a deployment" => fake.deployments().len() == 1 + usize::from(second),
+                "set a deployment status" => {
+                    fake.statuses().iter().any(|(_, s)| s["state"] == "success")
+                }
+                _ => fake
+                    .ours(MARKER)
+                    .iter()
+                    .any(|(_, b)| b.contains(&image[image.len() - 12..])),
+            };
+            let cell = if written && r.stderr.contains("warning") {
+                format!("UNEXPECTED warning\n{}", r.dump())
+            } else if written {
+                format!(
+                    "completed after {waited} {}",
+                    if waited == 1 { "retry" } else { "retries" }
+                )
+            } else if r.stderr.contains(&format!("warning: GitHub {call}")) {
+                format!("failed safe after {waited} retries: deploy done, a warning")
+            } else {
+                format!("FAILED: neither written nor said\n{}", r.dump())
+            };
+            assert!(
+                cell.starts_with("completed") || cell.starts_with("failed safe"),
+                "{call} × {column}: {cell}"
+            );
+            injected += 1;
+            let _ = std::fmt::Write::write_fmt(&mut line, format_args!(" {cell} |"));
+        }
+        table.push_str(&line);
+        table.push('\n');
+    }
+    let _ = std::fmt::Write::write_fmt(
+        &mut table,
+        format_args!(
+            "\n{injected} faults injected through the real binary, {injected} completed or failed safe (`cargo test --test github fault_matrix_github`).\n"
+        ),
+    );
+    common::doc_section(
+        "fault-matrix github",
+        &table,
+        "cargo test --test github fault_matrix_github",
+    );
+}

@@ -110,6 +110,78 @@ fn error(operation: &str, e: &octocrab::Error) -> GitHubError {
     }
 }
 
+/// Retries of one call after a rate limit or a transient failure (so at most four tries).
+const RETRIES: u32 = 3;
+/// The longest a report waits for one rate limit: longer, and the call is given up (the
+/// deploy goes on; reporting never fails it).
+pub const MAX_WAIT_SECS: u64 = 300;
+
+/// Why a call is tried again, and after how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Again {
+    pub secs: u64,
+    pub why: String,
+}
+
+/// What an answer that is not a success asks for, after `attempt` retries (pure; GitHub's
+/// documented rules): a 403 or 429 with `Retry-After` waits that many seconds; one with
+/// `x-ratelimit-remaining: 0` waits until `x-ratelimit-reset`; a secondary rate limit without
+/// either waits a minute (doubling); a 500, 502, 503 or 504 is tried again after 1, 2, 4 s.
+/// `None`: not worth another try (a 403 without a rate limit is a permission, a 404 or 422 is
+/// the request).
+pub fn again(
+    status: u16,
+    retry_after: Option<&str>,
+    remaining: Option<&str>,
+    reset: Option<&str>,
+    message: &str,
+    now_epoch: u64,
+    attempt: u32,
+) -> Option<Again> {
+    let limit = if message
+        .to_ascii_lowercase()
+        .contains("secondary rate limit")
+    {
+        "secondary rate limit"
+    } else {
+        "rate limit"
+    };
+    match status {
+        403 | 429 => {
+            if let Some(secs) = retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
+                return Some(Again {
+                    secs,
+                    why: format!("GitHub's {limit}, Retry-After {secs} s"),
+                });
+            }
+            if remaining.map(str::trim) == Some("0")
+                && let Some(at) = reset.and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                return Some(Again {
+                    secs: at.saturating_sub(now_epoch) + 1,
+                    why: format!("GitHub's {limit}, none left until x-ratelimit-reset {at}"),
+                });
+            }
+            (status == 429 || limit == "secondary rate limit").then(|| Again {
+                secs: 60 << attempt.min(3),
+                why: format!("GitHub's {limit}, without a time to wait: at least a minute"),
+            })
+        }
+        500 | 502 | 503 | 504 => Some(Again {
+            secs: 1 << attempt.min(4),
+            why: format!("GitHub answered HTTP {status}"),
+        }),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Verb {
+    Get,
+    Post,
+    Patch,
+}
+
 pub struct GitHub {
     client: Octocrab,
     pub target: Target,
@@ -121,6 +193,11 @@ impl GitHub {
             .base_uri(target.api_url.as_str())
             .map_err(|e| error("configure the client", &e))?
             .personal_token(target.token.clone())
+            // A GitHub that stops answering must not hold the deploy: the call fails as
+            // "no answer" and is tried again like a reset connection.
+            .set_connect_timeout(Some(std::time::Duration::from_secs(10)))
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .set_write_timeout(Some(std::time::Duration::from_secs(30)))
             .build()
             .map_err(|e| error("configure the client", &e))?;
         Ok(Self { client, target })
@@ -147,11 +224,11 @@ impl GitHub {
         let mut found: Option<(u64, String)> = None;
         for page in 1..=50u32 {
             let route = self.repo_route(&format!("/issues/{pr}/comments?per_page=100&page={page}"));
-            let comments: Vec<Value> = self
-                .client
-                .get(route, None::<&()>)
-                .await
-                .map_err(|e| error("list the pull request's comments", &e))?;
+            let comments: Vec<Value> = serde_json::from_value(
+                self.call("list the pull request's comments", Verb::Get, &route, None)
+                    .await?,
+            )
+            .unwrap_or_default();
             found = comments.iter().find_map(|c| {
                 let body = c["body"].as_str()?;
                 body.contains(&mark)
@@ -167,45 +244,136 @@ impl GitHub {
                 if body == old {
                     return Ok(CommentAction::Unchanged(id));
                 }
-                match self.patch_comment(id, &body).await {
+                match self.update_comment(id, &body).await {
                     Ok(()) => Ok(CommentAction::Updated(id)),
-                    Err(e) => Self::skip_if_read_only("update the comment", &e),
+                    Err(e) => Self::skip_if_read_only(e),
                 }
             }
         } else {
             {
                 let body = render(None);
                 let route = self.repo_route(&format!("/issues/{pr}/comments"));
-                let r: Result<Value, _> =
-                    self.client.post(route, Some(&json!({"body": body}))).await;
+                let r = self
+                    .call(
+                        "create the comment",
+                        Verb::Post,
+                        &route,
+                        Some(&json!({"body": body})),
+                    )
+                    .await;
                 match r {
                     Ok(v) => Ok(CommentAction::Created(v["id"].as_u64().unwrap_or(0))),
-                    Err(e) => Self::skip_if_read_only("create the comment", &e),
+                    Err(e) => Self::skip_if_read_only(e),
                 }
             }
         }
     }
 
-    async fn patch_comment(&self, id: u64, body: &str) -> Result<(), octocrab::Error> {
-        let route = self.repo_route(&format!("/issues/comments/{id}"));
-        let _: Value = self
-            .client
-            .patch(route, Some(&json!({"body": body})))
-            .await?;
-        Ok(())
-    }
-
     /// Replaces the body of comment `id`.
     pub async fn update_comment(&self, id: u64, body: &str) -> Result<(), GitHubError> {
-        self.patch_comment(id, body)
-            .await
-            .map_err(|e| error("update the comment", &e))
+        let route = self.repo_route(&format!("/issues/comments/{id}"));
+        self.call(
+            "update the comment",
+            Verb::Patch,
+            &route,
+            Some(&json!({"body": body})),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// One REST call, its JSON answer. Tried again ([`again`]) after a rate limit (the wait
+    /// said on stderr, up to [`MAX_WAIT_SECS`]), a 5xx or a failed connection.
+    async fn call(
+        &self,
+        operation: &str,
+        verb: Verb,
+        route: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, GitHubError> {
+        let mut attempt = 0;
+        loop {
+            let sent = match verb {
+                Verb::Get => self.client._get(route).await,
+                Verb::Post => self.client._post(route, body).await,
+                Verb::Patch => self.client._patch(route, body).await,
+            };
+            let (next, failure) = match sent {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let header = |k: &str| {
+                        response
+                            .headers()
+                            .get(k)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    let (retry_after, remaining, reset) = (
+                        header("retry-after"),
+                        header("x-ratelimit-remaining"),
+                        header("x-ratelimit-reset"),
+                    );
+                    let text = self
+                        .client
+                        .body_to_string(response)
+                        .await
+                        .map_err(|e| error(operation, &e))?;
+                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    if (200..300).contains(&status) {
+                        return Ok(v);
+                    }
+                    let said = v["message"].as_str().unwrap_or(&text).to_owned();
+                    let next = again(
+                        status,
+                        retry_after.as_deref(),
+                        remaining.as_deref(),
+                        reset.as_deref(),
+                        &said,
+                        epoch_secs(),
+                        attempt,
+                    );
+                    let failure = GitHubError {
+                        operation: operation.to_owned(),
+                        message: format!("{said} (HTTP {status})"),
+                        status: Some(status),
+                    };
+                    (next, failure)
+                }
+                Err(e) => {
+                    let next = Again {
+                        secs: 1 << attempt.min(4),
+                        why: "no answer from GitHub".into(),
+                    };
+                    (Some(next), error(operation, &e))
+                }
+            };
+            let Some(next) = next.filter(|_| attempt < RETRIES) else {
+                return Err(failure);
+            };
+            if next.secs > MAX_WAIT_SECS {
+                return Err(GitHubError {
+                    message: format!(
+                        "{} ({}: {} s to wait, more than the {MAX_WAIT_SECS} s a report waits)",
+                        failure.message, next.why, next.secs
+                    ),
+                    ..failure
+                });
+            }
+            attempt += 1;
+            eprintln!(
+                "{}",
+                crate::report::scrub(&format!(
+                    "GitHub: {operation}: waiting {} s and trying again ({attempt}/{RETRIES}): {}: {}",
+                    next.secs, next.why, failure.message
+                ))
+            );
+            tokio::time::sleep(std::time::Duration::from_secs(next.secs)).await;
+        }
     }
 
     /// A 403 on writing is a read-only token (a fork, or `permissions:` without
     /// `pull-requests: write`): skip, and say so, rather than fail the deploy.
-    fn skip_if_read_only(op: &str, e: &octocrab::Error) -> Result<CommentAction, GitHubError> {
-        let err = error(op, e);
+    fn skip_if_read_only(err: GitHubError) -> Result<CommentAction, GitHubError> {
         if matches!(err.status, Some(403 | 404)) {
             return Ok(CommentAction::Skipped(format!(
                 "the token cannot write to the pull request ({}); give the job `permissions: pull-requests: write`, or expect this on pull requests from forks",
@@ -233,11 +401,14 @@ impl GitHub {
             "production_environment": production,
             "description": description,
         });
-        let v: Value = self
-            .client
-            .post(self.repo_route("/deployments"), Some(&body))
-            .await
-            .map_err(|e| error("create a deployment", &e))?;
+        let v = self
+            .call(
+                "create a deployment",
+                Verb::Post,
+                &self.repo_route("/deployments"),
+                Some(&body),
+            )
+            .await?;
         v["id"].as_u64().ok_or_else(|| GitHubError {
             operation: "create a deployment".into(),
             message: format!(
@@ -267,14 +438,90 @@ impl GitHub {
         if let Some(u) = environment_url {
             body["environment_url"] = json!(u);
         }
-        let _: Value = self
-            .client
-            .post(
-                self.repo_route(&format!("/deployments/{id}/statuses")),
-                Some(&body),
-            )
-            .await
-            .map_err(|e| error("set a deployment status", &e))?;
-        Ok(())
+        self.call(
+            "set a deployment status",
+            Verb::Post,
+            &self.repo_route(&format!("/deployments/{id}/statuses")),
+            Some(&body),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+fn epoch_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Again, again};
+
+    /// GitHub's rules for an answer that is not a success, as a table: status, `Retry-After`,
+    /// `x-ratelimit-remaining`, `x-ratelimit-reset` (now is 1000), message, attempt → wait.
+    #[test]
+    fn when_a_call_is_tried_again() {
+        let secondary = "You have exceeded a secondary rate limit. Please wait a few minutes.";
+        #[allow(clippy::type_complexity)]
+        let table: [(
+            u16,
+            Option<&str>,
+            Option<&str>,
+            Option<&str>,
+            &str,
+            u32,
+            Option<u64>,
+        ); 11] = [
+            (403, Some("7"), None, None, secondary, 0, Some(7)),
+            (429, Some("30"), None, None, "slow down", 2, Some(30)),
+            (
+                403,
+                None,
+                Some("0"),
+                Some("1042"),
+                "API rate limit exceeded",
+                0,
+                Some(43),
+            ),
+            (
+                403,
+                None,
+                Some("0"),
+                Some("900"),
+                "API rate limit exceeded",
+                0,
+                Some(1),
+            ),
+            (403, None, None, None, secondary, 0, Some(60)),
+            (403, None, None, None, secondary, 1, Some(120)),
+            (429, None, None, None, "too many", 0, Some(60)),
+            // A 403 that is no rate limit is a permission: never tried again.
+            (
+                403,
+                None,
+                Some("4000"),
+                Some("1042"),
+                "Resource not accessible by integration",
+                0,
+                None,
+            ),
+            (404, Some("1"), None, None, "Not Found", 0, None),
+            (502, None, None, None, "Bad Gateway", 2, Some(4)),
+            (422, None, None, None, "Validation Failed", 0, None),
+        ];
+        for (status, after, remaining, reset, message, attempt, want) in table {
+            let got = again(status, after, remaining, reset, message, 1000, attempt);
+            assert_eq!(
+                got.as_ref().map(|a: &Again| a.secs),
+                want,
+                "{status} {after:?} {remaining:?} {reset:?} {message}: {got:?}"
+            );
+        }
+        let why = again(403, Some("7"), None, None, secondary, 1000, 0)
+            .unwrap()
+            .why;
+        assert_eq!(why, "GitHub's secondary rate limit, Retry-After 7 s");
     }
 }

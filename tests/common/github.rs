@@ -6,6 +6,7 @@
 //!   (`@octokit/openapi`) with request validation on: an invalid request gets a 422.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -30,6 +31,19 @@ struct State {
     deployments: Vec<Value>,
     statuses: Vec<(u64, Value)>,
     requests: Vec<Request>,
+    faults: Vec<Fault>,
+}
+
+/// An answer the fake gives instead of its own, to the next `times` requests whose method is
+/// `method` and whose path contains `path`. Status 0: the connection is closed unanswered.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+    pub times: u32,
 }
 
 pub struct Fake {
@@ -56,6 +70,11 @@ impl Fake {
         let shared = state.clone();
         let url = super::http::serve_each(move |stream| serve(stream, &shared));
         Self { url, state }
+    }
+
+    /// Answers the matching requests with `fault` (see [`Fault`]).
+    pub fn fail(&self, fault: Fault) {
+        self.state.lock().unwrap().faults.push(fault);
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -116,6 +135,42 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         reader.read_exact(&mut body).unwrap();
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let fault = {
+            let mut s = state.lock().unwrap();
+            let f = s
+                .faults
+                .iter_mut()
+                .find(|f| f.times > 0 && f.method == method && path.contains(f.path));
+            f.map(|f| {
+                f.times -= 1;
+                f.clone()
+            })
+        };
+        if let Some(f) = fault {
+            state.lock().unwrap().requests.push(Request {
+                method,
+                path: target.clone(),
+                body,
+                authorization,
+            });
+            if f.status == 0 {
+                let _ = writer.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            let text = f.body.to_string();
+            let headers = f.headers.iter().fold(String::new(), |mut h, (k, v)| {
+                let _ = write!(h, "{k}: {v}\r\n");
+                h
+            });
+            let _ = write!(
+                writer,
+                "HTTP/1.1 {} X\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{text}",
+                f.status,
+                text.len()
+            );
+            let _ = writer.flush();
+            continue;
+        }
         let (status, answer) = route(state, &method, path, query, &body);
         state.lock().unwrap().requests.push(Request {
             method,

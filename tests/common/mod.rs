@@ -305,3 +305,26 @@ pub fn answer_all(
     });
     (url, seen)
 }
+
+/// Checks that ARCHITECTURE.md carries `table` between `<!-- NAME -->` and `<!-- /NAME -->`,
+/// or writes it there with `MVD_UPDATE_DOCS=1` (`how`: the command that regenerates it).
+#[allow(dead_code)]
+pub fn doc_section(name: &str, table: &str, how: &str) {
+    let path = root().join("ARCHITECTURE.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (begin, end) = (format!("<!-- {name} -->\n"), format!("<!-- /{name} -->"));
+    let at = doc
+        .find(&begin)
+        .unwrap_or_else(|| panic!("ARCHITECTURE.md has no {begin}"))
+        + begin.len();
+    let to = doc[at..].find(&end).expect("the end marker") + at;
+    if std::env::var_os("MVD_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, format!("{}{table}{}", &doc[..at], &doc[to..])).unwrap();
+    } else {
+        assert_eq!(
+            doc[at..to],
+            *table,
+            "ARCHITECTURE.md's {name} is stale: MVD_UPDATE_DOCS=1 {how}"
+        );
+    }
+}
