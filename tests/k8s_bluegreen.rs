@@ -308,6 +308,7 @@ async fn a_failing_selector_switch_is_retried_and_the_abort_goes_back_to_blue() 
         path: "fieldManager=movieverse-deploy-router".into(),
         status: 500,
         times: 2,
+        after: 0,
     }]));
     let proxied = k8s::proxy(
         &cluster.kubeconfig,

@@ -34,6 +34,11 @@ const FIVE_PERCENT_ERRORS: Traffic = Traffic {
 /// The example's canary environment in `namespace`, judged by `prom` on the test exporter's
 /// series, with second-scale timings.
 fn config(dir: &Path, namespace: &str, prom: &Prom, extra: &str) {
+    config_at(dir, namespace, &prom.url, extra);
+}
+
+/// [`config`] with Prometheus at `prometheus` (a proxy in front of it).
+fn config_at(dir: &Path, namespace: &str, prometheus: &str, extra: &str) {
     let text = std::fs::read_to_string(common::example()).unwrap();
     let at = text.find("    strategy:\n      canary:").unwrap();
     let end = text[at..].find("    env:\n").unwrap() + at;
@@ -54,7 +59,7 @@ fn config(dir: &Path, namespace: &str, prom: &Prom, extra: &str) {
         )
         .replace(
             "    address: http://prometheus.monitoring.svc:9090\n",
-            &format!("    address: {}\n", prom.url),
+            &format!("    address: {prometheus}\n"),
         );
     std::fs::write(dir.join("deploy.yml"), text).unwrap();
 }
@@ -198,12 +203,14 @@ async fn failing_traffic_calls_are_retried_and_the_canary_goes_on() {
             path: "fieldManager=movieverse-deploy-router".into(),
             status: 500,
             times: 2,
+            after: 0,
         },
         k8s::Fault {
             method: "PATCH",
             path: format!("/namespaces/{ns}/deployments/movieverse-canary/scale"),
             status: 500,
             times: 2,
+            after: 0,
         },
     ]));
     let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
@@ -837,4 +844,437 @@ async fn http_checks_and_signed_webhooks_judge_the_canary_with_the_metrics() {
             r.dump()
         );
     }
+}
+
+/// One cell of the fault matrix: a call of the canary and a fault on it.
+struct Cell {
+    call: &'static str,
+    column: &'static str,
+    /// On the API server (through the proxy), or on Prometheus.
+    k8s: Option<k8s::Fault>,
+    prometheus: Option<common::http::Fault>,
+}
+
+/// Runs one cell in namespace `ns`: a first deploy, then the canary of GOOD2 with the fault.
+fn run_cell(cluster: &Cluster, prom: &str, ns: &str, cell: &Cell) -> (Run, String, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let prom_faults: common::http::Faults = std::sync::Arc::default();
+    let prom_url = common::http::fault_proxy(prom, prom_faults.clone());
+    config_at(dir.path(), ns, &prom_url, "");
+    let r = deploy(cluster, dir.path(), GOOD);
+    assert_eq!(
+        r.code,
+        0,
+        "{} × {}: the first deploy\n{}",
+        cell.call,
+        cell.column,
+        r.dump()
+    );
+    prom_faults
+        .lock()
+        .unwrap()
+        .extend(cell.prometheus.iter().cloned());
+    let faults: k8s::Faults =
+        std::sync::Arc::new(std::sync::Mutex::new(cell.k8s.iter().cloned().collect()));
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let proxied = k8s::proxy(
+        &cluster.kubeconfig,
+        dir.path(),
+        seen.clone(),
+        faults.clone(),
+    );
+    let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(GOOD2));
+    cmd.env("KUBECONFIG", &proxied)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let started = common::now_ms();
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watched = done.clone();
+    std::thread::spawn(move || {
+        for _ in 0..300 {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            if watched.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    });
+    let r = Run::from(&child.wait_with_output().unwrap());
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let met = faults
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|f| f.times == 0 || f.times > 50)
+        && prom_faults
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|f| f.times == 0 || f.times > 50);
+    let note = if met {
+        String::new()
+    } else {
+        format!(
+            "a fault was never met; through the proxy:\n{}",
+            seen.lock().unwrap().join("\n")
+        )
+    };
+    (r, note, started)
+}
+
+async fn annotation_state(client: &kube::Client, ns: &str) -> Option<serde_json::Value> {
+    let d = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get("movieverse")
+        .await
+        .ok()?;
+    let text = d
+        .metadata
+        .annotations?
+        .get("movieverse.dev/rollout")?
+        .clone();
+    serde_json::from_str(&text).ok()
+}
+
+/// #14's fault matrix for the canary on Kubernetes, with the real binary on the real control
+/// plane and a real Prometheus: each call the canary makes × each fault class, injected by
+/// the proxies in front of the API server and of Prometheus. A 429 is retried by kube's
+/// client itself; a 500 or a reset connection reaches our code. Each cell must end promoted,
+/// or failed safe: traffic on stable (weight 0, the stable Deployment on the old revision)
+/// and the rollout's end recorded in its state. ARCHITECTURE.md carries the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_k8s_canary() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let prom = Prom::start();
+    prom.set_traffic("movieverse-canary", HEALTHY);
+    prom.wait_scrapes("http_requests_total", SystemTime::now(), 3);
+    let columns: [(&str, u16, u32); 4] = [
+        ("500 twice", 500, 2),
+        ("reset twice", 0, 2),
+        ("429 twice", 429, 2),
+        ("500 for good", 500, 99),
+    ];
+    // (row, method, path on the API server, or on Prometheus when it starts with `prom:`,
+    // matching requests let through first)
+    let calls: [(&str, &'static str, &'static str, u32); 10] = [
+        ("take the lease (`Lease`)", "POST", "/leases", 0),
+        (
+            "apply the canary Deployment",
+            "PATCH",
+            "/deployments/movieverse-canary?",
+            0,
+        ),
+        (
+            "read the canary's rollout",
+            "GET",
+            "/deployments/movieverse-canary$",
+            0,
+        ),
+        (
+            "save the rollout state (the first save)",
+            "PATCH",
+            "/deployments/movieverse?$",
+            0,
+        ),
+        (
+            "save the rollout state (at 20%)",
+            "PATCH",
+            "/deployments/movieverse?$",
+            3,
+        ),
+        (
+            "set the weight (Ingress)",
+            "PATCH",
+            "fieldManager=movieverse-deploy-router",
+            0,
+        ),
+        (
+            "query Prometheus (the pre-flight)",
+            "GET",
+            "prom:/api/v1/query",
+            0,
+        ),
+        (
+            "query Prometheus (the analysis)",
+            "GET",
+            "prom:/api/v1/query",
+            2,
+        ),
+        (
+            "promote: apply the stable Deployment",
+            "PATCH",
+            "/deployments/movieverse?*fieldManager=movieverse-deploy",
+            0,
+        ),
+        (
+            "scale the canary to zero",
+            "PATCH",
+            "/deployments/movieverse-canary/scale",
+            0,
+        ),
+    ];
+    let mut planned = Vec::new();
+    for (call, method, path, after) in calls {
+        for (column, status, times) in columns {
+            let (k8s, prometheus) = match path.strip_prefix("prom:") {
+                Some(p) => (
+                    None,
+                    Some(common::http::Fault {
+                        method,
+                        path: p,
+                        status,
+                        body: r#"{"status":"error","errorType":"internal","error":"injected by the test proxy"}"#,
+                        times,
+                        after,
+                    }),
+                ),
+                None => (
+                    Some(k8s::Fault {
+                        method,
+                        path: path.into(),
+                        status,
+                        times,
+                        after,
+                    }),
+                    None,
+                ),
+            };
+            planned.push(Cell {
+                call,
+                column,
+                k8s,
+                prometheus,
+            });
+        }
+    }
+    // Ten cells at a time, each in a namespace of its own.
+    let mut ran: Vec<(Run, String, u64)> = Vec::new();
+    for (wave, chunk) in planned.chunks(10).enumerate() {
+        let results: Vec<(Run, String, u64)> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| {
+                    let prom = prom.url.clone();
+                    s.spawn(move || {
+                        run_cell(cluster, &prom, &format!("mv-fm-{}", wave * 10 + i), cell)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        ran.extend(results);
+    }
+    let mut table = format!(
+        "| call | {} |\n|---|{}\n",
+        columns.map(|c| c.0).join(" | "),
+        "---|".repeat(columns.len())
+    );
+    let mut failures = Vec::new();
+    for (row, chunk) in ran.chunks(columns.len()).enumerate() {
+        let _ = std::fmt::Write::write_fmt(&mut table, format_args!("| {} |", calls[row].0));
+        for (col, (r, note, started)) in chunk.iter().enumerate() {
+            let ns = format!("mv-fm-{}", row * columns.len() + col);
+            let image = image_of(&client, &ns, "movieverse").await;
+            let w = weight(&client, &ns).await;
+            let state = annotation_state(&client, &ns).await;
+            // A state from before this run (the first deploy's): nothing was recorded by it.
+            let state = state.filter(|s| s["started_at"].as_u64().unwrap_or(0) >= *started);
+            let result = state
+                .as_ref()
+                .and_then(|s| s["status"]["result"].as_str().map(str::to_owned));
+            let retried = r.stderr.matches("retrying in").count()
+                + r.stderr.matches("asking again in").count();
+            let cell = if r.code == 0
+                && image == GOOD2
+                && w.as_deref() == Some("0")
+                && result.as_deref() == Some("promoted")
+            {
+                match retried {
+                    0 => "promoted".to_owned(),
+                    n => format!("promoted after {n} retries"),
+                }
+            } else if r.code != 0 && image == GOOD && matches!(w.as_deref(), None | Some("0")) {
+                match &result {
+                    Some(res) => {
+                        format!("failed safe: on stable, `{res}` recorded, exit {}", r.code)
+                    }
+                    None if state.is_none() => {
+                        format!("failed safe: nothing changed, exit {}", r.code)
+                    }
+                    None => format!(
+                        "failed safe: on stable, the rollout recorded in flight, exit {}",
+                        r.code
+                    ),
+                }
+            } else if r.code != 0
+                && image == GOOD2
+                && w.as_deref() == Some("0")
+                && let Some(res) = &result
+            {
+                format!(
+                    "failed safe after the promotion: all traffic on the new stable, `{res}` recorded, exit {}",
+                    r.code
+                )
+            } else {
+                format!(
+                    "FAILED: exit {}, stable {image}, weight {w:?}, state {result:?}",
+                    r.code
+                )
+            };
+            if !(cell.starts_with("promoted") || cell.starts_with("failed safe"))
+                || !note.is_empty()
+            {
+                failures.push(format!(
+                    "{} × {}: {cell}\n{note}\n{}",
+                    calls[row].0,
+                    columns[col].0,
+                    r.dump()
+                ));
+            }
+            let _ = std::fmt::Write::write_fmt(&mut table, format_args!(" {cell} |"));
+        }
+        table.push('\n');
+    }
+    let n = ran.len();
+    let _ = std::fmt::Write::write_fmt(
+        &mut table,
+        format_args!(
+            "\n{n} faults injected through the real binary, {} promoted or failed safe (`cargo test --test k8s_canary fault_matrix_k8s_canary`).\n",
+            n - failures.len()
+        ),
+    );
+    eprintln!("{table}");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    common::doc_section(
+        "fault-matrix k8s-canary",
+        &table,
+        "cargo test --test k8s_canary fault_matrix_k8s_canary",
+    );
+}
+
+/// #14's kill table for the canary on Kubernetes: the real binary killed with SIGKILL as each
+/// of the canary's eight steps begins (each in a namespace of its own, together), then
+/// `deploy` run again. After the kill, a weight between 0 and 100 is always covered by a
+/// rollout recorded in flight; the rerun resumes it (never starts over) and ends promoted,
+/// all traffic on the new stable and the canary at zero. ARCHITECTURE.md carries the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_every_step_a_canary_run_again_resumes_and_is_promoted() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let prom = Prom::start();
+    prom.set_traffic("movieverse-canary", HEALTHY);
+    prom.wait_scrapes("http_requests_total", SystemTime::now(), 3);
+    let steps: Vec<u32> = (1..=8).collect();
+    let dirs: Vec<tempfile::TempDir> = steps.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let ns = |step: u32| format!("mv-kill-{step}");
+    // Killed as each step begins.
+    let killed: Vec<(String, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = steps
+            .iter()
+            .zip(&dirs)
+            .map(|(step, dir)| {
+                let (prom, ns) = (prom.url.clone(), ns(*step));
+                s.spawn(move || {
+                    config_at(dir.path(), &ns, &prom, "");
+                    let r = deploy(cluster, dir.path(), GOOD);
+                    assert_eq!(r.code, 0, "{}", r.dump());
+                    let started = common::now_ms();
+                    let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(GOOD2));
+                    let running = common::run_until(&mut cmd, &format!("step {step}/8:"));
+                    let (code, seen, _) = running.signal("KILL");
+                    assert_eq!(code, None, "killed at step {step}: {seen}");
+                    (seen, started)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut after_kill = Vec::new();
+    for (step, (seen, started)) in steps.iter().zip(&killed) {
+        let ns = ns(*step);
+        let w: u32 = weight(&client, &ns)
+            .await
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(0);
+        let state = annotation_state(&client, &ns)
+            .await
+            .filter(|s| s["started_at"].as_u64().unwrap_or(0) >= *started);
+        let in_flight = state
+            .as_ref()
+            .is_some_and(|s| s["status"]["result"].is_null());
+        assert!(
+            w == 0 || w == 100 || in_flight,
+            "killed at step {step}: weight {w}% without a rollout recorded in flight ({state:?})\n{seen}"
+        );
+        after_kill.push((w, in_flight));
+    }
+    let reruns: Vec<Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = dirs
+            .iter()
+            .map(|dir| s.spawn(move || deploy(cluster, dir.path(), GOOD2)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut table = "| killed as it began | weight after the kill | recorded | run again |\n|---|---|---|---|\n".to_owned();
+    for (((step, r), (w, in_flight)), (seen, _)) in
+        steps.iter().zip(&reruns).zip(&after_kill).zip(&killed)
+    {
+        let ns = ns(*step);
+        let text = k8s_step_text(seen, *step);
+        assert_eq!(r.code, 0, "killed at step {step}, run again:\n{}", r.dump());
+        assert!(
+            r.stderr.contains("resuming the rollout of"),
+            "killed at step {step}: the rerun resumes:\n{}",
+            r.dump()
+        );
+        assert!(
+            *step == 1 || !r.stderr.contains("step 1/8: deploy the canary"),
+            "killed at step {step}: not started over:\n{}",
+            r.dump()
+        );
+        assert_eq!(image_of(&client, &ns, "movieverse").await, GOOD2);
+        assert_eq!(weight(&client, &ns).await.as_deref(), Some("0"));
+        assert_eq!(replicas_of(&client, &ns, "movieverse-canary").await, 0);
+        assert_eq!(
+            saved_state(&client, &ns).await["status"]["result"],
+            "promoted"
+        );
+        let _ = std::fmt::Write::write_fmt(
+            &mut table,
+            format_args!(
+                "| {step}/8 {text} | {w}% | {} | resumed, promoted |\n",
+                if *in_flight {
+                    "in flight"
+                } else {
+                    "nothing yet"
+                }
+            ),
+        );
+    }
+    let _ = std::fmt::Write::write_fmt(
+        &mut table,
+        format_args!(
+            "\n{} kill points (`cargo test --test k8s_canary killed_at_every_step`).\n",
+            steps.len()
+        ),
+    );
+    common::doc_section(
+        "kill-table k8s-canary",
+        &table,
+        "cargo test --test k8s_canary killed_at_every_step",
+    );
+}
+
+/// The words of step `step` as the run printed them (`step 3/8: analyse the canary`).
+fn k8s_step_text(stderr: &str, step: u32) -> String {
+    let mark = format!("step {step}/8: ");
+    stderr
+        .lines()
+        .find_map(|l| l.split_once(&mark).map(|(_, t)| t.to_owned()))
+        .map_or_else(String::new, |t| format!("({t})"))
 }

@@ -162,7 +162,12 @@ impl Datadog {
 
     fn unreachable(&self, e: &reqwest::Error) -> ProviderError {
         ProviderError {
-            kind: ProviderErrorKind::Unreachable,
+            // Connected, and dropped or timed out mid-answer: worth asking again.
+            kind: if e.is_connect() || e.is_builder() {
+                ProviderErrorKind::Unreachable
+            } else {
+                ProviderErrorKind::Transient
+            },
             message: format!(
                 "cannot reach Datadog at {}: {}",
                 self.base,
@@ -211,7 +216,11 @@ pub fn parse(status: u16, body: &str) -> Result<Sample, ProviderError> {
         }
         _ => {
             return Err(ProviderError {
-                kind: ProviderErrorKind::Unreachable,
+                kind: if status >= 500 {
+                    ProviderErrorKind::Transient
+                } else {
+                    ProviderErrorKind::Unreachable
+                },
                 message: format!("Datadog answered HTTP {status}: {}", first_line(body)),
             });
         }
@@ -307,6 +316,8 @@ mod tests {
         assert_eq!(e.kind, ProviderErrorKind::Query);
         assert!(e.message.contains("unable to parse"), "{}", e.message);
         let e = parse(503, "Service Unavailable").unwrap_err();
+        assert_eq!(e.kind, ProviderErrorKind::Transient);
+        let e = parse(404, "Not Found").unwrap_err();
         assert_eq!(e.kind, ProviderErrorKind::Unreachable);
     }
 }

@@ -35,6 +35,9 @@ pub enum ProviderErrorKind {
     Query,
     /// Rate limited past the caller's deadline.
     RateLimited,
+    /// A server error, a rate limit with no time to wait for, or a connection dropped
+    /// mid-answer: worth asking again ([`Providers::run`] does, three times).
+    Transient,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -180,8 +183,40 @@ impl Providers {
     }
 
     /// Runs `q` over the window `[from_ms, to_ms]`; a rate limit is waited out only until
-    /// `not_after`.
+    /// `not_after`. A [`ProviderErrorKind::Transient`] failure is asked again after 1, 2, 4 s
+    /// (each said on stderr), never past `not_after`.
     pub async fn run(
+        &self,
+        q: &QueryRef<'_>,
+        vars: &QueryVars,
+        from_ms: u64,
+        to_ms: u64,
+        not_after: tokio::time::Instant,
+    ) -> Result<Sample, ProviderError> {
+        const RETRIES: u32 = 3;
+        let mut attempt = 0;
+        loop {
+            match self.run_once(q, vars, from_ms, to_ms, not_after).await {
+                Err(e) if e.kind == ProviderErrorKind::Transient && attempt < RETRIES => {
+                    let wait = Duration::from_secs(1 << attempt);
+                    if tokio::time::Instant::now() + wait > not_after {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    eprintln!(
+                        "  {}: {}: asking again in {} s ({attempt}/{RETRIES})",
+                        q.provider,
+                        crate::report::scrub(&e.message),
+                        wait.as_secs()
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn run_once(
         &self,
         q: &QueryRef<'_>,
         vars: &QueryVars,

@@ -51,25 +51,37 @@ impl Prometheus {
         let response = match response {
             Ok(r) => r,
             Err(e) => {
-                return Err(unreachable(format!(
+                let mut err = unreachable(format!(
                     "cannot reach Prometheus at {}: {}",
                     self.address,
                     crate::platform::innermost(&e)
-                )));
+                ));
+                // Connected, and dropped or timed out mid-answer: worth asking again.
+                if !e.is_connect() && !e.is_builder() {
+                    err.kind = ProviderErrorKind::Transient;
+                }
+                return Err(err);
             }
         };
         let status = response.status();
         let body = match response.text().await {
             Ok(b) => b,
             Err(e) => {
-                return Err(unreachable(format!(
-                    "reading Prometheus' answer failed: {e}"
-                )));
+                return Err(ProviderError {
+                    kind: ProviderErrorKind::Transient,
+                    message: format!("reading Prometheus' answer failed: {e}"),
+                });
             }
         };
         match parse(status.as_u16(), &body) {
-            // A server error is the server's; a refused query is the query's.
-            Sample::Error(message) if status.is_server_error() => Err(unreachable(message)),
+            // A server error (503: overloaded, or a query that timed out) or a 429: ask
+            // again; a refused query is the query's.
+            Sample::Error(message) if status.is_server_error() || status.as_u16() == 429 => {
+                Err(ProviderError {
+                    kind: ProviderErrorKind::Transient,
+                    message: format!("{message} (HTTP {})", status.as_u16()),
+                })
+            }
             Sample::Error(message) => Err(ProviderError {
                 kind: ProviderErrorKind::Query,
                 message,

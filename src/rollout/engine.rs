@@ -46,6 +46,20 @@ pub enum Effect {
     ScaleDown(Track),
 }
 
+impl Effect {
+    /// The effect in words, as in "… failed": for a reason a person reads.
+    pub fn doing(&self) -> String {
+        match self {
+            Self::Deploy(Track::Canary) => "deploying the new workload (canary or green)".into(),
+            Self::Deploy(Track::Stable) => "rolling the stable workload to the new revision".into(),
+            Self::SetWeight(w) => format!("setting the new revision's share of traffic to {w}%"),
+            Self::Measure { .. } => "measuring".into(),
+            Self::ScaleDown(Track::Canary) => "scaling the canary workload to zero".into(),
+            Self::ScaleDown(Track::Stable) => "scaling the old (blue) workload down".into(),
+        }
+    }
+}
+
 /// What the world said.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
@@ -433,7 +447,8 @@ impl Engine<'_> {
                     state,
                     Outcome::Failed {
                         reason: format!(
-                            "going back to stable failed at {effect:?}: {e}; the canary may still take {}% of traffic",
+                            "going back to stable failed while {}: {e}; the canary may still take {}% of traffic (the rollout is recorded: `rollout abort` tries the way back again)",
+                            effect.doing(),
                             state.weight
                         ),
                     },
@@ -461,12 +476,21 @@ impl Engine<'_> {
                 Self::finish(
                     state,
                     Outcome::Failed {
-                        reason: format!("{effect:?} failed after promotion: {e}"),
+                        reason: format!(
+                            "the new revision is stable and takes the traffic, but {} failed after the promotion: {e}; only tidying up was left (the canary workload may still run: scale it to zero by hand)",
+                            effect.doing()
+                        ),
                     },
                     d,
                 );
             }
-            Err(e) => self.abort(state, format!("{effect:?} failed: {e}"), vec![], false, d),
+            Err(e) => self.abort(
+                state,
+                format!("{} failed: {e}", effect.doing()),
+                vec![],
+                false,
+                d,
+            ),
         }
     }
 

@@ -252,7 +252,14 @@ async fn take(
             Ok(s) => s,
             Err(e) if e.kind.retryable() && transient < 5 => {
                 transient += 1;
-                tokio::time::sleep(Duration::from_millis(500 << transient.min(4))).await;
+                let wait = Duration::from_millis(500 << transient.min(4));
+                eprintln!(
+                    "{env}: retrying in {:.1} s ({transient}/5): {}: {}",
+                    wait.as_secs_f64(),
+                    e.operation,
+                    e.message
+                );
+                tokio::time::sleep(wait).await;
                 continue;
             }
             Err(e) => return Err(lease_error(env, store, &e)),
@@ -322,7 +329,14 @@ async fn take(
             }
             Err(e) if e.kind.retryable() && transient < 5 => {
                 transient += 1;
-                tokio::time::sleep(Duration::from_millis(500 << transient.min(4))).await;
+                let wait = Duration::from_millis(500 << transient.min(4));
+                eprintln!(
+                    "{env}: retrying in {:.1} s ({transient}/5): {}: {}",
+                    wait.as_secs_f64(),
+                    e.operation,
+                    e.message
+                );
+                tokio::time::sleep(wait).await;
             }
             Err(e) => return Err(lease_error(env, store, &e)),
         }

@@ -341,23 +341,30 @@ impl<'a> Rollout<'a> {
     /// stops, and says so.
     async fn save(&mut self, state: &State) -> Result<(), Error> {
         let text = serde_json::to_string(state).expect("a state serializes");
+        let holder = self.holder();
         for _ in 0..10 {
-            match self
-                .k8s
-                .write_rollout(&self.holder(), &text, &self.version)
-                .await
-            {
+            let version = self.version.clone();
+            let written = crate::driver::retried(self.name, || {
+                self.k8s.write_rollout(&holder, &text, &version)
+            })
+            .await;
+            match written {
                 Ok(version) => {
                     self.version = version;
                     self.last = Some(text);
                     return Ok(());
                 }
                 Err(e) if e.kind == crate::platform::observation::ErrorKind::Conflict => {
-                    let read =
-                        self.k8s.read_rollout(&self.holder()).await.map_err(|e| {
-                            self.err(&e, &format!("{}: read the rollout", self.name))
-                        })?;
+                    let read = crate::driver::retried(self.name, || self.k8s.read_rollout(&holder))
+                        .await
+                        .map_err(|e| self.err(&e, &format!("{}: read the rollout", self.name)))?;
                     match read {
+                        // A write that failed on the way back (a reset) may have landed.
+                        Some((current, version)) if current.as_deref() == Some(text.as_str()) => {
+                            self.version = version;
+                            self.last = Some(text);
+                            return Ok(());
+                        }
                         Some((current, version)) if current == self.last => self.version = version,
                         _ => return Err(self.err(&e, &format!("{}: save the rollout", self.name))),
                     }
@@ -614,8 +621,10 @@ pub(super) async fn play<E: Effects>(
     let mut input = first;
     loop {
         let d = engine.step(state, input, now_ms());
-        if let Some(saved) = &d.save {
-            fx.save(saved).await?;
+        if let Some(saved) = &d.save
+            && let Err(e) = fx.save(saved).await
+        {
+            return Err(unsaved(fx, state, e).await);
         }
         for e in &d.events {
             fx.say(script, state, e);
@@ -655,6 +664,34 @@ pub(super) async fn play<E: Effects>(
             () = tokio::time::sleep(wait) => input = Input::Tick,
             () = cancel.cancelled(), if !aborting => input = Input::Cancel,
         }
+    }
+}
+
+/// The state could not be saved, so the engine cannot go on: traffic on the new revision is
+/// put back on stable first (best effort, the state as last saved still records the
+/// rollout, which a rerun resumes), and the error says where traffic is.
+async fn unsaved<E: Effects>(fx: &E, state: &State, e: Error) -> Error {
+    let back = if state.weight > 0 && !state.promoted {
+        match fx.run(Effect::SetWeight(0)).await {
+            Input::Done(Ok(())) => format!(
+                "; the canary's {}% of traffic was put back on stable; the rollout stays recorded as last saved: run the deploy again to resume it, or `rollout abort`",
+                state.weight
+            ),
+            Input::Done(Err(why)) => format!(
+                "; putting the canary's {}% of traffic back on stable failed too ({why}): run `rollout abort` once the platform answers",
+                state.weight
+            ),
+            _ => String::new(),
+        }
+    } else {
+        String::new()
+    };
+    if back.is_empty() {
+        return e;
+    }
+    Error::Deployment {
+        code: e.exit_code(),
+        message: format!("{}{back}", e.to_string().trim_end()),
     }
 }
 

@@ -60,3 +60,116 @@ pub fn serve_each(handle: impl Fn(std::net::TcpStream) + Send + Sync + 'static) 
     });
     url
 }
+
+/// A fault a [`fault_proxy`] answers instead of its upstream: the next `times` requests whose
+/// method is `method` and whose path contains `path` get `status` with `body`; status 0
+/// closes the connection unanswered (a reset).
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub status: u16,
+    pub body: &'static str,
+    pub times: u32,
+    /// Matching requests let through before the fault starts.
+    pub after: u32,
+}
+
+pub type Faults = std::sync::Arc<std::sync::Mutex<Vec<Fault>>>;
+
+/// A fault-injecting proxy in front of a plain HTTP server at `upstream`
+/// (`http://127.0.0.1:PORT`): each request not answered by a fault is sent on as HTTP/1.0 and
+/// its answer relayed whole, with `Connection: close`. The proxy's base URL.
+pub fn fault_proxy(upstream: &str, faults: Faults) -> String {
+    use std::fmt::Write as _;
+    use std::io::{Read as _, Write as _};
+    let upstream = upstream
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    serve_each(move |mut out| {
+        let mut reader = std::io::BufReader::new(out.try_clone().unwrap());
+        let Some(request) = read_request(&mut reader) else {
+            return;
+        };
+        let injected = {
+            let mut faults = faults.lock().unwrap();
+            faults
+                .iter_mut()
+                .position(|f| {
+                    if f.times == 0 || f.method != request.method || !request.path.contains(f.path)
+                    {
+                        return false;
+                    }
+                    if f.after > 0 {
+                        f.after -= 1;
+                        return false;
+                    }
+                    true
+                })
+                .map(|i| {
+                    faults[i].times -= 1;
+                    faults[i].clone()
+                })
+        };
+        if let Some(f) = injected {
+            if f.status != 0 {
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 {} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    f.status,
+                    f.body.len(),
+                    f.body
+                );
+            }
+            let _ = out.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        let Ok(mut up) = std::net::TcpStream::connect(&upstream) else {
+            return;
+        };
+        let mut head = format!(
+            "{} {} HTTP/1.0\r\nHost: {upstream}\r\n",
+            request.method, request.path
+        );
+        for (k, v) in &request.headers {
+            if !["host", "connection", "content-length"].contains(&k.to_ascii_lowercase().as_str())
+            {
+                let _ = write!(head, "{k}: {v}\r\n");
+            }
+        }
+        let _ = write!(head, "Content-Length: {}\r\n\r\n", request.body.len());
+        if up
+            .write_all(head.as_bytes())
+            .and_then(|()| up.write_all(&request.body))
+            .is_err()
+        {
+            return;
+        }
+        let mut answer = Vec::new();
+        let _ = up.read_to_end(&mut answer);
+        let Some(split) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&answer[..split]).into_owned();
+        let body = &answer[split + 4..];
+        let mut lines = text.split("\r\n");
+        let mut relayed = format!("{}\r\n", lines.next().unwrap_or("HTTP/1.1 502 Bad Gateway"));
+        for l in lines {
+            let name = l.split(':').next().unwrap_or("").to_ascii_lowercase();
+            if !["connection", "content-length", "transfer-encoding"].contains(&name.as_str()) {
+                relayed.push_str(l);
+                relayed.push_str("\r\n");
+            }
+        }
+        let _ = write!(
+            relayed,
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = out
+            .write_all(relayed.as_bytes())
+            .and_then(|()| out.write_all(body));
+        let _ = out.shutdown(std::net::Shutdown::Both);
+    })
+}

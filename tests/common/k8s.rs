@@ -316,18 +316,50 @@ pub fn deploy(cluster: &Cluster, dir: &Path, image: &str) -> super::Run {
     mvd(cluster, dir, &deploy_args(image))
 }
 
-/// A fault the proxy answers instead of the API server: the next `times` requests whose
-/// method is `method` and whose path contains `path` get `status` (a Kubernetes `Status`
-/// body, as the API server writes it).
+/// A fault the proxy answers instead of the API server: after `after` matching requests have
+/// gone through, the next `times` requests whose method is `method` and whose path contains
+/// `path` (ends with it, when it ends with `$`; `*` stands for anything) get `status` (a Kubernetes `Status` body, as the API server writes it); status 0 closes
+/// the connection unanswered (a reset).
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub method: &'static str,
     pub path: String,
     pub status: u16,
     pub times: u32,
+    pub after: u32,
 }
 
 pub type Faults = std::sync::Arc<std::sync::Mutex<Vec<Fault>>>;
+
+impl Fault {
+    /// Whether this request is answered by the fault (counting it when it matches).
+    pub fn matches(&mut self, method: &str, path: &str) -> bool {
+        let (pattern, anchored) = match self.path.strip_suffix('$') {
+            Some(p) => (p, true),
+            None => (self.path.as_str(), false),
+        };
+        let mut rest = path;
+        let parts: Vec<&str> = pattern.split('*').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            let at = if last && anchored {
+                rest.ends_with(part).then(|| rest.len() - part.len())
+            } else {
+                rest.find(part)
+            };
+            let Some(at) = at else { return false };
+            rest = &rest[at + part.len()..];
+        }
+        if self.times == 0 || self.method != method {
+            return false;
+        }
+        if self.after > 0 {
+            self.after -= 1;
+            return false;
+        }
+        true
+    }
+}
 
 /// A counting, fault-injecting reverse proxy in front of `kubeconfig`'s API server: HTTP/1.1
 /// from the binary, HTTPS with the bearer token to the API server; responses are streamed
@@ -402,12 +434,16 @@ pub fn proxy(
                         let mut faults = faults.lock().unwrap();
                         faults
                             .iter_mut()
-                            .find(|f| f.times > 0 && f.method == method && path.contains(&f.path))
-                            .map(|f| {
-                                f.times -= 1;
-                                f.status
+                            .position(|f| f.matches(&method, &path))
+                            .map(|i| {
+                                faults[i].times -= 1;
+                                faults[i].status
                             })
                     };
+                    if injected == Some(0) {
+                        let _ = out.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
                     if let Some(status) = injected {
                         let body = format!(
                             "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"message\":\"injected by the test proxy\",\"reason\":\"{}\",\"code\":{status}}}",
