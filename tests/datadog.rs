@@ -52,7 +52,8 @@ async fn values_no_data_and_query_errors() {
         (
             "h",
             Answer::Unavailable,
-            Err(ProviderErrorKind::Unreachable),
+            // A 503 is asked again by `Providers::run`.
+            Err(ProviderErrorKind::Transient),
         ),
     ];
     for (q, answer, want) in table {

@@ -736,3 +736,145 @@ async fn verify_passes_when_everything_exists_and_names_each_missing_piece_with_
         r.dump()
     );
 }
+
+/// #14's fault matrix for the canary on ECS (`router: alb`), with the real binary against moto
+/// behind the scenario proxy: each call the canary makes × a 500 twice and for good
+/// (`Proxy::fail_next`: the service's internal failure; our SDK clients run with their own
+/// retries off, so each reaches our code; a throttled answer takes the same retry path, as
+/// the rolling matrix shows). Each cell must end promoted, or failed safe: the listener's
+/// weights all on stable (or never moved), the stable service not moved to the new revision
+/// unless the promotion was done. Six beds at a time. ARCHITECTURE.md carries the table.
+#[test]
+fn fault_matrix_ecs_canary() {
+    let rows: [(&str, &str, u32); 7] = [
+        (
+            "read the services (`DescribeServices`)",
+            "DescribeServices",
+            0,
+        ),
+        ("register the task definition", "RegisterTaskDefinition", 0),
+        ("save the rollout state (`TagResource`)", "TagResource", 0),
+        (
+            "roll the canary service (`UpdateService`)",
+            "UpdateService",
+            0,
+        ),
+        ("set the weights (`ModifyRule`)", "ModifyRule", 0),
+        ("query CloudWatch (`GetMetricData`)", "GetMetricData", 0),
+        (
+            "promote: roll the stable service (`UpdateService`)",
+            "UpdateService",
+            1,
+        ),
+    ];
+    let columns: [(&str, u32); 2] = [("500 twice", 2), ("500 for good", 99)];
+    let cells: Vec<(usize, usize)> = (0..rows.len())
+        .flat_map(|r| (0..columns.len()).map(move |c| (r, c)))
+        .collect();
+    let mut results: Vec<((usize, usize), String, Option<String>)> = Vec::new();
+    for wave in cells.chunks(6) {
+        let done: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = wave
+                .iter()
+                .map(|&(row, col)| {
+                    s.spawn(move || {
+                        let (call, op, after) = rows[row];
+                        let (column, times) = columns[col];
+                        let bed = bed("steps: [50]", "");
+                        traffic(&bed, 1000.0, 0.0, 0.12);
+                        // `after` calls of the operation go through first.
+                        if after > 0 {
+                            bed.proxy.pass_then_fail(op, after, times);
+                        } else {
+                            bed.proxy.fail_next(op, times);
+                        }
+                        let r = mvd(&bed, DEPLOY);
+                        let w = weights(&bed);
+                        let stable = updates(&bed, "movieverse-app");
+                        let promoted = stable
+                            .last()
+                            .is_some_and(|u| u["taskDefinition"] == NEW_REVISION);
+                        let on_stable = w.last().is_none_or(|l| *l == (100, 0));
+                        let retried = r.stderr.matches("retrying in").count();
+                        let status = rollout(&bed, "status");
+                        let recorded = ["promoted", "rolled back", "failed", "aborted"]
+                            .into_iter()
+                            .find(|k| status.stdout.contains(k))
+                            .unwrap_or("nothing recorded");
+                        let cell = if r.code == 0 && promoted && on_stable {
+                            match retried {
+                                0 => "promoted".to_owned(),
+                                n => format!("promoted after {n} retries"),
+                            }
+                        } else if r.code != 0 && on_stable && !promoted {
+                            if w.is_empty() && bed.proxy.calls("UpdateService").is_empty() {
+                                format!("failed safe: nothing changed, exit {}", r.code)
+                            } else {
+                                format!(
+                                    "failed safe: on stable, {recorded}, exit {}",
+                                    r.code
+                                )
+                            }
+                        } else if r.code != 0 && on_stable && promoted {
+                            format!(
+                                "failed safe after the promotion: all traffic on the new stable, {recorded}, exit {}",
+                                r.code
+                            )
+                        } else {
+                            format!("FAILED: exit {}, weights {w:?}, promoted {promoted}", r.code)
+                        };
+                        let bad = (!(cell.starts_with("promoted")
+                            || cell.starts_with("failed safe")))
+                        .then(|| {
+                            format!(
+                                "{call} × {column}: {cell}\n{}\n{}",
+                                r.dump(),
+                                status.dump()
+                            )
+                        });
+                        ((row, col), cell, bad)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        results.extend(done);
+    }
+    let mut table = format!(
+        "| call | {} |\n|---|{}\n",
+        columns.map(|c| c.0).join(" | "),
+        "---|".repeat(columns.len())
+    );
+    for (row, (call, _, _)) in rows.iter().enumerate() {
+        let _ = std::fmt::Write::write_fmt(&mut table, format_args!("| {call} |"));
+        for col in 0..columns.len() {
+            let (_, cell, _) = results.iter().find(|(at, _, _)| *at == (row, col)).unwrap();
+            let _ = std::fmt::Write::write_fmt(&mut table, format_args!(" {cell} |"));
+        }
+        table.push('\n');
+    }
+    let failures: Vec<&String> = results.iter().filter_map(|(_, _, b)| b.as_ref()).collect();
+    let _ = std::fmt::Write::write_fmt(
+        &mut table,
+        format_args!(
+            "\n{} faults injected through the real binary, {} promoted or failed safe (`cargo test --test ecs_canary fault_matrix_ecs_canary`).\n",
+            results.len(),
+            results.len() - failures.len()
+        ),
+    );
+    eprintln!("{table}");
+    assert!(
+        failures.is_empty(),
+        "{}",
+        failures
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+    common::doc_section(
+        "fault-matrix ecs-canary",
+        &table,
+        "cargo test --test ecs_canary fault_matrix_ecs_canary",
+    );
+}

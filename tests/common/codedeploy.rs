@@ -470,6 +470,8 @@ struct State {
     /// Calls answered with a 500 instead of being served: operation (ECS, `CodeDeploy`) or
     /// query Action (`ELBv2`), and how many more times.
     failing: Vec<(String, u32)>,
+    /// Calls of an operation let through before its `failing` entry starts.
+    passing: Vec<(String, u32)>,
     tracked: HashMap<String, Tracked>,
     /// When each of `calls` arrived.
     call_times: Vec<Instant>,
@@ -556,6 +558,13 @@ impl Proxy {
             .unwrap()
             .failing
             .push((operation.to_owned(), n));
+    }
+
+    /// [`Proxy::fail_next`] once `pass` calls of `operation` have been served.
+    pub fn pass_then_fail(&self, operation: &str, pass: u32, n: u32) {
+        let mut s = self.state.lock().unwrap();
+        s.passing.push((operation.to_owned(), pass));
+        s.failing.push((operation.to_owned(), n));
     }
 
     /// Ends the bake of every native deployment baking for ever (`Plan::Bake`): they
@@ -847,6 +856,10 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
             .or(query_action.clone());
         let injected = called.as_deref().is_some_and(|op| {
             let mut s = state.lock().unwrap();
+            if let Some((_, n)) = s.passing.iter_mut().find(|(o, n)| o == op && *n > 0) {
+                *n -= 1;
+                return false;
+            }
             s.failing
                 .iter_mut()
                 .find(|(o, n)| o == op && *n > 0)
