@@ -743,7 +743,7 @@ async fn verify_passes_when_everything_exists_and_names_each_missing_piece_with_
 /// retries off, so each reaches our code; a throttled answer takes the same retry path, as
 /// the rolling matrix shows). Each cell must end promoted, or failed safe: the listener's
 /// weights all on stable (or never moved), the stable service not moved to the new revision
-/// unless the promotion was done. Six beds at a time. ARCHITECTURE.md carries the table.
+/// unless the promotion was done. Seven beds at a time. ARCHITECTURE.md carries the table.
 #[test]
 fn fault_matrix_ecs_canary() {
     let rows: [(&str, &str, u32); 7] = [
@@ -768,17 +768,19 @@ fn fault_matrix_ecs_canary() {
         ),
     ];
     let columns: [(&str, u32); 2] = [("500 twice", 2), ("500 for good", 99)];
-    let cells: Vec<(usize, usize)> = (0..rows.len())
-        .flat_map(|r| (0..columns.len()).map(move |c| (r, c)))
+    // The cells that fail for good (the longest: every back-off) run together.
+    let cells: Vec<(usize, usize)> = (0..columns.len())
+        .rev()
+        .flat_map(|c| (0..rows.len()).map(move |r| (r, c)))
         .collect();
     let mut results: Vec<((usize, usize), String, Option<String>)> = Vec::new();
-    for wave in cells.chunks(6) {
+    for wave in cells.chunks(7) {
         let done: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = wave
                 .iter()
                 .map(|&(row, col)| {
                     s.spawn(move || {
-                        let (call, op, after) = rows[row];
+                        let (row_name, op, after) = rows[row];
                         let (column, times) = columns[col];
                         let bed = bed("steps: [50]", "");
                         traffic(&bed, 1000.0, 0.0, 0.12);
@@ -790,10 +792,15 @@ fn fault_matrix_ecs_canary() {
                         }
                         let r = mvd(&bed, DEPLOY);
                         let w = weights(&bed);
-                        let stable = updates(&bed, "movieverse-app");
-                        let promoted = stable
-                            .last()
-                            .is_some_and(|u| u["taskDefinition"] == NEW_REVISION);
+                        // What moto holds (a failed call is recorded by the proxy too).
+                        let promoted = tokio::runtime::Runtime::new()
+                            .unwrap()
+                            .block_on(services(&bed.moto))
+                            .iter()
+                            .any(|sv| {
+                                sv.service_name() == Some("movieverse-app")
+                                    && sv.task_definition() == Some(NEW_REVISION)
+                            });
                         let on_stable = w.last().is_none_or(|l| *l == (100, 0));
                         let retried = r.stderr.matches("retrying in").count();
                         let status = rollout(&bed, "status");
@@ -827,7 +834,7 @@ fn fault_matrix_ecs_canary() {
                             || cell.starts_with("failed safe")))
                         .then(|| {
                             format!(
-                                "{call} × {column}: {cell}\n{}\n{}",
+                                "{row_name} × {column}: {cell}\n{}\n{}",
                                 r.dump(),
                                 status.dump()
                             )
@@ -876,5 +883,92 @@ fn fault_matrix_ecs_canary() {
         "fault-matrix ecs-canary",
         &table,
         "cargo test --test ecs_canary fault_matrix_ecs_canary",
+    );
+}
+
+/// #14's kill table for the canary on ECS (`router: alb`): the real binary killed with
+/// SIGKILL as each step of `steps: [25, 50]` begins (a bed each, together), then `deploy` run
+/// again. After the kill a split weight is always covered by a rollout recorded in flight in
+/// the stable service's tags; the rerun resumes it, registers nothing new, and ends promoted
+/// with every weight back on stable. ARCHITECTURE.md carries the table.
+#[test]
+fn killed_at_every_step_an_ecs_canary_run_again_resumes_and_is_promoted() {
+    // deploy, 25 %, analyse, 50 %, analyse, promote, back to stable, scale down.
+    let steps: Vec<u32> = (1..=8).collect();
+    let rows: Vec<(u32, String, (i64, i64), String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = steps
+            .iter()
+            .map(|&step| {
+                s.spawn(move || {
+                    let bed = bed("steps: [25, 50]", "");
+                    traffic(&bed, 1000.0, 0.0, 0.12);
+                    let mut cmd = cmd(&bed, DEPLOY);
+                    let running = common::run_until(&mut cmd, &format!("step {step}/8:"));
+                    let (code, seen, _) = running.signal("KILL");
+                    assert_eq!(code, None, "killed at step {step}: {seen}");
+                    let words = seen
+                        .lines()
+                        .find_map(|l| {
+                            l.split_once(&format!("step {step}/8: "))
+                                .map(|(_, t)| t.to_owned())
+                        })
+                        .unwrap_or_default();
+                    let w = weights(&bed).last().copied().unwrap_or((100, 0));
+                    let status = rollout(&bed, "status");
+                    let in_flight = status.stdout.contains("at step");
+                    assert!(
+                        w == (100, 0) || in_flight,
+                        "killed at step {step}: weights {w:?} without a rollout recorded in flight\n{}\n{seen}",
+                        status.dump()
+                    );
+                    let r = mvd(&bed, DEPLOY);
+                    assert_eq!(r.code, 0, "killed at step {step}, run again:\n{}", r.dump());
+                    assert!(
+                        r.stderr.contains("resuming the rollout"),
+                        "killed at step {step}: the rerun resumes:\n{}",
+                        r.dump()
+                    );
+                    assert_eq!(weights(&bed).last(), Some(&(100, 0)), "{}", r.dump());
+                    assert_eq!(
+                        bed.proxy.calls("RegisterTaskDefinition").len(),
+                        1,
+                        "killed at step {step}: registered once"
+                    );
+                    let stable = tokio::runtime::Runtime::new()
+                        .unwrap()
+                        .block_on(services(&bed.moto));
+                    assert!(
+                        stable.iter().any(|sv| {
+                            sv.service_name() == Some("movieverse-app")
+                                && sv.task_definition() == Some(NEW_REVISION)
+                        }),
+                        "killed at step {step}: the stable service runs the new revision\n{}",
+                        r.dump()
+                    );
+                    let recorded = if in_flight { "in flight" } else { "nothing yet" };
+                    (step, words, w, recorded.to_owned())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut table = "| killed as it began | weights after the kill (stable, canary) | recorded | run again |\n|---|---|---|---|\n".to_owned();
+    for (step, words, (st, ca), recorded) in &rows {
+        let _ = std::fmt::Write::write_fmt(
+            &mut table,
+            format_args!("| {step}/8 ({words}) | {st}/{ca} | {recorded} | resumed, promoted |\n"),
+        );
+    }
+    let _ = std::fmt::Write::write_fmt(
+        &mut table,
+        format_args!(
+            "\n{} kill points (`cargo test --test ecs_canary killed_at_every_step`).\n",
+            rows.len()
+        ),
+    );
+    common::doc_section(
+        "kill-table ecs-canary",
+        &table,
+        "cargo test --test ecs_canary killed_at_every_step",
     );
 }

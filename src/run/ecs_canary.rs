@@ -167,9 +167,7 @@ impl<'a> EcsCanary<'a> {
     /// target groups and nothing else, each metric provider answers and every query runs.
     async fn preflight(&self) -> Result<(), Error> {
         let at = self.forwarder();
-        let found = self
-            .alb
-            .forward(at)
+        let found = crate::driver::retried(self.name, || self.alb.forward(at))
             .await
             .map_err(|e| self.err(&e, &format!("read {}", at.arn())))?;
         if let Err(why) = check_forward(&found, &self.stable_tg, &self.canary_tg) {
@@ -186,17 +184,15 @@ impl<'a> EcsCanary<'a> {
         }
         match &self.router {
             Router::Alb(canary) => {
-                self.ecs
-                    .tags(canary)
+                crate::driver::retried(self.name, || self.ecs.tags(canary))
                     .await
                     .map_err(|e| self.err(&e, "read the canary service"))?;
             }
             Router::Native(_) => {
-                let controller = self
-                    .ecs
-                    .controller(&self.stable[0])
-                    .await
-                    .map_err(|e| self.err(&e, "read the service"))?;
+                let controller =
+                    crate::driver::retried(self.name, || self.ecs.controller(&self.stable[0]))
+                        .await
+                        .map_err(|e| self.err(&e, "read the service"))?;
                 if controller != "ECS" {
                     return Err(Error::Deployment {
                         code: 3,
@@ -213,9 +209,7 @@ impl<'a> EcsCanary<'a> {
 
     /// The saved state, if any (the stable service's tags).
     async fn load(&mut self) -> Result<Option<State>, Error> {
-        let (arn, tags) = self
-            .ecs
-            .tags(&self.stable[0])
+        let (arn, tags) = crate::driver::retried(self.name, || self.ecs.tags(&self.stable[0]))
             .await
             .map_err(|e| self.err(&e, "read the stable service's tags"))?;
         let text = state_tags::decode(&tags).map_err(|e| self.damaged(&e))?;
@@ -243,9 +237,7 @@ impl<'a> EcsCanary<'a> {
     /// check narrows the window in which two writers could both win to one call).
     async fn save(&mut self, state: &State) -> Result<(), Error> {
         let text = serde_json::to_string(state).expect("a state serializes");
-        let (_, now) = self
-            .ecs
-            .tags(&self.stable[0])
+        let (_, now) = crate::driver::retried(self.name, || self.ecs.tags(&self.stable[0]))
             .await
             .map_err(|e| self.err(&e, "read the stable service's tags"))?;
         let current = state_tags::decode(&now).map_err(|e| self.damaged(&e))?;
@@ -263,10 +255,11 @@ impl<'a> EcsCanary<'a> {
             message: format!("error: {}: {e}", self.name),
         })?;
         let old_chunks = state_tags::stale(&now, &add);
-        self.ecs
-            .set_tags(&self.arn, &add, old_chunks)
-            .await
-            .map_err(|e| self.err(&e, "save the rollout in the stable service's tags"))?;
+        crate::driver::retried(self.name, || {
+            self.ecs.set_tags(&self.arn, &add, old_chunks.clone())
+        })
+        .await
+        .map_err(|e| self.err(&e, "save the rollout in the stable service's tags"))?;
         self.last = Some(text);
         self.promoted = state.promoted;
         Ok(())
