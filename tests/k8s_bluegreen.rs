@@ -452,3 +452,156 @@ async fn a_runner_killed_while_green_starts_is_resumed_by_the_same_deploy() {
     assert_eq!(all[&blue].0, 0, "blue is scaled to 0 after the wait");
     assert_eq!(all.len(), 2, "{all:?}");
 }
+
+/// #14's fault matrix for blue-green on Kubernetes, with the real binary on the real control
+/// plane: each call × a 500 twice, a reset connection twice and a 500 for good, injected by
+/// the proxy in front of the API server (and one in front of the HTTP check's server: there a
+/// 500 is the app failing its check, judged, not retried). Each cell must end with the live
+/// Service on green (promoted), or failed safe: the live Service on blue, or all traffic on
+/// green once the switch was done. Ten cells at a time, each in a namespace of its own.
+/// ARCHITECTURE.md carries the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_k8s_blue_green() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let probe = common::probe::Server::start("unused");
+    let columns: [(&str, u16, u32); 3] = [
+        ("500 twice", 500, 2),
+        ("reset twice", 0, 2),
+        ("500 for good", 500, 99),
+    ];
+    // (row, method, path on the API server, or on the HTTP check's server with `http:`)
+    let rows: [(&str, &'static str, &'static str); 7] = [
+        ("take the lease (`Lease`)", "POST", "/leases"),
+        (
+            "apply green's Deployment",
+            "PATCH",
+            "/deployments/movieverse-*fieldManager=movieverse-deploy",
+        ),
+        ("read green's rollout", "GET", "/deployments/movieverse-"),
+        (
+            "save the rollout state (live Service)",
+            "PATCH",
+            "/services/movieverse?$",
+        ),
+        ("the HTTP check of green (the app)", "GET", "http:/health"),
+        (
+            "switch the live Service's selector",
+            "PATCH",
+            "/services/movieverse?*fieldManager=movieverse-deploy-router",
+        ),
+        ("scale blue down", "PATCH", "/scale?"),
+    ];
+    let mut order: Vec<(usize, usize)> = (0..columns.len())
+        .rev()
+        .flat_map(|c| (0..rows.len()).map(move |r| (r, c)))
+        .collect();
+    order.sort_by_key(|&(_, c)| std::cmp::Reverse(columns[c].2));
+    let ns = |r: usize, c: usize| format!("mv-bgfm-{}", r * columns.len() + c);
+    let mut ran: Vec<((usize, usize), String, common::Run, String)> = Vec::new();
+    for wave in order.chunks(10) {
+        let done: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = wave
+                .iter()
+                .map(|&(r, c)| {
+                    let (probe_url, ns) = (probe.url.clone(), ns(r, c));
+                    s.spawn(move || {
+                        let (_, method, path) = rows[r];
+                        let (_, status, times) = columns[c];
+                        let dir = tempfile::tempdir().unwrap();
+                        let http: common::http::Faults = std::sync::Arc::default();
+                        let probe_url = common::http::fault_proxy(&probe_url, http.clone());
+                        config(dir.path(), &ns, &probe_url, "1s", "");
+                        let first = deploy(cluster, dir.path(), GOOD);
+                        assert_eq!(first.code, 0, "{}", first.dump());
+                        let mut faults = Vec::new();
+                        match path.strip_prefix("http:") {
+                            Some(p) => http.lock().unwrap().push(common::http::Fault {
+                                method,
+                                path: p,
+                                status,
+                                body: "unhealthy",
+                                times,
+                                after: 0,
+                            }),
+                            None => faults.push(k8s::Fault {
+                                method,
+                                path: path.into(),
+                                status,
+                                times,
+                                after: 0,
+                            }),
+                        }
+                        let (run, unmet, _) =
+                            k8s::deploy_through_faults(cluster, dir.path(), GOOD2, faults);
+                        ((r, c), ns, run, unmet)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        ran.extend(done);
+    }
+    ran.sort_by_key(|(at, ..)| *at);
+    let mut table = format!(
+        "| call | {} |\n|---|{}\n",
+        columns.map(|c| c.0).join(" | "),
+        "---|".repeat(columns.len())
+    );
+    let mut failures = Vec::new();
+    for (r, row) in rows.iter().enumerate() {
+        let _ = std::fmt::Write::write_fmt(&mut table, format_args!("| {} |", row.0));
+        for (c, column) in columns.iter().enumerate() {
+            let (_, ns, run, unmet) = ran.iter().find(|(at, ..)| *at == (r, c)).unwrap();
+            let live = selected(&client, ns, "movieverse").await;
+            let image = colours(&client, ns).await.get(&live).map(|c| c.1.clone());
+            let retried = run.stderr.matches("retrying in").count();
+            let cell = if run.code == 0 && image.as_deref() == Some(GOOD2) {
+                match retried {
+                    0 => "promoted".to_owned(),
+                    n => format!("promoted after {n} retries"),
+                }
+            } else if run.code != 0 && image.as_deref() == Some(GOOD) {
+                if run.stderr.contains("step 1/") {
+                    format!("failed safe: traffic on blue, exit {}", run.code)
+                } else {
+                    format!("failed safe: nothing changed, exit {}", run.code)
+                }
+            } else if run.code != 0 && image.as_deref() == Some(GOOD2) {
+                format!(
+                    "failed safe after the switch: all traffic on green, exit {}",
+                    run.code
+                )
+            } else {
+                format!("FAILED: exit {}, live on {image:?}", run.code)
+            };
+            if !(cell.starts_with("promoted") || cell.starts_with("failed safe"))
+                || !unmet.is_empty()
+            {
+                failures.push(format!(
+                    "{} × {}: {cell}\n{unmet}\n{}",
+                    row.0,
+                    column.0,
+                    run.dump()
+                ));
+            }
+            let _ = std::fmt::Write::write_fmt(&mut table, format_args!(" {cell} |"));
+        }
+        table.push('\n');
+    }
+    let _ = std::fmt::Write::write_fmt(
+        &mut table,
+        format_args!(
+            "\n{} faults injected through the real binary, {} promoted or failed safe (`cargo test --test k8s_bluegreen fault_matrix_k8s_blue_green`).\n",
+            ran.len(),
+            ran.len() - failures.len()
+        ),
+    );
+    eprintln!("{table}");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    common::doc_section(
+        "fault-matrix k8s-blue-green",
+        &table,
+        "cargo test --test k8s_bluegreen fault_matrix_k8s_blue_green",
+    );
+}

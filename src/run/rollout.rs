@@ -321,9 +321,8 @@ impl<'a> Rollout<'a> {
     /// The saved state (if any) and the stable Deployment's resourceVersion; `None` when the
     /// stable Deployment does not exist yet.
     async fn load(&mut self) -> Result<Option<Option<State>>, Error> {
-        let read = self
-            .k8s
-            .read_rollout(&self.holder())
+        let holder = self.holder();
+        let read = crate::driver::retried(self.name, || self.k8s.read_rollout(&holder))
             .await
             .map_err(|e| self.err(&e, &format!("{}: read the rollout", self.name)))?;
         let Some((text, version)) = read else {
@@ -1240,9 +1239,7 @@ async fn deploy_blue_green(c: &mut Rollout<'_>, args: &DeployArgs) -> Result<(),
         }
     }
     // Blue is the colour the live Service selects now.
-    let live = c
-        .k8s
-        .service_selector(&app)
+    let live = crate::driver::retried(name, || c.k8s.service_selector(&app))
         .await
         .map_err(|e| c.err(&e, &format!("{name}: read the live Service")))?;
     let blue = live
@@ -1250,9 +1247,8 @@ async fn deploy_blue_green(c: &mut Rollout<'_>, args: &DeployArgs) -> Result<(),
         .and_then(|s| s.get(crate::platform::kubernetes::REVISION_LABEL).cloned());
     let blue = match blue {
         Some(b) => {
-            let found = c
-                .k8s
-                .replicas(&colour_name(&app, &b))
+            let blue_name = colour_name(&app, &b);
+            let found = crate::driver::retried(name, || c.k8s.replicas(&blue_name))
                 .await
                 .map_err(|e| c.err(&e, &format!("{name}: read blue")))?;
             if found.is_none() {

@@ -146,13 +146,40 @@ pub fn fault_proxy(upstream: &str, faults: Faults) -> String {
         {
             return;
         }
-        let mut answer = Vec::new();
-        let _ = up.read_to_end(&mut answer);
-        let Some(split) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
-            return;
-        };
-        let text = String::from_utf8_lossy(&answer[..split]).into_owned();
-        let body = &answer[split + 4..];
+        // The head, then the body by its Content-Length (a server may keep the connection
+        // open after it), or to the end.
+        let mut up = std::io::BufReader::new(up);
+        let mut text = String::new();
+        let mut length = None;
+        loop {
+            let mut line = String::new();
+            if std::io::BufRead::read_line(&mut up, &mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse::<usize>().ok();
+            }
+            text.push_str(&line);
+        }
+        let text = text.trim_end().to_owned();
+        let mut body = Vec::new();
+        match length {
+            Some(n) => {
+                body.resize(n, 0);
+                if up.read_exact(&mut body).is_err() {
+                    return;
+                }
+            }
+            None => {
+                let _ = up.read_to_end(&mut body);
+            }
+        }
+        let body = &body[..];
         let mut lines = text.split("\r\n");
         let mut relayed = format!("{}\r\n", lines.next().unwrap_or("HTTP/1.1 502 Bad Gateway"));
         for l in lines {

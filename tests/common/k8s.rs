@@ -509,3 +509,56 @@ pub fn proxy(
     .unwrap();
     proxied
 }
+
+/// `deploy` of `image` in `dir` through the fault-injecting [`proxy`] with `faults`, killed
+/// after 5 minutes (a hung request fails the caller's test instead of hanging it). Returns
+/// the run, what went through the proxy when a fault that should end was never met (empty
+/// otherwise; a fault of 50 or more times is "for good" and need not be used up), and when
+/// the run started (ms since 1970).
+#[allow(dead_code)]
+pub fn deploy_through_faults(
+    cluster: &Cluster,
+    dir: &Path,
+    image: &str,
+    faults: Vec<Fault>,
+) -> (super::Run, String, u64) {
+    let faults: Faults = std::sync::Arc::new(std::sync::Mutex::new(faults));
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let proxied = proxy(&cluster.kubeconfig, dir, seen.clone(), faults.clone());
+    let mut cmd = mvd_cmd(cluster, dir, &deploy_args(image));
+    cmd.env("KUBECONFIG", &proxied)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let started = super::now_ms();
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watched = done.clone();
+    std::thread::spawn(move || {
+        for _ in 0..300 {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            if watched.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    });
+    let r = super::Run::from(&child.wait_with_output().unwrap());
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let unmet = faults
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|f| f.times > 0 && f.times < 50);
+    let note = if unmet {
+        format!(
+            "a fault was never met; through the proxy:\n{}",
+            seen.lock().unwrap().join("\n")
+        )
+    } else {
+        String::new()
+    };
+    (r, note, started)
+}
