@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::deploy::{platform_error, rendered_specs, runtime, watch_signals};
-use super::rollout::{Effects, Ended, conclude, now_ms, play};
+use super::rollout::{Effects, Ended, SaveError, conclude, now_ms, play};
 use super::{Error, print_out};
 use crate::cli::{DeployArgs, RolloutAction, Selection, WaitArgs};
 use crate::config::{BlueGreen, HookPoint, Loaded};
@@ -962,7 +962,7 @@ impl Effects for Green<'_> {
     }
 
     /// `CodeDeploy` keeps the state: the group's deployment in flight and its status.
-    async fn save(&mut self, _state: &State) -> Result<(), Error> {
+    async fn save(&mut self, _state: &State) -> Result<(), SaveError> {
         Ok(())
     }
 

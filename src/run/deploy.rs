@@ -488,7 +488,10 @@ impl<P: Platform> super::rollout::Effects for RollingEffects<'_, P> {
         input
     }
 
-    async fn save(&mut self, _: &crate::rollout::engine::State) -> Result<(), Error> {
+    async fn save(
+        &mut self,
+        _: &crate::rollout::engine::State,
+    ) -> Result<(), super::rollout::SaveError> {
         Ok(())
     }
 

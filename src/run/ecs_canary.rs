@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::deploy::{platform_error, rendered_specs, run_machines_with, watch_signals};
 use super::rollout::{
-    Begin, Effects, Ended, Judge, begin, conclude, event_line, metric_links, now_ms, play,
-    played_step_by_step, provider_error, status_text,
+    Begin, Effects, Ended, Judge, SaveError, begin, conclude, event_line, metric_links, now_ms,
+    play, played_step_by_step, provider_error, status_text,
 };
 use super::{Error, print_out};
 use crate::cli::{DeployArgs, WaitArgs};
@@ -235,31 +235,35 @@ impl<'a> EcsCanary<'a> {
     /// Writes the state into the stable service's tags, after checking that they still hold
     /// what this process last read or wrote (tags have no version to write against: the
     /// check narrows the window in which two writers could both win to one call).
-    async fn save(&mut self, state: &State) -> Result<(), Error> {
+    async fn save(&mut self, state: &State) -> Result<(), SaveError> {
         let text = serde_json::to_string(state).expect("a state serializes");
         let (_, now) = crate::driver::retried(self.name, || self.ecs.tags(&self.stable[0]))
             .await
-            .map_err(|e| self.err(&e, "read the stable service's tags"))?;
-        let current = state_tags::decode(&now).map_err(|e| self.damaged(&e))?;
+            .map_err(|e| SaveError::Failed(self.err(&e, "read the stable service's tags")))?;
+        let current = state_tags::decode(&now).map_err(|e| SaveError::Failed(self.damaged(&e)))?;
         if current != self.last {
-            return Err(Error::Deployment {
+            return Err(SaveError::Contested(Error::Deployment {
                 code: 3,
                 message: format!(
                     "error: {}: another process moved this rollout (the state in service {}'s tags changed); this run stops here\n  = help: `movieverse-deploy rollout status --env {}` shows where it stands",
                     self.name, self.stable[0].name, self.name
                 ),
-            });
+            }));
         }
-        let add = state_tags::encode(&text).map_err(|e| Error::Deployment {
-            code: 1,
-            message: format!("error: {}: {e}", self.name),
+        let add = state_tags::encode(&text).map_err(|e| {
+            SaveError::Failed(Error::Deployment {
+                code: 1,
+                message: format!("error: {}: {e}", self.name),
+            })
         })?;
         let old_chunks = state_tags::stale(&now, &add);
         crate::driver::retried(self.name, || {
             self.ecs.set_tags(&self.arn, &add, old_chunks.clone())
         })
         .await
-        .map_err(|e| self.err(&e, "save the rollout in the stable service's tags"))?;
+        .map_err(|e| {
+            SaveError::Failed(self.err(&e, "save the rollout in the stable service's tags"))
+        })?;
         self.last = Some(text);
         self.promoted = state.promoted;
         Ok(())
@@ -641,7 +645,7 @@ impl Effects for EcsCanary<'_> {
         Input::Done(result.map_err(|e| e.to_string()))
     }
 
-    async fn save(&mut self, state: &State) -> Result<(), Error> {
+    async fn save(&mut self, state: &State) -> Result<(), SaveError> {
         EcsCanary::save(self, state).await
     }
 

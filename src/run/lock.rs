@@ -232,6 +232,19 @@ fn lease_error(env: &str, store: &Store, e: &PlatformError) -> Error {
     }
 }
 
+/// The lease store failed in passing (`transient` times so far): said, then a pause of
+/// 1, 2, 4, 8, 8 s before the next try.
+async fn pause(env: &str, transient: u32, e: &PlatformError) {
+    let wait = Duration::from_millis(500 << transient.min(4));
+    eprintln!(
+        "{env}: retrying in {:.1} s ({transient}/5): {}: {}",
+        wait.as_secs_f64(),
+        e.operation,
+        e.message
+    );
+    tokio::time::sleep(wait).await;
+}
+
 /// Takes the lease, waiting up to `timeout`: what was written (no version when there is no
 /// namespace to keep a Lease in yet).
 async fn take(
@@ -252,14 +265,7 @@ async fn take(
             Ok(s) => s,
             Err(e) if e.kind.retryable() && transient < 5 => {
                 transient += 1;
-                let wait = Duration::from_millis(500 << transient.min(4));
-                eprintln!(
-                    "{env}: retrying in {:.1} s ({transient}/5): {}: {}",
-                    wait.as_secs_f64(),
-                    e.operation,
-                    e.message
-                );
-                tokio::time::sleep(wait).await;
+                pause(env, transient, &e).await;
                 continue;
             }
             Err(e) => return Err(lease_error(env, store, &e)),
@@ -329,14 +335,7 @@ async fn take(
             }
             Err(e) if e.kind.retryable() && transient < 5 => {
                 transient += 1;
-                let wait = Duration::from_millis(500 << transient.min(4));
-                eprintln!(
-                    "{env}: retrying in {:.1} s ({transient}/5): {}: {}",
-                    wait.as_secs_f64(),
-                    e.operation,
-                    e.message
-                );
-                tokio::time::sleep(wait).await;
+                pause(env, transient, &e).await;
             }
             Err(e) => return Err(lease_error(env, store, &e)),
         }

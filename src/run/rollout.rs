@@ -338,7 +338,7 @@ impl<'a> Rollout<'a> {
     /// and the write is retried only if the rollout state on it is still the one this
     /// process last read or wrote. Otherwise another process moved the rollout: this one
     /// stops, and says so.
-    async fn save(&mut self, state: &State) -> Result<(), Error> {
+    async fn save(&mut self, state: &State) -> Result<(), SaveError> {
         let text = serde_json::to_string(state).expect("a state serializes");
         let holder = self.holder();
         for _ in 0..10 {
@@ -356,7 +356,11 @@ impl<'a> Rollout<'a> {
                 Err(e) if e.kind == crate::platform::observation::ErrorKind::Conflict => {
                     let read = crate::driver::retried(self.name, || self.k8s.read_rollout(&holder))
                         .await
-                        .map_err(|e| self.err(&e, &format!("{}: read the rollout", self.name)))?;
+                        .map_err(|e| {
+                            SaveError::Failed(
+                                self.err(&e, &format!("{}: read the rollout", self.name)),
+                            )
+                        })?;
                     match read {
                         // A write that failed on the way back (a reset) may have landed.
                         Some((current, version)) if current.as_deref() == Some(text.as_str()) => {
@@ -365,20 +369,28 @@ impl<'a> Rollout<'a> {
                             return Ok(());
                         }
                         Some((current, version)) if current == self.last => self.version = version,
-                        _ => return Err(self.err(&e, &format!("{}: save the rollout", self.name))),
+                        _ => {
+                            return Err(SaveError::Contested(
+                                self.err(&e, &format!("{}: save the rollout", self.name)),
+                            ));
+                        }
                     }
                 }
-                Err(e) => return Err(self.err(&e, &format!("{}: save the rollout", self.name))),
+                Err(e) => {
+                    return Err(SaveError::Failed(
+                        self.err(&e, &format!("{}: save the rollout", self.name)),
+                    ));
+                }
             }
         }
-        Err(Error::Deployment {
+        Err(SaveError::Contested(Error::Deployment {
             code: 3,
             message: format!(
                 "error: {}: {} kept changing; the rollout state could not be saved",
                 self.name,
                 self.holder()
             ),
-        })
+        }))
     }
 
     /// Rolls one track's Deployment with the rolling machine; the result as the engine's input.
@@ -570,7 +582,7 @@ impl Effects for Rollout<'_> {
         Rollout::run(self, effect).await
     }
 
-    async fn save(&mut self, state: &State) -> Result<(), Error> {
+    async fn save(&mut self, state: &State) -> Result<(), SaveError> {
         Rollout::save(self, state).await
     }
 
@@ -590,12 +602,29 @@ impl Effects for Rollout<'_> {
     }
 }
 
+/// Why a rollout's state was not saved.
+pub(super) enum SaveError {
+    /// Another process moved the rollout since this one read it: this one stops, and leaves
+    /// traffic where the other put it.
+    Contested(Error),
+    /// The platform did not take the write, after its retries.
+    Failed(Error),
+}
+
+impl From<SaveError> for Error {
+    fn from(e: SaveError) -> Self {
+        match e {
+            SaveError::Contested(e) | SaveError::Failed(e) => e,
+        }
+    }
+}
+
 /// The edge that runs a script's effects for one platform and strategy, and keeps its state.
 pub(super) trait Effects {
     /// Runs one effect; its result as the engine's input.
     async fn run(&self, effect: Effect) -> Input;
     /// Keeps the state where a later process finds it (before the effects run).
-    async fn save(&mut self, state: &State) -> Result<(), Error>;
+    async fn save(&mut self, state: &State) -> Result<(), SaveError>;
     fn cancel(&self) -> &CancellationToken;
     /// Shows an engine event.
     fn say(&self, script: &Script, state: &State, event: &Event);
@@ -623,7 +652,10 @@ pub(super) async fn play<E: Effects>(
         if let Some(saved) = &d.save
             && let Err(e) = fx.save(saved).await
         {
-            return Err(unsaved(fx, state, e).await);
+            return Err(match e {
+                SaveError::Contested(e) => e,
+                SaveError::Failed(e) => unsaved(fx, state, e).await,
+            });
         }
         for e in &d.events {
             fx.say(script, state, e);
