@@ -702,24 +702,20 @@ pub(super) async fn play<E: Effects>(
 /// put back on stable first (best effort, the state as last saved still records the
 /// rollout, which a rerun resumes), and the error says where traffic is.
 async fn unsaved<E: Effects>(fx: &E, state: &State, e: Error) -> Error {
-    let back = if state.weight > 0 && !state.promoted {
-        match fx.run(Effect::SetWeight(0)).await {
-            Input::Done(Ok(())) => format!(
-                "; the canary's {}% of traffic was put back on stable; the rollout stays recorded as last saved: run the deploy again to resume it, or `rollout abort`",
-                state.weight
-            ),
-            Input::Done(Err(why)) => format!(
-                "; putting the canary's {}% of traffic back on stable failed too ({why}): run `rollout abort` once the platform answers",
-                state.weight
-            ),
-            _ => String::new(),
-        }
-    } else {
-        String::new()
-    };
-    if back.is_empty() {
+    if state.weight == 0 || state.promoted {
         return e;
     }
+    let back = match fx.run(Effect::SetWeight(0)).await {
+        Input::Done(Ok(())) => format!(
+            "; the canary's {}% of traffic was put back on stable; the rollout stays recorded as last saved: run the deploy again to resume it, or `rollout abort`",
+            state.weight
+        ),
+        Input::Done(Err(why)) => format!(
+            "; putting the canary's {}% of traffic back on stable failed too ({why}): run `rollout abort` once the platform answers",
+            state.weight
+        ),
+        _ => return e,
+    };
     Error::Deployment {
         code: e.exit_code(),
         message: format!("{}{back}", e.to_string().trim_end()),
