@@ -1035,3 +1035,139 @@ async fn verify_checks_the_deployment_group_its_alarms_the_test_listener_and_the
         assert!(bed.proxy.calls(op).is_empty(), "{op}");
     }
 }
+
+/// The bed of #14's matrix and kill table: a group that stops at Ready, green checked
+/// there over HTTP (`server`) and on `CloudWatch`, the switch following on its own, then a
+/// termination wait that lasts three reads (`Plan::Wait`).
+fn checked_bed(server: &common::probe::Server) -> Bed {
+    let bed = bed_with_checks(server, None);
+    bed.proxy.set_plan(Plan::Wait);
+    bed
+}
+
+/// The `CodeDeploy` deployments as they stand after a run (a stop shows after one more
+/// step of the proxy's clock).
+fn deployments_now(bed: &Bed) -> Vec<(String, String)> {
+    std::thread::sleep(common::codedeploy::STEP * 2);
+    bed.proxy.deployments()
+}
+
+/// #14's fault matrix for blue-green through `CodeDeploy`: each call of a deploy (a group
+/// that stops at Ready, checks of green there) answered with a 500 twice, or for good, by the scenario
+/// proxy (the SDK's own retries are off, so each reaches our code; a throttled answer takes
+/// the same path: `throttled_reads_are_retried_at_the_next_poll`). Each cell must end
+/// promoted, or failed safe: no deployment created, or the deployment stopped or failed and
+/// rolled back by `CodeDeploy` (production on blue). ARCHITECTURE.md carries the table.
+#[test]
+fn fault_matrix_codedeploy_blue_green() {
+    // (row, operation, the call it arms on, calls let through first)
+    let rows: [(&str, &str, Option<&str>, u32); 10] = [
+        (
+            "read the deployment group (`GetDeploymentGroup`)",
+            "GetDeploymentGroup",
+            None,
+            0,
+        ),
+        (
+            "look for a deployment in flight (`ListDeployments`)",
+            "ListDeployments",
+            None,
+            0,
+        ),
+        (
+            "read the service (`DescribeServices`)",
+            "DescribeServices",
+            None,
+            0,
+        ),
+        (
+            "register the task definition",
+            "RegisterTaskDefinition",
+            None,
+            0,
+        ),
+        (
+            "create the deployment (`CreateDeployment`)",
+            "CreateDeployment",
+            None,
+            0,
+        ),
+        (
+            "follow the deployment to Ready (`GetDeployment`)",
+            "GetDeployment",
+            None,
+            0,
+        ),
+        (
+            "query CloudWatch (`GetMetricData`, the pre-flight)",
+            "GetMetricData",
+            None,
+            0,
+        ),
+        (
+            "check green at Ready (`GetMetricData`)",
+            "GetMetricData",
+            Some("CreateDeployment"),
+            0,
+        ),
+        (
+            "switch production to green (`ContinueDeployment`)",
+            "ContinueDeployment",
+            None,
+            0,
+        ),
+        (
+            "follow the switch and the termination wait (`GetDeployment`)",
+            "GetDeployment",
+            Some("ContinueDeployment"),
+            0,
+        ),
+    ];
+    let faults: [(&str, u32); 2] = [("500 twice", 2), ("500 for good", 99)];
+    // Without a fault, the bed promotes.
+    let server = common::probe::Server::start("unused");
+    let bed = checked_bed(&server);
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert_eq!(
+        bed.proxy.calls("ContinueDeployment").len(),
+        1,
+        "{}",
+        r.dump()
+    );
+    let cells = common::matrix::run(rows.len(), faults.len(), 8, |row, col| {
+        let (_, op, trigger, pass) = rows[row];
+        let times = faults[col].1;
+        let server = common::probe::Server::start("unused");
+        let bed = checked_bed(&server);
+        match trigger {
+            Some(t) => bed.proxy.fail_after(t, op, times),
+            None if pass > 0 => bed.proxy.pass_then_fail(op, pass, times),
+            None => bed.proxy.fail_next(op, times),
+        }
+        let r = mvd(&bed, DEPLOY);
+        let deployments = deployments_now(&bed);
+        let retried = r.stderr.matches("retrying in").count();
+        let words = match (r.code, deployments.as_slice()) {
+            (0, [(_, s)]) if s == "Succeeded" => match retried {
+                0 => "promoted".to_owned(),
+                n => format!("promoted after {n} retries"),
+            },
+            (0, _) => format!("FAILED: exit 0, deployments {deployments:?}"),
+            (code, []) => format!("failed safe: nothing changed, exit {code}"),
+            (code, [(_, s)]) if s.ends_with("rolled back") => format!(
+                "failed safe: deployment {}, production on blue, exit {code}",
+                s.to_lowercase()
+            ),
+            (code, _) => format!("FAILED: exit {code}, deployments {deployments:?}"),
+        };
+        common::matrix::Cell::judged(words, || r.dump())
+    });
+    common::matrix::check(
+        "fault-matrix codedeploy",
+        &rows.map(|r| r.0),
+        &faults.map(|f| f.0),
+        &cells,
+        "cargo test --test bluegreen fault_matrix_codedeploy_blue_green",
+    );
+}

@@ -447,7 +447,7 @@ impl Engine<'_> {
                     state,
                     Outcome::Failed {
                         reason: format!(
-                            "going back to stable failed while {}: {e}; the canary may still take {}% of traffic (the rollout is recorded: `rollout abort` tries the way back again)",
+                            "going back to stable failed while {}: {e}; the new revision may still take {}% of traffic (the rollout is recorded: `rollout abort` tries the way back again)",
                             effect.doing(),
                             state.weight
                         ),

@@ -236,6 +236,7 @@ pub(super) fn rollback(
         );
         let id = switch
             .start(
+                name,
                 &ecs,
                 &spec,
                 rendered_appspec.as_ref(),
@@ -270,12 +271,17 @@ pub(super) fn rollback(
 /// The deployment an `UpdateService` started (ECS native): the newest in flight, looked for
 /// until `deadline`.
 async fn started(
+    who: &str,
     switch: &Switch,
     cancel: &CancellationToken,
     deadline: Instant,
 ) -> Result<String, PlatformError> {
     loop {
-        if let Some(id) = switch.in_flight().await?.into_iter().next() {
+        if let Some(id) = retried(who, || switch.in_flight())
+            .await?
+            .into_iter()
+            .next()
+        {
             return Ok(id);
         }
         if Instant::now() >= deadline || cancel.is_cancelled() {
@@ -396,6 +402,7 @@ impl Switch {
     #[allow(clippy::too_many_arguments)]
     async fn start(
         &self,
+        who: &str,
         ecs: &Ecs,
         spec: &ServiceSpec,
         rendered: Option<&serde_json::Value>,
@@ -425,8 +432,9 @@ impl Switch {
                 .create(application, group, config, (&content, &sha), description)
                 .await
         } else {
-            ecs.update(spec, revision).await?;
-            started(self, cancel, deadline).await
+            // A second `UpdateService` to the same revision starts no second deployment.
+            retried(who, || ecs.update(spec, revision)).await?;
+            started(who, self, cancel, deadline).await
         }
     }
 
@@ -811,9 +819,8 @@ impl Green<'_> {
     /// until the controller holds green at the gate or has finished on its own.
     async fn deploy_green(&self) -> Result<(), String> {
         if self.id().is_none() {
-            let revision = self
-                .ecs
-                .register(&self.spec)
+            // A second registration of the same definition only adds a revision.
+            let revision = retried(self.name, || self.ecs.register(&self.spec))
                 .await
                 .map_err(|e| e.to_string())?;
             eprintln!("{}: registered {revision}", self.name);
@@ -824,6 +831,7 @@ impl Green<'_> {
             let id = self
                 .switch
                 .start(
+                    self.name,
                     &self.ecs,
                     &self.spec,
                     self.appspec.as_ref(),
@@ -890,15 +898,24 @@ impl Green<'_> {
         };
         let waiter = self.waiter();
         let deadline = Instant::now() + self.b.progress_deadline.0;
-        let now = retried(self.name, || self.switch.get(&id))
-            .await
-            .map_err(|e| e.to_string())?;
-        match now.status {
-            Status::Failed | Status::Stopped => {}
-            Status::Succeeded => {
+        let what = self.switch.what();
+        // A deployment that cannot be read is stopped all the same: the stop is what takes
+        // production back to blue, and the controller refuses it if the deployment ended.
+        let status = match retried(self.name, || self.switch.get(&id)).await {
+            Ok(now) => Some(now.status),
+            Err(e) => {
+                eprintln!(
+                    "{}: {what} {id} cannot be read ({e}); stopping it all the same",
+                    self.name
+                );
+                None
+            }
+        };
+        match status {
+            Some(Status::Failed | Status::Stopped) => {}
+            Some(Status::Succeeded) => {
                 return Err(format!(
-                    "{} {id} has already succeeded: blue is gone; `movieverse-deploy rollback --env {}` deploys the previous task definition",
-                    self.switch.what(),
+                    "{what} {id} has already succeeded: blue is gone; `movieverse-deploy rollback --env {}` deploys the previous task definition",
                     self.name
                 ));
             }
@@ -909,6 +926,20 @@ impl Green<'_> {
                 retried(self.name, || self.switch.stop(&id, with_rollback))
                     .await
                     .map_err(|e| e.to_string())?;
+                if status.is_none() {
+                    // Stopped, but not followed: its reads still fail.
+                    eprintln!(
+                        "{}: {what} {id} stopped{}; it could not be followed (`movieverse-deploy rollout status --env {}` shows where it stands)",
+                        self.name,
+                        if with_rollback {
+                            " with rollback: the controller takes production back to blue"
+                        } else {
+                            ""
+                        },
+                        self.name
+                    );
+                    return Ok(());
+                }
             }
         }
         let ended = Until {
@@ -1107,14 +1138,16 @@ impl<'a> Green<'a> {
         let name = self.name;
         let tg = self.b.green_target_group();
         let alb = Alb::from_env(&self.config.region).await;
-        let arn = alb.target_group_arn(tg).await.map_err(|e| {
-            platform_error(
-                loaded,
-                name,
-                &e,
-                &format!("{name}: read the target group {tg}"),
-            )
-        })?;
+        let arn = retried(name, || alb.target_group_arn(tg))
+            .await
+            .map_err(|e| {
+                platform_error(
+                    loaded,
+                    name,
+                    &e,
+                    &format!("{name}: read the target group {tg}"),
+                )
+            })?;
         let Some(arn) = arn else {
             return Err(Error::Deployment {
                 code: 3,
@@ -1194,18 +1227,18 @@ impl<'a> Green<'a> {
     async fn in_flight(&self, loaded: &Loaded) -> Result<Option<Observed>, Error> {
         let name = self.name;
         let fail = |e: &PlatformError, what: &str| platform_error(loaded, name, e, what);
-        let ids = self.switch.in_flight().await.map_err(|e| {
-            fail(
-                &e,
-                &format!("{name}: list the deployments of {}", self.switch.scope()),
-            )
-        })?;
+        let ids = retried(name, || self.switch.in_flight())
+            .await
+            .map_err(|e| {
+                fail(
+                    &e,
+                    &format!("{name}: list the deployments of {}", self.switch.scope()),
+                )
+            })?;
         let Some(id) = ids.into_iter().next() else {
             return Ok(None);
         };
-        let o = self
-            .switch
-            .get(&id)
+        let o = retried(name, || self.switch.get(&id))
             .await
             .map_err(|e| fail(&e, &format!("{name}: read deployment {id}")))?;
         Ok(Some(o))
@@ -1223,14 +1256,16 @@ impl<'a> Green<'a> {
                 application,
                 group,
             } => {
-                let g = client.group(application, group).await.map_err(|e| {
-                    platform_error(
-                        loaded,
-                        name,
-                        &e,
-                        &format!("{name}: read the deployment group {scope}"),
-                    )
-                })?;
+                let g = retried(name, || client.group(application, group))
+                    .await
+                    .map_err(|e| {
+                        platform_error(
+                            loaded,
+                            name,
+                            &e,
+                            &format!("{name}: read the deployment group {scope}"),
+                        )
+                    })?;
                 // The alarms deploy.yml names roll a deployment back only if the group
                 // watches them (ECS native gets them with the service update).
                 let unwatched = g.unwatched(&self.b.alarms);
@@ -1251,9 +1286,11 @@ impl<'a> Green<'a> {
                 g.stops_at_ready
             }
             Switch::Native { .. } => {
-                let controller = self.ecs.controller(&self.spec).await.map_err(|e| {
-                    platform_error(loaded, name, &e, &format!("{name}: read the {scope}"))
-                })?;
+                let controller = retried(name, || self.ecs.controller(&self.spec))
+                    .await
+                    .map_err(|e| {
+                        platform_error(loaded, name, &e, &format!("{name}: read the {scope}"))
+                    })?;
                 if controller != "ECS" {
                     return Err(Error::Deployment {
                         code: 3,
@@ -1403,9 +1440,7 @@ pub(super) fn deploy(
         green.return_at = args.return_at;
         green.preflight(loaded).await?;
         // A rerun of what already runs registers nothing and deploys nothing.
-        let prepared = green
-            .ecs
-            .prepare(&green.spec)
+        let prepared = retried(name, || green.ecs.prepare(&green.spec))
             .await
             .map_err(|e| platform_error(loaded, name, &e, &format!("{name}: read the service")))?;
         if !prepared.definition_changed {

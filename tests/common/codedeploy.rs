@@ -40,7 +40,14 @@ pub enum Plan {
     Alarm,
     /// `Ready` until `ContinueDeployment`, then `InProgress` for ever: the termination wait.
     Bake,
+    /// `Ready` (native: held at the PAUSE hook) until continued, then the termination wait
+    /// (native: the bake) for [`WAIT_READS`] reads of the deployment, then `Succeeded`: a
+    /// wait its clock moves only as it is read, so it outlasts any outage of the reads.
+    Wait,
 }
+
+/// How many reads of a deployment the termination wait of [`Plan::Wait`] lasts.
+pub const WAIT_READS: u32 = 3;
 
 pub const STEP: Duration = Duration::from_millis(300);
 
@@ -129,6 +136,8 @@ struct Tracked {
     continued: Option<Instant>,
     /// When it was stopped, and whether with rollback.
     stopped: Option<(Instant, bool)>,
+    /// Reads (`GetDeployment`) served since it was continued.
+    reads_since_continue: u32,
 }
 
 impl Tracked {
@@ -138,6 +147,7 @@ impl Tracked {
             since: Instant::now(),
             continued: None,
             stopped: None,
+            reads_since_continue: 0,
         }
     }
 
@@ -182,6 +192,11 @@ impl Tracked {
                     None => ("Ready", none()),
                     Some(_) => ("InProgress", none()),
                 },
+                Plan::Wait => match self.continued {
+                    None => ("Ready", none()),
+                    Some(_) if self.reads_since_continue < WAIT_READS => ("InProgress", none()),
+                    Some(_) => ("Succeeded", none()),
+                },
                 Plan::Alarm => (
                     "Failed",
                     (
@@ -218,6 +233,8 @@ struct Native {
     rollback: Option<(Instant, &'static str)>,
     /// ECS native CANARY or LINEAR: its shifts (see [`Shifts`]).
     shifts: Option<Shifts>,
+    /// Reads (`DescribeServiceDeployments`) served since it was continued.
+    reads_since_continue: u32,
 }
 
 /// An ECS native CANARY or LINEAR deployment: after `SCALE_UP`, before each production
@@ -316,7 +333,10 @@ impl Native {
                 reason = Some("CloudWatch alarm movieverse-production-5xx is in ALARM");
             } else if e < STEP {
                 stage = "PRODUCTION_TRAFFIC_SHIFT";
-            } else if e < 2 * STEP || self.plan == Plan::Bake {
+            } else if e < 2 * STEP
+                || self.plan == Plan::Bake
+                || (self.plan == Plan::Wait && self.reads_since_continue < WAIT_READS)
+            {
                 stage = "BAKE_TIME";
             } else {
                 status = "SUCCESSFUL";
@@ -472,6 +492,9 @@ struct State {
     failing: Vec<(String, u32)>,
     /// Calls of an operation let through before its `failing` entry starts.
     passing: Vec<(String, u32)>,
+    /// Failures armed by a call: once `trigger` is seen, the next `n` calls of `operation`
+    /// fail (trigger, operation, n).
+    armed: Vec<(String, String, u32)>,
     tracked: HashMap<String, Tracked>,
     /// When each of `calls` arrived.
     call_times: Vec<Instant>,
@@ -565,6 +588,45 @@ impl Proxy {
         let mut s = self.state.lock().unwrap();
         s.passing.push((operation.to_owned(), pass));
         s.failing.push((operation.to_owned(), n));
+    }
+
+    /// [`Proxy::fail_next`] of `operation` armed by the first call of `trigger` (served or
+    /// not): the `n` calls of `operation` from then on fail (the trigger itself too, when it
+    /// is `operation`).
+    pub fn fail_after(&self, trigger: &str, operation: &str, n: u32) {
+        self.state
+            .lock()
+            .unwrap()
+            .armed
+            .push((trigger.to_owned(), operation.to_owned(), n));
+    }
+
+    /// Each `CodeDeploy` deployment created so far (rollback deployments aside), with its
+    /// status now: `Succeeded`, `Ready`, `InProgress`, `Created`, `Failed, rolled back`,
+    /// `Stopped, rolled back` or `Stopped`.
+    pub fn deployments(&self) -> Vec<(String, String)> {
+        let s = self.state.lock().unwrap();
+        let mut out: Vec<(String, String)> = s
+            .tracked
+            .iter()
+            .filter(|(id, _)| !id.ends_with("-rb"))
+            .map(|(id, t)| {
+                let (status, _, rollback) = t.state(id);
+                let rolled_back = rollback.get("rollbackDeploymentId").is_some();
+                let status = match (status, rolled_back) {
+                    ("Failed" | "Stopped", true) => format!("{status}, rolled back"),
+                    _ => status.to_owned(),
+                };
+                (id.clone(), status)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// How many native service deployments were started.
+    pub fn native_count(&self) -> usize {
+        self.state.lock().unwrap().native.len()
     }
 
     /// Ends the bake of every native deployment baking for ever (`Plan::Bake`): they
@@ -856,6 +918,10 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
             .or(query_action.clone());
         let injected = called.as_deref().is_some_and(|op| {
             let mut s = state.lock().unwrap();
+            if let Some(at) = s.armed.iter().position(|(t, _, _)| t == op) {
+                let (_, operation, n) = s.armed.remove(at);
+                s.failing.push((operation, n));
+            }
             if let Some((_, n)) = s.passing.iter_mut().find(|(o, n)| o == op && *n > 0) {
                 *n -= 1;
                 return false;
@@ -1071,6 +1137,7 @@ fn native(
                     continued: None,
                     rollback: None,
                     shifts: None,
+                    reads_since_continue: 0,
                 });
             }
             let shifted = match (
@@ -1107,6 +1174,7 @@ fn native(
                     hook: true,
                     continued: None,
                     rollback: None,
+                    reads_since_continue: 0,
                     shifts: Some(Shifts {
                         weights,
                         continued: Vec::new(),
@@ -1145,7 +1213,7 @@ fn native(
             answer(200, &json!({"serviceDeployments": listed}))
         }
         "DescribeServiceDeployments" => {
-            let s = state.lock().unwrap();
+            let mut s = state.lock().unwrap();
             let mut found = Vec::new();
             let mut failures = Vec::new();
             for arn in body["serviceDeploymentArns"]
@@ -1153,8 +1221,13 @@ fn native(
                 .into_iter()
                 .flatten()
             {
-                match s.native.iter().find(|d| d.arn == *arn) {
-                    Some(d) => found.push(d.describe()),
+                match s.native.iter_mut().find(|d| d.arn == *arn) {
+                    Some(d) => {
+                        if d.continued.is_some() {
+                            d.reads_since_continue += 1;
+                        }
+                        found.push(d.describe());
+                    }
                     None => failures.push(json!({"arn": arn, "reason": "MISSING"})),
                 }
             }
@@ -1428,7 +1501,11 @@ fn codedeploy(
             }
             let synthetic =
                 id.ends_with("-rb") && s.tracked.contains_key(id.trim_end_matches("-rb"));
-            let (status_now, error, rollback) = s.track(&id).state(&id);
+            let t = s.track(&id);
+            if t.continued.is_some() {
+                t.reads_since_continue += 1;
+            }
+            let (status_now, error, rollback) = t.state(&id);
             drop(s);
             let mut info = if synthetic {
                 json!({"deploymentId": id, "applicationName": "movieverse", "deploymentGroupName": "movieverse-production", "computePlatform": "ECS", "creator": "autoRollback"})

@@ -8,6 +8,7 @@ pub mod docker;
 pub mod github;
 pub mod http;
 pub mod k8s;
+pub mod matrix;
 pub mod metric_math;
 pub mod moto;
 pub mod probe;

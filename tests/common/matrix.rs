@@ -1,0 +1,85 @@
+//! #14's fault matrices: every (call, fault) cell run through the real binary, a few at a
+//! time, then the table (call × fault → outcome) checked against ARCHITECTURE.md.
+
+/// One cell's outcome: the words the table shows, and what went wrong when it neither
+/// completed nor failed safe (the run's output, for the failure message).
+pub struct Cell {
+    pub words: String,
+    pub wrong: Option<String>,
+}
+
+impl Cell {
+    /// A cell whose words start with "promoted" (or "completed") or "failed safe" is good;
+    /// any other is wrong, with `dump` (the runs' output) to show why.
+    pub fn judged(words: String, dump: impl FnOnce() -> String) -> Self {
+        let good = ["promoted", "completed", "failed safe"]
+            .iter()
+            .any(|w| words.starts_with(w));
+        let wrong = (!good).then(|| format!("{words}\n{}", dump()));
+        Self { words, wrong }
+    }
+}
+
+/// Runs `cell(row, column)` for every cell, `at_once` together (threads; the cells wait
+/// mostly), the last column first: the faults that last for good take longest, and start
+/// together.
+pub fn run<F>(rows: usize, columns: usize, at_once: usize, cell: F) -> Vec<Vec<Cell>>
+where
+    F: Fn(usize, usize) -> Cell + Sync,
+{
+    let order: Vec<(usize, usize)> = (0..columns)
+        .rev()
+        .flat_map(|c| (0..rows).map(move |r| (r, c)))
+        .collect();
+    let mut done: Vec<((usize, usize), Cell)> = Vec::new();
+    for wave in order.chunks(at_once.max(1)) {
+        let cell = &cell;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = wave
+                .iter()
+                .map(|&(r, c)| s.spawn(move || ((r, c), cell(r, c))))
+                .collect();
+            done.extend(handles.into_iter().map(|h| h.join().unwrap()));
+        });
+    }
+    let mut table: Vec<Vec<Option<Cell>>> = (0..rows)
+        .map(|_| (0..columns).map(|_| None).collect())
+        .collect();
+    for ((r, c), cell) in done {
+        table[r][c] = Some(cell);
+    }
+    table
+        .into_iter()
+        .map(|row| row.into_iter().map(Option::unwrap).collect())
+        .collect()
+}
+
+/// The `table` of cells (rows named by `rows`, columns by `faults`) with its count line,
+/// printed; fails with every wrong cell's story; then checks (or, with `MVD_UPDATE_DOCS=1`,
+/// writes) ARCHITECTURE.md's section `section`. `command` regenerates it.
+pub fn check(section: &str, rows: &[&str], faults: &[&str], table: &[Vec<Cell>], command: &str) {
+    use std::fmt::Write as _;
+    let mut text = format!(
+        "| call | {} |\n|---|{}\n",
+        faults.join(" | "),
+        "---|".repeat(faults.len())
+    );
+    for (call, row) in rows.iter().zip(table) {
+        let _ = write!(text, "| {call} |");
+        for cell in row {
+            let _ = write!(text, " {} |", cell.words);
+        }
+        text.push('\n');
+    }
+    let all: Vec<&Cell> = table.iter().flatten().collect();
+    let wrong: Vec<&str> = all.iter().filter_map(|c| c.wrong.as_deref()).collect();
+    let _ = writeln!(
+        text,
+        "\n{} faults injected through the real binary, {} completed or failed safe (`{command}`).",
+        all.len(),
+        all.len() - wrong.len()
+    );
+    eprintln!("{text}");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    super::doc_section(section, &text, command);
+}
