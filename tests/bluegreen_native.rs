@@ -517,3 +517,92 @@ fn sigint_while_the_checks_of_green_run_stops_the_service_deployment() {
     );
     assert_eq!(bed.proxy.native_status(1), "ROLLBACK_SUCCESSFUL");
 }
+
+/// #14's fault matrix for ECS native blue/green: each call of a deploy (green held at the
+/// PAUSE hook and checked there over HTTP, then a bake that lasts three reads) answered with
+/// a 500 twice, or for good, by the scenario proxy (the SDK's own retries are off, so each
+/// reaches our code). Each cell must end promoted, or failed safe: no service deployment
+/// started, or the one started rolled back (production on blue). ARCHITECTURE.md carries
+/// the table.
+#[test]
+fn fault_matrix_native_blue_green() {
+    // (row, operation, the call it arms on)
+    let rows: [(&str, &str, Option<&str>); 7] = [
+        (
+            "read the service (`DescribeServices`)",
+            "DescribeServices",
+            None,
+        ),
+        (
+            "look for a deployment in flight (`ListServiceDeployments`)",
+            "ListServiceDeployments",
+            None,
+        ),
+        (
+            "register the task definition",
+            "RegisterTaskDefinition",
+            None,
+        ),
+        (
+            "update the service (`UpdateService`)",
+            "UpdateService",
+            None,
+        ),
+        (
+            "follow green to the PAUSE hook (`DescribeServiceDeployments`)",
+            "DescribeServiceDeployments",
+            None,
+        ),
+        (
+            "answer the hook (`ContinueServiceDeployment`)",
+            "ContinueServiceDeployment",
+            None,
+        ),
+        (
+            "follow the switch and the bake (`DescribeServiceDeployments`)",
+            "DescribeServiceDeployments",
+            Some("ContinueServiceDeployment"),
+        ),
+    ];
+    let faults: [(&str, u32); 2] = [("500 twice", 2), ("500 for good", 99)];
+    let server = common::probe::Server::start("unused");
+    let bed = checked(&server, Plan::Wait, "");
+    let r = mvd(&bed, DEPLOY);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert_eq!(bed.proxy.native_status(1), "SUCCESSFUL", "{}", r.dump());
+    let cells = common::matrix::run(rows.len(), faults.len(), 7, |row, col| {
+        let (_, op, trigger) = rows[row];
+        let times = faults[col].1;
+        let server = common::probe::Server::start("unused");
+        let bed = checked(&server, Plan::Wait, "");
+        match trigger {
+            Some(t) => bed.proxy.fail_after(t, op, times),
+            None => bed.proxy.fail_next(op, times),
+        }
+        let r = mvd(&bed, DEPLOY);
+        // A rollback ends after two steps of the proxy's clock.
+        std::thread::sleep(common::codedeploy::STEP * 3);
+        let started = bed.proxy.native_count();
+        let status = (started == 1).then(|| bed.proxy.native_status(1));
+        let retried = r.stderr.matches("retrying in").count();
+        let words = match (r.code, started, status.as_deref()) {
+            (0, 1, Some("SUCCESSFUL")) => match retried {
+                0 => "promoted".to_owned(),
+                n => format!("promoted after {n} retries"),
+            },
+            (code, 0, _) if code != 0 => format!("failed safe: nothing changed, exit {code}"),
+            (code, 1, Some("ROLLBACK_SUCCESSFUL")) if code != 0 => {
+                format!("failed safe: rolled back, production on blue, exit {code}")
+            }
+            (code, n, s) => format!("FAILED: exit {code}, {n} deployment(s), {s:?}"),
+        };
+        common::matrix::Cell::judged(words, || r.dump())
+    });
+    common::matrix::check(
+        "fault-matrix native-blue-green",
+        &rows.map(|r| r.0),
+        &faults.map(|f| f.0),
+        &cells,
+        "cargo test --test bluegreen_native fault_matrix_native_blue_green",
+    );
+}

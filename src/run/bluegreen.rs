@@ -477,20 +477,26 @@ impl Switch {
 
     /// Stops `id` with rollback: `StopDeployment`; natively `StopServiceDeployment`
     /// (ROLLBACK), or with `answer_gate` and green waiting at the PAUSE hook, the hook's
-    /// ROLLBACK answer (the verdict of the checks there).
+    /// ROLLBACK answer (the verdict of the checks there), and the stop if that answer fails
+    /// (either takes production back to blue).
     async fn stop(&self, id: &str, answer_gate: bool) -> Result<(), PlatformError> {
         match self {
             Switch::CodeDeploy { client, .. } => client.stop(id, true).await,
             Switch::Native { client, .. } => {
                 let hook = if answer_gate {
-                    client.get(id).await?.hook
+                    client.get(id).await.ok().and_then(|o| o.hook)
                 } else {
                     None
                 };
-                match hook {
-                    Some(hook) => client.answer(id, &hook, false).await,
-                    None => client.stop(id).await,
+                if let Some(hook) = hook {
+                    match client.answer(id, &hook, false).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => eprintln!(
+                            "the ROLLBACK answer to the {hook} hook of {id} failed ({e}); stopping the deployment with rollback instead"
+                        ),
+                    }
                 }
+                client.stop(id).await
             }
         }
     }
