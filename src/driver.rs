@@ -151,6 +151,10 @@ where
     }
 }
 
+/// Reads of a deployment that may fail in a row (throttled, 5xx) before a wait on it gives
+/// up (blue-green, the ECS native canary): the deployment goes on without us meanwhile.
+pub const MAX_FAILED_READS: u32 = 5;
+
 /// One platform call of a rollout's effect (a weight, a selector switch, a scale-down),
 /// retried as the driver retries its calls: throttled and transient errors up to 5 times after
 /// 1, 2, 4, 8, 16 s, each retry said on stderr (`who: retrying in 2 s (2/5): …`). Never cut

@@ -767,122 +767,185 @@ fn fault_matrix_ecs_canary() {
             1,
         ),
     ];
-    let columns: [(&str, u32); 2] = [("500 twice", 2), ("500 for good", 99)];
-    // The cells that fail for good (the longest: every back-off) run together.
-    let cells: Vec<(usize, usize)> = (0..columns.len())
-        .rev()
-        .flat_map(|c| (0..rows.len()).map(move |r| (r, c)))
-        .collect();
-    let mut results: Vec<((usize, usize), String, Option<String>)> = Vec::new();
-    for wave in cells.chunks(7) {
-        let done: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = wave
-                .iter()
-                .map(|&(row, col)| {
-                    s.spawn(move || {
-                        let (row_name, op, after) = rows[row];
-                        let (column, times) = columns[col];
-                        let bed = bed("steps: [50]", "");
-                        traffic(&bed, 1000.0, 0.0, 0.12);
-                        // `after` calls of the operation go through first.
-                        if after > 0 {
-                            bed.proxy.pass_then_fail(op, after, times);
-                        } else {
-                            bed.proxy.fail_next(op, times);
-                        }
-                        let r = mvd(&bed, DEPLOY);
-                        let w = weights(&bed);
-                        // What moto holds (a failed call is recorded by the proxy too).
-                        let promoted = tokio::runtime::Runtime::new()
-                            .unwrap()
-                            .block_on(services(&bed.moto))
-                            .iter()
-                            .any(|sv| {
-                                sv.service_name() == Some("movieverse-app")
-                                    && sv.task_definition() == Some(NEW_REVISION)
-                            });
-                        let on_stable = w.last().is_none_or(|l| *l == (100, 0));
-                        let retried = r.stderr.matches("retrying in").count();
-                        let status = rollout(&bed, "status");
-                        let recorded = ["promoted", "rolled back", "failed", "aborted"]
-                            .into_iter()
-                            .find(|k| status.stdout.contains(k))
-                            .unwrap_or("nothing recorded");
-                        let cell = if r.code == 0 && promoted && on_stable {
-                            match retried {
-                                0 => "promoted".to_owned(),
-                                n => format!("promoted after {n} retries"),
-                            }
-                        } else if r.code != 0 && on_stable && !promoted {
-                            if w.is_empty() && bed.proxy.calls("UpdateService").is_empty() {
-                                format!("failed safe: nothing changed, exit {}", r.code)
-                            } else {
-                                format!(
-                                    "failed safe: on stable, {recorded}, exit {}",
-                                    r.code
-                                )
-                            }
-                        } else if r.code != 0 && on_stable && promoted {
-                            format!(
-                                "failed safe after the promotion: all traffic on the new stable, {recorded}, exit {}",
-                                r.code
-                            )
-                        } else {
-                            format!("FAILED: exit {}, weights {w:?}, promoted {promoted}", r.code)
-                        };
-                        let bad = (!(cell.starts_with("promoted")
-                            || cell.starts_with("failed safe")))
-                        .then(|| {
-                            format!(
-                                "{row_name} × {column}: {cell}\n{}\n{}",
-                                r.dump(),
-                                status.dump()
-                            )
-                        });
-                        ((row, col), cell, bad)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        results.extend(done);
-    }
-    let mut table = format!(
-        "| call | {} |\n|---|{}\n",
-        columns.map(|c| c.0).join(" | "),
-        "---|".repeat(columns.len())
-    );
-    for (row, (call, _, _)) in rows.iter().enumerate() {
-        let _ = std::fmt::Write::write_fmt(&mut table, format_args!("| {call} |"));
-        for col in 0..columns.len() {
-            let (_, cell, _) = results.iter().find(|(at, _, _)| *at == (row, col)).unwrap();
-            let _ = std::fmt::Write::write_fmt(&mut table, format_args!(" {cell} |"));
+    let faults: [(&str, u32); 2] = [("500 twice", 2), ("500 for good", 99)];
+    let cells = common::matrix::run(rows.len(), faults.len(), 7, |row, col| {
+        let (_, op, after) = rows[row];
+        let times = faults[col].1;
+        let bed = bed("steps: [50]", "");
+        traffic(&bed, 1000.0, 0.0, 0.12);
+        // `after` calls of the operation go through first.
+        if after > 0 {
+            bed.proxy.pass_then_fail(op, after, times);
+        } else {
+            bed.proxy.fail_next(op, times);
         }
-        table.push('\n');
-    }
-    let failures: Vec<&String> = results.iter().filter_map(|(_, _, b)| b.as_ref()).collect();
-    let _ = std::fmt::Write::write_fmt(
-        &mut table,
-        format_args!(
-            "\n{} faults injected through the real binary, {} promoted or failed safe (`cargo test --test ecs_canary fault_matrix_ecs_canary`).\n",
-            results.len(),
-            results.len() - failures.len()
-        ),
-    );
-    eprintln!("{table}");
-    assert!(
-        failures.is_empty(),
-        "{}",
-        failures
+        let r = mvd(&bed, DEPLOY);
+        let w = weights(&bed);
+        // What moto holds (a failed call is recorded by the proxy too).
+        let promoted = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(services(&bed.moto))
             .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n\n")
-    );
-    common::doc_section(
+            .any(|sv| {
+                sv.service_name() == Some("movieverse-app")
+                    && sv.task_definition() == Some(NEW_REVISION)
+            });
+        let on_stable = w.last().is_none_or(|l| *l == (100, 0));
+        let (recorded, status) = recorded(&bed);
+        let words = if r.code == 0 && promoted && on_stable {
+            promoted_after(&r)
+        } else if r.code != 0 && on_stable && !promoted {
+            if w.is_empty() && bed.proxy.calls("UpdateService").is_empty() {
+                format!("failed safe: nothing changed, exit {}", r.code)
+            } else {
+                format!("failed safe: on stable, {recorded}, exit {}", r.code)
+            }
+        } else if r.code != 0 && on_stable && promoted {
+            format!(
+                "failed safe after the promotion: all traffic on the new stable, {recorded}, exit {}",
+                r.code
+            )
+        } else {
+            format!(
+                "FAILED: exit {}, weights {w:?}, promoted {promoted}",
+                r.code
+            )
+        };
+        common::matrix::Cell::judged(words, || format!("{}\n{}", r.dump(), status.dump()))
+    });
+    common::matrix::check(
         "fault-matrix ecs-canary",
-        &table,
+        &rows.map(|r| r.0),
+        &faults.map(|f| f.0),
+        &cells,
         "cargo test --test ecs_canary fault_matrix_ecs_canary",
+    );
+}
+
+/// "promoted", or "promoted after N retries" as the run's output counts them.
+fn promoted_after(r: &Run) -> String {
+    match r.stderr.matches("retrying in").count() {
+        0 => "promoted".to_owned(),
+        n => format!("promoted after {n} retries"),
+    }
+}
+
+/// What `rollout status` says is recorded (promoted, rolled back, failed, aborted), and
+/// its run.
+fn recorded(bed: &Bed) -> (&'static str, Run) {
+    let status = rollout(bed, "status");
+    let recorded = ["promoted", "rolled back", "failed", "aborted"]
+        .into_iter()
+        .find(|k| status.stdout.contains(k))
+        .unwrap_or("nothing recorded");
+    (recorded, status)
+}
+
+/// #14's fault matrix for the ECS native canary (`router: ecs`, `steps: [10]`): each call
+/// × a 500 twice and for good, as [`fault_matrix_ecs_canary`]. Each cell must end promoted
+/// (the service deployment successful, all traffic on the new revision), or failed safe:
+/// no service deployment started, or the one started rolled back by ECS with the listener's
+/// weights back on stable. ARCHITECTURE.md carries the table.
+#[test]
+fn fault_matrix_native_canary() {
+    // (row, operation, the call it arms on, calls let through first)
+    let rows: [(&str, &str, Option<&str>, u32); 10] = [
+        (
+            "read the service (`DescribeServices`)",
+            "DescribeServices",
+            None,
+            0,
+        ),
+        (
+            "read the listener rule (`DescribeRules`)",
+            "DescribeRules",
+            None,
+            0,
+        ),
+        (
+            "query CloudWatch (`GetMetricData`, the pre-flight)",
+            "GetMetricData",
+            None,
+            0,
+        ),
+        (
+            "save the rollout state (`TagResource`)",
+            "TagResource",
+            None,
+            0,
+        ),
+        (
+            "register the task definition",
+            "RegisterTaskDefinition",
+            None,
+            0,
+        ),
+        (
+            "update the service (`UpdateService`)",
+            "UpdateService",
+            None,
+            0,
+        ),
+        (
+            "follow the deployment (`DescribeServiceDeployments`)",
+            "DescribeServiceDeployments",
+            None,
+            0,
+        ),
+        (
+            "answer the first hook (`ContinueServiceDeployment`)",
+            "ContinueServiceDeployment",
+            None,
+            0,
+        ),
+        (
+            "query CloudWatch at 10% (`GetMetricData`)",
+            "GetMetricData",
+            Some("ContinueServiceDeployment"),
+            0,
+        ),
+        (
+            "answer the last hook (`ContinueServiceDeployment`)",
+            "ContinueServiceDeployment",
+            None,
+            1,
+        ),
+    ];
+    let faults: [(&str, u32); 2] = [("500 twice", 2), ("500 for good", 99)];
+    let cells = common::matrix::run(rows.len(), faults.len(), 7, |row, col| {
+        let (_, op, trigger, pass) = rows[row];
+        let times = faults[col].1;
+        let bed = bed("steps: [10]", NATIVE);
+        traffic(&bed, 1000.0, 0.0, 0.12);
+        match trigger {
+            Some(t) => bed.proxy.fail_after(t, op, times),
+            None if pass > 0 => bed.proxy.pass_then_fail(op, pass, times),
+            None => bed.proxy.fail_next(op, times),
+        }
+        let r = mvd(&bed, DEPLOY);
+        // A rollback ends after two steps of the proxy's clock.
+        std::thread::sleep(common::codedeploy::STEP * 3);
+        let w = weights(&bed);
+        let started = bed.proxy.native_count();
+        let status = (started == 1).then(|| bed.proxy.native_status(1));
+        let (recorded, rollout_status) = recorded(&bed);
+        let last = w.last().copied();
+        let words = match (r.code, status.as_deref(), last) {
+            (0, Some("SUCCESSFUL"), Some((0, 100))) => promoted_after(&r),
+            (code, None, None) if code != 0 => format!("failed safe: nothing changed, exit {code}"),
+            (code, Some("ROLLBACK_SUCCESSFUL"), None | Some((100, 0))) if code != 0 => {
+                format!("failed safe: rolled back by ECS, on stable, {recorded}, exit {code}")
+            }
+            (code, s, _) => format!("FAILED: exit {code}, deployment {s:?}, weights {w:?}"),
+        };
+        common::matrix::Cell::judged(words, || format!("{}\n{}", r.dump(), rollout_status.dump()))
+    });
+    common::matrix::check(
+        "fault-matrix native-canary",
+        &rows.map(|r| r.0),
+        &faults.map(|f| f.0),
+        &cells,
+        "cargo test --test ecs_canary fault_matrix_native_canary",
     );
 }
 

@@ -33,7 +33,7 @@ use super::rollout::{Effects, Ended, SaveError, conclude, now_ms, play};
 use super::{Error, print_out};
 use crate::cli::{DeployArgs, RolloutAction, Selection, WaitArgs};
 use crate::config::{BlueGreen, HookPoint, Loaded};
-use crate::driver::retried;
+use crate::driver::{MAX_FAILED_READS, retried};
 use crate::git::GitInfo;
 use crate::metrics::{Facts, Measurer, QueryVars};
 use crate::platform::Platform as _;
@@ -515,9 +515,6 @@ enum End {
     /// The run was cancelled (only for an interruptible wait): nothing was done about it.
     Interrupted,
 }
-
-/// Reads of a deployment that may fail in a row (throttled, 5xx) before the wait gives up.
-const MAX_FAILED_READS: u32 = 5;
 
 /// What to wait for.
 struct Until<'s> {

@@ -32,7 +32,7 @@ use super::rollout::{
 use super::{Error, print_out};
 use crate::cli::{DeployArgs, WaitArgs};
 use crate::config::{Canary, Loaded};
-use crate::driver::Unit;
+use crate::driver::{MAX_FAILED_READS, Unit, retried};
 use crate::metrics::{Measurer, QueryVars};
 use crate::platform::Platform as _;
 use crate::platform::ServiceSpec;
@@ -167,7 +167,7 @@ impl<'a> EcsCanary<'a> {
     /// target groups and nothing else, each metric provider answers and every query runs.
     async fn preflight(&self) -> Result<(), Error> {
         let at = self.forwarder();
-        let found = crate::driver::retried(self.name, || self.alb.forward(at))
+        let found = retried(self.name, || self.alb.forward(at))
             .await
             .map_err(|e| self.err(&e, &format!("read {}", at.arn())))?;
         if let Err(why) = check_forward(&found, &self.stable_tg, &self.canary_tg) {
@@ -184,15 +184,14 @@ impl<'a> EcsCanary<'a> {
         }
         match &self.router {
             Router::Alb(canary) => {
-                crate::driver::retried(self.name, || self.ecs.tags(canary))
+                retried(self.name, || self.ecs.tags(canary))
                     .await
                     .map_err(|e| self.err(&e, "read the canary service"))?;
             }
             Router::Native(_) => {
-                let controller =
-                    crate::driver::retried(self.name, || self.ecs.controller(&self.stable[0]))
-                        .await
-                        .map_err(|e| self.err(&e, "read the service"))?;
+                let controller = retried(self.name, || self.ecs.controller(&self.stable[0]))
+                    .await
+                    .map_err(|e| self.err(&e, "read the service"))?;
                 if controller != "ECS" {
                     return Err(Error::Deployment {
                         code: 3,
@@ -209,7 +208,7 @@ impl<'a> EcsCanary<'a> {
 
     /// The saved state, if any (the stable service's tags).
     async fn load(&mut self) -> Result<Option<State>, Error> {
-        let (arn, tags) = crate::driver::retried(self.name, || self.ecs.tags(&self.stable[0]))
+        let (arn, tags) = retried(self.name, || self.ecs.tags(&self.stable[0]))
             .await
             .map_err(|e| self.err(&e, "read the stable service's tags"))?;
         let text = state_tags::decode(&tags).map_err(|e| self.damaged(&e))?;
@@ -237,7 +236,7 @@ impl<'a> EcsCanary<'a> {
     /// check narrows the window in which two writers could both win to one call).
     async fn save(&mut self, state: &State) -> Result<(), SaveError> {
         let text = serde_json::to_string(state).expect("a state serializes");
-        let (_, now) = crate::driver::retried(self.name, || self.ecs.tags(&self.stable[0]))
+        let (_, now) = retried(self.name, || self.ecs.tags(&self.stable[0]))
             .await
             .map_err(|e| SaveError::Failed(self.err(&e, "read the stable service's tags")))?;
         let current = state_tags::decode(&now).map_err(|e| SaveError::Failed(self.damaged(&e)))?;
@@ -257,7 +256,7 @@ impl<'a> EcsCanary<'a> {
             })
         })?;
         let old_chunks = state_tags::stale(&now, &add);
-        crate::driver::retried(self.name, || {
+        retried(self.name, || {
             self.ecs.set_tags(&self.arn, &add, old_chunks.clone())
         })
         .await
@@ -345,17 +344,21 @@ impl<'a> EcsCanary<'a> {
     /// hold at the PAUSE hook before the first shift.
     async fn native_start(&self, n: &Native) -> Input {
         let spec = &self.stable[0];
+        let who = self.name;
+        // Each call tried again as the driver does: a second registration only adds a
+        // revision, a second `UpdateService` to it starts no second deployment.
         let started = async {
-            if n.in_flight(&spec.cluster, &spec.name).await?.is_empty() {
-                let prepared = self.ecs.prepare(spec).await?;
+            let in_flight = retried(who, || n.in_flight(&spec.cluster, &spec.name)).await?;
+            if in_flight.is_empty() {
+                let prepared = retried(who, || self.ecs.prepare(spec)).await?;
                 let revision = if prepared.definition_changed {
-                    let revision = self.ecs.register(spec).await?;
+                    let revision = retried(who, || self.ecs.register(spec)).await?;
                     eprintln!("{}: registered {revision}", self.name);
                     revision
                 } else {
                     prepared.service.revision.clone()
                 };
-                self.ecs.update(spec, &revision).await?;
+                retried(who, || self.ecs.update(spec, &revision)).await?;
                 eprintln!(
                     "{}: updated service {} to {revision}: ECS starts its {} deployment",
                     self.name,
@@ -380,10 +383,14 @@ impl<'a> EcsCanary<'a> {
 
     /// Follows the service deployment in flight `toward` a point: answering its PAUSE hook,
     /// stopping it, or waiting; each wait one poll, bounded by the progress deadline and
-    /// the bake of a step, cancellable.
+    /// the bake of a step, cancellable. Each call is tried again as the driver does; a read
+    /// that fails after [`MAX_FAILED_READS`] failed in a row ends the wait (on the way back: the
+    /// deployment is stopped with rollback all the same); a ROLLBACK answer that fails
+    /// becomes a stop with rollback (either puts all traffic back on the previous tasks).
     async fn native_follow(&self, n: &Native, toward: Toward) -> Input {
         let spec = &self.stable[0];
-        let arn = match n.in_flight(&spec.cluster, &spec.name).await {
+        let who = self.name;
+        let arn = match retried(who, || n.in_flight(&spec.cluster, &spec.name)).await {
             Ok(arns) => arns.into_iter().next(),
             Err(e) => return Input::Done(Err(e.to_string())),
         };
@@ -402,18 +409,35 @@ impl<'a> EcsCanary<'a> {
             + crate::config::defaults::progress_deadline().0
             + self.c.analysis.interval.0;
         let mut last = String::new();
+        let mut failed_reads = 0;
         loop {
             let r = match n.read(&arn).await {
                 Ok(r) => r,
-                Err(e) if e.kind.retryable() => {
-                    eprintln!("{}: {e}; reading again", self.name);
+                Err(e) if e.kind.retryable() && failed_reads < MAX_FAILED_READS => {
+                    failed_reads += 1;
+                    eprintln!(
+                        "{}: {e}; reading again ({failed_reads}/{MAX_FAILED_READS})",
+                        self.name
+                    );
                     if self.pause(deadline).await.is_err() && toward != Toward::Back {
                         return Input::Cancel;
                     }
                     continue;
                 }
+                Err(e) if toward == Toward::Back => {
+                    eprintln!(
+                        "{}: the service deployment cannot be read ({e}); stopping it with rollback all the same",
+                        self.name
+                    );
+                    return Input::Done(
+                        retried(who, || n.stop(&arn))
+                            .await
+                            .map_err(|e| e.to_string()),
+                    );
+                }
                 Err(e) => return Input::Done(Err(e.to_string())),
             };
+            failed_reads = 0;
             let shown = format!(
                 "{} ({})",
                 r.status,
@@ -432,14 +456,23 @@ impl<'a> EcsCanary<'a> {
                         self.name,
                         if go_on { "CONTINUE" } else { "ROLLBACK" }
                     );
-                    n.answer(&arn, &hook, go_on).await
+                    match retried(who, || n.answer(&arn, &hook, go_on)).await {
+                        Err(e) if !go_on => {
+                            eprintln!(
+                                "{}: the ROLLBACK answer failed ({e}); stopping the service deployment with rollback instead",
+                                self.name
+                            );
+                            retried(who, || n.stop(&arn)).await
+                        }
+                        other => other,
+                    }
                 }
                 Next::Stop => {
                     eprintln!(
                         "{}: stopping the service deployment with rollback",
                         self.name
                     );
-                    n.stop(&arn).await
+                    retried(who, || n.stop(&arn)).await
                 }
                 Next::Wait => Ok(()),
             };
@@ -634,9 +667,9 @@ impl Effects for EcsCanary<'_> {
                 last,
                 weight,
             } => return self.measure(since, last, weight).await,
-            Effect::SetWeight(w) => crate::driver::retried(self.name, || self.set_weight(w)).await,
+            Effect::SetWeight(w) => retried(self.name, || self.set_weight(w)).await,
             Effect::ScaleDown(Track::Canary) => {
-                crate::driver::retried(self.name, || self.ecs.scale_to_zero(canary)).await
+                retried(self.name, || self.ecs.scale_to_zero(canary)).await
             }
             Effect::ScaleDown(Track::Stable) => {
                 return Input::Done(Err("a canary never scales its stable service down".into()));
