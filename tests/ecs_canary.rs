@@ -1035,3 +1035,81 @@ fn killed_at_every_step_an_ecs_canary_run_again_resumes_and_is_promoted() {
         "cargo test --test ecs_canary killed_at_every_step",
     );
 }
+
+/// #14's kill table for the ECS native canary (`router: ecs`, `steps: [10]`): the real
+/// binary killed with SIGKILL as each step begins (a bed each, together), then `deploy` run
+/// again. ECS holds the service deployment at its PAUSE hook meanwhile (or ends it, once
+/// the last hook was answered); the rollout recorded in flight in the service's tags covers
+/// any split of the traffic, and the rerun resumes it: it follows the deployment ECS plays,
+/// starts no second one, and ends promoted. ARCHITECTURE.md carries the table.
+#[test]
+fn killed_at_every_step_a_native_canary_run_again_resumes_and_is_promoted() {
+    // Update the service, CONTINUE to 10 %, analyse, promote (CONTINUE), then the ends the
+    // engine plays (ECS has done them).
+    let steps: Vec<u32> = (1..=6).collect();
+    let rows: Vec<[String; 4]> = std::thread::scope(|s| {
+        let handles: Vec<_> = steps
+            .iter()
+            .map(|&step| {
+                s.spawn(move || {
+                    let bed = bed("steps: [10]", NATIVE);
+                    traffic(&bed, 1000.0, 0.0, 0.12);
+                    let mut cmd = cmd(&bed, DEPLOY);
+                    let running = common::run_until(&mut cmd, &format!("step {step}/6:"));
+                    let (code, seen, _) = running.signal("KILL");
+                    assert_eq!(code, None, "killed at step {step}: {seen}");
+                    let words = seen
+                        .lines()
+                        .find_map(|l| {
+                            l.split_once(&format!("step {step}/6: "))
+                                .map(|(_, t)| t.to_owned())
+                        })
+                        .unwrap_or_default();
+                    let (st, ca) = weights(&bed).last().copied().unwrap_or((100, 0));
+                    let (recorded, status) = recorded(&bed);
+                    let in_flight = status.stdout.contains("at step");
+                    assert!(
+                        (st, ca) == (100, 0) || in_flight,
+                        "killed at step {step}: weights {st}/{ca} without a rollout recorded in flight\n{}\n{seen}",
+                        status.dump()
+                    );
+                    let r = mvd(&bed, DEPLOY);
+                    assert_eq!(r.code, 0, "killed at step {step}, run again:\n{}", r.dump());
+                    assert!(
+                        r.stderr.contains("resuming the rollout"),
+                        "killed at step {step}: the rerun resumes:\n{}",
+                        r.dump()
+                    );
+                    assert_eq!(updates(&bed, "movieverse-app").len(), 1, "{}", r.dump());
+                    assert_eq!(bed.proxy.native_count(), 1, "{}", r.dump());
+                    assert_eq!(bed.proxy.native_status(1), "SUCCESSFUL", "{}", r.dump());
+                    assert_eq!(weights(&bed).last(), Some(&(0, 100)), "{}", r.dump());
+                    let recorded = if in_flight { "in flight" } else { recorded };
+                    [
+                        format!("{step}/6 ({words})"),
+                        format!("{st}/{ca}"),
+                        recorded.to_owned(),
+                        "resumed, promoted".to_owned(),
+                    ]
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut table = "| killed as it began | weights after the kill (stable, canary) | recorded | run again |\n|---|---|---|---|\n".to_owned();
+    for row in &rows {
+        let _ = std::fmt::Write::write_fmt(&mut table, format_args!("| {} |\n", row.join(" | ")));
+    }
+    let _ = std::fmt::Write::write_fmt(
+        &mut table,
+        format_args!(
+            "\n{} kill points (`cargo test --test ecs_canary killed_at_every_step_a_native`).\n",
+            rows.len()
+        ),
+    );
+    common::doc_section(
+        "kill-table native-canary",
+        &table,
+        "cargo test --test ecs_canary killed_at_every_step_a_native",
+    );
+}

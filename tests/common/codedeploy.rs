@@ -640,6 +640,27 @@ impl Proxy {
         }
     }
 
+    /// Ends the termination wait (`CodeDeploy`) or the bake (native) of every deployment of
+    /// `Plan::Bake`, now or once it is continued: from then on each plays as `Plan::Gate`
+    /// (held at Ready or at its hook until continued, then succeeding), and so do the
+    /// deployments started later.
+    pub fn end_waits(&self) {
+        let mut s = self.state.lock().unwrap();
+        if s.plan == Some(Plan::Bake) {
+            s.plan = Some(Plan::Gate);
+        }
+        for t in s.tracked.values_mut() {
+            if t.plan == Plan::Bake {
+                t.plan = Plan::Gate;
+            }
+        }
+        for d in &mut s.native {
+            if d.plan == Plan::Bake {
+                d.plan = Plan::Gate;
+            }
+        }
+    }
+
     /// The forward weights moto held after each `ModifyRule` / `ModifyListener`, in order.
     pub fn weights(&self) -> Vec<Vec<(String, i64)>> {
         self.state
