@@ -1183,112 +1183,88 @@ fn fault_matrix_codedeploy_blue_green() {
 #[test]
 fn killed_at_every_step_a_codedeploy_blue_green_is_refused_again_and_resumed() {
     // Deploy green, check it, switch, blue's termination wait.
-    let steps: Vec<u32> = (1..=4).collect();
-    let rows: Vec<[String; 4]> = std::thread::scope(|s| {
-        let handles: Vec<_> = steps
-            .iter()
-            .map(|&step| {
-                s.spawn(move || {
-                    let server = common::probe::Server::start("unused");
-                    // The termination wait lasts until the second run is refused.
-                    let bed = bed_with_checks(&server, None);
-                    bed.proxy.set_plan(Plan::Bake);
-                    let mut first = cmd(&bed, DEPLOY);
-                    let running = common::run_until(&mut first, &format!("step {step}/4:"));
-                    let (code, seen, _) = running.signal("KILL");
-                    assert_eq!(code, None, "killed at step {step}: {seen}");
-                    let words = seen
-                        .lines()
-                        .find_map(|l| {
-                            l.split_once(&format!("step {step}/4: "))
-                                .map(|(_, t)| t.to_owned())
-                        })
-                        .unwrap_or_default();
-                    let after = bed.proxy.deployments();
-                    // Ready, or a step further when the kill came after `ContinueDeployment`:
-                    // either way CodeDeploy plays it on.
-                    let shown = match after.as_slice() {
-                        [] => "none created".to_owned(),
-                        [(_, s)] if ["Created", "InProgress", "Ready"].contains(&s.as_str()) => {
-                            "in flight: CodeDeploy plays it on".to_owned()
-                        }
-                        other => panic!("killed at step {step}: {other:?}\n{seen}"),
-                    };
-                    if after.is_empty() {
-                        // Nothing to refuse: the rerun plays it all.
-                        bed.proxy.end_waits();
-                    }
-                    let again = mvd(&bed, DEPLOY);
-                    let (again_words, resumed) = if after.is_empty() {
-                        assert_eq!(
-                            again.code,
-                            0,
-                            "killed at step {step}, run again:\n{}",
-                            again.dump()
-                        );
-                        ("deploys: promoted".to_owned(), "-".to_owned())
-                    } else {
-                        assert_eq!(
-                            again.code,
-                            1,
-                            "killed at step {step}, run again:\n{}",
-                            again.dump()
-                        );
-                        assert!(
-                            again
-                                .stderr
-                                .contains("a second blue-green does not start over it")
-                                && again.stderr.contains(&after[0].0),
-                            "killed at step {step}: the rerun names the deployment in flight:\n{}",
-                            again.dump()
-                        );
-                        assert_eq!(
-                            bed.proxy.calls("CreateDeployment").len(),
-                            1,
-                            "{}",
-                            again.dump()
-                        );
-                        // The wait ends once `rollout resume` has picked the deployment up.
-                        let mut resume = cmd(&bed, &common::codedeploy::rollout_args("resume"));
-                        let running =
-                            common::run_until(&mut resume, "production: CodeDeploy deployment ");
-                        bed.proxy.end_waits();
-                        let (code, seen) = running.wait();
-                        assert_eq!(
-                            code,
-                            Some(0),
-                            "killed at step {step}, `rollout resume`:\n{seen}"
-                        );
-                        (
-                            "refused, exit 1, names the deployment".to_owned(),
-                            "promoted".to_owned(),
-                        )
-                    };
-                    assert_eq!(
-                        deployments_now(&bed).last().map(|d| d.1.as_str()),
-                        Some("Succeeded"),
-                        "killed at step {step}"
-                    );
-                    [format!("{step}/4 ({words})"), shown, again_words, resumed]
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let mut table = "| killed as it began | the deployment after the kill | `deploy` again | `rollout resume` |\n|---|---|---|---|\n".to_owned();
-    for row in &rows {
-        let _ = std::fmt::Write::write_fmt(&mut table, format_args!("| {} |\n", row.join(" | ")));
-    }
-    let _ = std::fmt::Write::write_fmt(
-        &mut table,
-        format_args!(
-            "\n{} kill points (`cargo test --test bluegreen killed_at_every_step`).\n",
-            rows.len()
-        ),
-    );
-    common::doc_section(
+    common::matrix::kill_table(
         "kill-table codedeploy",
-        &table,
+        [
+            "killed as it began",
+            "the deployment after the kill",
+            "`deploy` again",
+            "`rollout resume`",
+        ],
+        4,
         "cargo test --test bluegreen killed_at_every_step",
+        |step| {
+            let server = common::probe::Server::start("unused");
+            // The termination wait lasts until the second run is refused.
+            let bed = bed_with_checks(&server, None);
+            bed.proxy.set_plan(Plan::Bake);
+            let mut first = cmd(&bed, DEPLOY);
+            let (killed_at, seen) = common::matrix::kill_at_step(&mut first, step, 4);
+            let after = bed.proxy.deployments();
+            // Ready, or a step further when the kill came after `ContinueDeployment`:
+            // either way CodeDeploy plays it on.
+            let shown = match after.as_slice() {
+                [] => "none created".to_owned(),
+                [(_, s)] if ["Created", "InProgress", "Ready"].contains(&s.as_str()) => {
+                    "in flight: CodeDeploy plays it on".to_owned()
+                }
+                other => panic!("killed at step {step}: {other:?}\n{seen}"),
+            };
+            if after.is_empty() {
+                // Nothing to refuse: the rerun plays it all.
+                bed.proxy.end_waits();
+            }
+            let again = mvd(&bed, DEPLOY);
+            let (again_words, resumed) = if after.is_empty() {
+                assert_eq!(
+                    again.code,
+                    0,
+                    "killed at step {step}, run again:\n{}",
+                    again.dump()
+                );
+                ("deploys: promoted".to_owned(), "-".to_owned())
+            } else {
+                assert_eq!(
+                    again.code,
+                    1,
+                    "killed at step {step}, run again:\n{}",
+                    again.dump()
+                );
+                assert!(
+                    again
+                        .stderr
+                        .contains("a second blue-green does not start over it")
+                        && again.stderr.contains(&after[0].0),
+                    "killed at step {step}: the rerun names the deployment in flight:\n{}",
+                    again.dump()
+                );
+                assert_eq!(
+                    bed.proxy.calls("CreateDeployment").len(),
+                    1,
+                    "{}",
+                    again.dump()
+                );
+                // The wait ends once `rollout resume` has picked the deployment up.
+                let mut resume = cmd(&bed, &common::codedeploy::rollout_args("resume"));
+                let running = common::run_until(&mut resume, "production: CodeDeploy deployment ");
+                bed.proxy.end_waits();
+                let (code, seen) = running.wait();
+                assert_eq!(
+                    code,
+                    Some(0),
+                    "killed at step {step}, `rollout resume`:\n{seen}"
+                );
+                (
+                    "refused, exit 1, names the deployment".to_owned(),
+                    "promoted".to_owned(),
+                )
+            };
+            assert_eq!(
+                deployments_now(&bed).last().map(|d| d.1.as_str()),
+                Some("Succeeded"),
+                "killed at step {step}"
+            );
+            [killed_at, shown, again_words, resumed]
+        },
     );
 }

@@ -616,109 +616,85 @@ fn fault_matrix_native_blue_green() {
 #[test]
 fn killed_at_every_step_a_native_blue_green_is_refused_again_and_resumed() {
     // Deploy green, check it at the hook, CONTINUE, the bake.
-    let steps: Vec<u32> = (1..=4).collect();
-    let rows: Vec<[String; 4]> = std::thread::scope(|s| {
-        let handles: Vec<_> = steps
-            .iter()
-            .map(|&step| {
-                s.spawn(move || {
-                    let server = common::probe::Server::start("unused");
-                    // The bake lasts until the second run is refused.
-                    let bed = checked(&server, Plan::Bake, "");
-                    let mut first = cmd(&bed, DEPLOY);
-                    let running = common::run_until(&mut first, &format!("step {step}/4:"));
-                    let (code, seen, _) = running.signal("KILL");
-                    assert_eq!(code, None, "killed at step {step}: {seen}");
-                    let words = seen
-                        .lines()
-                        .find_map(|l| {
-                            l.split_once(&format!("step {step}/4: "))
-                                .map(|(_, t)| t.to_owned())
-                        })
-                        .unwrap_or_default();
-                    let started = bed.proxy.native_count();
-                    let shown = match started {
-                        0 => "none started".to_owned(),
-                        1 => {
-                            let status = bed.proxy.native_status(1);
-                            assert!(
-                                ["PENDING", "IN_PROGRESS"].contains(&status.as_str()),
-                                "killed at step {step}: {status}\n{seen}"
-                            );
-                            "in flight: ECS holds it at the hook or bakes it".to_owned()
-                        }
-                        n => panic!("killed at step {step}: {n} deployments\n{seen}"),
-                    };
-                    if started == 0 {
-                        // Nothing to refuse: the rerun plays it all.
-                        bed.proxy.end_waits();
-                    }
-                    let again = mvd(&bed, DEPLOY);
-                    let (again_words, resumed) = if started == 0 {
-                        assert_eq!(
-                            again.code,
-                            0,
-                            "killed at step {step}, run again:\n{}",
-                            again.dump()
-                        );
-                        ("deploys: promoted".to_owned(), "-".to_owned())
-                    } else {
-                        assert_eq!(
-                            again.code,
-                            1,
-                            "killed at step {step}, run again:\n{}",
-                            again.dump()
-                        );
-                        assert!(
-                            again
-                                .stderr
-                                .contains("a second blue-green does not start over it"),
-                            "killed at step {step}: the rerun names the deployment in flight:\n{}",
-                            again.dump()
-                        );
-                        assert_eq!(updates(&bed).len(), 1, "{}", again.dump());
-                        // The wait ends once `rollout resume` has picked the deployment up.
-                        let mut resume = cmd(&bed, &common::codedeploy::rollout_args("resume"));
-                        let running =
-                            common::run_until(&mut resume, "production: ECS service deployment ");
-                        bed.proxy.end_waits();
-                        let (code, seen) = running.wait();
-                        assert_eq!(
-                            code,
-                            Some(0),
-                            "killed at step {step}, `rollout resume`:\n{seen}"
-                        );
-                        (
-                            "refused, exit 1, names the deployment".to_owned(),
-                            "promoted".to_owned(),
-                        )
-                    };
-                    assert_eq!(bed.proxy.native_count(), 1, "killed at step {step}");
-                    assert_eq!(
-                        bed.proxy.native_status(1),
-                        "SUCCESSFUL",
-                        "killed at step {step}"
-                    );
-                    [format!("{step}/4 ({words})"), shown, again_words, resumed]
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let mut table = "| killed as it began | the service deployment after the kill | `deploy` again | `rollout resume` |\n|---|---|---|---|\n".to_owned();
-    for row in &rows {
-        let _ = std::fmt::Write::write_fmt(&mut table, format_args!("| {} |\n", row.join(" | ")));
-    }
-    let _ = std::fmt::Write::write_fmt(
-        &mut table,
-        format_args!(
-            "\n{} kill points (`cargo test --test bluegreen_native killed_at_every_step`).\n",
-            rows.len()
-        ),
-    );
-    common::doc_section(
+    common::matrix::kill_table(
         "kill-table native-blue-green",
-        &table,
+        [
+            "killed as it began",
+            "the service deployment after the kill",
+            "`deploy` again",
+            "`rollout resume`",
+        ],
+        4,
         "cargo test --test bluegreen_native killed_at_every_step",
+        |step| {
+            let server = common::probe::Server::start("unused");
+            // The bake lasts until the second run is refused.
+            let bed = checked(&server, Plan::Bake, "");
+            let mut first = cmd(&bed, DEPLOY);
+            let (killed_at, seen) = common::matrix::kill_at_step(&mut first, step, 4);
+            let started = bed.proxy.native_count();
+            let shown = match started {
+                0 => "none started".to_owned(),
+                1 => {
+                    let status = bed.proxy.native_status(1);
+                    assert!(
+                        ["PENDING", "IN_PROGRESS"].contains(&status.as_str()),
+                        "killed at step {step}: {status}\n{seen}"
+                    );
+                    "in flight: ECS holds it at the hook or bakes it".to_owned()
+                }
+                n => panic!("killed at step {step}: {n} deployments\n{seen}"),
+            };
+            if started == 0 {
+                // Nothing to refuse: the rerun plays it all.
+                bed.proxy.end_waits();
+            }
+            let again = mvd(&bed, DEPLOY);
+            let (again_words, resumed) = if started == 0 {
+                assert_eq!(
+                    again.code,
+                    0,
+                    "killed at step {step}, run again:\n{}",
+                    again.dump()
+                );
+                ("deploys: promoted".to_owned(), "-".to_owned())
+            } else {
+                assert_eq!(
+                    again.code,
+                    1,
+                    "killed at step {step}, run again:\n{}",
+                    again.dump()
+                );
+                assert!(
+                    again
+                        .stderr
+                        .contains("a second blue-green does not start over it"),
+                    "killed at step {step}: the rerun names the deployment in flight:\n{}",
+                    again.dump()
+                );
+                assert_eq!(updates(&bed).len(), 1, "{}", again.dump());
+                // The wait ends once `rollout resume` has picked the deployment up.
+                let mut resume = cmd(&bed, &common::codedeploy::rollout_args("resume"));
+                let running = common::run_until(&mut resume, "production: ECS service deployment ");
+                bed.proxy.end_waits();
+                let (code, seen) = running.wait();
+                assert_eq!(
+                    code,
+                    Some(0),
+                    "killed at step {step}, `rollout resume`:\n{seen}"
+                );
+                (
+                    "refused, exit 1, names the deployment".to_owned(),
+                    "promoted".to_owned(),
+                )
+            };
+            assert_eq!(bed.proxy.native_count(), 1, "killed at step {step}");
+            assert_eq!(
+                bed.proxy.native_status(1),
+                "SUCCESSFUL",
+                "killed at step {step}"
+            );
+            [killed_at, shown, again_words, resumed]
+        },
     );
 }

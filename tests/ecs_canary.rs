@@ -957,82 +957,65 @@ fn fault_matrix_native_canary() {
 #[test]
 fn killed_at_every_step_an_ecs_canary_run_again_resumes_and_is_promoted() {
     // deploy, 25 %, analyse, 50 %, analyse, promote, back to stable, scale down.
-    let steps: Vec<u32> = (1..=8).collect();
-    let rows: Vec<(u32, String, (i64, i64), String)> = std::thread::scope(|s| {
-        let handles: Vec<_> = steps
-            .iter()
-            .map(|&step| {
-                s.spawn(move || {
-                    let bed = bed("steps: [25, 50]", "");
-                    traffic(&bed, 1000.0, 0.0, 0.12);
-                    let mut cmd = cmd(&bed, DEPLOY);
-                    let running = common::run_until(&mut cmd, &format!("step {step}/8:"));
-                    let (code, seen, _) = running.signal("KILL");
-                    assert_eq!(code, None, "killed at step {step}: {seen}");
-                    let words = seen
-                        .lines()
-                        .find_map(|l| {
-                            l.split_once(&format!("step {step}/8: "))
-                                .map(|(_, t)| t.to_owned())
-                        })
-                        .unwrap_or_default();
-                    let w = weights(&bed).last().copied().unwrap_or((100, 0));
-                    let status = rollout(&bed, "status");
-                    let in_flight = status.stdout.contains("at step");
-                    assert!(
-                        w == (100, 0) || in_flight,
-                        "killed at step {step}: weights {w:?} without a rollout recorded in flight\n{}\n{seen}",
-                        status.dump()
-                    );
-                    let r = mvd(&bed, DEPLOY);
-                    assert_eq!(r.code, 0, "killed at step {step}, run again:\n{}", r.dump());
-                    assert!(
-                        r.stderr.contains("resuming the rollout"),
-                        "killed at step {step}: the rerun resumes:\n{}",
-                        r.dump()
-                    );
-                    assert_eq!(weights(&bed).last(), Some(&(100, 0)), "{}", r.dump());
-                    assert_eq!(
-                        bed.proxy.calls("RegisterTaskDefinition").len(),
-                        1,
-                        "killed at step {step}: registered once"
-                    );
-                    let stable = tokio::runtime::Runtime::new()
-                        .unwrap()
-                        .block_on(services(&bed.moto));
-                    assert!(
-                        stable.iter().any(|sv| {
-                            sv.service_name() == Some("movieverse-app")
-                                && sv.task_definition() == Some(NEW_REVISION)
-                        }),
-                        "killed at step {step}: the stable service runs the new revision\n{}",
-                        r.dump()
-                    );
-                    let recorded = if in_flight { "in flight" } else { "nothing yet" };
-                    (step, words, w, recorded.to_owned())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let mut table = "| killed as it began | weights after the kill (stable, canary) | recorded | run again |\n|---|---|---|---|\n".to_owned();
-    for (step, words, (st, ca), recorded) in &rows {
-        let _ = std::fmt::Write::write_fmt(
-            &mut table,
-            format_args!("| {step}/8 ({words}) | {st}/{ca} | {recorded} | resumed, promoted |\n"),
-        );
-    }
-    let _ = std::fmt::Write::write_fmt(
-        &mut table,
-        format_args!(
-            "\n{} kill points (`cargo test --test ecs_canary killed_at_every_step`).\n",
-            rows.len()
-        ),
-    );
-    common::doc_section(
+    common::matrix::kill_table(
         "kill-table ecs-canary",
-        &table,
+        [
+            "killed as it began",
+            "weights after the kill (stable, canary)",
+            "recorded",
+            "run again",
+        ],
+        8,
         "cargo test --test ecs_canary killed_at_every_step",
+        |step| {
+            let bed = bed("steps: [25, 50]", "");
+            traffic(&bed, 1000.0, 0.0, 0.12);
+            let mut cmd = cmd(&bed, DEPLOY);
+            let (killed_at, seen) = common::matrix::kill_at_step(&mut cmd, step, 8);
+            let w = weights(&bed).last().copied().unwrap_or((100, 0));
+            let status = rollout(&bed, "status");
+            let in_flight = status.stdout.contains("at step");
+            assert!(
+                w == (100, 0) || in_flight,
+                "killed at step {step}: weights {w:?} without a rollout recorded in flight\n{}\n{seen}",
+                status.dump()
+            );
+            let r = mvd(&bed, DEPLOY);
+            assert_eq!(r.code, 0, "killed at step {step}, run again:\n{}", r.dump());
+            assert!(
+                r.stderr.contains("resuming the rollout"),
+                "killed at step {step}: the rerun resumes:\n{}",
+                r.dump()
+            );
+            assert_eq!(weights(&bed).last(), Some(&(100, 0)), "{}", r.dump());
+            assert_eq!(
+                bed.proxy.calls("RegisterTaskDefinition").len(),
+                1,
+                "killed at step {step}: registered once"
+            );
+            let stable = tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(services(&bed.moto));
+            assert!(
+                stable.iter().any(|sv| {
+                    sv.service_name() == Some("movieverse-app")
+                        && sv.task_definition() == Some(NEW_REVISION)
+                }),
+                "killed at step {step}: the stable service runs the new revision\n{}",
+                r.dump()
+            );
+            let recorded = if in_flight {
+                "in flight"
+            } else {
+                "nothing yet"
+            };
+            [
+                killed_at,
+                format!("{}/{}", w.0, w.1),
+                recorded.to_owned(),
+                "resumed, promoted".to_owned(),
+            ]
+        },
     );
 }
 
@@ -1044,72 +1027,49 @@ fn killed_at_every_step_an_ecs_canary_run_again_resumes_and_is_promoted() {
 /// starts no second one, and ends promoted. ARCHITECTURE.md carries the table.
 #[test]
 fn killed_at_every_step_a_native_canary_run_again_resumes_and_is_promoted() {
-    // Update the service, CONTINUE to 10 %, analyse, promote (CONTINUE), then the ends the
-    // engine plays (ECS has done them).
-    let steps: Vec<u32> = (1..=6).collect();
-    let rows: Vec<[String; 4]> = std::thread::scope(|s| {
-        let handles: Vec<_> = steps
-            .iter()
-            .map(|&step| {
-                s.spawn(move || {
-                    let bed = bed("steps: [10]", NATIVE);
-                    traffic(&bed, 1000.0, 0.0, 0.12);
-                    let mut cmd = cmd(&bed, DEPLOY);
-                    let running = common::run_until(&mut cmd, &format!("step {step}/6:"));
-                    let (code, seen, _) = running.signal("KILL");
-                    assert_eq!(code, None, "killed at step {step}: {seen}");
-                    let words = seen
-                        .lines()
-                        .find_map(|l| {
-                            l.split_once(&format!("step {step}/6: "))
-                                .map(|(_, t)| t.to_owned())
-                        })
-                        .unwrap_or_default();
-                    let (st, ca) = weights(&bed).last().copied().unwrap_or((100, 0));
-                    let (recorded, status) = recorded(&bed);
-                    let in_flight = status.stdout.contains("at step");
-                    assert!(
-                        (st, ca) == (100, 0) || in_flight,
-                        "killed at step {step}: weights {st}/{ca} without a rollout recorded in flight\n{}\n{seen}",
-                        status.dump()
-                    );
-                    let r = mvd(&bed, DEPLOY);
-                    assert_eq!(r.code, 0, "killed at step {step}, run again:\n{}", r.dump());
-                    assert!(
-                        r.stderr.contains("resuming the rollout"),
-                        "killed at step {step}: the rerun resumes:\n{}",
-                        r.dump()
-                    );
-                    assert_eq!(updates(&bed, "movieverse-app").len(), 1, "{}", r.dump());
-                    assert_eq!(bed.proxy.native_count(), 1, "{}", r.dump());
-                    assert_eq!(bed.proxy.native_status(1), "SUCCESSFUL", "{}", r.dump());
-                    assert_eq!(weights(&bed).last(), Some(&(0, 100)), "{}", r.dump());
-                    let recorded = if in_flight { "in flight" } else { recorded };
-                    [
-                        format!("{step}/6 ({words})"),
-                        format!("{st}/{ca}"),
-                        recorded.to_owned(),
-                        "resumed, promoted".to_owned(),
-                    ]
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let mut table = "| killed as it began | weights after the kill (stable, canary) | recorded | run again |\n|---|---|---|---|\n".to_owned();
-    for row in &rows {
-        let _ = std::fmt::Write::write_fmt(&mut table, format_args!("| {} |\n", row.join(" | ")));
-    }
-    let _ = std::fmt::Write::write_fmt(
-        &mut table,
-        format_args!(
-            "\n{} kill points (`cargo test --test ecs_canary killed_at_every_step_a_native`).\n",
-            rows.len()
-        ),
-    );
-    common::doc_section(
+    // Update the service, CONTINUE to 10 %, analyse, promote (CONTINUE), then the last two
+    // steps of the engine's script (ECS has done them).
+    common::matrix::kill_table(
         "kill-table native-canary",
-        &table,
+        [
+            "killed as it began",
+            "weights after the kill (stable, canary)",
+            "recorded",
+            "run again",
+        ],
+        6,
         "cargo test --test ecs_canary killed_at_every_step_a_native",
+        |step| {
+            let bed = bed("steps: [10]", NATIVE);
+            traffic(&bed, 1000.0, 0.0, 0.12);
+            let mut cmd = cmd(&bed, DEPLOY);
+            let (killed_at, seen) = common::matrix::kill_at_step(&mut cmd, step, 6);
+            let (st, ca) = weights(&bed).last().copied().unwrap_or((100, 0));
+            let (recorded, status) = recorded(&bed);
+            let in_flight = status.stdout.contains("at step");
+            assert!(
+                (st, ca) == (100, 0) || in_flight,
+                "killed at step {step}: weights {st}/{ca} without a rollout recorded in flight\n{}\n{seen}",
+                status.dump()
+            );
+            let r = mvd(&bed, DEPLOY);
+            assert_eq!(r.code, 0, "killed at step {step}, run again:\n{}", r.dump());
+            assert!(
+                r.stderr.contains("resuming the rollout"),
+                "killed at step {step}: the rerun resumes:\n{}",
+                r.dump()
+            );
+            assert_eq!(updates(&bed, "movieverse-app").len(), 1, "{}", r.dump());
+            assert_eq!(bed.proxy.native_count(), 1, "{}", r.dump());
+            assert_eq!(bed.proxy.native_status(1), "SUCCESSFUL", "{}", r.dump());
+            assert_eq!(weights(&bed).last(), Some(&(0, 100)), "{}", r.dump());
+            let recorded = if in_flight { "in flight" } else { recorded };
+            [
+                killed_at,
+                format!("{st}/{ca}"),
+                recorded.to_owned(),
+                "resumed, promoted".to_owned(),
+            ]
+        },
     );
 }

@@ -83,3 +83,45 @@ pub fn check(section: &str, rows: &[&str], faults: &[&str], table: &[Vec<Cell>],
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
     super::doc_section(section, &text, command);
 }
+
+/// Kills the real binary (`cmd`, spawned here) with SIGKILL as step `step` of `of` begins:
+/// "step/of (the step's words)", and all it wrote on stderr.
+pub fn kill_at_step(cmd: &mut std::process::Command, step: u32, of: u32) -> (String, String) {
+    let running = super::run_until(cmd, &format!("step {step}/{of}:"));
+    let (code, seen, _) = running.signal("KILL");
+    assert_eq!(code, None, "killed at step {step}: {seen}");
+    let words = seen
+        .lines()
+        .find_map(|l| {
+            l.split_once(&format!("step {step}/{of}: "))
+                .map(|(_, t)| t.to_owned())
+        })
+        .unwrap_or_default();
+    (format!("{step}/{of} ({words})"), seen)
+}
+
+/// A kill table: `row(step)` for every step of `of` (a bed each, together), under `header`,
+/// with its count line; checked against (or, with `MVD_UPDATE_DOCS=1`, written to)
+/// ARCHITECTURE.md's section `section`. `command` regenerates it.
+pub fn kill_table<const N: usize, F>(
+    section: &str,
+    header: [&str; N],
+    of: u32,
+    command: &str,
+    row: F,
+) where
+    F: Fn(u32) -> [String; N] + Sync,
+{
+    use std::fmt::Write as _;
+    let row = &row;
+    let rows: Vec<[String; N]> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..=of).map(|step| s.spawn(move || row(step))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut table = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(N));
+    for r in &rows {
+        let _ = writeln!(table, "| {} |", r.join(" | "));
+    }
+    let _ = writeln!(table, "\n{} kill points (`{command}`).", rows.len());
+    super::doc_section(section, &table, command);
+}
