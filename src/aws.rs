@@ -74,10 +74,43 @@ impl aws_credential_types::provider::ProvideCredentials for GithubOidc {
     }
 }
 
+/// How long one attempt of an AWS call may take before it is given up (and, being transient,
+/// tried again by the caller's retries) unless `MVD_AWS_CALL_TIMEOUT` says otherwise. The
+/// SDK sets no such limit by itself: a call whose answer never comes (a connection black-holed
+/// on the way) would hold a rollout, with a canary's share of traffic, for ever.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The environment variable that sets [`CALL_TIMEOUT`], in seconds.
+pub const CALL_TIMEOUT_VAR: &str = "MVD_AWS_CALL_TIMEOUT";
+
+/// The time one attempt of an AWS call may take: [`CALL_TIMEOUT`], or `MVD_AWS_CALL_TIMEOUT`
+/// (whole seconds, 1 to 3600); what is wrong with the variable otherwise.
+pub fn call_timeout() -> Result<std::time::Duration, String> {
+    let Some(v) = std::env::var_os(CALL_TIMEOUT_VAR) else {
+        return Ok(CALL_TIMEOUT);
+    };
+    let v = v.to_string_lossy();
+    match v.trim().parse::<u64>() {
+        Ok(s @ 1..=3600) => Ok(std::time::Duration::from_secs(s)),
+        _ => Err(format!(
+            "{CALL_TIMEOUT_VAR}={v:?} is not a number of seconds from 1 to 3600"
+        )),
+    }
+}
+
+/// The SDK's timeouts: [`call_timeout`] for each attempt of a call.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(call_timeout().unwrap_or(CALL_TIMEOUT))
+        .build()
+}
+
 /// The shared SDK configuration: `region` unless `AWS_REGION` says otherwise, the assumed
-/// role's credentials when there are some, and the SDK's retries only if `retries`.
+/// role's credentials when there are some, the SDK's retries only if `retries`, and each
+/// attempt of a call limited to [`call_timeout`].
 pub async fn sdk_config(region: &str, retries: bool) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts());
     if !retries {
         loader = loader.retry_config(aws_config::retry::RetryConfig::disabled());
     }
@@ -215,7 +248,9 @@ async fn exchange(role: &str, region: &str) -> Result<Credentials, OidcError> {
     );
     crate::report::mask(token.expose_secret());
     // The exchange needs no credentials (and must not ask the provider it feeds).
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).no_credentials();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .no_credentials()
+        .timeout_config(timeouts());
     if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
     {
         loader = loader.region(aws_config::Region::new(region.to_owned()));

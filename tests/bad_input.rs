@@ -949,3 +949,29 @@ fn annotations_in_github_actions() {
         r.dump()
     );
 }
+
+/// `MVD_AWS_CALL_TIMEOUT` that is not whole seconds from 1 to 3600: exit 2 before anything
+/// is read or changed, the variable and its value named, and what to set instead.
+#[test]
+fn a_call_timeout_that_is_not_seconds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::example(), dir.path().join("deploy.yml")).unwrap();
+    for value in ["30s", "0", "99999", ""] {
+        let out = common::bin()
+            .current_dir(dir.path())
+            .env("MVD_AWS_CALL_TIMEOUT", value)
+            .args(["plan", "--env", "all"])
+            .output()
+            .unwrap();
+        let r = Run::from(&out);
+        assert_eq!(r.code, 2, "{value:?}: {}", r.dump());
+        assert_eq!(
+            r.stderr,
+            format!(
+                "error: MVD_AWS_CALL_TIMEOUT={value:?} is not a number of seconds from 1 to 3600\n  = help: set it to whole seconds (`MVD_AWS_CALL_TIMEOUT=60`), or unset it for the default of 30 s\n"
+            ),
+            "{value:?}"
+        );
+        assert!(r.stdout.is_empty(), "{}", r.dump());
+    }
+}

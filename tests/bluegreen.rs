@@ -1053,9 +1053,10 @@ fn deployments_now(bed: &Bed) -> Vec<(String, String)> {
 }
 
 /// #14's fault matrix for blue-green through `CodeDeploy`: each call of a deploy (a group
-/// that stops at Ready, checks of green there) answered with a 500 twice, or for good, by the scenario
-/// proxy (the SDK's own retries are off, so each reaches our code; a throttled answer takes
-/// the same path: `throttled_reads_are_retried_at_the_next_poll`). Each cell must end
+/// that stops at Ready, checks of green there) answered by the scenario proxy with a 500
+/// twice; with a throttling error, then a connection closed unanswered, then no answer past
+/// the binary's call timeout (`common::codedeploy::fault_columns`); or with a 500 for good
+/// (the SDK's own retries are off, so each reaches our code). Each cell must end
 /// promoted, or failed safe: no deployment created, or the deployment stopped or failed and
 /// rolled back by `CodeDeploy` (production on blue). ARCHITECTURE.md carries the table.
 #[test]
@@ -1123,7 +1124,7 @@ fn fault_matrix_codedeploy_blue_green() {
             0,
         ),
     ];
-    let faults: [(&str, u32); 2] = [("500 twice", 2), ("500 for good", 99)];
+    let faults = common::codedeploy::fault_columns();
     // Without a fault, the bed promotes.
     let server = common::probe::Server::start("unused");
     let bed = checked_bed(&server);
@@ -1137,15 +1138,11 @@ fn fault_matrix_codedeploy_blue_green() {
     );
     let cells = common::matrix::run(rows.len(), faults.len(), 8, |row, col| {
         let (_, op, trigger, pass) = rows[row];
-        let times = faults[col].1;
         let server = common::probe::Server::start("unused");
         let bed = checked_bed(&server);
-        match trigger {
-            Some(t) => bed.proxy.fail_after(t, op, times),
-            None if pass > 0 => bed.proxy.pass_then_fail(op, pass, times),
-            None => bed.proxy.fail_next(op, times),
-        }
-        let r = mvd(&bed, DEPLOY);
+        bed.proxy.inject(op, trigger, pass, &faults[col].1);
+        let timeout = [common::codedeploy::MATRIX_CALL_TIMEOUT];
+        let r = Run::from(&cmd(&bed, DEPLOY).envs(timeout).output().unwrap());
         let deployments = deployments_now(&bed);
         let retried = r.stderr.matches("retrying in").count();
         let words = match (r.code, deployments.as_slice()) {

@@ -519,8 +519,9 @@ fn sigint_while_the_checks_of_green_run_stops_the_service_deployment() {
 }
 
 /// #14's fault matrix for ECS native blue/green: each call of a deploy (green held at the
-/// PAUSE hook and checked there over HTTP, then a bake that lasts three reads) answered with
-/// a 500 twice, or for good, by the scenario proxy (the SDK's own retries are off, so each
+/// PAUSE hook and checked there over HTTP, then a bake that lasts three reads) answered by
+/// the scenario proxy with each column of `common::codedeploy::fault_columns` (a 500 twice;
+/// throttled, reset, timed out; a 500 for good; the SDK's own retries are off, so each
 /// reaches our code). Each cell must end promoted, or failed safe: no service deployment
 /// started, or the one started rolled back (production on blue). ARCHITECTURE.md carries
 /// the table.
@@ -564,7 +565,7 @@ fn fault_matrix_native_blue_green() {
             Some("ContinueServiceDeployment"),
         ),
     ];
-    let faults: [(&str, u32); 2] = [("500 twice", 2), ("500 for good", 99)];
+    let faults = common::codedeploy::fault_columns();
     let server = common::probe::Server::start("unused");
     let bed = checked(&server, Plan::Wait, "");
     let r = mvd(&bed, DEPLOY);
@@ -572,14 +573,11 @@ fn fault_matrix_native_blue_green() {
     assert_eq!(bed.proxy.native_status(1), "SUCCESSFUL", "{}", r.dump());
     let cells = common::matrix::run(rows.len(), faults.len(), 7, |row, col| {
         let (_, op, trigger) = rows[row];
-        let times = faults[col].1;
         let server = common::probe::Server::start("unused");
         let bed = checked(&server, Plan::Wait, "");
-        match trigger {
-            Some(t) => bed.proxy.fail_after(t, op, times),
-            None => bed.proxy.fail_next(op, times),
-        }
-        let r = mvd(&bed, DEPLOY);
+        bed.proxy.inject(op, trigger, 0, &faults[col].1);
+        let timeout = [common::codedeploy::MATRIX_CALL_TIMEOUT];
+        let r = Run::from(&cmd(&bed, DEPLOY).envs(timeout).output().unwrap());
         // A rollback ends after two steps of the proxy's clock.
         std::thread::sleep(common::codedeploy::STEP * 3);
         let started = bed.proxy.native_count();

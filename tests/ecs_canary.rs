@@ -738,10 +738,10 @@ async fn verify_passes_when_everything_exists_and_names_each_missing_piece_with_
 }
 
 /// #14's fault matrix for the canary on ECS (`router: alb`), with the real binary against moto
-/// behind the scenario proxy: each call the canary makes × a 500 twice and for good
-/// (`Proxy::fail_next`: the service's internal failure; our SDK clients run with their own
-/// retries off, so each reaches our code; a throttled answer takes the same retry path, as
-/// the rolling matrix shows). Each cell must end promoted, or failed safe: the listener's
+/// behind the scenario proxy: each call the canary makes × each column of
+/// `common::codedeploy::fault_columns` (a 500 twice; a throttling error, a connection closed
+/// unanswered and no answer past the call timeout, one after the other; a 500 for good; our
+/// SDK clients run with their own retries off, so each reaches our code). Each cell must end promoted, or failed safe: the listener's
 /// weights all on stable (or never moved), the stable service not moved to the new revision
 /// unless the promotion was done. Seven beds at a time. ARCHITECTURE.md carries the table.
 #[test]
@@ -767,19 +767,15 @@ fn fault_matrix_ecs_canary() {
             1,
         ),
     ];
-    let faults: [(&str, u32); 2] = [("500 twice", 2), ("500 for good", 99)];
+    let faults = common::codedeploy::fault_columns();
     let cells = common::matrix::run(rows.len(), faults.len(), 7, |row, col| {
         let (_, op, after) = rows[row];
-        let times = faults[col].1;
         let bed = bed("steps: [50]", "");
         traffic(&bed, 1000.0, 0.0, 0.12);
         // `after` calls of the operation go through first.
-        if after > 0 {
-            bed.proxy.pass_then_fail(op, after, times);
-        } else {
-            bed.proxy.fail_next(op, times);
-        }
-        let r = mvd(&bed, DEPLOY);
+        bed.proxy.inject(op, None, after, &faults[col].1);
+        let timeout = [common::codedeploy::MATRIX_CALL_TIMEOUT];
+        let r = Run::from(&cmd(&bed, DEPLOY).envs(timeout).output().unwrap());
         let w = weights(&bed);
         // What moto holds (a failed call is recorded by the proxy too).
         let promoted = tokio::runtime::Runtime::new()
@@ -842,7 +838,7 @@ fn recorded(bed: &Bed) -> (&'static str, Run) {
 }
 
 /// #14's fault matrix for the ECS native canary (`router: ecs`, `steps: [10]`): each call
-/// × a 500 twice and for good, as [`fault_matrix_ecs_canary`]. Each cell must end promoted
+/// × each fault column, as [`fault_matrix_ecs_canary`]. Each cell must end promoted
 /// (the service deployment successful, all traffic on the new revision), or failed safe:
 /// no service deployment started, or the one started rolled back by ECS with the listener's
 /// weights back on stable. ARCHITECTURE.md carries the table.
@@ -911,18 +907,14 @@ fn fault_matrix_native_canary() {
             1,
         ),
     ];
-    let faults: [(&str, u32); 2] = [("500 twice", 2), ("500 for good", 99)];
+    let faults = common::codedeploy::fault_columns();
     let cells = common::matrix::run(rows.len(), faults.len(), 7, |row, col| {
         let (_, op, trigger, pass) = rows[row];
-        let times = faults[col].1;
         let bed = bed("steps: [10]", NATIVE);
         traffic(&bed, 1000.0, 0.0, 0.12);
-        match trigger {
-            Some(t) => bed.proxy.fail_after(t, op, times),
-            None if pass > 0 => bed.proxy.pass_then_fail(op, pass, times),
-            None => bed.proxy.fail_next(op, times),
-        }
-        let r = mvd(&bed, DEPLOY);
+        bed.proxy.inject(op, trigger, pass, &faults[col].1);
+        let timeout = [common::codedeploy::MATRIX_CALL_TIMEOUT];
+        let r = Run::from(&cmd(&bed, DEPLOY).envs(timeout).output().unwrap());
         // A rollback ends after two steps of the proxy's clock.
         std::thread::sleep(common::codedeploy::STEP * 3);
         let w = weights(&bed);
@@ -1009,9 +1001,33 @@ fn killed_at_every_step_an_ecs_canary_run_again_resumes_and_is_promoted() {
             } else {
                 "nothing yet"
             };
+            // The weights before each step and the weights it sets.
+            let before = [
+                (100, 0),
+                (100, 0),
+                (75, 25),
+                (75, 25),
+                (50, 50),
+                (50, 50),
+                (50, 50),
+                (100, 0),
+            ];
+            let after = [
+                (100, 0),
+                (75, 25),
+                (75, 25),
+                (50, 50),
+                (50, 50),
+                (50, 50),
+                (100, 0),
+                (100, 0),
+            ];
+            let i = step as usize - 1;
             [
                 killed_at,
-                format!("{}/{}", w.0, w.1),
+                common::matrix::before_or_after(step, &w, &before[i], &after[i], |w| {
+                    format!("{}/{}", w.0, w.1)
+                }),
                 recorded.to_owned(),
                 "resumed, promoted".to_owned(),
             ]
@@ -1064,9 +1080,15 @@ fn killed_at_every_step_a_native_canary_run_again_resumes_and_is_promoted() {
             assert_eq!(bed.proxy.native_status(1), "SUCCESSFUL", "{}", r.dump());
             assert_eq!(weights(&bed).last(), Some(&(0, 100)), "{}", r.dump());
             let recorded = if in_flight { "in flight" } else { recorded };
+            // The weights before each step and the weights ECS has moved to once it is done.
+            let before = [(100, 0), (100, 0), (90, 10), (90, 10), (0, 100), (0, 100)];
+            let after = [(100, 0), (90, 10), (90, 10), (0, 100), (0, 100), (0, 100)];
+            let i = step as usize - 1;
             [
                 killed_at,
-                format!("{st}/{ca}"),
+                common::matrix::before_or_after(step, &(st, ca), &before[i], &after[i], |w| {
+                    format!("{}/{}", w.0, w.1)
+                }),
                 recorded.to_owned(),
                 "resumed, promoted".to_owned(),
             ]

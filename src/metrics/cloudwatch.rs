@@ -170,15 +170,43 @@ pub fn period(from: u64, to: u64) -> (u64, u64) {
     (start, span.div_ceil(60) * 60)
 }
 
-fn classify<E, R>(e: &aws_sdk_cloudwatch::error::SdkError<E, R>) -> ProviderError
+fn classify<E>(
+    e: &aws_sdk_cloudwatch::error::SdkError<E, aws_sdk_cloudwatch::config::http::HttpResponse>,
+) -> ProviderError
 where
     E: aws_sdk_cloudwatch::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
+    use aws_sdk_cloudwatch::error::SdkError;
     let code = e.code().unwrap_or_default();
     let message = e
         .message()
         .map_or_else(|| crate::platform::innermost(e), str::to_owned);
+    // No answer from the service: a refused connection or missing credentials are not asked
+    // again; a timeout, a connection dropped or an answer cut short (after the SDK's own
+    // retries) are (`Providers::run`), as a throttled or 5xx answer is.
+    if !matches!(e, SdkError::ServiceError(_)) {
+        let (kind, message) = match crate::platform::connection_failure(e) {
+            Some((crate::platform::observation::ErrorKind::Permission, m)) => {
+                (ProviderErrorKind::Auth, m)
+            }
+            Some((_, m)) => (ProviderErrorKind::Unreachable, m),
+            None => match e {
+                SdkError::TimeoutError(_) => (ProviderErrorKind::Transient, "timed out".into()),
+                SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+                    (ProviderErrorKind::Transient, message)
+                }
+                _ => (ProviderErrorKind::Unreachable, message),
+            },
+        };
+        return ProviderError {
+            kind,
+            message: format!("CloudWatch GetMetricData failed: {message}"),
+        };
+    }
+    let status = match e {
+        SdkError::ServiceError(s) => s.raw().status().as_u16(),
+        _ => 0,
+    };
     let kind = match code {
         "AccessDenied"
         | "AccessDeniedException"
@@ -193,6 +221,10 @@ where
         {
             ProviderErrorKind::Query
         }
+        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
+            ProviderErrorKind::Transient
+        }
+        _ if status >= 500 => ProviderErrorKind::Transient,
         _ => ProviderErrorKind::Unreachable,
     };
     let what = if code.is_empty() {

@@ -428,12 +428,56 @@ impl Switch {
                     why,
                 )
             })?;
-            client
-                .create(application, group, config, (&content, &sha), description)
-                .await
+            // `CreateDeployment` is not idempotent, and a call that failed in passing (a 5xx,
+            // a reset, a timeout) may have created the deployment all the same. None was in
+            // flight before (the pre-flight), so the group's deployment in flight after such a
+            // failure is the one this call created: it is followed. Otherwise the call is
+            // tried again (`CodeDeploy` refuses a second deployment in flight of a group, so
+            // a retry never makes two; that refusal leads to the same look).
+            let (content, sha) = (&content, &sha);
+            let mut tried = false;
+            retried(who, || {
+                let again = std::mem::replace(&mut tried, true);
+                async move {
+                    let e = match client
+                        .create(application, group, config, (content, sha), description)
+                        .await
+                    {
+                        Ok(id) => return Ok(id),
+                        Err(e) if e.kind.retryable() || again => e,
+                        Err(e) => return Err(e),
+                    };
+                    match client.in_flight(application, group).await {
+                        Ok(ids) => match ids.into_iter().next() {
+                            Some(id) => {
+                                eprintln!(
+                                    "{who}: CreateDeployment failed ({}), but deployment {id} of {group} was created: following it",
+                                    e.message
+                                );
+                                Ok(id)
+                            }
+                            None => Err(e),
+                        },
+                        Err(_) => Err(e),
+                    }
+                }
+            })
+            .await
         } else {
-            // A second `UpdateService` to the same revision starts no second deployment.
-            retried(who, || ecs.update(spec, revision)).await?;
+            // An `UpdateService` whose answer was lost (a timeout) may have started the service
+            // deployment all the same: none was in flight before (the pre-flight), so one in
+            // flight now is this call's, and the call is not made again.
+            let mut tried = false;
+            retried(who, || {
+                let again = std::mem::replace(&mut tried, true);
+                async move {
+                    if again && !self.in_flight().await?.is_empty() {
+                        return Ok(());
+                    }
+                    ecs.update(spec, revision).await.map(drop)
+                }
+            })
+            .await?;
             started(who, self, cancel, deadline).await
         }
     }
@@ -881,9 +925,24 @@ impl Green<'_> {
             .await
             .map_err(|e| e.to_string())?;
         if now.status == Status::Ready {
-            retried(self.name, || self.switch.continue_ready(&id))
-                .await
-                .map_err(|e| e.to_string())?;
+            // A `ContinueDeployment` whose answer was lost (a timeout) may have been done: once
+            // the deployment has left Ready, a failed retry is that earlier call's success.
+            let mut tried = false;
+            retried(self.name, || {
+                let again = std::mem::replace(&mut tried, true);
+                let id = &id;
+                async move {
+                    match self.switch.continue_ready(id).await {
+                        Err(e) if again => match self.switch.get(id).await {
+                            Ok(o) if o.status != Status::Ready => Ok(()),
+                            _ => Err(e),
+                        },
+                        other => other,
+                    }
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
         }
         self.until(
             &[Status::InProgress, Status::Baking, Status::Succeeded],

@@ -346,7 +346,7 @@ impl<'a> EcsCanary<'a> {
         let spec = &self.stable[0];
         let who = self.name;
         // Each call tried again as the driver does: a second registration only adds a
-        // revision, a second `UpdateService` to it starts no second deployment.
+        // revision.
         let started = async {
             let in_flight = retried(who, || n.in_flight(&spec.cluster, &spec.name)).await?;
             if in_flight.is_empty() {
@@ -358,7 +358,20 @@ impl<'a> EcsCanary<'a> {
                 } else {
                     prepared.service.revision.clone()
                 };
-                retried(who, || self.ecs.update(spec, &revision)).await?;
+                // An `UpdateService` whose answer was lost (a timeout) may have started the
+                // deployment all the same: once one is in flight, the call is not made again.
+                let mut tried = false;
+                retried(who, || {
+                    let again = std::mem::replace(&mut tried, true);
+                    let revision = &revision;
+                    async move {
+                        if again && !n.in_flight(&spec.cluster, &spec.name).await?.is_empty() {
+                            return Ok(());
+                        }
+                        self.ecs.update(spec, revision).await.map(drop)
+                    }
+                })
+                .await?;
                 eprintln!(
                     "{}: updated service {} to {revision}: ECS starts its {} deployment",
                     self.name,
@@ -456,7 +469,24 @@ impl<'a> EcsCanary<'a> {
                         self.name,
                         if go_on { "CONTINUE" } else { "ROLLBACK" }
                     );
-                    match retried(who, || n.answer(&arn, &hook, go_on)).await {
+                    // An answer whose reply was lost (a timeout) may have been taken: once
+                    // the hook no longer awaits one, a failed retry is that answer's success.
+                    let mut tried = false;
+                    let answered = retried(who, || {
+                        let again = std::mem::replace(&mut tried, true);
+                        let (arn, hook) = (&arn, &hook);
+                        async move {
+                            match n.answer(arn, hook, go_on).await {
+                                Err(e) if again => match n.read(arn).await {
+                                    Ok(now) if now.awaiting_hook.as_ref() != Some(hook) => Ok(()),
+                                    _ => Err(e),
+                                },
+                                other => other,
+                            }
+                        }
+                    })
+                    .await;
+                    match answered {
                         Err(e) if !go_on => {
                             eprintln!(
                                 "{}: the ROLLBACK answer failed ({e}); stopping the service deployment with rollback instead",

@@ -73,6 +73,16 @@ impl From<LoadError> for Error {
 }
 
 pub fn run(cli: Cli) -> Result<(), Error> {
+    if let Err(message) = crate::aws::call_timeout() {
+        return Err(Error::Usage {
+            message,
+            help: format!(
+                "set it to whole seconds (`{}=60`), or unset it for the default of {} s",
+                crate::aws::CALL_TIMEOUT_VAR,
+                crate::aws::CALL_TIMEOUT.as_secs()
+            ),
+        });
+    }
     let style = Style {
         color: match cli.color {
             ColorChoice::Always => true,

@@ -487,9 +487,11 @@ struct State {
     native: Vec<Native>,
     /// `GetDeployment` calls still to answer with a throttling error.
     throttle_reads: u32,
-    /// Calls answered with a 500 instead of being served: operation (ECS, `CodeDeploy`) or
+    /// Calls answered with a fault instead of being served: operation (ECS, `CodeDeploy`) or
     /// query Action (`ELBv2`), and how many more times.
     failing: Vec<(String, u32)>,
+    /// The kinds of the next injected faults, in turn (a 500 once none is left).
+    fault_kinds: std::collections::VecDeque<Fault>,
     /// Calls of an operation let through before its `failing` entry starts.
     passing: Vec<(String, u32)>,
     /// Failures armed by a call: once `trigger` is seen, the next `n` calls of `operation`
@@ -538,6 +540,42 @@ pub struct Proxy {
     state: Arc<Mutex<State>>,
 }
 
+/// The fault columns of the ECS fault matrices (#14): the header, and the faults a call gets
+/// in turn before it is served (99: for good).
+pub fn fault_columns() -> [(&'static str, Vec<Fault>); 3] {
+    [
+        ("500 twice", vec![Fault::Internal; 2]),
+        (
+            "throttled, reset, timed out",
+            vec![
+                Fault::Throttled,
+                Fault::Reset,
+                Fault::Silent(Duration::from_secs(5)),
+            ],
+        ),
+        ("500 for good", vec![Fault::Internal; 99]),
+    ]
+}
+
+/// The binary's call timeout in the fault matrices' runs (`MVD_AWS_CALL_TIMEOUT`, seconds):
+/// [`Fault::Silent`] outlasts it.
+pub const MATRIX_CALL_TIMEOUT: (&str, &str) = ("MVD_AWS_CALL_TIMEOUT", "3");
+
+/// What an injected fault does to the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A 500 in the protocol's own shape: the service's internal failure.
+    Internal,
+    /// A 400 `ThrottlingException` (`Throttling` in the query protocol).
+    Throttled,
+    /// The connection closed with no answer.
+    Reset,
+    /// Served upstream, but no answer for this long, then the connection closed: longer than
+    /// the binary's call timeout (`MVD_AWS_CALL_TIMEOUT`), a call that times out although
+    /// what it asked for was done (an answer lost on its way back).
+    Silent(Duration),
+}
+
 impl Proxy {
     /// Starts the proxy on a free loopback port in front of `moto` (its URL).
     pub fn start(moto: &str, plan: Plan) -> Self {
@@ -581,6 +619,24 @@ impl Proxy {
             .unwrap()
             .failing
             .push((operation.to_owned(), n));
+    }
+
+    /// The kinds of the faults injected from now on, in turn ([`Fault::Internal`] once they
+    /// are used up).
+    pub fn fault_kinds(&self, kinds: &[Fault]) {
+        self.state.lock().unwrap().fault_kinds = kinds.iter().copied().collect();
+    }
+
+    /// `faults` in turn for the calls of `operation`: from the first call of `trigger` on
+    /// ([`Proxy::fail_after`]), or once `pass` calls were served, or from the next call.
+    pub fn inject(&self, operation: &str, trigger: Option<&str>, pass: u32, faults: &[Fault]) {
+        self.fault_kinds(faults);
+        let n = u32::try_from(faults.len()).unwrap();
+        match trigger {
+            Some(t) => self.fail_after(t, operation, n),
+            None if pass > 0 => self.pass_then_fail(operation, pass, n),
+            None => self.fail_next(operation, n),
+        }
     }
 
     /// [`Proxy::fail_next`] once `pass` calls of `operation` have been served.
@@ -937,7 +993,7 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
             .clone()
             .or_else(|| ecs_op.clone())
             .or(query_action.clone());
-        let injected = called.as_deref().is_some_and(|op| {
+        let fault = called.as_deref().and_then(|op| {
             let mut s = state.lock().unwrap();
             if let Some(at) = s.armed.iter().position(|(t, _, _)| t == op) {
                 let (_, operation, n) = s.armed.remove(at);
@@ -945,15 +1001,34 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
             }
             if let Some((_, n)) = s.passing.iter_mut().find(|(o, n)| o == op && *n > 0) {
                 *n -= 1;
-                return false;
+                return None;
             }
             s.failing
                 .iter_mut()
                 .find(|(o, n)| o == op && *n > 0)
-                .map(|(_, n)| *n -= 1)
-                .is_some()
+                .map(|(_, n)| *n -= 1)?;
+            Some(s.fault_kinds.pop_front().unwrap_or(Fault::Internal))
         });
+        // The connection closes unanswered, nothing served.
+        if fault == Some(Fault::Reset) {
+            return;
+        }
+        let silent = match fault {
+            Some(Fault::Silent(d)) => Some(d),
+            _ => None,
+        };
+        let injected = fault.is_some() && silent.is_none();
+        let throttled = fault == Some(Fault::Throttled);
         let (status, ct, body) = match operation {
+            _ if throttled && query_action.is_some() => (
+                400,
+                "text/xml".to_owned(),
+                b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded (injected by the scenario proxy)</Message></Error><RequestId>injected</RequestId></ErrorResponse>".to_vec(),
+            ),
+            _ if throttled => answer(
+                400,
+                &json!({"__type": "ThrottlingException", "message": "Rate exceeded (injected by the scenario proxy)"}),
+            ),
             _ if injected && query_action.is_some() => (
                 500,
                 "text/xml".to_owned(),
@@ -1030,6 +1105,12 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
                 codedeploy(&op, &body, state, &forward)
             }
         };
+        // Served, but the answer never comes: the caller times out (and what it asked for
+        // was done, as when an answer is lost on its way back).
+        if let Some(d) = silent {
+            std::thread::sleep(d);
+            return;
+        }
         let head = format!(
             "HTTP/1.1 {status} {}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
             if status < 400 { "OK" } else { "Error" },
