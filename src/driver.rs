@@ -186,6 +186,41 @@ where
     }
 }
 
+/// [`retried`] for a write whose answer may be lost although it was done (a timeout, a
+/// connection dropped on the way back), and that must not be sent twice blindly: a second
+/// `CreateDeployment` is refused, a second `UpdateService` may start a second deployment, a
+/// second answer to a hook that has moved on is refused. Before each retry `done` looks
+/// whether the earlier attempt was done (the deployment it starts is in flight, the hook it
+/// answers no longer awaits); what it finds is then the result, and the call is not sent
+/// again. A `done` that fails counts as a failed attempt.
+pub async fn retried_write<T, F, Fut, D, DFut>(
+    who: &str,
+    mut f: F,
+    done: D,
+) -> Result<T, PlatformError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, PlatformError>>,
+    D: Fn() -> DFut,
+    DFut: Future<Output = Result<Option<T>, PlatformError>>,
+{
+    let mut tried = false;
+    retried(who, || {
+        // Boxed: the two futures of an SDK call are large, and both are held here.
+        let check = std::mem::replace(&mut tried, true).then(|| Box::pin(done()));
+        let call = Box::pin(f());
+        async move {
+            if let Some(check) = check
+                && let Some(found) = check.await?
+            {
+                return Ok(found);
+            }
+            call.await
+        }
+    })
+    .await
+}
+
 async fn execute<P: Platform>(
     platform: &P,
     spec: &ServiceSpec,

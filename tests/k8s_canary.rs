@@ -1198,9 +1198,9 @@ async fn killed_at_every_step_a_canary_run_again_resumes_and_is_promoted() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    // The weight before each step and the weight it sets.
-    let before = [0, 0, 20, 20, 50, 50, 50, 0];
-    let after = [0, 20, 20, 50, 50, 50, 0, 0];
+    // The weight as each step begins, and once the last is done: a step sets the weight the
+    // next begins with.
+    let at = [0, 0, 20, 20, 50, 50, 50, 0, 0];
     let mut table = "| killed as it began | weight after the kill | recorded | run again |\n|---|---|---|---|\n".to_owned();
     for (((step, r), (w, in_flight)), (seen, _)) in
         steps.iter().zip(&reruns).zip(&after_kill).zip(&killed)
@@ -1232,8 +1232,8 @@ async fn killed_at_every_step_a_canary_run_again_resumes_and_is_promoted() {
                 common::matrix::before_or_after(
                     *step,
                     w,
-                    &before[*step as usize - 1],
-                    &after[*step as usize - 1],
+                    &at[*step as usize - 1],
+                    &at[*step as usize],
                     |w| format!("{w}%")
                 ),
                 if *in_flight {

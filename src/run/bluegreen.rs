@@ -33,7 +33,7 @@ use super::rollout::{Effects, Ended, SaveError, conclude, now_ms, play};
 use super::{Error, print_out};
 use crate::cli::{DeployArgs, RolloutAction, Selection, WaitArgs};
 use crate::config::{BlueGreen, HookPoint, Loaded};
-use crate::driver::{MAX_FAILED_READS, retried};
+use crate::driver::{MAX_FAILED_READS, retried, retried_write};
 use crate::git::GitInfo;
 use crate::metrics::{Facts, Measurer, QueryVars};
 use crate::platform::Platform as _;
@@ -428,55 +428,34 @@ impl Switch {
                     why,
                 )
             })?;
-            // `CreateDeployment` is not idempotent, and a call that failed in passing (a 5xx,
-            // a reset, a timeout) may have created the deployment all the same. None was in
-            // flight before (the pre-flight), so the group's deployment in flight after such a
-            // failure is the one this call created: it is followed. Otherwise the call is
-            // tried again (`CodeDeploy` refuses a second deployment in flight of a group, so
-            // a retry never makes two; that refusal leads to the same look).
+            // `CreateDeployment` is not idempotent, and an attempt whose answer was lost (a
+            // timeout) may have created the deployment all the same. None was in flight before
+            // (the pre-flight), so one in flight before a retry is that attempt's: it is
+            // followed, and no second one is asked for.
             let (content, sha) = (&content, &sha);
-            let mut tried = false;
-            retried(who, || {
-                let again = std::mem::replace(&mut tried, true);
-                async move {
-                    let e = match client
-                        .create(application, group, config, (content, sha), description)
-                        .await
-                    {
-                        Ok(id) => return Ok(id),
-                        Err(e) if e.kind.retryable() || again => e,
-                        Err(e) => return Err(e),
-                    };
-                    match client.in_flight(application, group).await {
-                        Ok(ids) => match ids.into_iter().next() {
-                            Some(id) => {
-                                eprintln!(
-                                    "{who}: CreateDeployment failed ({}), but deployment {id} of {group} was created: following it",
-                                    e.message
-                                );
-                                Ok(id)
-                            }
-                            None => Err(e),
-                        },
-                        Err(_) => Err(e),
+            retried_write(
+                who,
+                || client.create(application, group, config, (content, sha), description),
+                || async {
+                    let found = client.in_flight(application, group).await?.into_iter().next();
+                    if let Some(id) = &found {
+                        eprintln!(
+                            "{who}: deployment {id} of {group} is in flight: the CreateDeployment whose answer was lost created it; following it"
+                        );
                     }
-                }
-            })
+                    Ok(found)
+                },
+            )
             .await
         } else {
             // An `UpdateService` whose answer was lost (a timeout) may have started the service
             // deployment all the same: none was in flight before (the pre-flight), so one in
-            // flight now is this call's, and the call is not made again.
-            let mut tried = false;
-            retried(who, || {
-                let again = std::mem::replace(&mut tried, true);
-                async move {
-                    if again && !self.in_flight().await?.is_empty() {
-                        return Ok(());
-                    }
-                    ecs.update(spec, revision).await.map(drop)
-                }
-            })
+            // flight before a retry is that attempt's, and the call is not sent again.
+            retried_write(
+                who,
+                || async { ecs.update(spec, revision).await.map(drop) },
+                || async { Ok((!self.in_flight().await?.is_empty()).then_some(())) },
+            )
             .await?;
             started(who, self, cancel, deadline).await
         }
@@ -926,21 +905,14 @@ impl Green<'_> {
             .map_err(|e| e.to_string())?;
         if now.status == Status::Ready {
             // A `ContinueDeployment` whose answer was lost (a timeout) may have been done: once
-            // the deployment has left Ready, a failed retry is that earlier call's success.
-            let mut tried = false;
-            retried(self.name, || {
-                let again = std::mem::replace(&mut tried, true);
-                let id = &id;
-                async move {
-                    match self.switch.continue_ready(id).await {
-                        Err(e) if again => match self.switch.get(id).await {
-                            Ok(o) if o.status != Status::Ready => Ok(()),
-                            _ => Err(e),
-                        },
-                        other => other,
-                    }
-                }
-            })
+            // the deployment has left Ready, it was.
+            retried_write(
+                self.name,
+                || self.switch.continue_ready(&id),
+                || async {
+                    Ok((self.switch.get(&id).await?.status != Status::Ready).then_some(()))
+                },
+            )
             .await
             .map_err(|e| e.to_string())?;
         }

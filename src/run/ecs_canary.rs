@@ -32,7 +32,7 @@ use super::rollout::{
 use super::{Error, print_out};
 use crate::cli::{DeployArgs, WaitArgs};
 use crate::config::{Canary, Loaded};
-use crate::driver::{MAX_FAILED_READS, Unit, retried};
+use crate::driver::{MAX_FAILED_READS, Unit, retried, retried_write};
 use crate::metrics::{Measurer, QueryVars};
 use crate::platform::Platform as _;
 use crate::platform::ServiceSpec;
@@ -359,18 +359,15 @@ impl<'a> EcsCanary<'a> {
                     prepared.service.revision.clone()
                 };
                 // An `UpdateService` whose answer was lost (a timeout) may have started the
-                // deployment all the same: once one is in flight, the call is not made again.
-                let mut tried = false;
-                retried(who, || {
-                    let again = std::mem::replace(&mut tried, true);
-                    let revision = &revision;
-                    async move {
-                        if again && !n.in_flight(&spec.cluster, &spec.name).await?.is_empty() {
-                            return Ok(());
-                        }
-                        self.ecs.update(spec, revision).await.map(drop)
-                    }
-                })
+                // deployment all the same: once one is in flight, the call is not sent again.
+                retried_write(
+                    who,
+                    || async { self.ecs.update(spec, &revision).await.map(drop) },
+                    || async {
+                        Ok((!n.in_flight(&spec.cluster, &spec.name).await?.is_empty())
+                            .then_some(()))
+                    },
+                )
                 .await?;
                 eprintln!(
                     "{}: updated service {} to {revision}: ECS starts its {} deployment",
@@ -470,21 +467,15 @@ impl<'a> EcsCanary<'a> {
                         if go_on { "CONTINUE" } else { "ROLLBACK" }
                     );
                     // An answer whose reply was lost (a timeout) may have been taken: once
-                    // the hook no longer awaits one, a failed retry is that answer's success.
-                    let mut tried = false;
-                    let answered = retried(who, || {
-                        let again = std::mem::replace(&mut tried, true);
-                        let (arn, hook) = (&arn, &hook);
-                        async move {
-                            match n.answer(arn, hook, go_on).await {
-                                Err(e) if again => match n.read(arn).await {
-                                    Ok(now) if now.awaiting_hook.as_ref() != Some(hook) => Ok(()),
-                                    _ => Err(e),
-                                },
-                                other => other,
-                            }
-                        }
-                    })
+                    // the hook no longer awaits one, it was.
+                    let answered = retried_write(
+                        who,
+                        || n.answer(&arn, &hook, go_on),
+                        || async {
+                            Ok((n.read(&arn).await?.awaiting_hook.as_ref() != Some(&hook))
+                                .then_some(()))
+                        },
+                    )
                     .await;
                     match answered {
                         Err(e) if !go_on => {
