@@ -4,11 +4,14 @@
 //! would see are formatted and scrubbed as the binary does.
 #![no_main]
 
+#[path = "../support.rs"]
+mod support;
+
 use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
 use movieverse_deploy::config::{self, LoadError};
-use movieverse_deploy_fuzz::{render_all, shown};
+use support::{render_all, shown};
 
 fuzz_target!(|data: &[u8]| {
     // `config::load` reads bytes and refuses what is not UTF-8 before parsing.

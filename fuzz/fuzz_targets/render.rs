@@ -3,9 +3,12 @@
 //! it. Rendering answers artifacts or diagnostics located in the template, and never panics.
 #![no_main]
 
+#[path = "../support.rs"]
+mod support;
+
 use libfuzzer_sys::fuzz_target;
 use movieverse_deploy::render::templates::BUILTINS;
-use movieverse_deploy_fuzz::{example_with_template, render_all};
+use support::{example_with_template, render_all};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, source)) = data.split_first() else {

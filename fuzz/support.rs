@@ -1,5 +1,6 @@
-//! What the fuzz targets share: the messages a user would see, a fixed commit, and the
-//! example config with one template replaced.
+//! What the fuzz targets share (each includes this file as a module): the messages a user
+//! would see, a fixed commit, and the example config with one template replaced.
+#![allow(dead_code)] // each target uses part of it
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -63,7 +64,7 @@ fn scratch() -> &'static Path {
 /// The example deploy.yml with `templates.<id>` pointing at `source`; `None` when it does not
 /// load (a template that is not UTF-8 is read as an error before rendering).
 pub fn example_with_template(id: &str, source: &[u8]) -> Option<Loaded> {
-    static EXAMPLE: &str = include_str!("../../examples/movieverse/deploy.yml");
+    static EXAMPLE: &str = include_str!("../examples/movieverse/deploy.yml");
     let dir = scratch();
     let file = id.replace('/', "_");
     std::fs::write(dir.join(&file), source).ok()?;
