@@ -33,6 +33,34 @@ impl Default for DriveOptions {
     }
 }
 
+/// The first back-off between tries of a throttled or transient call; each next one is twice
+/// the last, up to 16 times this (1, 2, 4, 8, 16 s). `MVD_RETRY_BASE` sets it.
+pub const RETRY_BASE: Duration = Duration::from_secs(1);
+
+/// The environment variable that sets [`RETRY_BASE`]: a duration (`250ms`, `2s`).
+pub const RETRY_BASE_VAR: &str = "MVD_RETRY_BASE";
+
+/// The first back-off: [`RETRY_BASE`], or `MVD_RETRY_BASE` (10 ms to 60 s); what is wrong
+/// with the variable otherwise.
+pub fn retry_base() -> Result<Duration, String> {
+    let Some(v) = std::env::var_os(RETRY_BASE_VAR) else {
+        return Ok(RETRY_BASE);
+    };
+    let v = v.to_string_lossy();
+    match humantime::parse_duration(v.trim()) {
+        Ok(d) if (Duration::from_millis(10)..=Duration::from_mins(1)).contains(&d) => Ok(d),
+        _ => Err(format!(
+            "{RETRY_BASE_VAR}={v:?} is not a duration from 10ms to 60s"
+        )),
+    }
+}
+
+/// The back-off after failed try number `attempt` (from 0): the base doubled `attempt`
+/// times, at most 4.
+pub fn backoff(attempt: u32) -> Duration {
+    retry_base().unwrap_or(RETRY_BASE) * (1 << attempt.min(4))
+}
+
 /// One service being deployed.
 #[derive(Debug)]
 pub struct Unit {
@@ -88,7 +116,7 @@ pub struct Retry {
 struct Interrupted;
 
 /// Runs an effect, retrying throttled and transient errors with exponential back-off
-/// (1 s, 2 s, 4 s, … capped at 16 s), announcing each retry. An effect may make several API
+/// ([`backoff`]: 1 s, 2 s, 4 s, … capped at 16 s), announcing each retry. An effect may make several API
 /// calls: the budget of `retries` is per failing call, and starts again when a later call
 /// fails (the earlier ones went through, so the effect made progress).
 ///
@@ -133,7 +161,7 @@ where
                 if attempt >= retries {
                     return Ok(Err(e));
                 }
-                let delay = Duration::from_secs(1 << attempt.min(4));
+                let delay = backoff(attempt);
                 attempt += 1;
                 on_retry(&Retry {
                     error: e,
@@ -168,8 +196,8 @@ where
 {
     let say = |r: &Retry| {
         eprintln!(
-            "{who}: retrying in {} s ({}/{}): {}: {}",
-            r.delay.as_secs(),
+            "{who}: retrying in {} ({}/{}): {}: {}",
+            crate::report::terminal::wait(r.delay),
             r.attempt,
             r.of,
             r.error.operation,
@@ -278,7 +306,7 @@ fn retry_event(r: &Retry) -> Event {
     Event::Retrying {
         operation: r.error.operation.clone(),
         message: r.error.message.clone(),
-        delay_secs: r.delay.as_secs(),
+        delay: r.delay,
         attempt: r.attempt,
         of: r.of,
     }

@@ -975,3 +975,37 @@ fn a_call_timeout_that_is_not_seconds_is_refused() {
         assert!(r.stdout.is_empty(), "{}", r.dump());
     }
 }
+
+/// `MVD_RETRY_BASE` that is not a duration from 10 ms to 60 s: exit 2 before anything is read
+/// or changed, the variable and its value named, and what to set instead.
+#[test]
+fn a_retry_base_that_is_not_a_duration_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::example(), dir.path().join("deploy.yml")).unwrap();
+    for value in ["1", "5ms", "2m", "soon", ""] {
+        let out = common::bin()
+            .current_dir(dir.path())
+            .env("MVD_RETRY_BASE", value)
+            .args(["plan", "--env", "all"])
+            .output()
+            .unwrap();
+        let r = Run::from(&out);
+        assert_eq!(r.code, 2, "{value:?}: {}", r.dump());
+        assert_eq!(
+            r.stderr,
+            format!(
+                "error: MVD_RETRY_BASE={value:?} is not a duration from 10ms to 60s\n  = help: set it to a duration (`MVD_RETRY_BASE=500ms`), or unset it for the default of 1 s\n"
+            ),
+            "{value:?}"
+        );
+        assert!(r.stdout.is_empty(), "{}", r.dump());
+    }
+    let out = common::bin()
+        .current_dir(dir.path())
+        .env("MVD_RETRY_BASE", "250ms")
+        .args(["plan", "--env", "all"])
+        .output()
+        .unwrap();
+    let r = Run::from(&out);
+    assert_eq!(r.code, 0, "250ms is a back-off: {}", r.dump());
+}

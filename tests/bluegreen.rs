@@ -1141,7 +1141,7 @@ fn fault_matrix_codedeploy_blue_green() {
         let server = common::probe::Server::start("unused");
         let bed = checked_bed(&server);
         bed.proxy.inject(op, trigger, pass, &faults[col].1);
-        let timeout = [common::codedeploy::MATRIX_CALL_TIMEOUT];
+        let timeout = common::codedeploy::MATRIX_ENV;
         let r = Run::from(&cmd(&bed, DEPLOY).envs(timeout).output().unwrap());
         let deployments = deployments_now(&bed);
         let retried = r.stderr.matches("retrying in").count();

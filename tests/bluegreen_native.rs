@@ -576,7 +576,7 @@ fn fault_matrix_native_blue_green() {
         let server = common::probe::Server::start("unused");
         let bed = checked(&server, Plan::Wait, "");
         bed.proxy.inject(op, trigger, 0, &faults[col].1);
-        let timeout = [common::codedeploy::MATRIX_CALL_TIMEOUT];
+        let timeout = common::codedeploy::MATRIX_ENV;
         let r = Run::from(&cmd(&bed, DEPLOY).envs(timeout).output().unwrap());
         // A rollback ends after two steps of the proxy's clock.
         std::thread::sleep(common::codedeploy::STEP * 3);

@@ -774,7 +774,7 @@ fn fault_matrix_ecs_canary() {
         traffic(&bed, 1000.0, 0.0, 0.12);
         // `after` calls of the operation go through first.
         bed.proxy.inject(op, None, after, &faults[col].1);
-        let timeout = [common::codedeploy::MATRIX_CALL_TIMEOUT];
+        let timeout = common::codedeploy::MATRIX_ENV;
         let r = Run::from(&cmd(&bed, DEPLOY).envs(timeout).output().unwrap());
         let w = weights(&bed);
         // What moto holds (a failed call is recorded by the proxy too).
@@ -913,7 +913,7 @@ fn fault_matrix_native_canary() {
         let bed = bed("steps: [10]", NATIVE);
         traffic(&bed, 1000.0, 0.0, 0.12);
         bed.proxy.inject(op, trigger, pass, &faults[col].1);
-        let timeout = [common::codedeploy::MATRIX_CALL_TIMEOUT];
+        let timeout = common::codedeploy::MATRIX_ENV;
         let r = Run::from(&cmd(&bed, DEPLOY).envs(timeout).output().unwrap());
         // A rollback ends after two steps of the proxy's clock.
         std::thread::sleep(common::codedeploy::STEP * 3);

@@ -184,7 +184,7 @@ impl Providers {
 
     /// Runs `q` over the window `[from_ms, to_ms]`; a rate limit is waited out only until
     /// `not_after`. A [`ProviderErrorKind::Transient`] failure is asked again after 1, 2, 4 s
-    /// (each said on stderr), never past `not_after`.
+    /// ([`crate::driver::backoff`]; each said on stderr), never past `not_after`.
     pub async fn run(
         &self,
         q: &QueryRef<'_>,
@@ -198,16 +198,16 @@ impl Providers {
         loop {
             match self.run_once(q, vars, from_ms, to_ms, not_after).await {
                 Err(e) if e.kind == ProviderErrorKind::Transient && attempt < RETRIES => {
-                    let wait = Duration::from_secs(1 << attempt);
+                    let wait = crate::driver::backoff(attempt);
                     if tokio::time::Instant::now() + wait > not_after {
                         return Err(e);
                     }
                     attempt += 1;
                     eprintln!(
-                        "  {}: {}: asking again in {} s ({attempt}/{RETRIES})",
+                        "  {}: {}: asking again in {} ({attempt}/{RETRIES})",
                         q.provider,
                         crate::report::scrub(&e.message),
-                        wait.as_secs()
+                        crate::report::terminal::wait(wait)
                     );
                     tokio::time::sleep(wait).await;
                 }

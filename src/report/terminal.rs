@@ -143,11 +143,12 @@ impl Terminal {
             Event::Retrying {
                 operation,
                 message,
-                delay_secs,
+                delay,
                 attempt,
                 of,
             } => format!(
-                "{stamp}: retrying in {delay_secs} s ({attempt}/{of}): {operation}: {message}"
+                "{stamp}: retrying in {} ({attempt}/{of}): {operation}: {message}",
+                wait(*delay)
             ),
             Event::Finished { outcome } => {
                 if let Some(bar) = self.bar(service) {
@@ -219,5 +220,14 @@ pub fn failure_text(f: &Failure) -> String {
             )
         }
         Failure::Platform(e) => format!("{e}"),
+    }
+}
+
+/// A back-off as messages say it: `2 s`, or `250 ms` when it is not whole seconds.
+pub fn wait(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
     }
 }

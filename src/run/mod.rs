@@ -83,6 +83,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             ),
         });
     }
+    if let Err(message) = crate::driver::retry_base() {
+        return Err(Error::Usage {
+            message,
+            help: format!(
+                "set it to a duration (`{}=500ms`), or unset it for the default of {} s",
+                crate::driver::RETRY_BASE_VAR,
+                crate::driver::RETRY_BASE.as_secs()
+            ),
+        });
+    }
     let style = Style {
         color: match cli.color {
             ColorChoice::Always => true,

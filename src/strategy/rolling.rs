@@ -194,11 +194,11 @@ pub enum Event {
     ServiceEvent {
         message: String,
     },
-    /// A call failed in a way worth another try; the driver tries again after `delay_secs`.
+    /// A call failed in a way worth another try; the driver tries again after `delay`.
     Retrying {
         operation: String,
         message: String,
-        delay_secs: u64,
+        delay: std::time::Duration,
         attempt: u32,
         of: u32,
     },

@@ -1,14 +1,26 @@
-//! A moto server for one test: started on a free loopback port, waited for, killed on drop.
+//! A moto server for one test: started on a free loopback port and waited for, or taken from
+//! the servers earlier tests of this binary handed back; reset and handed back on drop.
+//!
+//! A fresh moto loads each AWS service's backend on its first call (about 2 s of CPU for the
+//! ECS tests' services), and the fault matrices and kill tables start a bed per cell: a server
+//! used before and reset (`POST /moto-api/reset`, every backend emptied) answers at once.
+//! The servers idle between tests are stopped by a watchdog when the test binary exits.
 
+use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct Moto {
-    child: Child,
+    child: Option<Child>,
     pub endpoint: String,
 }
+
+/// Servers reset and waiting for the next test, at most [`MAX_IDLE`].
+static IDLE: Mutex<Vec<(Child, String)>> = Mutex::new(Vec::new());
+const MAX_IDLE: usize = 16;
 
 /// The moto venv that `scripts/install-tools` makes; a missing one fails the test.
 fn venv() -> PathBuf {
@@ -25,20 +37,41 @@ fn venv() -> PathBuf {
 
 impl Moto {
     pub fn start() -> Self {
+        if let Some((child, endpoint)) = IDLE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+        {
+            return Self {
+                child: Some(child),
+                endpoint,
+            };
+        }
         let venv = venv();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(venv.join("bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // moto in place of the shell (`exec`, same process), and beside it a watchdog that
+        // stops it once this test binary has exited (an idle server outlives its test).
+        let child = Command::new("bash")
+            .args([
+                "-c",
+                r#"(while kill -0 "$3" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 1; done; kill $$ 2>/dev/null) &
+exec "$1" -H 127.0.0.1 -p "$2""#,
+                "moto",
+            ])
+            .arg(venv.join("bin/moto_server"))
+            .arg(port.to_string())
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server starts");
         let moto = Self {
-            child,
+            child: Some(child),
             endpoint: format!("http://127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_mins(1);
@@ -137,9 +170,40 @@ pub fn world_at(endpoint: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `POST /moto-api/reset`: every backend of the server at `endpoint` emptied; whether it said
+/// 200 within 10 s.
+fn reset(endpoint: &str) -> bool {
+    let Some(addr) = endpoint.strip_prefix("http://") else {
+        return false;
+    };
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "POST /moto-api/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let mut answer = String::new();
+    s.write_all(request.as_bytes()).is_ok()
+        && s.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(None)) && reset(&self.endpoint) {
+            let mut idle = IDLE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if idle.len() < MAX_IDLE {
+                idle.push((child, self.endpoint.clone()));
+                return;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
