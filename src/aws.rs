@@ -16,6 +16,26 @@ use secrecy::ExposeSecret as _;
 static ASSUMED: OnceLock<aws_credential_types::provider::SharedCredentialsProvider> =
     OnceLock::new();
 
+/// Set when an AWS answer said the credentials expired (`ExpiredToken`): the next call
+/// exchanges the OIDC token again, whatever their expiry says.
+static RENEW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether an AWS error code says the credentials expired.
+pub fn is_expiry(code: &str) -> bool {
+    matches!(code, "ExpiredToken" | "ExpiredTokenException")
+}
+
+/// An AWS answer said the credentials expired (a clock ahead of the job's, a session cut
+/// short). With an assumed role they are exchanged again before the next call, and the call is
+/// worth trying again (true); other credentials cannot be renewed here (false).
+pub fn expired() -> bool {
+    if ASSUMED.get().is_none() {
+        return false;
+    }
+    RENEW.store(true, std::sync::atomic::Ordering::SeqCst);
+    true
+}
+
 /// How long before they expire the role's credentials are exchanged again.
 const REFRESH_BEFORE: std::time::Duration = std::time::Duration::from_mins(5);
 
@@ -47,12 +67,18 @@ impl aws_credential_types::provider::ProvideCredentials for GithubOidc {
     {
         aws_credential_types::provider::future::ProvideCredentials::new(async move {
             let mut current = self.current.lock().await;
-            if needs_refresh(current.expiry(), std::time::SystemTime::now()) {
+            let expired = RENEW.swap(false, std::sync::atomic::Ordering::SeqCst);
+            if expired || needs_refresh(current.expiry(), std::time::SystemTime::now()) {
                 match exchange(&self.role, &self.region).await {
                     Ok(c) => {
                         eprintln!(
-                            "renewed the credentials of {} with a new OIDC token (until {})",
+                            "renewed the credentials of {} with a new OIDC token{} (until {})",
                             self.role,
+                            if expired {
+                                ", AWS having said they expired"
+                            } else {
+                                ""
+                            },
                             c.expiry().map_or_else(
                                 || "no expiry".to_owned(),
                                 |e| humantime::format_rfc3339_seconds(e).to_string()
@@ -119,7 +145,11 @@ pub async fn sdk_config(region: &str, retries: bool) -> aws_config::SdkConfig {
         loader = loader.region(aws_config::Region::new(region.to_owned()));
     }
     if let Some(p) = ASSUMED.get() {
-        loader = loader.credentials_provider(p.clone());
+        // The provider keeps the credentials and exchanges them only when needed; the SDK's
+        // own cache would hold on to credentials AWS said expired until their stated expiry.
+        loader = loader
+            .credentials_provider(p.clone())
+            .identity_cache(aws_config::identity::IdentityCache::no_cache());
     }
     loader.load().await
 }

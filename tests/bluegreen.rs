@@ -379,12 +379,36 @@ fn a_manual_gate_pauses_and_rollout_promote_from_a_second_process_switches() {
         "{}",
         promoted.dump()
     );
+    // Nothing in flight any more: how the last one ended (#14).
     let status = rollout(&bed, "status");
     assert!(
-        status.stdout.contains("no blue-green deployment"),
+        status.stdout.contains(&format!(
+            "no blue-green deployment of movieverse/movieverse-production is in flight; the last: CodeDeploy deployment {id} Succeeded"
+        )),
         "{}",
         status.dump()
     );
+    let resumed = rollout(&bed, "resume");
+    assert_eq!(resumed.code, 0, "{}", resumed.dump());
+    assert!(
+        resumed
+            .stdout
+            .contains("green serves production: nothing to continue"),
+        "{}",
+        resumed.dump()
+    );
+    let aborted = rollout(&bed, "abort");
+    assert_eq!(aborted.code, 1, "{}", aborted.dump());
+    assert!(
+        aborted.stderr.contains(&format!(
+            "nothing to abort; the last: CodeDeploy deployment {id} Succeeded"
+        )) && aborted
+            .stderr
+            .contains("`movieverse-deploy rollback --env production`"),
+        "{}",
+        aborted.dump()
+    );
+    assert_eq!(bed.proxy.calls("StopDeployment").len(), 0);
     assert_eq!(
         created(&bed)["deploymentGroupName"],
         "movieverse-production"
@@ -412,14 +436,25 @@ fn rollout_abort_at_the_gate_stops_with_rollback() {
         aborted.dump()
     );
     assert!(bed.proxy.calls("ContinueDeployment").is_empty());
-    // Idempotent: nothing is in flight any more.
+    // Idempotent: nothing is in flight any more; how the last one ended is said (#14), read
+    // through its rollback deployment, CodeDeploy's last attempt.
     let again = rollout(&bed, "abort");
     assert_eq!(again.code, 1, "{}", again.dump());
     assert!(
-        again.stderr.contains("no blue-green deployment"),
+        again.stderr.contains(&format!(
+            "no blue-green deployment of movieverse/movieverse-production is in flight: nothing to abort; the last: CodeDeploy deployment {id} Stopped (MANUAL_STOP: The deployment was stopped by a user request.), rolled back by {id}-rb"
+        )),
         "{}",
         again.dump()
     );
+    let resumed = rollout(&bed, "resume");
+    assert_eq!(resumed.code, 1, "{}", resumed.dump());
+    assert!(
+        resumed.stderr.contains("nothing to continue; the last:"),
+        "{}",
+        resumed.dump()
+    );
+    assert_eq!(bed.proxy.calls("StopDeployment").len(), 1);
 }
 
 /// Faults on the way back (#14): `CodeDeploy` fails the first two `StopDeployment` calls of an
@@ -1055,7 +1090,8 @@ fn deployments_now(bed: &Bed) -> Vec<(String, String)> {
 /// #14's fault matrix for blue-green through `CodeDeploy`: each call of a deploy (a group
 /// that stops at Ready, checks of green there) answered by the scenario proxy with a 500
 /// twice; with a throttling error, then a connection closed unanswered, then no answer past
-/// the binary's call timeout (`common::codedeploy::fault_columns`); or with a 500 for good
+/// the binary's call timeout (`common::codedeploy::fault_columns`); with `ExpiredToken`, the
+/// binary running with a role whose credentials it must renew; or with a 500 for good
 /// (the SDK's own retries are off, so each reaches our code). Each cell must end
 /// promoted, or failed safe: no deployment created, or the deployment stopped or failed and
 /// rolled back by `CodeDeploy` (production on blue). ARCHITECTURE.md carries the table.
@@ -1141,15 +1177,12 @@ fn fault_matrix_codedeploy_blue_green() {
         let server = common::probe::Server::start("unused");
         let bed = checked_bed(&server);
         bed.proxy.inject(op, trigger, pass, &faults[col].1);
-        let timeout = common::codedeploy::MATRIX_ENV;
-        let r = Run::from(&cmd(&bed, DEPLOY).envs(timeout).output().unwrap());
+        let role = common::codedeploy::role_env(&faults[col].1);
+        let env = common::codedeploy::MATRIX_ENV;
+        let r = Run::from(&cmd(&bed, DEPLOY).envs(env).envs(role).output().unwrap());
         let deployments = deployments_now(&bed);
-        let retried = r.stderr.matches("retrying in").count();
         let words = match (r.code, deployments.as_slice()) {
-            (0, [(_, s)]) if s == "Succeeded" => match retried {
-                0 => "promoted".to_owned(),
-                n => format!("promoted after {n} retries"),
-            },
+            (0, [(_, s)]) if s == "Succeeded" => common::matrix::promoted_after(&r.stderr),
             (0, _) => format!("FAILED: exit 0, deployments {deployments:?}"),
             (code, []) => format!("failed safe: nothing changed, exit {code}"),
             (code, [(_, s)]) if s.ends_with("rolled back") => format!(

@@ -191,11 +191,23 @@ fn a_manual_gate_holds_green_at_the_pause_hook_until_rollout_promote_from_a_seco
         promoted.dump()
     );
     assert_eq!(bed.proxy.native_status(1), "SUCCESSFUL");
+    // Nothing in flight any more: how the last one ended (#14).
     let status = rollout(&bed, "status");
     assert!(
-        status.stdout.contains("no blue-green deployment"),
+        status.stdout.contains(&format!(
+            "no blue-green deployment of service movieverse-production/movieverse-app is in flight; the last: ECS service deployment {id} SUCCESSFUL"
+        )),
         "{}",
         status.dump()
+    );
+    let resumed = rollout(&bed, "resume");
+    assert_eq!(resumed.code, 0, "{}", resumed.dump());
+    assert!(
+        resumed
+            .stdout
+            .contains("green serves production: nothing to continue"),
+        "{}",
+        resumed.dump()
     );
 }
 
@@ -223,13 +235,17 @@ fn rollout_abort_at_the_gate_is_stop_service_deployment_with_rollback() {
         aborted.dump()
     );
     assert_eq!(bed.proxy.native_status(1), "ROLLBACK_SUCCESSFUL");
+    // Nothing in flight any more: how the last one ended (#14).
     let again = rollout(&bed, "abort");
     assert_eq!(again.code, 1, "{}", again.dump());
     assert!(
-        again.stderr.contains("no blue-green deployment"),
+        again.stderr.contains(&format!(
+            "no blue-green deployment of service movieverse-production/movieverse-app is in flight: nothing to abort; the last: ECS service deployment {id} ROLLBACK_SUCCESSFUL"
+        )),
         "{}",
         again.dump()
     );
+    assert_eq!(bed.proxy.calls("StopServiceDeployment").len(), 1);
 }
 
 #[test]
@@ -565,7 +581,7 @@ fn fault_matrix_native_blue_green() {
             Some("ContinueServiceDeployment"),
         ),
     ];
-    let faults = common::codedeploy::fault_columns();
+    let faults = common::codedeploy::fault_columns_but_expiry();
     let server = common::probe::Server::start("unused");
     let bed = checked(&server, Plan::Wait, "");
     let r = mvd(&bed, DEPLOY);
@@ -576,18 +592,15 @@ fn fault_matrix_native_blue_green() {
         let server = common::probe::Server::start("unused");
         let bed = checked(&server, Plan::Wait, "");
         bed.proxy.inject(op, trigger, 0, &faults[col].1);
-        let timeout = common::codedeploy::MATRIX_ENV;
-        let r = Run::from(&cmd(&bed, DEPLOY).envs(timeout).output().unwrap());
+        let role = common::codedeploy::role_env(&faults[col].1);
+        let env = common::codedeploy::MATRIX_ENV;
+        let r = Run::from(&cmd(&bed, DEPLOY).envs(env).envs(role).output().unwrap());
         // A rollback ends after two steps of the proxy's clock.
         std::thread::sleep(common::codedeploy::STEP * 3);
         let started = bed.proxy.native_count();
         let status = (started == 1).then(|| bed.proxy.native_status(1));
-        let retried = r.stderr.matches("retrying in").count();
         let words = match (r.code, started, status.as_deref()) {
-            (0, 1, Some("SUCCESSFUL")) => match retried {
-                0 => "promoted".to_owned(),
-                n => format!("promoted after {n} retries"),
-            },
+            (0, 1, Some("SUCCESSFUL")) => common::matrix::promoted_after(&r.stderr),
             (code, 0, _) if code != 0 => format!("failed safe: nothing changed, exit {code}"),
             (code, 1, Some("ROLLBACK_SUCCESSFUL")) if code != 0 => {
                 format!("failed safe: rolled back, production on blue, exit {code}")

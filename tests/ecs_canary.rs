@@ -740,7 +740,8 @@ async fn verify_passes_when_everything_exists_and_names_each_missing_piece_with_
 /// #14's fault matrix for the canary on ECS (`router: alb`), with the real binary against moto
 /// behind the scenario proxy: each call the canary makes × each column of
 /// `common::codedeploy::fault_columns` (a 500 twice; a throttling error, a connection closed
-/// unanswered and no answer past the call timeout, one after the other; a 500 for good; our
+/// unanswered and no answer past the call timeout, one after the other; `ExpiredToken`, the
+/// binary running with a role whose credentials it must renew; a 500 for good; our
 /// SDK clients run with their own retries off, so each reaches our code). Each cell must end promoted, or failed safe: the listener's
 /// weights all on stable (or never moved), the stable service not moved to the new revision
 /// unless the promotion was done. Seven beds at a time. ARCHITECTURE.md carries the table.
@@ -774,8 +775,9 @@ fn fault_matrix_ecs_canary() {
         traffic(&bed, 1000.0, 0.0, 0.12);
         // `after` calls of the operation go through first.
         bed.proxy.inject(op, None, after, &faults[col].1);
-        let timeout = common::codedeploy::MATRIX_ENV;
-        let r = Run::from(&cmd(&bed, DEPLOY).envs(timeout).output().unwrap());
+        let role = common::codedeploy::role_env(&faults[col].1);
+        let env = common::codedeploy::MATRIX_ENV;
+        let r = Run::from(&cmd(&bed, DEPLOY).envs(env).envs(role).output().unwrap());
         let w = weights(&bed);
         // What moto holds (a failed call is recorded by the proxy too).
         let promoted = tokio::runtime::Runtime::new()
@@ -818,12 +820,8 @@ fn fault_matrix_ecs_canary() {
     );
 }
 
-/// "promoted", or "promoted after N retries" as the run's output counts them.
 fn promoted_after(r: &Run) -> String {
-    match r.stderr.matches("retrying in").count() {
-        0 => "promoted".to_owned(),
-        n => format!("promoted after {n} retries"),
-    }
+    common::matrix::promoted_after(&r.stderr)
 }
 
 /// What `rollout status` says is recorded (promoted, rolled back, failed, aborted), and
@@ -907,14 +905,15 @@ fn fault_matrix_native_canary() {
             1,
         ),
     ];
-    let faults = common::codedeploy::fault_columns();
+    let faults = common::codedeploy::fault_columns_but_expiry();
     let cells = common::matrix::run(rows.len(), faults.len(), 7, |row, col| {
         let (_, op, trigger, pass) = rows[row];
         let bed = bed("steps: [10]", NATIVE);
         traffic(&bed, 1000.0, 0.0, 0.12);
         bed.proxy.inject(op, trigger, pass, &faults[col].1);
-        let timeout = common::codedeploy::MATRIX_ENV;
-        let r = Run::from(&cmd(&bed, DEPLOY).envs(timeout).output().unwrap());
+        let role = common::codedeploy::role_env(&faults[col].1);
+        let env = common::codedeploy::MATRIX_ENV;
+        let r = Run::from(&cmd(&bed, DEPLOY).envs(env).envs(role).output().unwrap());
         // A rollback ends after two steps of the proxy's clock.
         std::thread::sleep(common::codedeploy::STEP * 3);
         let w = weights(&bed);

@@ -5,28 +5,11 @@
 
 mod common;
 
-use base64::Engine as _;
 use common::moto::Moto;
-use common::{Run, SHA};
+use common::{Run, SHA, jwt};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/movieverse-deploy";
 const REQUEST_TOKEN: &str = "PLANTEDrequestTOKEN42";
-
-/// A JWT with GitHub's claims (unsigned: nothing here checks signatures).
-fn jwt() -> String {
-    let b64 = |v: serde_json::Value| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
-    };
-    format!(
-        "{}.{}.PLANTEDsignature",
-        b64(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
-        b64(serde_json::json!({
-            "iss": "https://token.actions.githubusercontent.com",
-            "sub": "repo:movieverse/app:ref:refs/heads/main",
-            "aud": "sts.amazonaws.com",
-        }))
-    )
-}
 
 fn status_with_role(moto: &Moto, dir: &std::path::Path, extra: &[(&str, &str)]) -> Run {
     let mut cmd = common::bin();

@@ -208,6 +208,8 @@ where
         _ => 0,
     };
     let kind = match code {
+        // An assumed role's credentials are renewed before the query is asked again.
+        c if crate::aws::is_expiry(c) && crate::aws::expired() => ProviderErrorKind::Transient,
         "AccessDenied"
         | "AccessDeniedException"
         | "ExpiredToken"

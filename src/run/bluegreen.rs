@@ -477,6 +477,32 @@ impl Switch {
         }
     }
 
+    /// The most recent deployment, ended or not, as read, when there was one: the group's
+    /// last attempted one, or the service's newest; when that is a rollback deployment, the
+    /// deployment it rolled back.
+    async fn last(&self) -> Result<Option<Observed>, PlatformError> {
+        let id = match self {
+            Switch::CodeDeploy {
+                client,
+                application,
+                group,
+            } => client.group(application, group).await?.last_attempted,
+            Switch::Native {
+                client,
+                cluster,
+                service,
+            } => client.latest(cluster, service).await?,
+        };
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let o = self.get(&id).await?;
+        match &o.rollback_of {
+            Some(of) => self.get(of).await.map(Some),
+            None => Ok(Some(o)),
+        }
+    }
+
     async fn get(&self, id: &str) -> Result<Observed, PlatformError> {
         match self {
             Switch::CodeDeploy { client, .. } => client.get(id).await,
@@ -1511,6 +1537,62 @@ pub(super) fn deploy(
     })
 }
 
+/// `rollout status|promote|abort|resume` with no deployment in flight: how the last one
+/// ended. `status` prints it; `promote` and `resume` after one that succeeded have nothing to
+/// do and say so (exit 0); otherwise there is nothing to continue or abort (exit 1).
+async fn nothing_in_flight(
+    loaded: &Loaded,
+    name: &str,
+    switch: &Switch,
+    input: Option<&Input>,
+) -> Result<(), Error> {
+    let group = switch.scope();
+    let last = switch.last().await.map_err(|e| {
+        platform_error(
+            loaded,
+            name,
+            &e,
+            &format!("{name}: read the last deployment of {group}"),
+        )
+    })?;
+    let succeeded = last.as_ref().is_some_and(|o| o.status == Status::Succeeded);
+    let what = last.as_ref().map_or_else(
+        || "none has run yet".to_owned(),
+        |o| format!("the last: {} {}", switch.what(), o.summary()),
+    );
+    let text = format!("{name}: no blue-green deployment of {group} is in flight; {what}\n");
+    match input {
+        None => print_out(&text),
+        Some(Input::Resume | Input::Promote { .. }) if succeeded => print_out(&format!(
+            "{text}  green serves production: nothing to continue\n"
+        )),
+        Some(input) => {
+            let (nothing, help) = match input {
+                Input::Abort { .. } if succeeded => (
+                    "nothing to abort",
+                    format!(
+                        "`movieverse-deploy rollback --env {name}` takes production back to the revision before"
+                    ),
+                ),
+                Input::Abort { .. } => (
+                    "nothing to abort",
+                    format!("`movieverse-deploy deploy --env {name}` starts a new one"),
+                ),
+                _ => (
+                    "nothing to continue",
+                    format!("`movieverse-deploy deploy --env {name}` starts one"),
+                ),
+            };
+            Err(Error::Deployment {
+                code: 1,
+                message: format!(
+                    "error: {name}: no blue-green deployment of {group} is in flight: {nothing}; {what}\n  = help: {help}"
+                ),
+            })
+        }
+    }
+}
+
 /// `rollout status|promote|abort|resume` of a blue-green environment: the rollout is the
 /// deployment in flight, picked up where its controller holds it.
 pub(super) fn rollout(
@@ -1538,16 +1620,7 @@ pub(super) fn rollout(
         let mut green = Green::new(loaded, name, b, spec, rendered, poll).await?;
         let group = green.switch.scope();
         let Some(observed) = green.in_flight(loaded).await? else {
-            let text = format!("{name}: no blue-green deployment of {group} is in flight\n");
-            return match input {
-                None => print_out(&text),
-                Some(_) => Err(Error::Deployment {
-                    code: 1,
-                    message: format!(
-                        "error: {name}: no blue-green deployment of {group} is in flight: nothing to continue or abort\n  = help: `movieverse-deploy deploy --env {name}` starts one"
-                    ),
-                }),
-            };
+            return nothing_in_flight(loaded, name, &green.switch, input.as_ref()).await;
         };
         let (id, status) = (observed.id.clone(), observed.status);
         let Some(mut input) = input else {

@@ -498,6 +498,12 @@ struct State {
     /// fail (trigger, operation, n).
     armed: Vec<(String, String, u32)>,
     tracked: HashMap<String, Tracked>,
+    /// The deployment `CreateDeployment` created last: the group's `lastAttemptedDeployment`
+    /// (its rollback deployment once it has one, as `CodeDeploy` counts).
+    last_created: Option<String>,
+    /// Access keys an [`Fault::Expired`] refused: every later call signed with one is refused
+    /// the same way.
+    expired_keys: Vec<String>,
     /// When each of `calls` arrived.
     call_times: Vec<Instant>,
     /// Every `CodeDeploy` call: operation and request body.
@@ -541,8 +547,9 @@ pub struct Proxy {
 }
 
 /// The fault columns of the ECS fault matrices (#14): the header, and the faults a call gets
-/// in turn before it is served (99: for good).
-pub fn fault_columns() -> [(&'static str, Vec<Fault>); 3] {
+/// in turn before it is served (99: for good). In the column of expired credentials the
+/// binary runs with a role ([`role_env`]).
+pub fn fault_columns() -> [(&'static str, Vec<Fault>); 4] {
     [
         ("500 twice", vec![Fault::Internal; 2]),
         (
@@ -553,8 +560,50 @@ pub fn fault_columns() -> [(&'static str, Vec<Fault>); 3] {
                 Fault::Silent(Duration::from_secs(8)),
             ],
         ),
+        ("credentials expired", vec![Fault::Expired]),
         ("500 for good", vec![Fault::Internal; 99]),
     ]
+}
+
+/// [`fault_columns`] without the expired credentials: the ECS native matrices, whose calls
+/// go through the same clients and the same handling of an expiry as the ECS canary's and the
+/// `CodeDeploy` blue-green's, which have that column (each column costs every row a bed).
+pub fn fault_columns_but_expiry() -> [(&'static str, Vec<Fault>); 3] {
+    let [a, b, _, d] = fault_columns();
+    [a, b, d]
+}
+
+/// For a column that expires credentials ([`Fault::Expired`]), the binary's credentials
+/// are a role's, as in a GitHub job with `role-to-assume`: the job's OIDC token (from a token
+/// endpoint started here) exchanged with moto's STS through the proxy. The proxy refuses the
+/// expired access key for good, so only renewed credentials get through. Nothing otherwise.
+pub fn role_env(faults: &[Fault]) -> Vec<(&'static str, String)> {
+    if !faults.contains(&Fault::Expired) {
+        return Vec::new();
+    }
+    let (url, _) = super::answer_all(
+        "200 OK",
+        "application/json",
+        json!({"value": super::jwt()}).to_string(),
+    );
+    vec![
+        (
+            "MVD_ROLE_TO_ASSUME",
+            "arn:aws:iam::123456789012:role/movieverse-deploy".into(),
+        ),
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", format!("{url}/token")),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token".into()),
+    ]
+}
+
+/// What a cell's words add when the run renewed its role's credentials after AWS said they
+/// expired.
+pub fn renewed(stderr: &str) -> &'static str {
+    if stderr.contains("AWS having said they expired") {
+        ", credentials renewed"
+    } else {
+        ""
+    }
 }
 
 /// The binary's environment in the fault matrices' runs. The call timeout
@@ -575,6 +624,10 @@ pub enum Fault {
     Throttled,
     /// The connection closed with no answer.
     Reset,
+    /// A 400 `ExpiredTokenException` (`ExpiredToken` in the query protocol): the caller's
+    /// credentials expired. The access key that was refused stays refused: only renewed
+    /// credentials get through afterwards.
+    Expired,
     /// Served upstream, but no answer for this long, then the connection closed: longer than
     /// the binary's call timeout (`MVD_AWS_CALL_TIMEOUT`), a call that times out although
     /// what it asked for was done (an answer lost on its way back).
@@ -998,8 +1051,12 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
             .clone()
             .or_else(|| ecs_op.clone())
             .or(query_action.clone());
+        let key = access_key(&request.headers);
         let fault = called.as_deref().and_then(|op| {
             let mut s = state.lock().unwrap();
+            if key.as_ref().is_some_and(|k| s.expired_keys.contains(k)) {
+                return Some(Fault::Expired);
+            }
             if let Some(at) = s.armed.iter().position(|(t, _, _)| t == op) {
                 let (_, operation, n) = s.armed.remove(at);
                 s.failing.push((operation, n));
@@ -1012,7 +1069,13 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
                 .iter_mut()
                 .find(|(o, n)| o == op && *n > 0)
                 .map(|(_, n)| *n -= 1)?;
-            Some(s.fault_kinds.pop_front().unwrap_or(Fault::Internal))
+            let fault = s.fault_kinds.pop_front().unwrap_or(Fault::Internal);
+            if fault == Fault::Expired
+                && let Some(k) = &key
+            {
+                s.expired_keys.push(k.clone());
+            }
+            Some(fault)
         });
         // The connection closes unanswered, nothing served.
         if fault == Some(Fault::Reset) {
@@ -1024,7 +1087,17 @@ fn serve(stream: std::net::TcpStream, upstream: &str, state: &Mutex<State>) {
         };
         let injected = fault.is_some() && silent.is_none();
         let throttled = fault == Some(Fault::Throttled);
+        let expired = fault == Some(Fault::Expired);
         let (status, ct, body) = match operation {
+            _ if expired && query_action.is_some() => (
+                400,
+                "text/xml".to_owned(),
+                b"<ErrorResponse><Error><Type>Sender</Type><Code>ExpiredToken</Code><Message>The security token included in the request is expired (injected by the scenario proxy)</Message></Error><RequestId>injected</RequestId></ErrorResponse>".to_vec(),
+            ),
+            _ if expired => answer(
+                400,
+                &json!({"__type": "ExpiredTokenException", "message": "The security token included in the request is expired (injected by the scenario proxy)"}),
+            ),
             _ if throttled && query_action.is_some() => (
                 400,
                 "text/xml".to_owned(),
@@ -1500,6 +1573,16 @@ fn answer(status: u16, body: &Value) -> (u16, String, Vec<u8>) {
     (status, JSON.into(), body.to_string().into_bytes())
 }
 
+/// The access key a request is signed with (`Authorization: AWS4-HMAC-SHA256
+/// Credential=AKID/…`).
+fn access_key(headers: &[(String, String)]) -> Option<String> {
+    let (_, auth) = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))?;
+    let rest = auth.split("Credential=").nth(1)?;
+    Some(rest.split('/').next()?.to_owned())
+}
+
 fn codedeploy(
     op: &str,
     body: &Value,
@@ -1515,6 +1598,7 @@ fn codedeploy(
                 .and_then(|v| v["deploymentId"].as_str().map(str::to_owned))
             {
                 let mut s = state.lock().unwrap();
+                s.last_created = Some(id.clone());
                 if s.track(&id).plan == Plan::Fail {
                     s.failed_revision = body["revision"]["appSpecContent"]["content"]
                         .as_str()
@@ -1595,6 +1679,24 @@ fn codedeploy(
                 "ignorePollAlarmFailure": false,
                 "alarms": alarms.iter().map(|a| json!({"name": a})).collect::<Vec<_>>(),
             });
+            let last = {
+                let mut s = state.lock().unwrap();
+                s.last_created.clone().map(|id| {
+                    let (status, _, rollback) = s.track(&id).state(&id);
+                    match rollback["rollbackDeploymentId"].as_str() {
+                        Some(rb) => {
+                            let rb = rb.to_owned();
+                            let (status, _, _) = s.track(&rb).state(&rb);
+                            (rb, status)
+                        }
+                        None => (id, status),
+                    }
+                })
+            };
+            if let Some((id, status)) = last {
+                v["deploymentGroupInfo"]["lastAttemptedDeployment"] =
+                    json!({"deploymentId": id, "status": status});
+            }
             answer(200, &v)
         }
         "GetDeployment" => {
@@ -1626,6 +1728,10 @@ fn codedeploy(
             info["status"] = json!(status_now);
             info["errorInformation"] = error;
             info["rollbackInfo"] = rollback;
+            if synthetic {
+                info["rollbackInfo"]["rollbackTriggeringDeploymentId"] =
+                    json!(id.trim_end_matches("-rb"));
+            }
             answer(200, &json!({"deploymentInfo": info}))
         }
         "ListDeployments" => {

@@ -147,3 +147,15 @@ pub fn kill_table<const N: usize, F>(
     let _ = writeln!(table, "\n{} kill points (`{command}`).", rows.len());
     super::doc_section(section, &table, command);
 }
+
+/// "promoted", or "promoted after N retries" as a run's stderr counts them (`retrying in`),
+/// and ", credentials renewed" when it renewed its role's credentials after AWS said they
+/// expired.
+pub fn promoted_after(stderr: &str) -> String {
+    let renewed = super::codedeploy::renewed(stderr);
+    match stderr.matches("retrying in").count() {
+        0 => format!("promoted{renewed}"),
+        1 => format!("promoted after 1 retry{renewed}"),
+        n => format!("promoted after {n} retries{renewed}"),
+    }
+}

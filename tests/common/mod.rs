@@ -260,6 +260,24 @@ impl Running {
     }
 }
 
+/// A JWT with GitHub's claims, as the job's OIDC token endpoint gives it (unsigned: nothing
+/// here checks signatures).
+pub fn jwt() -> String {
+    use base64::Engine as _;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    format!(
+        "{}.{}.PLANTEDsignature",
+        b64(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
+        b64(serde_json::json!({
+            "iss": "https://token.actions.githubusercontent.com",
+            "sub": "repo:movieverse/app:ref:refs/heads/main",
+            "aud": "sts.amazonaws.com",
+        }))
+    )
+}
+
 /// An HTTP server on loopback answering every request with `status` and `body`; returns its
 /// URL and the request lines, authorization and `X-Amz-Target` (the AWS operation) headers
 /// it saw.

@@ -62,6 +62,29 @@ pub struct Observed {
     pub rolled_back_by: Option<String>,
     /// `rollbackInfo.rollbackMessage`.
     pub rollback_message: Option<String>,
+    /// This is a rollback deployment: the deployment it rolled back
+    /// (`rollbackInfo.rollbackTriggeringDeploymentId`).
+    pub rollback_of: Option<String>,
+}
+
+impl Observed {
+    /// How it stands, in words: `d-1 Succeeded`, `d-2 Stopped (MANUAL_STOP: …), rolled back by
+    /// d-2-rb`.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let mut text = format!(
+            "{} {}",
+            self.id,
+            self.shown.as_deref().unwrap_or(self.status.name())
+        );
+        if let Some((code, message)) = &self.error {
+            let _ = write!(text, " ({code}: {message})");
+        }
+        if let Some(by) = &self.rolled_back_by {
+            let _ = write!(text, ", rolled back by {by}");
+        }
+        text
+    }
 }
 
 /// What an observed deployment means for whoever waits on it.

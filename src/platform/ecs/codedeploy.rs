@@ -56,6 +56,8 @@ pub struct Group {
     pub stops_at_ready: bool,
     /// The `CloudWatch` alarms it watches (its alarm configuration, when enabled).
     pub alarms: Vec<String>,
+    /// Its most recent deployment, ended or not (`lastAttemptedDeployment`).
+    pub last_attempted: Option<String>,
 }
 
 impl Group {
@@ -116,6 +118,11 @@ impl CodeDeploy {
         let info = out.deployment_group_info();
         let alarms = info.and_then(|g| g.alarm_configuration());
         Ok(Group {
+            last_attempted: info
+                .and_then(|g| g.last_attempted_deployment())
+                .and_then(|d| d.deployment_id())
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned),
             stops_at_ready: info
                 .and_then(|g| g.blue_green_deployment_configuration())
                 .and_then(|c| c.deployment_ready_option())
@@ -220,6 +227,10 @@ impl CodeDeploy {
             rollback_message: rollback
                 .and_then(|r| r.rollback_message())
                 .filter(|m| !m.is_empty())
+                .map(str::to_owned),
+            rollback_of: rollback
+                .and_then(|r| r.rollback_triggering_deployment_id())
+                .filter(|d| !d.is_empty())
                 .map(str::to_owned),
         })
     }

@@ -52,8 +52,14 @@ where
 {
     if let SdkError::ServiceError(e) = err {
         let code = e.err().code().unwrap_or("Error");
+        // Expired credentials: an assumed role's are renewed before the call is tried again.
+        let kind = if crate::aws::is_expiry(code) && crate::aws::expired() {
+            ErrorKind::Transient
+        } else {
+            kind_of(code, e.raw().status().as_u16())
+        };
         return PlatformError::new(
-            kind_of(code, e.raw().status().as_u16()),
+            kind,
             operation,
             format!("{code}: {}", e.err().message().unwrap_or("no message")),
         );
@@ -86,6 +92,7 @@ fn kind_of(code: &str, status: u16) -> ErrorKind {
         "AccessDeniedException"
         | "AccessDenied"
         | "UnrecognizedClientException"
+        | "ExpiredToken"
         | "ExpiredTokenException"
         | "InvalidClientTokenId"
         | "InvalidSignatureException"

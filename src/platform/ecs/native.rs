@@ -286,13 +286,32 @@ impl Native {
         cluster: &str,
         service: &str,
     ) -> Result<Vec<String>, PlatformError> {
+        self.listed(cluster, service, &IN_FLIGHT).await
+    }
+
+    /// The service's most recent deployment, ended or not.
+    pub async fn latest(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Option<String>, PlatformError> {
+        Ok(self.listed(cluster, service, &[]).await?.into_iter().next())
+    }
+
+    /// The service's deployments in `statuses` (all, when empty), newest first.
+    async fn listed(
+        &self,
+        cluster: &str,
+        service: &str,
+        statuses: &[&str],
+    ) -> Result<Vec<String>, PlatformError> {
         let mut request = self
             .client
             .list_service_deployments()
             .cluster(cluster)
             .service(service);
-        for s in IN_FLIGHT {
-            request = request.status(ServiceDeploymentStatus::from(s));
+        for s in statuses {
+            request = request.status(ServiceDeploymentStatus::from(*s));
         }
         let out = request
             .send()
