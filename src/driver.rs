@@ -116,9 +116,9 @@ pub struct Retry {
 struct Interrupted;
 
 /// Runs an effect, retrying throttled and transient errors with exponential back-off
-/// ([`backoff`]: 1 s, 2 s, 4 s, … capped at 16 s), announcing each retry. An effect may make several API
-/// calls: the budget of `retries` is per failing call, and starts again when a later call
-/// fails (the earlier ones went through, so the effect made progress).
+/// ([`backoff`]: 1 s, 2 s, 4 s, … capped at 16 s), announcing each retry. An effect may make
+/// several API calls: the budget of `retries` is per failing call, and starts again when a
+/// later call fails (the earlier ones went through, so the effect made progress).
 ///
 /// `stop` interrupts the back-off at once, and the call itself when `abandon` says that is
 /// safe (a read: nothing was changed if it is dropped half-way). A write in flight is let

@@ -950,62 +950,54 @@ fn annotations_in_github_actions() {
     );
 }
 
+/// `plan --env all` in a copy of the example with `variable` set to `value`.
+fn plan_with(variable: &str, value: &str) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(common::example(), dir.path().join("deploy.yml")).unwrap();
+    let out = common::bin()
+        .current_dir(dir.path())
+        .env(variable, value)
+        .args(["plan", "--env", "all"])
+        .output()
+        .unwrap();
+    Run::from(&out)
+}
+
+/// Each of `values` for `variable` is refused with exit 2 before anything is read or changed,
+/// and exactly `said(value)` on stderr, nothing on stdout.
+fn refused(variable: &str, values: &[&str], said: impl Fn(&str) -> String) {
+    for value in values {
+        let r = plan_with(variable, value);
+        assert_eq!(r.code, 2, "{value:?}: {}", r.dump());
+        assert_eq!(r.stderr, said(value), "{value:?}");
+        assert!(r.stdout.is_empty(), "{}", r.dump());
+    }
+}
+
 /// `MVD_AWS_CALL_TIMEOUT` that is not whole seconds from 1 to 3600: exit 2 before anything
 /// is read or changed, the variable and its value named, and what to set instead.
 #[test]
 fn a_call_timeout_that_is_not_seconds_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(common::example(), dir.path().join("deploy.yml")).unwrap();
-    for value in ["30s", "0", "99999", ""] {
-        let out = common::bin()
-            .current_dir(dir.path())
-            .env("MVD_AWS_CALL_TIMEOUT", value)
-            .args(["plan", "--env", "all"])
-            .output()
-            .unwrap();
-        let r = Run::from(&out);
-        assert_eq!(r.code, 2, "{value:?}: {}", r.dump());
-        assert_eq!(
-            r.stderr,
+    refused(
+        "MVD_AWS_CALL_TIMEOUT",
+        &["30s", "0", "99999", ""],
+        |value| {
             format!(
                 "error: MVD_AWS_CALL_TIMEOUT={value:?} is not a number of seconds from 1 to 3600\n  = help: set it to whole seconds (`MVD_AWS_CALL_TIMEOUT=60`), or unset it for the default of 30 s\n"
-            ),
-            "{value:?}"
-        );
-        assert!(r.stdout.is_empty(), "{}", r.dump());
-    }
+            )
+        },
+    );
 }
 
 /// `MVD_RETRY_BASE` that is not a duration from 10 ms to 60 s: exit 2 before anything is read
 /// or changed, the variable and its value named, and what to set instead.
 #[test]
 fn a_retry_base_that_is_not_a_duration_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(common::example(), dir.path().join("deploy.yml")).unwrap();
-    for value in ["1", "5ms", "2m", "soon", ""] {
-        let out = common::bin()
-            .current_dir(dir.path())
-            .env("MVD_RETRY_BASE", value)
-            .args(["plan", "--env", "all"])
-            .output()
-            .unwrap();
-        let r = Run::from(&out);
-        assert_eq!(r.code, 2, "{value:?}: {}", r.dump());
-        assert_eq!(
-            r.stderr,
-            format!(
-                "error: MVD_RETRY_BASE={value:?} is not a duration from 10ms to 60s\n  = help: set it to a duration (`MVD_RETRY_BASE=500ms`), or unset it for the default of 1 s\n"
-            ),
-            "{value:?}"
-        );
-        assert!(r.stdout.is_empty(), "{}", r.dump());
-    }
-    let out = common::bin()
-        .current_dir(dir.path())
-        .env("MVD_RETRY_BASE", "250ms")
-        .args(["plan", "--env", "all"])
-        .output()
-        .unwrap();
-    let r = Run::from(&out);
+    refused("MVD_RETRY_BASE", &["1", "5ms", "2m", "soon", ""], |value| {
+        format!(
+            "error: MVD_RETRY_BASE={value:?} is not a duration from 10ms to 60s\n  = help: set it to a duration (`MVD_RETRY_BASE=500ms`), or unset it for the default of 1 s\n"
+        )
+    });
+    let r = plan_with("MVD_RETRY_BASE", "250ms");
     assert_eq!(r.code, 0, "250ms is a back-off: {}", r.dump());
 }

@@ -791,7 +791,7 @@ fn fault_matrix_ecs_canary() {
         let on_stable = w.last().is_none_or(|l| *l == (100, 0));
         let (recorded, status) = recorded(&bed);
         let words = if r.code == 0 && promoted && on_stable {
-            promoted_after(&r)
+            common::matrix::promoted_after(&r.stderr)
         } else if r.code != 0 && on_stable && !promoted {
             if w.is_empty() && bed.proxy.calls("UpdateService").is_empty() {
                 format!("failed safe: nothing changed, exit {}", r.code)
@@ -818,10 +818,6 @@ fn fault_matrix_ecs_canary() {
         &cells,
         "cargo test --test ecs_canary fault_matrix_ecs_canary",
     );
-}
-
-fn promoted_after(r: &Run) -> String {
-    common::matrix::promoted_after(&r.stderr)
 }
 
 /// What `rollout status` says is recorded (promoted, rolled back, failed, aborted), and
@@ -922,7 +918,7 @@ fn fault_matrix_native_canary() {
         let (recorded, rollout_status) = recorded(&bed);
         let last = w.last().copied();
         let words = match (r.code, status.as_deref(), last) {
-            (0, Some("SUCCESSFUL"), Some((0, 100))) => promoted_after(&r),
+            (0, Some("SUCCESSFUL"), Some((0, 100))) => common::matrix::promoted_after(&r.stderr),
             (code, None, None) if code != 0 => format!("failed safe: nothing changed, exit {code}"),
             (code, Some("ROLLBACK_SUCCESSFUL"), None | Some((100, 0))) if code != 0 => {
                 format!("failed safe: rolled back by ECS, on stable, {recorded}, exit {code}")

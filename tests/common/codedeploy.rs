@@ -606,14 +606,12 @@ pub fn renewed(stderr: &str) -> &'static str {
     }
 }
 
-/// The binary's environment in the fault matrices' runs. The call timeout
-/// (`MVD_AWS_CALL_TIMEOUT`, seconds): [`Fault::Silent`] outlasts it, and moto answers far
-/// within it even with seven beds at once, so no other call times out (the tables count
-/// retries exactly). The back-off (`MVD_RETRY_BASE`) a tenth of the real one's, 100 ms to
-/// 1.6 s: the same retries, and a fault that lasts for good is given up after 3.1 s instead of
-/// 31 s.
+/// The binary's environment in the fault matrices' runs: the matrices' back-off
+/// ([`super::matrix::RETRY_BASE`]), and the call timeout (`MVD_AWS_CALL_TIMEOUT`, seconds):
+/// [`Fault::Silent`] outlasts it, and moto answers far within it even with seven beds at once,
+/// so no other call times out (the tables count retries exactly).
 pub const MATRIX_ENV: [(&str, &str); 2] =
-    [("MVD_AWS_CALL_TIMEOUT", "5"), ("MVD_RETRY_BASE", "100ms")];
+    [("MVD_AWS_CALL_TIMEOUT", "5"), super::matrix::RETRY_BASE];
 
 /// What an injected fault does to the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

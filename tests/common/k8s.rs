@@ -526,10 +526,9 @@ pub fn deploy_through_faults(
     let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
     let proxied = proxy(&cluster.kubeconfig, dir, seen.clone(), faults.clone());
     let mut cmd = mvd_cmd(cluster, dir, &deploy_args(image));
-    // The back-off a tenth of the real one's (100 ms to 1.6 s): the same retries, and a fault
-    // that lasts for good is given up after 3.1 s instead of 31 s.
+    let (retry_base, value) = super::matrix::RETRY_BASE;
     cmd.env("KUBECONFIG", &proxied)
-        .env("MVD_RETRY_BASE", "100ms")
+        .env(retry_base, value)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let started = super::now_ms();
