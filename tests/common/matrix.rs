@@ -27,7 +27,8 @@ impl Cell {
 
 /// Runs `cell(row, column)` for every cell, `at_once` together (threads; the cells wait
 /// mostly), the last column first: the faults that last for good take longest, and start
-/// together.
+/// first. Each thread takes the next cell as soon as its own is done (no waves that wait for
+/// their slowest cell).
 pub fn run<F>(rows: usize, columns: usize, at_once: usize, cell: F) -> Vec<Vec<Cell>>
 where
     F: Fn(usize, usize) -> Cell + Sync,
@@ -36,17 +37,21 @@ where
         .rev()
         .flat_map(|c| (0..rows).map(move |r| (r, c)))
         .collect();
-    let mut done: Vec<((usize, usize), Cell)> = Vec::new();
-    for wave in order.chunks(at_once.max(1)) {
-        let cell = &cell;
-        std::thread::scope(|s| {
-            let handles: Vec<_> = wave
-                .iter()
-                .map(|&(r, c)| s.spawn(move || ((r, c), cell(r, c))))
-                .collect();
-            done.extend(handles.into_iter().map(|h| h.join().unwrap()));
-        });
-    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<Vec<((usize, usize), Cell)>> = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..at_once.clamp(1, order.len().max(1)) {
+            s.spawn(|| {
+                while let Some(&(r, c)) =
+                    order.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                {
+                    let out = cell(r, c);
+                    done.lock().unwrap().push(((r, c), out));
+                }
+            });
+        }
+    });
+    let done = done.into_inner().unwrap();
     let mut table: Vec<Vec<Option<Cell>>> = (0..rows)
         .map(|_| (0..columns).map(|_| None).collect())
         .collect();
