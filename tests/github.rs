@@ -562,84 +562,90 @@ async fn fault_matrix_github() {
         ("create the comment", "POST", "/issues/42/comments", false),
         ("update the comment", "PATCH", "/issues/comments/", true),
     ];
-    let moto = Moto::start();
-    let work = tempfile::tempdir().unwrap();
-    moto.staging_config(work.path());
-    // Each deploy a different image from the one before, so each is a change.
-    let mut images = [IMAGE_A, IMAGE_B].into_iter().cycle();
+    // Each cell on its own moto and GitHub fake, five at a time (the cells wait mostly: on
+    // GitHub's back-off of 1, 2, 4 s and on `Retry-After`).
+    let cells = common::matrix::run(calls.len(), classes.len(), 5, |row, col| {
+        let (call, method, path, second) = calls[row];
+        let (column, status, headers, body, times) = &classes[col];
+        // The secondary limit without a header waits a minute by GitHub's rules: that
+        // cell is the unit table's (`github_api::again`), not a minute of this test.
+        if *times == 0 {
+            return None;
+        }
+        let moto = Moto::start();
+        let work = tempfile::tempdir().unwrap();
+        moto.staging_config(work.path());
+        let fake = Fake::start();
+        let env = gh_env("movieverse/app");
+        if second {
+            let r = deploy(&moto, work.path(), &fake.url, &env, IMAGE_A, &[]);
+            assert_eq!(r.code, 0, "{}", r.dump());
+        }
+        fake.fail(Fault {
+            method,
+            path,
+            status: *status,
+            headers: headers(&reset_at),
+            body: body.clone(),
+            times: *times,
+        });
+        // A different image from the first deploy's, so it is a change.
+        let image = if second { IMAGE_B } else { IMAGE_A };
+        let r = deploy(&moto, work.path(), &fake.url, &env, image, &[]);
+        assert_eq!(
+            r.code,
+            0,
+            "{call} × {column}: reporting never fails a deploy\n{}",
+            r.dump()
+        );
+        assert_no_secret(&[&r.stdout, &r.stderr]);
+        let waited = r
+            .stderr
+            .matches(&format!("GitHub: {call}: waiting"))
+            .count();
+        let written = match call {
+            "create a deployment" => fake.deployments().len() == 1 + usize::from(second),
+            "set a deployment status" => {
+                fake.statuses().iter().any(|(_, s)| s["state"] == "success")
+            }
+            _ => fake
+                .ours(MARKER)
+                .iter()
+                .any(|(_, b)| b.contains(&image[image.len() - 12..])),
+        };
+        let cell = if written && r.stderr.contains("warning") {
+            format!("UNEXPECTED warning\n{}", r.dump())
+        } else if written {
+            format!(
+                "completed after {waited} {}",
+                if waited == 1 { "retry" } else { "retries" }
+            )
+        } else if r.stderr.contains(&format!("warning: GitHub {call}")) {
+            format!("failed safe after {waited} retries: deploy done, a warning")
+        } else {
+            format!("FAILED: neither written nor said\n{}", r.dump())
+        };
+        assert!(
+            cell.starts_with("completed") || cell.starts_with("failed safe"),
+            "{call} × {column}: {cell}"
+        );
+        Some(cell)
+    });
     let mut table = format!(
         "| call | {} |\n|---|{}\n",
         classes.iter().map(|c| c.0).collect::<Vec<_>>().join(" | "),
         "---|".repeat(classes.len())
     );
     let mut injected = 0;
-    for (call, method, path, second) in calls {
-        let mut line = format!("| {call} |");
-        for (column, status, headers, body, times) in &classes {
-            // The secondary limit without a header waits a minute by GitHub's rules: that
-            // cell is the unit table's (`github_api::again`), not a minute of this test.
-            if *times == 0 {
-                line.push_str(" waits 60 s, then 120 s (unit table) |");
-                continue;
-            }
-            let fake = Fake::start();
-            let env = gh_env("movieverse/app");
-            if second {
-                let first = images.next().unwrap();
-                let r = deploy(&moto, work.path(), &fake.url, &env, first, &[]);
-                assert_eq!(r.code, 0, "{}", r.dump());
-            }
-            fake.fail(Fault {
-                method,
-                path,
-                status: *status,
-                headers: headers(&reset_at),
-                body: body.clone(),
-                times: *times,
-            });
-            let image = images.next().unwrap();
-            let r = deploy(&moto, work.path(), &fake.url, &env, image, &[]);
-            assert_eq!(
-                r.code,
-                0,
-                "{call} × {column}: reporting never fails a deploy\n{}",
-                r.dump()
-            );
-            assert_no_secret(&[&r.stdout, &r.stderr]);
-            let waited = r
-                .stderr
-                .matches(&format!("GitHub: {call}: waiting"))
-                .count();
-            let written = match call {
-                "create a deployment" => fake.deployments().len() == 1 + usize::from(second),
-                "set a deployment status" => {
-                    fake.statuses().iter().any(|(_, s)| s["state"] == "success")
-                }
-                _ => fake
-                    .ours(MARKER)
-                    .iter()
-                    .any(|(_, b)| b.contains(&image[image.len() - 12..])),
-            };
-            let cell = if written && r.stderr.contains("warning") {
-                format!("UNEXPECTED warning\n{}", r.dump())
-            } else if written {
-                format!(
-                    "completed after {waited} {}",
-                    if waited == 1 { "retry" } else { "retries" }
-                )
-            } else if r.stderr.contains(&format!("warning: GitHub {call}")) {
-                format!("failed safe after {waited} retries: deploy done, a warning")
-            } else {
-                format!("FAILED: neither written nor said\n{}", r.dump())
-            };
-            assert!(
-                cell.starts_with("completed") || cell.starts_with("failed safe"),
-                "{call} × {column}: {cell}"
-            );
-            injected += 1;
-            let _ = std::fmt::Write::write_fmt(&mut line, format_args!(" {cell} |"));
+    for ((call, ..), row) in calls.iter().zip(&cells) {
+        let _ = std::fmt::Write::write_fmt(&mut table, format_args!("| {call} |"));
+        for cell in row {
+            injected += usize::from(cell.is_some());
+            let words = cell
+                .as_deref()
+                .unwrap_or("waits 60 s, then 120 s (unit table)");
+            let _ = std::fmt::Write::write_fmt(&mut table, format_args!(" {words} |"));
         }
-        table.push_str(&line);
         table.push('\n');
     }
     let _ = std::fmt::Write::write_fmt(

@@ -29,16 +29,16 @@ impl Cell {
 /// mostly), the last column first: the faults that last for good take longest, and start
 /// first. Each thread takes the next cell as soon as its own is done (no waves that wait for
 /// their slowest cell).
-pub fn run<F>(rows: usize, columns: usize, at_once: usize, cell: F) -> Vec<Vec<Cell>>
+pub fn run<C: Send, F>(rows: usize, columns: usize, at_once: usize, cell: F) -> Vec<Vec<C>>
 where
-    F: Fn(usize, usize) -> Cell + Sync,
+    F: Fn(usize, usize) -> C + Sync,
 {
     let order: Vec<(usize, usize)> = (0..columns)
         .rev()
         .flat_map(|c| (0..rows).map(move |r| (r, c)))
         .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let done: std::sync::Mutex<Vec<((usize, usize), Cell)>> = std::sync::Mutex::new(Vec::new());
+    let done: std::sync::Mutex<Vec<((usize, usize), C)>> = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..at_once.clamp(1, order.len().max(1)) {
             s.spawn(|| {
@@ -52,7 +52,7 @@ where
         }
     });
     let done = done.into_inner().unwrap();
-    let mut table: Vec<Vec<Option<Cell>>> = (0..rows)
+    let mut table: Vec<Vec<Option<C>>> = (0..rows)
         .map(|_| (0..columns).map(|_| None).collect())
         .collect();
     for ((r, c), cell) in done {
