@@ -564,7 +564,7 @@ async fn fault_matrix_github() {
     ];
     // Each cell on its own moto and GitHub fake, five at a time (the cells wait mostly: on
     // GitHub's back-off of 1, 2, 4 s and on `Retry-After`).
-    let cells = common::matrix::run(calls.len(), classes.len(), 5, |row, col| {
+    let outcomes = common::matrix::run(calls.len(), classes.len(), 5, |row, col| {
         let (call, method, path, second) = calls[row];
         let (column, status, headers, body, times) = &classes[col];
         // The secondary limit without a header waits a minute by GitHub's rules: that
@@ -613,7 +613,7 @@ async fn fault_matrix_github() {
                 .iter()
                 .any(|(_, b)| b.contains(&image[image.len() - 12..])),
         };
-        let cell = if written && r.stderr.contains("warning") {
+        let said = if written && r.stderr.contains("warning") {
             format!("UNEXPECTED warning\n{}", r.dump())
         } else if written {
             format!(
@@ -626,10 +626,10 @@ async fn fault_matrix_github() {
             format!("FAILED: neither written nor said\n{}", r.dump())
         };
         assert!(
-            cell.starts_with("completed") || cell.starts_with("failed safe"),
-            "{call} × {column}: {cell}"
+            said.starts_with("completed") || said.starts_with("failed safe"),
+            "{call} × {column}: {said}"
         );
-        Some(cell)
+        Some(said)
     });
     let mut table = format!(
         "| call | {} |\n|---|{}\n",
@@ -637,7 +637,7 @@ async fn fault_matrix_github() {
         "---|".repeat(classes.len())
     );
     let mut injected = 0;
-    for ((call, ..), row) in calls.iter().zip(&cells) {
+    for ((call, ..), row) in calls.iter().zip(&outcomes) {
         let _ = std::fmt::Write::write_fmt(&mut table, format_args!("| {call} |"));
         for cell in row {
             injected += usize::from(cell.is_some());

@@ -492,57 +492,41 @@ async fn fault_matrix_k8s_blue_green() {
         ),
         ("scale blue down", "PATCH", "/scale?"),
     ];
-    let mut order: Vec<(usize, usize)> = (0..columns.len())
-        .rev()
-        .flat_map(|c| (0..rows.len()).map(move |r| (r, c)))
-        .collect();
-    order.sort_by_key(|&(_, c)| std::cmp::Reverse(columns[c].2));
     let ns = |r: usize, c: usize| format!("mv-bgfm-{}", r * columns.len() + c);
-    let mut ran: Vec<((usize, usize), String, common::Run, String)> = Vec::new();
-    for wave in order.chunks(10) {
-        let done: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = wave
-                .iter()
-                .map(|&(r, c)| {
-                    let (probe_url, ns) = (probe.url.clone(), ns(r, c));
-                    s.spawn(move || {
-                        let (_, method, path) = rows[r];
-                        let (_, status, times) = columns[c];
-                        let dir = tempfile::tempdir().unwrap();
-                        let http: common::http::Faults = std::sync::Arc::default();
-                        let probe_url = common::http::fault_proxy(&probe_url, http.clone());
-                        config(dir.path(), &ns, &probe_url, "1s", "");
-                        let first = deploy(cluster, dir.path(), GOOD);
-                        assert_eq!(first.code, 0, "{}", first.dump());
-                        let mut faults = Vec::new();
-                        match path.strip_prefix("http:") {
-                            Some(p) => http.lock().unwrap().push(common::http::Fault {
-                                method,
-                                path: p,
-                                status,
-                                body: "unhealthy",
-                                times,
-                                after: 0,
-                            }),
-                            None => faults.push(k8s::Fault {
-                                method,
-                                path: path.into(),
-                                status,
-                                times,
-                                after: 0,
-                            }),
-                        }
-                        let (run, unmet, _) =
-                            k8s::deploy_through_faults(cluster, dir.path(), GOOD2, faults);
-                        ((r, c), ns, run, unmet)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        ran.extend(done);
-    }
-    ran.sort_by_key(|(at, ..)| *at);
+    // Ten cells at a time on the matrix pool (the faults for good, the longest, first).
+    let grid = common::matrix::run(rows.len(), columns.len(), 10, |r, c| {
+        let (_, method, path) = rows[r];
+        let (_, status, times) = columns[c];
+        let ns = ns(r, c);
+        let dir = tempfile::tempdir().unwrap();
+        let http: common::http::Faults = std::sync::Arc::default();
+        let probe_url = common::http::fault_proxy(&probe.url, http.clone());
+        config(dir.path(), &ns, &probe_url, "1s", "");
+        let first = deploy(cluster, dir.path(), GOOD);
+        assert_eq!(first.code, 0, "{}", first.dump());
+        let mut faults = Vec::new();
+        match path.strip_prefix("http:") {
+            Some(p) => http.lock().unwrap().push(common::http::Fault {
+                method,
+                path: p,
+                status,
+                body: "unhealthy",
+                times,
+                after: 0,
+            }),
+            None => faults.push(k8s::Fault {
+                method,
+                path: path.into(),
+                status,
+                times,
+                after: 0,
+            }),
+        }
+        let (run, unmet, _) = k8s::deploy_through_faults(cluster, dir.path(), GOOD2, faults);
+        ((r, c), ns, run, unmet)
+    });
+    let ran: Vec<((usize, usize), String, common::Run, String)> =
+        grid.into_iter().flatten().collect();
     let mut table = format!(
         "| call | {} |\n|---|{}\n",
         columns.map(|c| c.0).join(" | "),

@@ -1018,35 +1018,16 @@ async fn fault_matrix_k8s_canary() {
             });
         }
     }
-    // Ten cells at a time, each in a namespace of its own (`mv-fm-<index>`); the cells
-    // that fail for good (the longest: every back-off) run together.
-    let mut order: Vec<usize> = (0..planned.len()).collect();
-    order.sort_by_key(|&i| {
-        std::cmp::Reverse(
-            planned[i]
-                .k8s
-                .as_ref()
-                .map(|f| f.times)
-                .or(planned[i].prometheus.as_ref().map(|f| f.times)),
-        )
-    });
-    let mut by_index: Vec<Option<(Run, String, u64)>> = planned.iter().map(|_| None).collect();
-    for wave in order.chunks(10) {
-        let results: Vec<(usize, (Run, String, u64))> = std::thread::scope(|s| {
-            let handles: Vec<_> = wave
-                .iter()
-                .map(|&i| {
-                    let (prom, cell) = (prom.url.clone(), &planned[i]);
-                    s.spawn(move || (i, run_cell(cluster, &prom, &format!("mv-fm-{i}"), cell)))
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        for (i, r) in results {
-            by_index[i] = Some(r);
-        }
-    }
-    let ran: Vec<(Run, String, u64)> = by_index.into_iter().map(Option::unwrap).collect();
+    // Ten cells at a time on the matrix pool (the cells that fail for good, the longest, first),
+    // each in a namespace of its own (`mv-fm-<index>`).
+    let ran: Vec<(Run, String, u64)> =
+        common::matrix::run(calls.len(), columns.len(), 10, |row, col| {
+            let i = row * columns.len() + col;
+            run_cell(cluster, &prom.url, &format!("mv-fm-{i}"), &planned[i])
+        })
+        .into_iter()
+        .flatten()
+        .collect();
     let mut table = format!(
         "| call | {} |\n|---|{}\n",
         columns.map(|c| c.0).join(" | "),
