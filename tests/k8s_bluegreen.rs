@@ -589,3 +589,95 @@ async fn fault_matrix_k8s_blue_green() {
         "cargo test --test k8s_bluegreen fault_matrix_k8s_blue_green",
     );
 }
+
+/// #14's kill table for blue-green on Kubernetes, on the real control plane: the real binary
+/// killed with SIGKILL as each step of a blue-green (green checked, blue kept 1 s) begins, a
+/// namespace each, together, then `deploy` run again. After the kill the live Service selects
+/// blue or green, never a third colour, and a green that serves is covered by the rollout
+/// recorded in flight on the live Service; the rerun resumes it (starts no other green) and
+/// ends promoted, blue at 0. ARCHITECTURE.md carries the table.
+#[test]
+fn killed_at_every_step_a_blue_green_run_again_resumes_and_is_promoted() {
+    // Start green, check it, switch the live Service, keep blue 1 s, scale blue to 0.
+    const STEPS: u32 = 5;
+    const SWITCH: u32 = 3;
+    let cluster = k8s::cluster();
+    let probe = common::probe::Server::start("unused");
+    common::matrix::kill_table(
+        "kill-table k8s-blue-green",
+        [
+            "killed as it began",
+            "the live Service selects, after the kill",
+            "recorded",
+            "run again",
+        ],
+        STEPS,
+        "cargo test --test k8s_bluegreen killed_at_every_step",
+        |step| {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let ns = format!("mv-bgkill-{step}");
+            let dir = tempfile::tempdir().unwrap();
+            config(dir.path(), &ns, &probe.url, "1s", "");
+            let client = rt.block_on(k8s::client(&cluster.kubeconfig));
+            let blue = rt.block_on(first_colour(cluster, dir.path(), &client, &ns));
+            let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(GOOD2));
+            let (killed_at, seen) = common::matrix::kill_at_step(&mut cmd, step, STEPS);
+            let live = rt.block_on(selected(&client, &ns, "movieverse"));
+            let all = rt.block_on(colours(&client, &ns));
+            assert!(all.len() <= 2, "killed at step {step}: {all:?}\n{seen}");
+            let state = rt.block_on(saved_state(&client, &ns));
+            let in_flight = state["status"]["result"].is_null();
+            let serves = if live == blue { "blue" } else { "green" };
+            assert!(
+                live == blue || in_flight,
+                "killed at step {step}: green serves without a rollout recorded in flight ({state})\n{seen}"
+            );
+            let live_words = common::matrix::before_or_after(
+                step,
+                &serves,
+                &if step <= SWITCH { "blue" } else { "green" },
+                &if step < SWITCH { "blue" } else { "green" },
+                |s| (*s).to_owned(),
+            );
+            let again = deploy(cluster, dir.path(), GOOD2);
+            assert_eq!(
+                again.code,
+                0,
+                "killed at step {step}, run again:\n{}\n{seen}",
+                again.dump()
+            );
+            let resumed = again.stderr.contains("resuming the blue-green of");
+            assert!(
+                resumed || !in_flight,
+                "killed at step {step}: a rollout in flight is resumed:\n{}",
+                again.dump()
+            );
+            let green = rt.block_on(selected(&client, &ns, "movieverse"));
+            let all = rt.block_on(colours(&client, &ns));
+            assert_ne!(green, blue, "{}", again.dump());
+            assert_eq!(all[&green].1, GOOD2, "{all:?}");
+            assert_eq!(all[&blue].0, 0, "blue is scaled to 0: {all:?}");
+            assert_eq!(all.len(), 2, "no third colour: {all:?}");
+            assert_eq!(
+                rt.block_on(saved_state(&client, &ns))["status"]["result"],
+                "promoted"
+            );
+            [
+                killed_at,
+                live_words,
+                if in_flight {
+                    "in flight"
+                } else {
+                    "nothing yet"
+                }
+                .to_owned(),
+                if resumed {
+                    "resumed, promoted"
+                } else {
+                    "deployed, promoted"
+                }
+                .to_owned(),
+            ]
+        },
+    );
+}
