@@ -1020,23 +1020,19 @@ async fn fault_matrix_k8s_canary() {
     }
     // Ten cells at a time on the matrix pool (the cells that fail for good, the longest, first),
     // each in a namespace of its own (`mv-fm-<index>`).
-    let ran: Vec<(Run, String, u64)> =
-        common::matrix::run(calls.len(), columns.len(), 10, |row, col| {
-            let i = row * columns.len() + col;
-            run_cell(cluster, &prom.url, &format!("mv-fm-{i}"), &planned[i])
-        })
-        .into_iter()
-        .flatten()
-        .collect();
+    let grid = common::matrix::run(calls.len(), columns.len(), 10, |row, col| {
+        let i = row * columns.len() + col;
+        run_cell(cluster, &prom.url, &format!("mv-fm-{i}"), &planned[i])
+    });
     let mut table = format!(
         "| call | {} |\n|---|{}\n",
         columns.map(|c| c.0).join(" | "),
         "---|".repeat(columns.len())
     );
     let mut failures = Vec::new();
-    for (row, chunk) in ran.chunks(columns.len()).enumerate() {
+    for (row, cells) in grid.iter().enumerate() {
         let _ = std::fmt::Write::write_fmt(&mut table, format_args!("| {} |", calls[row].0));
-        for (col, (r, note, started)) in chunk.iter().enumerate() {
+        for (col, (r, note, started)) in cells.iter().enumerate() {
             let ns = format!("mv-fm-{}", row * columns.len() + col);
             let image = image_of(&client, &ns, "movieverse").await;
             let w = weight(&client, &ns).await;
@@ -1099,7 +1095,7 @@ async fn fault_matrix_k8s_canary() {
         }
         table.push('\n');
     }
-    let n = ran.len();
+    let n = calls.len() * columns.len();
     let _ = std::fmt::Write::write_fmt(
         &mut table,
         format_args!(
