@@ -581,7 +581,7 @@ fn fault_matrix_native_blue_green() {
             Some("ContinueServiceDeployment"),
         ),
     ];
-    let faults = common::codedeploy::fault_columns_but_expiry();
+    let faults = common::codedeploy::fault_columns();
     let server = common::probe::Server::start("unused");
     let bed = checked(&server, Plan::Wait, "");
     let r = mvd(&bed, DEPLOY);

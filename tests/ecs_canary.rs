@@ -778,38 +778,7 @@ fn fault_matrix_ecs_canary() {
         let role = common::codedeploy::role_env(&faults[col].1);
         let env = common::codedeploy::MATRIX_ENV;
         let r = Run::from(&cmd(&bed, DEPLOY).envs(env).envs(role).output().unwrap());
-        let w = weights(&bed);
-        // What moto holds (a failed call is recorded by the proxy too).
-        let promoted = tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(services(&bed.moto))
-            .iter()
-            .any(|sv| {
-                sv.service_name() == Some("movieverse-app")
-                    && sv.task_definition() == Some(NEW_REVISION)
-            });
-        let on_stable = w.last().is_none_or(|l| *l == (100, 0));
-        let (recorded, status) = recorded(&bed);
-        let words = if r.code == 0 && promoted && on_stable {
-            common::matrix::promoted_after(&r.stderr)
-        } else if r.code != 0 && on_stable && !promoted {
-            if w.is_empty() && bed.proxy.calls("UpdateService").is_empty() {
-                format!("failed safe: nothing changed, exit {}", r.code)
-            } else {
-                format!("failed safe: on stable, {recorded}, exit {}", r.code)
-            }
-        } else if r.code != 0 && on_stable && promoted {
-            format!(
-                "failed safe after the promotion: all traffic on the new stable, {recorded}, exit {}",
-                r.code
-            )
-        } else {
-            format!(
-                "FAILED: exit {}, weights {w:?}, promoted {promoted}",
-                r.code
-            )
-        };
-        common::matrix::Cell::judged(words, || format!("{}\n{}", r.dump(), status.dump()))
+        judge_alb_cell(&bed, &r, common::matrix::promoted_after(&r.stderr))
     });
     common::matrix::check(
         "fault-matrix ecs-canary",
@@ -817,6 +786,150 @@ fn fault_matrix_ecs_canary() {
         &faults.map(|f| f.0),
         &cells,
         "cargo test --test ecs_canary fault_matrix_ecs_canary",
+    );
+}
+
+/// How a cell of a canary matrix on the ALB ended, by what moto holds: `promoted` (the words
+/// for it) when the run succeeded with the stable service on the new revision and the
+/// listener's weights on stable; failed safe when it failed with the weights on stable (or
+/// never moved) and the stable service not moved, or moved by the promotion; wrong otherwise.
+fn judge_alb_cell(bed: &Bed, r: &Run, promoted_words: String) -> common::matrix::Cell {
+    let w = weights(bed);
+    // What moto holds (a failed call is recorded by the proxy too).
+    let promoted = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(services(&bed.moto))
+        .iter()
+        .any(|sv| {
+            sv.service_name() == Some("movieverse-app")
+                && sv.task_definition() == Some(NEW_REVISION)
+        });
+    let on_stable = w.last().is_none_or(|l| *l == (100, 0));
+    let (recorded, status) = recorded(bed);
+    let words = if r.code == 0 && promoted && on_stable {
+        promoted_words
+    } else if r.code != 0 && on_stable && !promoted {
+        if w.is_empty() && bed.proxy.calls("UpdateService").is_empty() {
+            format!("failed safe: nothing changed, exit {}", r.code)
+        } else {
+            format!("failed safe: on stable, {recorded}, exit {}", r.code)
+        }
+    } else if r.code != 0 && on_stable && promoted {
+        format!(
+            "failed safe after the promotion: all traffic on the new stable, {recorded}, exit {}",
+            r.code
+        )
+    } else {
+        format!(
+            "FAILED: exit {}, weights {w:?}, promoted {promoted}",
+            r.code
+        )
+    };
+    common::matrix::Cell::judged(words, || format!("{}\n{}", r.dump(), status.dump()))
+}
+
+/// The success rate the Datadog matrix's canary is judged by (`min: 99`), as sent.
+const DD_SUCCESS: &str =
+    "100 * sum:app.ok{service:movieverse-app-canary} / sum:app.all{service:movieverse-app-canary}";
+
+/// #14's fault matrix for the Datadog provider, in a canary on ECS (`router: alb`, `steps:
+/// [50]`) judged by one Datadog metric, with the real binary against the Datadog fake
+/// (`tests/common/datadog.rs`): the key check and the query of the pre-flight, and the query of
+/// the check at 50% × a 503 twice; a 429 (`X-RateLimit-Reset: 1`), the connection closed
+/// unanswered, then no answer past the 10 s call timeout, one after the other; a 503 for
+/// good. A check may wait an interval (15 s here) for its answer, the pre-flight 30 s. Each
+/// cell must end promoted or failed safe, judged as [`fault_matrix_ecs_canary`]'s.
+/// ARCHITECTURE.md carries the table.
+#[test]
+fn fault_matrix_datadog_ecs_canary() {
+    use common::datadog::{API_KEY, APP_KEY, Answer, Fake};
+    let rows: [(&str, &str, u32); 3] = [
+        (
+            "check the keys (`/api/v1/validate`, the pre-flight)",
+            "/api/v1/validate",
+            0,
+        ),
+        ("query Datadog (the pre-flight)", "/api/v1/query", 0),
+        ("query Datadog (the check at 50%)", "/api/v1/query", 1),
+    ];
+    let faults = || -> [(&str, Vec<Answer>); 3] {
+        [
+            ("503 twice", vec![Answer::Unavailable; 2]),
+            (
+                "429, reset, timed out",
+                vec![
+                    Answer::RateLimited {
+                        reset: 1,
+                        times: 1,
+                        then: Box::new(Answer::Empty),
+                    },
+                    Answer::Reset,
+                    Answer::Hang(11),
+                ],
+            ),
+            ("503 for good", vec![Answer::Unavailable; 99]),
+        ]
+    };
+    let cells = common::matrix::run(rows.len(), faults().len(), 9, |row, col| {
+        let (_, path, after) = rows[row];
+        let bed = bed("steps: [50]", "");
+        let dd = Fake::start();
+        dd.answer_all(Answer::Points(vec![Some(99.9)]));
+        let deploy_yml = bed.dir.path().join("deploy.yml");
+        let text = std::fs::read_to_string(&deploy_yml).unwrap();
+        let analysis = "          interval: 1s\n          threshold: 2\n";
+        let providers = "providers:\n";
+        assert!(
+            text.contains(analysis) && text.contains(providers),
+            "{text}"
+        );
+        let text = text
+            .replacen(
+                analysis,
+                "          interval: 15s\n          threshold: 2\n          metrics:\n            - name: success-rate\n              provider: datadog\n              query: \"100 * sum:app.ok{service:{{ canary_service }}} / sum:app.all{service:{{ canary_service }}}\"\n              min: 99\n",
+                1,
+            )
+            .replacen(
+                providers,
+                &format!("providers:\n  datadog:\n    address: {}\n", dd.url),
+                1,
+            );
+        std::fs::write(&deploy_yml, text).unwrap();
+        dd.inject(path, after, faults()[col].1.clone());
+        let r = Run::from(
+            &cmd(&bed, DEPLOY)
+                .envs(common::codedeploy::MATRIX_ENV)
+                .env("DD_API_KEY", API_KEY)
+                .env("DD_APP_KEY", APP_KEY)
+                .output()
+                .unwrap(),
+        );
+        let asked = dd
+            .queries()
+            .iter()
+            .filter(|s| s.query.as_deref() == Some(DD_SUCCESS))
+            .count();
+        let words = match r.stderr.matches("asking again in").count() {
+            0 => "promoted".to_owned(),
+            1 => "promoted after 1 retry".to_owned(),
+            n => format!("promoted after {n} retries"),
+        };
+        let cell = judge_alb_cell(&bed, &r, words);
+        // The canary was judged by Datadog: the metric was asked for.
+        if asked == 0 && r.code == 0 {
+            return common::matrix::Cell::judged(
+                "FAILED: promoted without asking Datadog".to_owned(),
+                || r.dump(),
+            );
+        }
+        cell
+    });
+    common::matrix::check(
+        "fault-matrix datadog-ecs-canary",
+        &rows.map(|r| r.0),
+        &faults().map(|f| f.0),
+        &cells,
+        "cargo test --test ecs_canary fault_matrix_datadog_ecs_canary",
     );
 }
 
@@ -901,7 +1014,7 @@ fn fault_matrix_native_canary() {
             1,
         ),
     ];
-    let faults = common::codedeploy::fault_columns_but_expiry();
+    let faults = common::codedeploy::fault_columns();
     let cells = common::matrix::run(rows.len(), faults.len(), 7, |row, col| {
         let (_, op, trigger, pass) = rows[row];
         let bed = bed("steps: [10]", NATIVE);

@@ -136,7 +136,9 @@ impl Datadog {
         }
     }
 
-    /// Whether the API answers and accepts the API key (`GET /api/v1/validate`).
+    /// Whether the API answers and accepts the API key (`GET /api/v1/validate`). A server
+    /// error, a rate limit or a connection dropped mid-answer is
+    /// [`ProviderErrorKind::Transient`] (the pre-flight asks again).
     pub async fn ready(&self) -> Result<(), ProviderError> {
         let url = reqwest::Url::parse(&format!("{}/api/v1/validate", self.base)).map_err(|e| {
             ProviderError {
@@ -154,7 +156,11 @@ impl Datadog {
             200..=299 => Ok(()),
             401 | 403 => Err(auth(status)),
             _ => Err(ProviderError {
-                kind: ProviderErrorKind::Unreachable,
+                kind: if status == 429 || status >= 500 {
+                    ProviderErrorKind::Transient
+                } else {
+                    ProviderErrorKind::Unreachable
+                },
                 message: format!("Datadog at {} answered HTTP {status}", self.base),
             }),
         }

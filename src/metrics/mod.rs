@@ -105,8 +105,45 @@ pub struct Providers {
     cloudwatch: Option<cloudwatch::CloudWatch>,
 }
 
+/// `call`, asked again after 1, 2, 4 s ([`crate::driver::backoff`]; each said on stderr) while
+/// it fails with a [`ProviderErrorKind::Transient`] error, never past `not_after`.
+async fn again<T, F, Fut>(
+    provider: impl std::fmt::Display,
+    not_after: tokio::time::Instant,
+    call: F,
+) -> Result<T, ProviderError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    const RETRIES: u32 = 3;
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(e) if e.kind == ProviderErrorKind::Transient && attempt < RETRIES => {
+                let wait = crate::driver::backoff(attempt);
+                if tokio::time::Instant::now() + wait > not_after {
+                    return Err(e);
+                }
+                attempt += 1;
+                eprintln!(
+                    "  {provider}: {}: asking again in {} ({attempt}/{RETRIES})",
+                    crate::report::scrub(&e.message),
+                    crate::report::terminal::wait(wait)
+                );
+                tokio::time::sleep(wait).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Every call to a provider gives up after this long.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the pre-flight asks a provider again (its key check, then its queries): a call
+/// that timed out and the back-off after it fit.
+const PREFLIGHT: Duration = Duration::from_secs(30);
 
 /// An HTTP client for a provider: each call bounded by `timeout`, connecting within 5 s.
 pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
@@ -177,7 +214,9 @@ impl Providers {
             })?;
         }
         if let Some(d) = &self.datadog {
-            d.as_ref().map_err(Clone::clone)?.ready().await?;
+            let d = d.as_ref().map_err(Clone::clone)?;
+            let not_after = tokio::time::Instant::now() + PREFLIGHT;
+            again(ProviderKind::Datadog, not_after, || d.ready()).await?;
         }
         Ok(())
     }
@@ -193,27 +232,10 @@ impl Providers {
         to_ms: u64,
         not_after: tokio::time::Instant,
     ) -> Result<Sample, ProviderError> {
-        const RETRIES: u32 = 3;
-        let mut attempt = 0;
-        loop {
-            match self.run_once(q, vars, from_ms, to_ms, not_after).await {
-                Err(e) if e.kind == ProviderErrorKind::Transient && attempt < RETRIES => {
-                    let wait = crate::driver::backoff(attempt);
-                    if tokio::time::Instant::now() + wait > not_after {
-                        return Err(e);
-                    }
-                    attempt += 1;
-                    eprintln!(
-                        "  {}: {}: asking again in {} ({attempt}/{RETRIES})",
-                        q.provider,
-                        crate::report::scrub(&e.message),
-                        crate::report::terminal::wait(wait)
-                    );
-                    tokio::time::sleep(wait).await;
-                }
-                r => return r,
-            }
-        }
+        again(q.provider, not_after, || {
+            self.run_once(q, vars, from_ms, to_ms, not_after)
+        })
+        .await
     }
 
     async fn run_once(
@@ -519,7 +541,7 @@ impl Measurer {
             .ready()
             .await
             .map_err(|e| ("the metric provider".to_owned(), e))?;
-        let not_after = tokio::time::Instant::now() + TIMEOUT;
+        let not_after = tokio::time::Instant::now() + PREFLIGHT;
         for (what, q) in self.queries() {
             self.providers
                 .run(&q, vars, now_ms.saturating_sub(60_000), now_ms, not_after)

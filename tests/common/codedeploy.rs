@@ -565,14 +565,6 @@ pub fn fault_columns() -> [(&'static str, Vec<Fault>); 4] {
     ]
 }
 
-/// [`fault_columns`] without the expired credentials: the ECS native matrices, whose calls
-/// go through the same clients and the same handling of an expiry as the ECS canary's and the
-/// `CodeDeploy` blue-green's, which have that column (each column costs every row a bed).
-pub fn fault_columns_but_expiry() -> [(&'static str, Vec<Fault>); 3] {
-    let [a, b, _, d] = fault_columns();
-    [a, b, d]
-}
-
 /// For a column that expires credentials ([`Fault::Expired`]), the binary's credentials
 /// are a role's, as in a GitHub job with `role-to-assume`: the job's OIDC token (from a token
 /// endpoint started here) exchanged with moto's STS through the proxy. The proxy refuses the

@@ -3,7 +3,9 @@
 //! 403 `{"errors": ["Forbidden"]}`), `from`/`to` in seconds (missing or reversed is 400),
 //! and the answer the test scripted for each query: series with points (`null` for a
 //! missing point), no series, several series, `429` with the `X-RateLimit-*` headers, `403`,
-//! a `5xx`, a query Datadog cannot parse. Every request is recorded with its time.
+//! a `5xx`, a query Datadog cannot parse. Faults can be armed on either path ([`Fake::inject`]):
+//! those answers, a connection closed unanswered, no answer for a while. Every request is
+//! recorded with its time.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -38,6 +40,19 @@ pub enum Answer {
     Unavailable,
     /// `400` with Datadog's parse error.
     BadQuery,
+    /// The connection closed unanswered (a reset).
+    Reset,
+    /// No answer for this many seconds, then the connection closed (past the caller's
+    /// timeout: a call that times out).
+    Hang(u64),
+}
+
+/// Faults armed on a path: the requests to it let through first, then one fault per request.
+#[derive(Debug, Clone)]
+struct Armed {
+    path: String,
+    after: u32,
+    faults: std::collections::VecDeque<Answer>,
 }
 
 /// One request the fake saw.
@@ -53,6 +68,7 @@ pub struct Seen {
 struct State {
     answers: HashMap<String, Answer>,
     fallback: Option<Answer>,
+    armed: Vec<Armed>,
     seen: Vec<Seen>,
 }
 
@@ -81,6 +97,17 @@ impl Fake {
     /// The answer to any query without its own.
     pub fn answer_all(&self, answer: Answer) {
         self.state.lock().unwrap().fallback = Some(answer);
+    }
+
+    /// Requests to `path` (`/api/v1/query`, `/api/v1/validate`) with the right keys: `after`
+    /// of them answered as usual, then each of the next ones by the next of `faults`
+    /// (answers of the path, `Unavailable`, `RateLimited` (once), `Reset`, `Hang`), in turn.
+    pub fn inject(&self, path: &str, after: u32, faults: Vec<Answer>) {
+        self.state.lock().unwrap().armed.push(Armed {
+            path: path.to_owned(),
+            after,
+            faults: faults.into(),
+        });
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -122,7 +149,32 @@ fn serve(stream: std::net::TcpStream, state: &Mutex<State>) {
         let query = param(params, "query");
         let keys_ok = header("DD-API-KEY") == Some(API_KEY)
             && (path == "/api/v1/validate" || header("DD-APPLICATION-KEY") == Some(APP_KEY));
-        let (status, headers, body): (u16, Vec<(&str, String)>, Value) = if !keys_ok {
+        let fault = if keys_ok { armed(state, path) } else { None };
+        let record = |status: u16| {
+            state.lock().unwrap().seen.push(Seen {
+                at: Instant::now(),
+                path: path.to_owned(),
+                query: query.clone(),
+                status,
+            });
+        };
+        match fault {
+            Some(Answer::Reset) => {
+                record(0);
+                let _ = out.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            Some(Answer::Hang(secs)) => {
+                record(0);
+                std::thread::sleep(std::time::Duration::from_secs(secs));
+                let _ = out.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            _ => {}
+        }
+        let (status, headers, body): (u16, Vec<(&str, String)>, Value) = if let Some(f) = fault {
+            respond(&f, query.as_deref().unwrap_or(""), 0, 1)
+        } else if !keys_ok {
             (403, vec![], json!({"errors": ["Forbidden"]}))
         } else if path == "/api/v1/validate" {
             (200, vec![], json!({"valid": true}))
@@ -169,12 +221,7 @@ fn serve(stream: std::net::TcpStream, state: &Mutex<State>) {
         } else {
             (404, vec![], json!({"errors": ["Not found"]}))
         };
-        state.lock().unwrap().seen.push(Seen {
-            at: Instant::now(),
-            path: path.to_owned(),
-            query: query.clone(),
-            status,
-        });
+        record(status);
         let body = body.to_string();
         let reason = match status {
             200 => "OK",
@@ -197,6 +244,20 @@ fn serve(stream: std::net::TcpStream, state: &Mutex<State>) {
             return;
         }
     }
+}
+
+/// The next armed fault for a request to `path`, if one is due.
+fn armed(state: &Mutex<State>, path: &str) -> Option<Answer> {
+    let mut s = state.lock().unwrap();
+    let a = s
+        .armed
+        .iter_mut()
+        .find(|a| a.path == path && !a.faults.is_empty())?;
+    if a.after > 0 {
+        a.after -= 1;
+        return None;
+    }
+    a.faults.pop_front()
 }
 
 fn series(q: &str, scope: &str, points: &[Option<f64>], to: i64) -> Value {
@@ -266,6 +327,7 @@ fn respond(
         ),
         Answer::Forbidden => (403, vec![], json!({"errors": ["Forbidden"]})),
         Answer::Unavailable => (503, vec![], json!({"errors": ["Service Unavailable"]})),
+        Answer::Reset | Answer::Hang(_) => unreachable!("answered by closing the connection"),
         Answer::BadQuery => (
             400,
             vec![],
