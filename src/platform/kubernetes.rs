@@ -28,6 +28,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Scope;
 use serde_json::{Value, json};
 
+pub mod auth;
 pub mod import;
 pub mod preflight;
 
@@ -182,8 +183,8 @@ impl Kubernetes {
                 "no Kubernetes configuration found: set KUBECONFIG, write ~/.kube/config, or run in a cluster",
             )?,
         };
-        let client = kube::Client::try_from(config)
-            .context("cannot build a Kubernetes client from the kubeconfig")?;
+        let client =
+            auth::client(config).context("cannot build a Kubernetes client from the kubeconfig")?;
         Ok(Self::new(client, namespace, create_namespace))
     }
 

@@ -361,10 +361,29 @@ impl Fault {
     }
 }
 
+/// ", credentials renewed" when a run's stderr says it renewed its Kubernetes credentials
+/// after the API server refused them (`platform::kubernetes::auth`); nothing otherwise.
+#[allow(dead_code)]
+pub fn renewed(stderr: &str) -> &'static str {
+    if stderr.contains("the API server having said they expired") {
+        ", credentials renewed"
+    } else {
+        ""
+    }
+}
+
+/// The prefix of the tokens [`proxy`]'s kubeconfig gets from its exec plugin.
+const EXEC_TOKEN: &str = "mvd-exec-";
+
 /// A counting, fault-injecting reverse proxy in front of `kubeconfig`'s API server: HTTP/1.1
 /// from the binary, HTTPS with the bearer token to the API server; responses are streamed
 /// back chunk by chunk (watches stay open). Every request line goes into `seen`; a request a
-/// fault matches is answered by the fault. Returns a kubeconfig in `dir` that points at it.
+/// fault matches is answered by the fault. Returns a kubeconfig in `dir` that points at it,
+/// whose credentials come from an exec plugin (as `aws eks get-token` gives them on EKS): a
+/// script in `dir` that gives a new token each time it runs (`mvd-exec-1`, `-2`, …, counted
+/// in `dir/exec-runs`), valid for a day. The proxy lets through only a token of the plugin's
+/// (401 otherwise); a fault of status 401 refuses the token the request carried, for good (its
+/// credentials expired before the time they stated), so only a renewed one gets through.
 pub fn proxy(
     kubeconfig: &std::path::Path,
     dir: &std::path::Path,
@@ -396,10 +415,11 @@ pub fn proxy(
     let ca = reqwest::Certificate::from_pem(&ca).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let refused: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut out) = stream else { continue };
-            let (client, upstream, token, seen, faults) = (
+            let (client, upstream, token, seen, faults, refused) = (
                 reqwest::Client::builder()
                     .add_root_certificate(ca.clone())
                     .build()
@@ -408,6 +428,7 @@ pub fn proxy(
                 token.clone(),
                 seen.clone(),
                 faults.clone(),
+                refused.clone(),
             );
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -430,7 +451,15 @@ pub fn proxy(
                         })
                         .collect();
                     seen.lock().unwrap().push(format!("{method} {path}"));
-                    let injected = {
+                    let presented = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                        .and_then(|(_, v)| v.strip_prefix("Bearer "))
+                        .unwrap_or_default()
+                        .to_owned();
+                    let valid = presented.starts_with(EXEC_TOKEN)
+                        && !refused.lock().unwrap().contains(&presented);
+                    let injected = if valid {
                         let mut faults = faults.lock().unwrap();
                         faults
                             .iter_mut()
@@ -439,7 +468,12 @@ pub fn proxy(
                                 faults[i].times -= 1;
                                 faults[i].status
                             })
+                    } else {
+                        Some(401)
                     };
+                    if injected == Some(401) {
+                        refused.lock().unwrap().push(presented);
+                    }
                     if injected == Some(0) {
                         let _ = out.shutdown(std::net::Shutdown::Both);
                         return;
@@ -447,10 +481,10 @@ pub fn proxy(
                     if let Some(status) = injected {
                         let body = format!(
                             "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"message\":\"injected by the test proxy\",\"reason\":\"{}\",\"code\":{status}}}",
-                            if status == 429 {
-                                "TooManyRequests"
-                            } else {
-                                "InternalError"
+                            match status {
+                                429 => "TooManyRequests",
+                                401 => "Unauthorized",
+                                _ => "InternalError",
                             }
                         );
                         let head = format!(
@@ -471,11 +505,13 @@ pub fn proxy(
                             reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
                             format!("{upstream}{path}"),
                         )
-                        .bearer_auth(&token)
                         .body(body);
                     for (k, v) in &headers {
-                        request = request.header(k.as_str(), v.as_str());
+                        if !k.eq_ignore_ascii_case("authorization") {
+                            request = request.header(k.as_str(), v.as_str());
+                        }
                     }
+                    let request = request.bearer_auth(&token);
                     let Ok(mut response) = rt.block_on(request.send()) else {
                         return;
                     };
@@ -501,10 +537,21 @@ pub fn proxy(
             });
         }
     });
+    let plugin = dir.join("exec-plugin");
+    let runs = dir.join("exec-runs");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\n# Gives a new token each time it runs, as `aws eks get-token` does.\nn=$(( $(cat '{runs}' 2>/dev/null || echo 0) + 1 ))\necho \"$n\" > '{runs}'\nprintf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{EXEC_TOKEN}%s\",\"expirationTimestamp\":\"%s\"}}}}\\n' \"$n\" \"$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)\"\n",
+            runs = runs.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let proxied = dir.join("kubeconfig-proxied");
     std::fs::write(
         &proxied,
-        format!("apiVersion: v1\nkind: Config\nclusters:\n  - name: proxy\n    cluster:\n      server: {url}\nusers:\n  - name: anyone\n    user: {{}}\ncontexts:\n  - name: proxy\n    context:\n      cluster: proxy\n      user: anyone\ncurrent-context: proxy\n"),
+        format!("apiVersion: v1\nkind: Config\nclusters:\n  - name: proxy\n    cluster:\n      server: {url}\nusers:\n  - name: anyone\n    user:\n      exec:\n        apiVersion: client.authentication.k8s.io/v1\n        command: {}\n        interactiveMode: Never\ncontexts:\n  - name: proxy\n    context:\n      cluster: proxy\n      user: anyone\ncurrent-context: proxy\n", plugin.display()),
     )
     .unwrap();
     proxied
