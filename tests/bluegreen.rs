@@ -1240,55 +1240,14 @@ fn killed_at_every_step_a_codedeploy_blue_green_is_refused_again_and_resumed() {
                 }
                 other => panic!("killed at step {step}: {other:?}\n{seen}"),
             };
-            if after.is_empty() {
-                // Nothing to refuse: the rerun plays it all.
-                bed.proxy.end_waits();
-            }
-            let again = mvd(&bed, DEPLOY);
-            let (again_words, resumed) = if after.is_empty() {
-                assert_eq!(
-                    again.code,
-                    0,
-                    "killed at step {step}, run again:\n{}",
-                    again.dump()
-                );
-                ("deploys: promoted".to_owned(), "-".to_owned())
-            } else {
-                assert_eq!(
-                    again.code,
-                    1,
-                    "killed at step {step}, run again:\n{}",
-                    again.dump()
-                );
-                assert!(
-                    again
-                        .stderr
-                        .contains("a second blue-green does not start over it")
-                        && again.stderr.contains(&after[0].0),
-                    "killed at step {step}: the rerun names the deployment in flight:\n{}",
-                    again.dump()
-                );
-                assert_eq!(
-                    bed.proxy.calls("CreateDeployment").len(),
-                    1,
-                    "{}",
-                    again.dump()
-                );
-                // The wait ends once `rollout resume` has picked the deployment up.
-                let mut resume = cmd(&bed, &common::codedeploy::rollout_args("resume"));
-                let running = common::run_until(&mut resume, "production: CodeDeploy deployment ");
-                bed.proxy.end_waits();
-                let (code, seen) = running.wait();
-                assert_eq!(
-                    code,
-                    Some(0),
-                    "killed at step {step}, `rollout resume`:\n{seen}"
-                );
-                (
-                    "refused, exit 1, names the deployment".to_owned(),
-                    "promoted".to_owned(),
-                )
-            };
+            let [again_words, resumed] = common::codedeploy::rerun_after_kill(
+                step,
+                bed.dir.path(),
+                &bed.proxy,
+                after.first().map(|d| d.0.as_str()),
+                || bed.proxy.calls("CreateDeployment").len(),
+                "production: CodeDeploy deployment ",
+            );
             assert_eq!(
                 deployments_now(&bed).last().map(|d| d.1.as_str()),
                 Some("Succeeded"),

@@ -656,49 +656,14 @@ fn killed_at_every_step_a_native_blue_green_is_refused_again_and_resumed() {
                 }
                 n => panic!("killed at step {step}: {n} deployments\n{seen}"),
             };
-            if started == 0 {
-                // Nothing to refuse: the rerun plays it all.
-                bed.proxy.end_waits();
-            }
-            let again = mvd(&bed, DEPLOY);
-            let (again_words, resumed) = if started == 0 {
-                assert_eq!(
-                    again.code,
-                    0,
-                    "killed at step {step}, run again:\n{}",
-                    again.dump()
-                );
-                ("deploys: promoted".to_owned(), "-".to_owned())
-            } else {
-                assert_eq!(
-                    again.code,
-                    1,
-                    "killed at step {step}, run again:\n{}",
-                    again.dump()
-                );
-                assert!(
-                    again
-                        .stderr
-                        .contains("a second blue-green does not start over it"),
-                    "killed at step {step}: the rerun names the deployment in flight:\n{}",
-                    again.dump()
-                );
-                assert_eq!(updates(&bed).len(), 1, "{}", again.dump());
-                // The wait ends once `rollout resume` has picked the deployment up.
-                let mut resume = cmd(&bed, &common::codedeploy::rollout_args("resume"));
-                let running = common::run_until(&mut resume, "production: ECS service deployment ");
-                bed.proxy.end_waits();
-                let (code, seen) = running.wait();
-                assert_eq!(
-                    code,
-                    Some(0),
-                    "killed at step {step}, `rollout resume`:\n{seen}"
-                );
-                (
-                    "refused, exit 1, names the deployment".to_owned(),
-                    "promoted".to_owned(),
-                )
-            };
+            let [again_words, resumed] = common::codedeploy::rerun_after_kill(
+                step,
+                bed.dir.path(),
+                &bed.proxy,
+                (started == 1).then_some(""),
+                || updates(&bed).len(),
+                "production: ECS service deployment ",
+            );
             assert_eq!(bed.proxy.native_count(), 1, "killed at step {step}");
             assert_eq!(
                 bed.proxy.native_status(1),

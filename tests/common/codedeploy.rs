@@ -68,6 +68,65 @@ pub fn mvd_cmd(dir: &std::path::Path, proxy: &Proxy, args: &[&str]) -> std::proc
     cmd
 }
 
+/// A kill table's rerun of a blue-green that the platform plays on without us (`CodeDeploy`,
+/// ECS native): after the kill at `step`, `deploy` again in `dir` through `proxy`. With no
+/// deployment in flight (`in_flight` is `None`) the proxy's waits are ended and the rerun
+/// deploys it all (exit 0). With one in flight, the rerun is refused (exit 1) and names it
+/// (its stderr holds `in_flight`), no second one starts (`started()` stays 1), and `rollout
+/// resume`, once it says `picked_up` (the proxy's waits ended then), follows it to the end
+/// (exit 0). The words of the two runs, for the table.
+pub fn rerun_after_kill(
+    step: u32,
+    dir: &std::path::Path,
+    proxy: &Proxy,
+    in_flight: Option<&str>,
+    started: impl Fn() -> usize,
+    picked_up: &str,
+) -> [String; 2] {
+    let Some(name) = in_flight else {
+        // Nothing to refuse: the rerun plays it all.
+        proxy.end_waits();
+        let again = super::Run::from(&mvd_cmd(dir, proxy, DEPLOY).output().unwrap());
+        assert_eq!(
+            again.code,
+            0,
+            "killed at step {step}, run again:\n{}",
+            again.dump()
+        );
+        return ["deploys: promoted".to_owned(), "-".to_owned()];
+    };
+    let again = super::Run::from(&mvd_cmd(dir, proxy, DEPLOY).output().unwrap());
+    assert_eq!(
+        again.code,
+        1,
+        "killed at step {step}, run again:\n{}",
+        again.dump()
+    );
+    assert!(
+        again
+            .stderr
+            .contains("a second blue-green does not start over it")
+            && again.stderr.contains(name),
+        "killed at step {step}: the rerun names the deployment in flight:\n{}",
+        again.dump()
+    );
+    assert_eq!(started(), 1, "{}", again.dump());
+    // The wait ends once `rollout resume` has picked the deployment up.
+    let mut resume = mvd_cmd(dir, proxy, &rollout_args("resume"));
+    let running = super::run_until(&mut resume, picked_up);
+    proxy.end_waits();
+    let (code, seen) = running.wait();
+    assert_eq!(
+        code,
+        Some(0),
+        "killed at step {step}, `rollout resume`:\n{seen}"
+    );
+    [
+        "refused, exit 1, names the deployment".to_owned(),
+        "promoted".to_owned(),
+    ]
+}
+
 /// `rollout ACTION --env production` (polling every second when it waits).
 pub fn rollout_args(action: &str) -> Vec<&str> {
     let mut args = vec!["rollout", action, "--env", "production"];
