@@ -701,3 +701,232 @@ async fn init_from_a_deployment_set_round_trips() {
         .unwrap();
     assert_eq!(sets.items.len(), 1, "{}", r.dump());
 }
+
+/// The Deployment's image and its generation (which moves only with a change of its spec).
+async fn image_and_generation(client: &kube::Client, ns: &str) -> (String, i64) {
+    let d = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get("movieverse")
+        .await
+        .unwrap();
+    let generation = d.metadata.generation.unwrap_or_default();
+    let image = d.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap();
+    (image, generation)
+}
+
+/// #14's fault matrix for a rolling deploy on Kubernetes, with the real binary on the real
+/// control plane: each call × a 500 twice, a reset connection twice, the credentials expired
+/// (a 401, the exec plugin's token refused for good: `common::k8s::proxy`) and a 500 for good,
+/// injected by the proxy in front of the API server. Each cell must end completed (the
+/// Deployment on the new image), or failed safe: the Deployment on the image it ran, its spec
+/// untouched ("nothing changed") or put back. Ten cells at a time, each in a namespace of its
+/// own. ARCHITECTURE.md carries the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_k8s_rolling() {
+    let cluster = k8s::cluster();
+    let client = k8s::client(&cluster.kubeconfig).await;
+    let columns: [(&str, u16, u32); 4] = [
+        ("500 twice", 500, 2),
+        ("reset twice", 0, 2),
+        ("credentials expired", 401, 1),
+        ("500 for good", 500, 99),
+    ];
+    // (row, method, path on the API server, matching requests let through first)
+    let rows: [(&str, &'static str, &'static str, u32); 5] = [
+        ("take the lease (`Lease`)", "POST", "/leases", 0),
+        (
+            "the dry run of the Deployment (`dryRun=All`)",
+            "PATCH",
+            "/deployments/movieverse?*dryRun=All",
+            0,
+        ),
+        (
+            "read the live Deployment",
+            "GET",
+            "/deployments/movieverse$",
+            0,
+        ),
+        (
+            "apply the Deployment",
+            "PATCH",
+            "/deployments/movieverse?*fieldManager=movieverse-deploy",
+            1,
+        ),
+        (
+            "apply the HPA after the rollout",
+            "PATCH",
+            "/horizontalpodautoscalers/movieverse?*fieldManager=movieverse-deploy",
+            1,
+        ),
+    ];
+    let ns = |r: usize, c: usize| format!("mv-rfm-{}", r * columns.len() + c);
+    let grid = common::matrix::run(rows.len(), columns.len(), 10, |r, c| {
+        let (_, method, path, after) = rows[r];
+        let (_, status, times) = columns[c];
+        let ns = ns(r, c);
+        let dir = tempfile::tempdir().unwrap();
+        config(dir.path(), &ns, "60s", "");
+        let first = deploy(cluster, dir.path(), GOOD);
+        assert_eq!(first.code, 0, "{}", first.dump());
+        // This thread's own runtime and client (the test's runtime waits for the pool).
+        let before = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            image_and_generation(&k8s::client(&cluster.kubeconfig).await, &ns).await
+        });
+        let fault = k8s::Fault {
+            method,
+            path: path.into(),
+            status,
+            times,
+            after,
+        };
+        let (run, unmet, _) = k8s::deploy_through_faults(cluster, dir.path(), GOOD2, vec![fault]);
+        (ns, before, run, unmet)
+    });
+    let mut table = format!(
+        "| call | {} |\n|---|{}\n",
+        columns.map(|c| c.0).join(" | "),
+        "---|".repeat(columns.len())
+    );
+    let mut failures = Vec::new();
+    for (r, row) in rows.iter().enumerate() {
+        let _ = std::fmt::Write::write_fmt(&mut table, format_args!("| {} |", row.0));
+        for (c, column) in columns.iter().enumerate() {
+            let (ns, (_, generation_before), run, unmet) = &grid[r][c];
+            let (image, generation) = image_and_generation(&client, ns).await;
+            let retried = run.stderr.matches("retrying in").count();
+            let renewed = k8s::renewed(&run.stderr);
+            let cell = if run.code == 0 && image == GOOD2 {
+                match retried {
+                    0 => format!("completed{renewed}"),
+                    1 => format!("completed after 1 retry{renewed}"),
+                    n => format!("completed after {n} retries{renewed}"),
+                }
+            } else if run.code != 0 && image == GOOD && generation == *generation_before {
+                format!("failed safe: nothing changed, exit {}", run.code)
+            } else if run.code != 0 && image == GOOD {
+                format!(
+                    "failed safe: put back on the previous template, exit {}",
+                    run.code
+                )
+            } else {
+                format!(
+                    "FAILED: exit {}, the Deployment on {image} (generation {generation_before} -> {generation})",
+                    run.code
+                )
+            };
+            if !(cell.starts_with("completed") || cell.starts_with("failed safe"))
+                || !unmet.is_empty()
+            {
+                failures.push(format!(
+                    "{} × {}: {cell}\n{unmet}\n{}",
+                    row.0,
+                    column.0,
+                    run.dump()
+                ));
+            }
+            let _ = std::fmt::Write::write_fmt(&mut table, format_args!(" {cell} |"));
+        }
+        table.push('\n');
+    }
+    let n = rows.len() * columns.len();
+    let _ = std::fmt::Write::write_fmt(
+        &mut table,
+        format_args!(
+            "\n{n} faults injected through the real binary, {} completed or failed safe (`cargo test --test k8s fault_matrix_k8s_rolling`).\n",
+            n - failures.len()
+        ),
+    );
+    eprintln!("{table}");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    common::doc_section(
+        "fault-matrix k8s-rolling",
+        &table,
+        "cargo test --test k8s fault_matrix_k8s_rolling",
+    );
+}
+
+/// #14's kill table for a rolling deploy on Kubernetes, on the real control plane: the real
+/// binary killed with SIGKILL as each phase begins (a namespace each, together), then `deploy`
+/// run again. After the kill the Deployment asks for the old image or the new one, never
+/// anything else; the rerun ends on the new image, and no rollout starts twice (the
+/// generation moves once, by the one apply of the new template). ARCHITECTURE.md carries the
+/// table.
+#[test]
+fn killed_at_every_phase_a_rolling_deploy_run_again_ends_on_the_new_image() {
+    const PHASES: [&str; 4] = [
+        "dry-running every manifest on the API server",
+        "naming the new pod template revision",
+        "applying the manifests (server-side apply)",
+        "waiting for this deployment to complete",
+    ];
+    let cluster = k8s::cluster();
+    common::matrix::kill_table(
+        "kill-table k8s-rolling",
+        [
+            "killed as it began",
+            "the Deployment after the kill",
+            "`deploy` again",
+        ],
+        4,
+        "cargo test --test k8s killed_at_every_phase",
+        |step| {
+            let phase = PHASES[step as usize - 1];
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let client = rt.block_on(k8s::client(&cluster.kubeconfig));
+            let ns = format!("mv-rkill-{step}");
+            let dir = tempfile::tempdir().unwrap();
+            config(dir.path(), &ns, "60s", "");
+            let first = deploy(cluster, dir.path(), GOOD);
+            assert_eq!(first.code, 0, "{}", first.dump());
+            let (_, before) = rt.block_on(image_and_generation(&client, &ns));
+            let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(GOOD2));
+            let running = common::run_until(&mut cmd, phase);
+            let (code, seen, _) = running.signal("KILL");
+            assert_eq!(code, None, "killed at {phase}: {seen}");
+            let (image, generation) = rt.block_on(image_and_generation(&client, &ns));
+            // Only the apply (phase 3) changes the Deployment: a kill as it begins lands before
+            // or after it.
+            let (old, new) = ((GOOD.to_owned(), 0), (GOOD2.to_owned(), 1));
+            let (was, is) = match step {
+                1 | 2 => (&old, &old),
+                3 => (&old, &new),
+                _ => (&new, &new),
+            };
+            let after = common::matrix::before_or_after(
+                step,
+                &(image, generation - before),
+                was,
+                is,
+                |(i, _)| {
+                    if i == GOOD {
+                        "the old image".to_owned()
+                    } else {
+                        "the new image, rolling out".to_owned()
+                    }
+                },
+            );
+            let again = deploy(cluster, dir.path(), GOOD2);
+            assert_eq!(
+                again.code,
+                0,
+                "killed at {phase}, run again:\n{}",
+                again.dump()
+            );
+            let (image, generation) = rt.block_on(image_and_generation(&client, &ns));
+            assert_eq!(image, GOOD2, "{}", again.dump());
+            assert_eq!(
+                generation - before,
+                1,
+                "one apply of the new template in all:\n{}",
+                again.dump()
+            );
+            [
+                format!("{step}/4 ({phase})"),
+                after,
+                "ends on the new image".to_owned(),
+            ]
+        },
+    );
+}
