@@ -9,7 +9,7 @@ mod common;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
@@ -30,12 +30,18 @@ impl Drop for Server {
 
 /// `python3 -m http.server` on a free loopback port, serving `root`.
 fn serve(root: &Path) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("python3")
+    let (child, port) =
+        common::ports::spawn_listening("http.server", Duration::from_secs(20), |port| {
+            http_server(root, port)
+        });
+    Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+fn http_server(root: &Path, port: u16) -> Child {
+    Command::new("python3")
         .args([
             "-m",
             "http.server",
@@ -47,16 +53,35 @@ fn serve(root: &Path) -> Server {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "http.server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    }
+        .unwrap()
+}
+
+/// The start of every test server run as a process (moto, the registry, Prism, Prometheus,
+/// this http.server: `common::ports`): a port another process took between its choice and
+/// the server's bind is not mistaken for the server (something answers there, but not it);
+/// the server, which exits, is started again on the next port.
+#[test]
+fn a_test_server_whose_port_was_taken_is_started_again_on_another() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let root = tempfile::tempdir().unwrap();
+    let mut tried = Vec::new();
+    let (mut child, port) = common::ports::spawn_listening_on(
+        [taken_port, common::ports::free_port()],
+        "http.server",
+        Duration::from_secs(20),
+        |port| {
+            tried.push(port);
+            http_server(root.path(), port)
+        },
+    );
+    assert_ne!(port, taken_port);
+    assert_eq!(tried, [taken_port, port]);
+    assert!(common::ports::listens(child.id(), port));
+    assert!(!common::ports::listens(child.id(), taken_port));
+    assert!(common::ports::listens(std::process::id(), taken_port));
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 struct Setup {

@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -268,38 +268,27 @@ fn npm_dir() -> PathBuf {
 impl Prism {
     pub fn start() -> Self {
         let dir = npm_dir();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(dir.join(".bin/prism"))
-            .args([
-                "mock",
-                "--errors",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .arg(dir.join("@octokit/openapi/generated/api.github.com.json"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prism starts");
-        let prism = Self {
+        let (child, port) =
+            super::ports::spawn_listening("Prism", Duration::from_mins(3), |port| {
+                Command::new(dir.join(".bin/prism"))
+                    .args([
+                        "mock",
+                        "--errors",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port.to_string(),
+                    ])
+                    .arg(dir.join("@octokit/openapi/generated/api.github.com.json"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("prism starts")
+            });
+        Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_mins(3);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "Prism did not listen within 180 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
         }
-        prism
     }
 }
 

@@ -11,6 +11,7 @@ pub mod k8s;
 pub mod matrix;
 pub mod metric_math;
 pub mod moto;
+pub mod ports;
 pub mod probe;
 pub mod prometheus;
 pub mod registry;

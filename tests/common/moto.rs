@@ -7,11 +7,11 @@
 //! The servers idle between tests are stopped by a watchdog when the test binary exits.
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Moto {
     child: Option<Child>,
@@ -48,41 +48,29 @@ impl Moto {
             };
         }
         let venv = venv();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         // moto in place of the shell (`exec`, same process), and beside it a watchdog that
         // stops it once this test binary has exited (an idle server outlives its test).
-        let child = Command::new("bash")
-            .args([
-                "-c",
-                r#"(while kill -0 "$3" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 1; done; kill $$ 2>/dev/null) &
+        let (child, port) = super::ports::spawn_listening("moto", Duration::from_mins(1), |port| {
+            Command::new("bash")
+                .args([
+                    "-c",
+                    r#"(while kill -0 "$3" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 1; done; kill $$ 2>/dev/null) &
 exec "$1" -H 127.0.0.1 -p "$2""#,
-                "moto",
-            ])
-            .arg(venv.join("bin/moto_server"))
-            .arg(port.to_string())
-            .arg(std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
-        let moto = Self {
+                    "moto",
+                ])
+                .arg(venv.join("bin/moto_server"))
+                .arg(port.to_string())
+                .arg(std::process::id().to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto_server starts")
+        });
+        Self {
             child: Some(child),
             endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_mins(1);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not answer on port {port} within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-        moto
     }
 
     /// Runs `tests/fixtures/moto_world.py` against this server.

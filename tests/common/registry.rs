@@ -2,7 +2,6 @@
 //! optionally with htpasswd basic auth, waited for and killed on drop. Its access log counts
 //! the requests it served, independently of our own counters.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -30,33 +29,34 @@ impl LocalRegistry {
     pub fn start(login: Option<(&str, &str)>) -> Self {
         let bin = binary();
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
-        if let Some((user, password)) = login {
-            let hash = bcrypt::hash(password, 5).unwrap();
-            std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
-            config = format!(
-                "{config}auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-                dir.path().join("htpasswd").display()
+        let config_for = |port: u16| {
+            let mut config = format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
             );
-        }
-        std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let access = std::fs::File::create(dir.path().join("access")).unwrap();
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(access)
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry starts");
+            if let Some((user, password)) = login {
+                let hash = bcrypt::hash(password, 5).unwrap();
+                std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+                config = format!(
+                    "{config}auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                    dir.path().join("htpasswd").display()
+                );
+            }
+            config
+        };
+        let (child, port) =
+            super::ports::spawn_listening("docker-registry", Duration::from_secs(30), |port| {
+                std::fs::write(dir.path().join("config.yml"), config_for(port)).unwrap();
+                let log = std::fs::File::create(dir.path().join("log")).unwrap();
+                let access = std::fs::File::create(dir.path().join("access")).unwrap();
+                Command::new(&bin)
+                    .arg("serve")
+                    .arg(dir.path().join("config.yml"))
+                    .stdout(access)
+                    .stderr(log)
+                    .spawn()
+                    .expect("docker-registry starts")
+            });
         let reg = Self {
             child,
             host: format!("127.0.0.1:{port}"),
