@@ -25,15 +25,6 @@ fn edit_example(dir: &Path, edits: &[(&str, &str)]) {
     std::fs::write(dir.join("deploy.yml"), text).unwrap();
 }
 
-/// A loopback port with nothing listening.
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The binary with AWS pointed at `endpoint`.
 fn aws_cmd(dir: &Path, endpoint: &str) -> assert_cmd::Command {
     assert_cmd::Command::from_std(std_cmd(dir, endpoint))
@@ -96,7 +87,7 @@ fn undefined_template_variables_are_errors_not_panics() {
 fn an_unreachable_endpoint_fails_at_once_in_plain_words() {
     let dir = tempfile::tempdir().unwrap();
     example_in(dir.path());
-    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let endpoint = format!("http://127.0.0.1:{}", common::ports::free_port());
     let out = aws_cmd(dir.path(), &endpoint)
         .args(["deploy", "--env", "staging"])
         .output()
@@ -143,7 +134,10 @@ fn an_unreachable_endpoint_fails_at_once_in_plain_words() {
 fn missing_credentials_fail_at_once() {
     let dir = tempfile::tempdir().unwrap();
     example_in(dir.path());
-    let mut cmd = aws_cmd(dir.path(), &format!("http://127.0.0.1:{}", closed_port()));
+    let mut cmd = aws_cmd(
+        dir.path(),
+        &format!("http://127.0.0.1:{}", common::ports::free_port()),
+    );
     cmd.env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .env_remove("AWS_PROFILE")
@@ -415,7 +409,7 @@ fn image_references_are_validated() {
             r.dump()
         );
     }
-    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let endpoint = format!("http://127.0.0.1:{}", common::ports::free_port());
     let out = aws_cmd(dir.path(), &endpoint)
         .args([
             "deploy",
@@ -547,7 +541,7 @@ fn render_prints_a_yaml_stream() {
 fn status_and_rollback_accept_every_environment() {
     let dir = tempfile::tempdir().unwrap();
     example_in(dir.path());
-    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let endpoint = format!("http://127.0.0.1:{}", common::ports::free_port());
     let out = aws_cmd(dir.path(), &endpoint)
         .env("KUBECONFIG", dir.path().join("none"))
         .args(["status", "--env", "all"])

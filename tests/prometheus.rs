@@ -181,11 +181,7 @@ async fn no_data_nan_errors_and_several_series_are_told_apart() {
         "{e}"
     );
     // Nobody there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::ports::free_port();
     let gone = Prometheus::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2));
     let Sample::Error(e) = gone.query("up", at).await else {
         panic!()

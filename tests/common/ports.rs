@@ -1,5 +1,5 @@
-//! Servers the tests start as processes of their own (moto, the registry, Prism, Prometheus)
-//! on a free loopback port, waited for until *that process* listens there.
+//! Servers the tests start as processes of their own (moto, the registry, Prism, Prometheus,
+//! `http.server`) on a free loopback port, waited for until *that process* listens there.
 //!
 //! A port is chosen by binding port 0 and letting it go; the server binds it a moment (for
 //! moto, a second or two of Python imports) later. In that window anything else on the
