@@ -29,20 +29,20 @@ impl LocalRegistry {
     pub fn start(login: Option<(&str, &str)>) -> Self {
         let bin = binary();
         let dir = tempfile::tempdir().unwrap();
+        // The htpasswd file, written once whatever port the registry ends up on.
+        let auth = login.map_or_else(String::new, |(user, password)| {
+            let hash = bcrypt::hash(password, 5).unwrap();
+            std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+            format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            )
+        });
         let config_for = |port: u16| {
-            let mut config = format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
                 dir.path().join("data").display()
-            );
-            if let Some((user, password)) = login {
-                let hash = bcrypt::hash(password, 5).unwrap();
-                std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
-                config = format!(
-                    "{config}auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-                    dir.path().join("htpasswd").display()
-                );
-            }
-            config
+            )
         };
         let (child, port) =
             super::ports::spawn_listening("docker-registry", Duration::from_secs(30), |port| {
