@@ -84,6 +84,50 @@ fn a_test_server_whose_port_was_taken_is_started_again_on_another() {
     let _ = child.wait();
 }
 
+/// The kill of the kill tables (`common::gate`): a process that writes a step's line and at
+/// once calls its platform is killed before the call reaches the platform, every time; the
+/// calls before the line get through.
+#[test]
+fn a_binary_killed_as_a_step_begins_makes_no_platform_call_after_it() {
+    use std::io::{BufRead as _, Write as _};
+    let platform = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = platform.local_addr().unwrap().port();
+    let reached = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let got = reached.clone();
+    std::thread::spawn(move || {
+        for c in platform.incoming() {
+            let mut c = c.unwrap();
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(&c).read_line(&mut line);
+            got.lock().unwrap().push(line);
+            let _ = c.write_all(b"ok\n");
+        }
+    });
+    // Each step: its line, then its call (a request, and the answer waited for), as fast as
+    // bash goes.
+    let script = r#"hostport="${AWS_ENDPOINT_URL#http://}"
+for step in 1 2; do
+  echo "step $step/2: go" >&2
+  exec 3<>"/dev/tcp/${hostport%:*}/${hostport#*:}"
+  echo "PUT /step-$step" >&3
+  read -r answer <&3
+  exec 3>&-
+done
+sleep 30"#;
+    let mut runs = 0;
+    for _ in 0..20 {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.args(["-c", script])
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"));
+        let (code, seen) = common::gate::kill_at(&mut cmd, "step 2/2:");
+        assert_eq!(code, None, "{seen}");
+        assert_eq!(seen, "step 1/2: go\nstep 2/2: go\n");
+        runs += 1;
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(*reached.lock().unwrap(), vec!["PUT /step-1\n"; runs]);
+}
+
 struct Setup {
     work: tempfile::TempDir,
     server: Server,

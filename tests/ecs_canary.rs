@@ -1109,8 +1109,7 @@ fn killed_at_every_step_an_ecs_canary_run_again_resumes_and_is_promoted() {
             } else {
                 "nothing yet"
             };
-            // The weights as each step begins, and once the last is done: a step sets the
-            // weights the next begins with.
+            // The weights as each step begins: a step sets the weights the next begins with.
             let at = [
                 (100, 0),
                 (100, 0),
@@ -1120,14 +1119,11 @@ fn killed_at_every_step_an_ecs_canary_run_again_resumes_and_is_promoted() {
                 (50, 50),
                 (50, 50),
                 (100, 0),
-                (100, 0),
             ];
             let i = step as usize - 1;
             [
                 killed_at,
-                common::matrix::before_or_after(step, &w, &at[i], &at[i + 1], |w| {
-                    format!("{}/{}", w.0, w.1)
-                }),
+                common::matrix::as_before(step, &w, &at[i], |w| format!("{}/{}", w.0, w.1)),
                 recorded.to_owned(),
                 "resumed, promoted".to_owned(),
             ]
@@ -1180,23 +1176,12 @@ fn killed_at_every_step_a_native_canary_run_again_resumes_and_is_promoted() {
             assert_eq!(bed.proxy.native_status(1), "SUCCESSFUL", "{}", r.dump());
             assert_eq!(weights(&bed).last(), Some(&(0, 100)), "{}", r.dump());
             let recorded = if in_flight { "in flight" } else { recorded };
-            // The weights as each step begins, and once the last is done (ECS has moved them
-            // once a step is done).
-            let at = [
-                (100, 0),
-                (100, 0),
-                (90, 10),
-                (90, 10),
-                (0, 100),
-                (0, 100),
-                (0, 100),
-            ];
+            // The weights as each step begins (ECS has moved them once a step is done).
+            let at = [(100, 0), (100, 0), (90, 10), (90, 10), (0, 100), (0, 100)];
             let i = step as usize - 1;
             [
                 killed_at,
-                common::matrix::before_or_after(step, &(st, ca), &at[i], &at[i + 1], |w| {
-                    format!("{}/{}", w.0, w.1)
-                }),
+                common::matrix::as_before(step, &(st, ca), &at[i], |w| format!("{}/{}", w.0, w.1)),
                 recorded.to_owned(),
                 "resumed, promoted".to_owned(),
             ]

@@ -381,8 +381,7 @@ async fn killed_at_every_phase_a_rolling_deploy_run_again_ends_on_the_new_revisi
         for (k, v) in moto.env() {
             cmd.env(k, v);
         }
-        let running = common::run_until(&mut cmd, phase);
-        let (code, seen, _) = running.signal("KILL");
+        let (code, seen) = common::gate::kill_at(&mut cmd, phase);
         assert_eq!(code, None, "{phase}: killed\n{seen}");
         let again = mvd(
             &moto,

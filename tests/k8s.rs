@@ -863,31 +863,21 @@ fn killed_at_every_phase_a_rolling_deploy_run_again_ends_on_the_new_image() {
             assert_eq!(first.code, 0, "{}", first.dump());
             let (_, before) = rt.block_on(image_and_generation(&client, &ns));
             let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(GOOD2));
-            let running = common::run_until(&mut cmd, phase);
-            let (code, seen, _) = running.signal("KILL");
+            let (code, seen) = common::gate::kill_at(&mut cmd, phase);
             assert_eq!(code, None, "killed at {phase}: {seen}");
             let (image, generation) = rt.block_on(image_and_generation(&client, &ns));
             // Only the apply (phase 3) changes the Deployment: a kill as it begins lands before
-            // or after it.
+            // it (`common::gate`).
             let (old, new) = ((GOOD.to_owned(), 0), (GOOD2.to_owned(), 1));
-            let (was, is) = match step {
-                1 | 2 => (&old, &old),
-                3 => (&old, &new),
-                _ => (&new, &new),
-            };
-            let after = common::matrix::before_or_after(
-                step,
-                &(image, generation - before),
-                was,
-                is,
-                |(i, _)| {
+            let was = if step <= 3 { &old } else { &new };
+            let after =
+                common::matrix::as_before(step, &(image, generation - before), was, |(i, _)| {
                     if i == GOOD {
                         "the old image".to_owned()
                     } else {
                         "the new image, rolling out".to_owned()
                     }
-                },
-            );
+                });
             let again = deploy(cluster, dir.path(), GOOD2);
             assert_eq!(
                 again.code,

@@ -642,11 +642,10 @@ fn killed_at_every_step_a_blue_green_run_again_resumes_and_is_promoted() {
                 live == blue || in_flight,
                 "killed at step {step}: green serves without a rollout recorded in flight ({state})\n{seen}"
             );
-            let live_words = common::matrix::before_or_after(
+            let live_words = common::matrix::as_before(
                 step,
                 &serves,
                 &if step <= SWITCH { "blue" } else { "green" },
-                &if step < SWITCH { "blue" } else { "green" },
                 |s| (*s).to_owned(),
             );
             let again = deploy(cluster, dir.path(), GOOD2);

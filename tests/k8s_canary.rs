@@ -1152,8 +1152,7 @@ async fn killed_at_every_step_a_canary_run_again_resumes_and_is_promoted() {
                     assert_eq!(r.code, 0, "{}", r.dump());
                     let started = common::now_ms();
                     let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(GOOD2));
-                    let running = common::run_until(&mut cmd, &format!("step {step}/8:"));
-                    let (code, seen, _) = running.signal("KILL");
+                    let (code, seen) = common::gate::kill_at(&mut cmd, &format!("step {step}/8:"));
                     assert_eq!(code, None, "killed at step {step}: {seen}");
                     (seen, started)
                 })
@@ -1187,9 +1186,8 @@ async fn killed_at_every_step_a_canary_run_again_resumes_and_is_promoted() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    // The weight as each step begins, and once the last is done: a step sets the weight the
-    // next begins with.
-    let at = [0, 0, 20, 20, 50, 50, 50, 0, 0];
+    // The weight as each step begins: a step sets the weight the next begins with.
+    let at = [0, 0, 20, 20, 50, 50, 50, 0];
     let mut table = "| killed as it began | weight after the kill | recorded | run again |\n|---|---|---|---|\n".to_owned();
     for (((step, r), (w, in_flight)), (seen, _)) in
         steps.iter().zip(&reruns).zip(&after_kill).zip(&killed)
@@ -1218,13 +1216,7 @@ async fn killed_at_every_step_a_canary_run_again_resumes_and_is_promoted() {
             &mut table,
             format_args!(
                 "| {step}/8 {text} | {} | {} | resumed, promoted |\n",
-                common::matrix::before_or_after(
-                    *step,
-                    w,
-                    &at[*step as usize - 1],
-                    &at[*step as usize],
-                    |w| format!("{w}%")
-                ),
+                common::matrix::as_before(*step, w, &at[*step as usize - 1], |w| format!("{w}%")),
                 if *in_flight {
                     "in flight"
                 } else {

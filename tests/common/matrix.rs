@@ -94,33 +94,27 @@ pub fn check(section: &str, rows: &[&str], faults: &[&str], table: &[Vec<Cell>],
     super::doc_section(section, &text, command);
 }
 
-/// Where a kill as a step begins leaves something the step changes (traffic weights): the
-/// kill lands before or after the step's own call, a race the test cannot close from outside,
-/// so the table shows both ("50% or 0%") where the step changes it, and `seen` must be one of
-/// them.
-pub fn before_or_after<T: PartialEq + std::fmt::Debug>(
+/// Where a kill as a step begins ([`kill_at_step`]) leaves something the step changes (traffic
+/// weights, the image): as it was before the step, for the kill lands before the step's first
+/// platform call leaves; shown with `show`.
+pub fn as_before<T: PartialEq + std::fmt::Debug>(
     step: u32,
     seen: &T,
     before: &T,
-    after: &T,
     show: impl Fn(&T) -> String,
 ) -> String {
     assert!(
-        seen == before || seen == after,
-        "killed at step {step}: {seen:?} is neither what was before the step ({before:?}) nor what the step sets ({after:?})"
+        seen == before,
+        "killed at step {step}: {seen:?}, not what was before the step ({before:?}): the step acted before its line was written"
     );
-    if before == after {
-        show(before)
-    } else {
-        format!("{} or {}", show(before), show(after))
-    }
+    show(seen)
 }
 
-/// Kills the real binary (`cmd`, spawned here) with SIGKILL as step `step` of `of` begins:
-/// "step/of (the step's words)", and all it wrote on stderr.
+/// Kills the real binary (`cmd`, spawned here) with SIGKILL as step `step` of `of` begins,
+/// before the step's first platform call leaves ([`super::gate`]): "step/of (the step's
+/// words)", and all it wrote on stderr.
 pub fn kill_at_step(cmd: &mut std::process::Command, step: u32, of: u32) -> (String, String) {
-    let running = super::run_until(cmd, &format!("step {step}/{of}:"));
-    let (code, seen, _) = running.signal("KILL");
+    let (code, seen) = super::gate::kill_at(cmd, &format!("step {step}/{of}:"));
     assert_eq!(code, None, "killed at step {step}: {seen}");
     let words = seen
         .lines()

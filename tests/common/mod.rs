@@ -5,6 +5,7 @@
 pub mod codedeploy;
 pub mod datadog;
 pub mod docker;
+pub mod gate;
 pub mod github;
 pub mod http;
 pub mod k8s;
