@@ -441,8 +441,7 @@ async fn kill_9_mid_canary_then_deploy_again_resumes_at_the_same_step() {
     first_deploy(cluster, dir.path(), &prom, HEALTHY);
 
     let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(GOOD2));
-    let running = common::run_until(&mut cmd, "canary weight 20%");
-    let (code, seen, _) = running.signal("KILL");
+    let (code, seen) = common::gate::kill_at(&mut cmd, "canary weight 20%");
     assert_eq!(code, None, "killed: {seen}");
     let state = saved_state(&client, ns).await;
     assert_eq!(state["weight"], 20, "{state}");
@@ -495,7 +494,8 @@ async fn sigint_puts_traffic_back_first_and_a_new_revision_over_a_killed_run_goe
     assert_eq!(image_of(&client, ns, "movieverse").await, GOOD);
 
     // Killed at weight 20, then a new revision: the old canary's traffic goes back first.
-    let (code, seen, _) = start(GOOD2).signal("KILL");
+    let mut cmd = k8s::mvd_cmd(cluster, dir.path(), &k8s::deploy_args(GOOD2));
+    let (code, seen) = common::gate::kill_at(&mut cmd, "canary weight 20%");
     assert_eq!(code, None, "{seen}");
     assert_eq!(weight(&client, ns).await.as_deref(), Some("20"));
     let r = deploy(cluster, dir.path(), GOOD3);
