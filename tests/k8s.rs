@@ -901,3 +901,49 @@ fn killed_at_every_phase_a_rolling_deploy_run_again_ends_on_the_new_image() {
         },
     );
 }
+
+/// `scripts/k8s-up` when a component's port is taken between its choice and its bind (the
+/// tests start servers on free ports all the time): the component exits, and the whole start
+/// runs again on other ports. Here etcd's first port is one this test holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_whose_port_was_taken_starts_again_on_others() {
+    struct Down(std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(common::root().join("scripts/k8s-down"))
+                .arg(&self.0)
+                .arg("--remove")
+                .status();
+        }
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = Down(tempfile::tempdir().unwrap().keep());
+    let out = std::process::Command::new(common::root().join("scripts/k8s-up"))
+        .arg(&dir.0)
+        .env("MVD_K8S_UP_ETCD_PORT", port.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "k8s-up: etcd exited before it listened on 127.0.0.1:{port} (try 1 of 3)"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("address already in use"), "{stderr}");
+    assert!(!stderr.contains("try 2 of 3"), "{stderr}");
+    // Up on the second try: the API server answers with the kubeconfig it printed.
+    let kubeconfig = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("KUBECONFIG="))
+        .map(std::path::PathBuf::from)
+        .expect("k8s-up prints KUBECONFIG=");
+    let client = k8s::client(&kubeconfig).await;
+    let version = client.apiserver_version().await.unwrap();
+    assert_eq!(version.major, "1", "{version:?}");
+    drop(taken);
+}
