@@ -936,13 +936,7 @@ async fn a_control_plane_whose_port_was_taken_starts_again_on_others() {
     assert!(stderr.contains("address already in use"), "{stderr}");
     assert!(!stderr.contains("try 2 of 3"), "{stderr}");
     // Up on the second try: the API server answers with the kubeconfig it printed.
-    let kubeconfig = stdout
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("KUBECONFIG="))
-        .map(std::path::PathBuf::from)
-        .expect("k8s-up prints KUBECONFIG=");
-    let client = k8s::client(&kubeconfig).await;
+    let client = k8s::client(&k8s::printed_kubeconfig(&stdout)).await;
     let version = client.apiserver_version().await.unwrap();
     assert_eq!(version.major, "1", "{version:?}");
     drop(taken);

@@ -39,6 +39,17 @@ pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(start)
 }
 
+/// The kubeconfig `scripts/k8s-up` names on its last `KUBECONFIG=` line.
+pub fn printed_kubeconfig(stdout: &str) -> PathBuf {
+    PathBuf::from(
+        stdout
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("KUBECONFIG="))
+            .expect("k8s-up prints KUBECONFIG="),
+    )
+}
+
 fn start() -> Cluster {
     let dir = tempfile::Builder::new()
         .prefix("mvd-k8s-")
@@ -57,13 +68,7 @@ fn start() -> Cluster {
         "the Kubernetes control plane could not be started (scripts/k8s-build builds it; a test never skips):\n{stdout}\n{stderr}"
     );
     eprintln!("{}", stdout.trim_end());
-    let kubeconfig = PathBuf::from(
-        stdout
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("KUBECONFIG="))
-            .expect("k8s-up prints KUBECONFIG="),
-    );
+    let kubeconfig = printed_kubeconfig(&stdout);
     let cluster = Cluster {
         kubeconfig,
         _dir: dir,
