@@ -367,7 +367,7 @@ async fn a_paused_canary_keeps_its_weight_through_a_re_apply_and_is_promoted_or_
         let mut live =
             serde_json::to_value(ingresses.get("movieverse-canary").await.unwrap()).unwrap();
         let obj = live.as_object_mut().unwrap();
-        obj.remove("status");
+        obj.shift_remove("status");
         let meta = obj["metadata"].as_object_mut().unwrap();
         for k in [
             "managedFields",
@@ -376,12 +376,12 @@ async fn a_paused_canary_keeps_its_weight_through_a_re_apply_and_is_promoted_or_
             "creationTimestamp",
             "generation",
         ] {
-            meta.remove(k);
+            meta.shift_remove(k);
         }
         meta["annotations"]
             .as_object_mut()
             .unwrap()
-            .remove("nginx.ingress.kubernetes.io/canary-weight");
+            .shift_remove("nginx.ingress.kubernetes.io/canary-weight");
         ingresses
             .patch(
                 "movieverse-canary",

@@ -1265,7 +1265,7 @@ fn without_hash_label(template: &mut Value) {
         .and_then(|m| m.get_mut("labels"))
         .and_then(Value::as_object_mut)
     {
-        labels.remove(TEMPLATE_HASH);
+        labels.shift_remove(TEMPLATE_HASH);
     }
 }
 
@@ -1358,7 +1358,7 @@ fn canonical(v: &Value, out: &mut String) {
 /// comparing a dry run with the live object.
 pub fn strip_volatile(mut v: Value) -> Value {
     if let Some(obj) = v.as_object_mut() {
-        obj.remove("status");
+        obj.shift_remove("status");
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             for k in [
                 "resourceVersion",
@@ -1368,7 +1368,7 @@ pub fn strip_volatile(mut v: Value) -> Value {
                 "uid",
                 "selfLink",
             ] {
-                meta.remove(k);
+                meta.shift_remove(k);
             }
         }
     }

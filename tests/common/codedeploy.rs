@@ -1793,7 +1793,9 @@ fn codedeploy(
                 })
                 .unwrap_or_default();
             let mut all = body.clone();
-            all.as_object_mut().unwrap().remove("includeOnlyStatuses");
+            all.as_object_mut()
+                .unwrap()
+                .shift_remove("includeOnlyStatuses");
             let (code, _, out) = forward(all.to_string().into_bytes());
             if code != 200 {
                 return (code, JSON.into(), out);

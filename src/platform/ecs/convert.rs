@@ -1079,7 +1079,7 @@ const API_FILLED: &[&str] = &[
 
 fn drop_if(o: &mut Map<String, Value>, key: &str, default: &Value) {
     if o.get(key) == Some(default) {
-        o.remove(key);
+        o.shift_remove(key);
     }
 }
 
@@ -1146,7 +1146,7 @@ pub fn registrable(td: &serde_json::Value) -> serde_json::Value {
     let mut v = td.clone();
     if let Value::Object(o) = &mut v {
         for key in API_FILLED {
-            o.remove(*key);
+            o.shift_remove(*key);
         }
     }
     v
@@ -1200,7 +1200,7 @@ fn normalize_container(c: &mut Map<String, Value>, host_port_is_container_port: 
             && p.contains_key("hostPort")
             && p.get("hostPort") == p.get("containerPort")
         {
-            p.remove("hostPort");
+            p.shift_remove("hostPort");
         }
     }
     sort_by_name(c, "environment");
@@ -2104,7 +2104,7 @@ mod tests {
         td["containerDefinitions"][0]["secrets"][2]
             .as_object_mut()
             .unwrap()
-            .remove("valueFrom");
+            .shift_remove("valueFrom");
         let e = fill_err(&td);
         assert_eq!(e.path, "containerDefinitions[0].secrets[2].valueFrom");
         assert!(e.message.contains("required"), "{e}");

@@ -280,7 +280,7 @@ pub fn draft(live: &LiveService, env: &str, app: Option<&str>) -> Result<Draft, 
                 if mapping["hostPort"].as_u64() == port
                     && let Some(m) = mapping.as_object_mut()
                 {
-                    m.remove("hostPort");
+                    m.shift_remove("hostPort");
                 }
                 mapping["containerPort"] = json!("@@port@@");
             }

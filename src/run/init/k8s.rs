@@ -50,7 +50,7 @@ pub fn clean(object: &Value) -> Value {
     }
     let mut v = object.clone();
     if let Some(o) = v.as_object_mut() {
-        o.remove("status");
+        o.shift_remove("status");
     }
     if let Some(meta) = v["metadata"].as_object_mut() {
         for k in [
@@ -61,13 +61,13 @@ pub fn clean(object: &Value) -> Value {
             "managedFields",
             "selfLink",
         ] {
-            meta.remove(k);
+            meta.shift_remove(k);
         }
         if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-            a.remove("kubectl.kubernetes.io/last-applied-configuration");
-            a.remove("deployment.kubernetes.io/revision");
+            a.shift_remove("kubectl.kubernetes.io/last-applied-configuration");
+            a.shift_remove("deployment.kubernetes.io/revision");
             if a.is_empty() {
-                meta.remove("annotations");
+                meta.shift_remove("annotations");
             }
         }
     }
@@ -75,7 +75,7 @@ pub fn clean(object: &Value) -> Value {
         && object["kind"] == "Service"
     {
         for k in ["clusterIP", "clusterIPs"] {
-            spec.remove(k);
+            spec.shift_remove(k);
         }
     }
     drop_nulls(&mut v);
@@ -461,6 +461,51 @@ pub fn draft(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The keys an imported template keeps come in the order the cluster gave them, whatever
+    /// the server had filled in: a Deployment read before and after its controller wrote the
+    /// revision annotation imports the same text. (A swap-removing `Map::remove` moved
+    /// `labels` after `name` when the annotation was not there yet: a CI run met it.)
+    #[test]
+    fn what_the_server_fills_in_goes_without_moving_the_rest() {
+        let read = |annotated: bool| {
+            let mut meta = serde_json::Map::new();
+            if annotated {
+                meta.insert(
+                    "annotations".into(),
+                    json!({"deployment.kubernetes.io/revision": "1"}),
+                );
+            }
+            for (k, v) in [
+                ("creationTimestamp", json!("2026-12-03T14:00:00Z")),
+                ("generation", json!(1)),
+                ("labels", json!({"app": "web"})),
+                ("managedFields", json!([])),
+                ("name", json!("web")),
+                ("namespace", json!("shop")),
+                ("resourceVersion", json!("7")),
+                ("uid", json!("u")),
+            ] {
+                meta.insert(k.into(), v);
+            }
+            let o = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+                           "spec": {"replicas": 1}, "status": {"replicas": 1}});
+            let cleaned = clean(&o);
+            let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+            (keys(&cleaned), keys(&cleaned["metadata"]))
+        };
+        let want = (
+            vec![
+                "apiVersion".to_owned(),
+                "kind".into(),
+                "metadata".into(),
+                "spec".into(),
+            ],
+            vec!["labels".to_owned(), "name".into(), "namespace".into()],
+        );
+        assert_eq!(read(false), want);
+        assert_eq!(read(true), want);
+    }
 
     fn app(env: &Value) -> LiveApp {
         LiveApp {
