@@ -14,6 +14,7 @@ use super::Draft;
 use super::ecs::{dns_label, scalar, split_image};
 use crate::config::validate::looks_like_secret;
 use crate::platform::kubernetes::import::LiveApp;
+use crate::platform::kubernetes::strip_volatile;
 use crate::render::templates::{
     K8S_CONFIGMAP, K8S_DEPLOYMENT, K8S_HPA, K8S_HTTPROUTE, K8S_INGRESS, K8S_PDB, K8S_RBAC,
     K8S_SERVICE,
@@ -48,27 +49,14 @@ pub fn clean(object: &Value) -> Value {
             _ => {}
         }
     }
-    let mut v = object.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.shift_remove("status");
-    }
-    if let Some(meta) = v["metadata"].as_object_mut() {
-        for k in [
-            "uid",
-            "resourceVersion",
-            "generation",
-            "creationTimestamp",
-            "managedFields",
-            "selfLink",
-        ] {
-            meta.shift_remove(k);
-        }
-        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-            a.shift_remove("kubectl.kubernetes.io/last-applied-configuration");
-            a.shift_remove("deployment.kubernetes.io/revision");
-            if a.is_empty() {
-                meta.shift_remove("annotations");
-            }
+    let mut v = strip_volatile(object.clone());
+    if let Some(meta) = v["metadata"].as_object_mut()
+        && let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut)
+    {
+        a.shift_remove("kubectl.kubernetes.io/last-applied-configuration");
+        a.shift_remove("deployment.kubernetes.io/revision");
+        if a.is_empty() {
+            meta.shift_remove("annotations");
         }
     }
     if let Some(spec) = v["spec"].as_object_mut()
